@@ -1,0 +1,72 @@
+"""User-facing errors: a scenario problem is a list of located issues, printed one line each."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+Path = tuple[str | int, ...]
+
+
+def format_path(path: Path) -> str:
+    """Render ``("mappings", 0, "batch_size")`` as ``mappings[0].batch_size``."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One problem (or warning) at one key of a scenario."""
+
+    path: Path
+    message: str
+    severity: Literal["error", "warning"] = "error"
+    file: str | None = None
+    line: int | None = None
+    origin: str | None = None  # e.g. "--set" when the value came from the command line
+
+    def located(self, file: str | None, line: int | None, origin: str | None = None) -> Issue:
+        """Return a copy pinned to a file and line."""
+        return replace(self, file=file, line=line, origin=origin)
+
+    def format(self) -> str:
+        """``file:line: key.path: message`` (``warning:`` after the location for warnings)."""
+        where = []
+        if self.origin:
+            where.append(self.origin)
+        elif self.file:
+            where.append(f"{self.file}:{self.line}" if self.line else self.file)
+        if self.severity == "warning":
+            where.append("warning")
+        key = format_path(self.path)
+        head = ": ".join([*where, key] if key else where)
+        return f"{head}: {self.message}" if head else self.message
+
+
+class ScenarioError(Exception):
+    """A scenario that cannot be run, with every problem found."""
+
+    def __init__(self, issues: Sequence[Issue]) -> None:
+        self.issues = list(issues)
+        super().__init__("\n".join(issue.format() for issue in self.issues))
+
+    def located(self, file: str | None, lines: dict[Path, int], origin: dict[Path, str]) -> ScenarioError:
+        """Attach the file and the nearest known line to every issue."""
+        return ScenarioError([_locate(issue, file, lines, origin) for issue in self.issues])
+
+
+def _locate(issue: Issue, file: str | None, lines: dict[Path, int], origin: dict[Path, str]) -> Issue:
+    path = issue.path
+    for cut in range(len(path), -1, -1):
+        prefix = path[:cut]
+        if prefix in origin:
+            return issue.located(file, None, origin[prefix])
+        if prefix in lines:
+            return issue.located(file, lines[prefix])
+    return issue.located(file, None)

@@ -1,0 +1,126 @@
+"""Schema of the account and of Lambda functions (aws-behaviour.md §4)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from esmsim.dists import ConstantDuration, DurationDist, LognormalDuration
+from esmsim.scenario.base import Frozen, PerSecond, Seconds, WholeSeconds, aws
+
+#: Memory at which a function has one full vCPU (aws-behaviour.md §4.1).
+ONE_VCPU_MB = 1769
+
+
+class Account(Frozen):
+    """Regional account settings: the concurrency quota and the scaling-rate model."""
+
+    concurrency_limit: int = Field(1000, ge=1, description="Account concurrency quota for the Region.")
+    unreserved_minimum: int = Field(
+        100, ge=0, description="Concurrency that must stay unreserved (AWS keeps 100 back)."
+    )
+    scaling: Literal["2023", "legacy"] = Field(
+        "2023",
+        description=(
+            "'2023': each function adds at most `function_scale_environments` new environments per "
+            "`function_scale_period` (token bucket refilled continuously, November 2023 model). "
+            "'legacy': an account-wide burst bucket refilled at `legacy_refill` (pre-November-2023)."
+        ),
+    )
+    function_scale_environments: int = Field(1000, ge=1)
+    function_scale_period: Seconds = Field(10.0, gt=0)
+    legacy_burst: int = Field(3000, ge=1, description="Initial burst (3,000 in us-east-1, us-west-2, eu-west-1).")
+    legacy_refill: PerSecond = Field(500 / 60, gt=0, description="Legacy refill, 500 environments a minute.")
+    region: str = "us-east-1"
+
+    @field_validator("scaling", mode="before")
+    @classmethod
+    def _year_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class FunctionErrors(Frozen):
+    """How often the function fails."""
+
+    invocation_error_rate: float = Field(
+        0.0, ge=0, le=1, description="Probability that an invocation throws (the whole batch fails)."
+    )
+    record_error_rate: float = Field(
+        0.0, ge=0, le=1, description="Probability that one record fails transiently (it may succeed on retry)."
+    )
+    poison_record_rate: float = Field(
+        0.0, ge=0, le=1, description="Fraction of records that fail on every attempt."
+    )
+
+
+class Incident(Frozen):
+    """A window of simulated time in which the function misbehaves."""
+
+    start: Seconds = Field(ge=0)
+    end: Seconds = Field(gt=0)
+    invocation_error_rate: float | None = Field(None, ge=0, le=1)
+    record_error_rate: float | None = Field(None, ge=0, le=1)
+    duration_multiplier: float = Field(1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Incident:
+        if self.end <= self.start:
+            raise ValueError(f"end ({self.end:g} s) must be after start ({self.start:g} s)")
+        return self
+
+
+class Function(Frozen):
+    """A Lambda function: configuration, duration model, environments and failures."""
+
+    memory_mb: int = aws("memory_mb", "MemorySize", 128, ge=128, le=10240)
+    timeout: WholeSeconds = aws("timeout", "Timeout", 3.0, ge=1, le=900)
+    architecture: Literal["x86_64", "arm64"] = "x86_64"
+    reserved_concurrency: int | None = aws("reserved_concurrency", "ReservedConcurrentExecutions", None, ge=0)
+    provisioned_concurrency: int = aws("provisioned_concurrency", "ProvisionedConcurrentExecutions", 0, ge=0)
+    duration: DurationDist = Field(
+        default_factory=lambda: ConstantDuration(value=0.1),
+        description="Handler time per invocation, as measured at `measured_at_memory_mb`.",
+    )
+    per_record: Seconds = Field(0.0, ge=0, description="Handler time added per record in the batch.")
+    measured_at_memory_mb: int | None = Field(
+        None, ge=128, le=10240, description="Memory at which `duration` was measured (default: memory_mb)."
+    )
+    cpu_scaling: bool = Field(
+        True, description=f"Scale compute time by CPU share below {ONE_VCPU_MB} MB (one vCPU)."
+    )
+    cold_start: DurationDist = Field(
+        default_factory=lambda: LognormalDuration(dist="lognormal", median=0.25, p99=0.8),
+        description="Init duration of a new execution environment (undocumented by AWS: an assumption).",
+    )
+    keep_alive: Seconds = Field(
+        600.0, gt=0, description="Idle lifetime of a warm environment (undocumented by AWS: an assumption)."
+    )
+    errors: FunctionErrors = Field(default_factory=FunctionErrors)
+    incidents: tuple[Incident, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aws_architectures(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "Architectures" in data:
+            data = dict(data)
+            archs = data.pop("Architectures")
+            if isinstance(archs, list) and len(archs) == 1:
+                data.setdefault("architecture", archs[0])
+            else:
+                raise ValueError("Architectures must be a list of exactly one of x86_64, arm64")
+        return data
+
+    @property
+    def reference_memory_mb(self) -> int:
+        """Memory at which the duration model was measured."""
+        return self.measured_at_memory_mb or self.memory_mb
+
+    @property
+    def cpu_factor(self) -> float:
+        """Multiplier on compute time from running at ``memory_mb`` instead of the reference memory."""
+        if not self.cpu_scaling:
+            return 1.0
+        share_ref = min(1.0, self.reference_memory_mb / ONE_VCPU_MB)
+        share_now = min(1.0, self.memory_mb / ONE_VCPU_MB)
+        return share_ref / share_now

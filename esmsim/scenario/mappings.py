@@ -1,0 +1,140 @@
+"""Schema of event source mappings (aws-behaviour.md §1.1, §2.1)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from esmsim.scenario.base import Bytes, Frozen, Seconds, WholeSeconds, aws
+
+
+class PollerScaling(Frozen):
+    """How the SQS poller fleet (concurrent batches) grows and shrinks.
+
+    AWS documents the start (5), the rate (+300 a minute since November 2023, +60 before) and the
+    ceiling (1,250; 1,000 before). Everything else here is a modelling choice; see docs/model.md.
+    """
+
+    initial: int = Field(5, ge=1, description="Concurrent batches when messages first appear.")
+    per_minute: float = Field(300.0, ge=0, description="Added per minute while messages remain visible.")
+    ceiling: int = Field(1250, ge=1, description="Most concurrent batches one mapping runs.")
+    min_pollers: int = Field(5, ge=1, description="Floor when traffic is low.")
+    idle_min_pollers: int = Field(
+        2, ge=1, description="Floor after `idle_after` without messages (not with maximum_concurrency)."
+    )
+    idle_after: Seconds = Field(300.0, ge=0, description="Quiet time before the floor drops to idle_min_pollers.")
+    scale_down_per_minute: float = Field(
+        300.0, ge=0, description="Idle pollers retired per minute (undocumented by AWS: an assumption)."
+    )
+    tick: Seconds = Field(1.0, gt=0, description="How often the scaler re-evaluates.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PollerScaling:
+        if self.initial > self.ceiling:
+            raise ValueError(f"initial ({self.initial}) must not exceed ceiling ({self.ceiling})")
+        if self.min_pollers > self.ceiling:
+            raise ValueError(f"min_pollers ({self.min_pollers}) must not exceed ceiling ({self.ceiling})")
+        return self
+
+
+#: Named presets of poller scaling: the current model and the pre-November-2023 one.
+POLLER_PRESETS: dict[str, dict[str, Any]] = {
+    "current": {},
+    "legacy": {"per_minute": 60.0, "ceiling": 1000, "scale_down_per_minute": 60.0},
+}
+
+
+class ErrorBackoff(Frozen):
+    """Reduction of the poller fleet after function errors and throttles (undocumented by AWS)."""
+
+    enabled: bool = True
+    factor: float = Field(0.9, gt=0, le=1, description="Multiply the fleet size by this on a failure.")
+    min_interval: Seconds = Field(1.0, ge=0, description="At most one reduction per interval.")
+    hold: Seconds = Field(10.0, ge=0, description="No scale-up for this long after a reduction.")
+
+
+class ThrottleRetry(Frozen):
+    """How a poller retries a throttled batch until the messages' visibility timeout (undocumented)."""
+
+    initial: Seconds = Field(1.0, gt=0)
+    multiplier: float = Field(2.0, ge=1)
+    maximum: Seconds = Field(30.0, gt=0)
+
+
+class Polling(Frozen):
+    """ReceiveMessage parameters the SQS pollers use."""
+
+    wait_time: WholeSeconds = Field(20.0, ge=1, le=20, description="Long-poll wait (SQS WaitTimeSeconds).")
+    max_messages: int = Field(10, ge=1, le=10, description="Messages per ReceiveMessage (SQS allows 10).")
+    round_trip: Seconds = Field(
+        0.01, ge=0, description="Messages arriving closer together than this share one ReceiveMessage."
+    )
+
+
+class SqsMapping(Frozen):
+    """An event source mapping from an SQS standard queue to a function."""
+
+    source_type: Literal["sqs"] = "sqs"
+    source: str
+    function: str
+    enabled: bool = aws("enabled", "Enabled", True)
+    batch_size: int = aws("batch_size", "BatchSize", 10, ge=1, le=10000)
+    batching_window: WholeSeconds = aws("batching_window", "MaximumBatchingWindowInSeconds", 0.0, ge=0, le=300)
+    maximum_concurrency: int | None = aws("maximum_concurrency", "MaximumConcurrency", None, ge=2, le=1000)
+    report_batch_item_failures: bool = False
+    poller_scaling: PollerScaling = Field(default_factory=PollerScaling)
+    error_backoff: ErrorBackoff = Field(default_factory=ErrorBackoff)
+    throttle_retry: ThrottleRetry = Field(default_factory=ThrottleRetry)
+    polling: Polling = Field(default_factory=Polling)
+    record_overhead: Bytes = Field(
+        800.0,
+        ge=0,
+        description=(
+            "Bytes of event metadata per record that count toward the 6 MB payload (message id, receipt "
+            "handle, attributes), estimated from AWS's sample SQS event."
+        ),
+    )
+    single_poller_batching: bool = Field(
+        False,
+        description=(
+            "Deal arriving messages to one collecting poller at a time instead of spreading them over all "
+            "waiting pollers (the single-poller batching-window model of validation-anchors.md §3)."
+        ),
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aws_shapes(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if "ScalingConfig" in data:
+            scaling = data.pop("ScalingConfig")
+            if not isinstance(scaling, dict) or set(scaling) - {"MaximumConcurrency"}:
+                raise ValueError("ScalingConfig takes only MaximumConcurrency")
+            if "MaximumConcurrency" in scaling:
+                data.setdefault("maximum_concurrency", scaling["MaximumConcurrency"])
+        if "FunctionResponseTypes" in data:
+            types = data.pop("FunctionResponseTypes")
+            if types not in ([], ["ReportBatchItemFailures"]):
+                raise ValueError("FunctionResponseTypes must be [] or [ReportBatchItemFailures]")
+            data.setdefault("report_batch_item_failures", bool(types))
+        return data
+
+    @field_validator("poller_scaling", mode="before")
+    @classmethod
+    def _presets(cls, value: Any) -> Any:
+        """``current`` / ``legacy``, or a mapping that may start from one: ``{preset: legacy, ceiling: 50}``."""
+        if isinstance(value, str):
+            value = {"preset": value}
+        if isinstance(value, dict) and "preset" in value:
+            value = dict(value)
+            preset = value.pop("preset")
+            if preset not in POLLER_PRESETS:
+                raise ValueError(f"{preset!r} is not a poller_scaling preset (allowed: current, legacy)")
+            value = {**POLLER_PRESETS[preset], **value}
+        return value
+
+
+Mapping = SqsMapping

@@ -1,0 +1,208 @@
+"""AWS's create-time rules (errors) and recommendations (warnings) that span several keys.
+
+Single-key ranges live in the schema; this module holds the rules that need the whole scenario:
+references between mappings, sources and functions, AWS's rejections (aws-behaviour.md §1.1, §2.1,
+V13, V17, V18, V19) and AWS's recommendations. Each rule is a small pure function of the scenario.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from esmsim.dists import LognormalDuration
+from esmsim.errors import Issue
+from esmsim.scenario.functions import Function
+
+if TYPE_CHECKING:
+    from esmsim.scenario.scenario import Scenario
+
+#: Lambda's on-demand init phase limit (aws-behaviour.md §4.1).
+INIT_LIMIT_S = 10.0
+
+
+def did_you_mean(word: str, choices: list[str]) -> str:
+    """`` (did you mean 'x'?)`` when a close match exists, else the list of allowed values."""
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f" (known: {', '.join(sorted(choices))})" if choices else ""
+
+
+def _references(s: Scenario) -> Iterator[Issue]:
+    for i, m in enumerate(s.mappings):
+        if m.source not in s.sources:
+            yield Issue(("mappings", i, "source"), f"unknown source {m.source!r}" + did_you_mean(m.source, list(s.sources)))
+        if m.function not in s.functions:
+            yield Issue(
+                ("mappings", i, "function"),
+                f"unknown function {m.function!r}" + did_you_mean(m.function, list(s.functions)),
+            )
+
+
+def _duplicate_mappings(s: Scenario) -> Iterator[Issue]:
+    seen: dict[tuple[str, str], int] = {}
+    for i, m in enumerate(s.mappings):
+        key = (m.source, m.function)
+        if key in seen:
+            yield Issue(
+                ("mappings", i),
+                f"a mapping from {m.source!r} to {m.function!r} already exists (mappings[{seen[key]}]); "
+                "AWS rejects a second one with ResourceConflictException",
+            )
+        seen.setdefault(key, i)
+
+
+def _sqs_mapping_rules(s: Scenario) -> Iterator[Issue]:
+    for i, m in enumerate(s.mappings):
+        if m.source not in s.sources or m.function not in s.functions:
+            continue
+        queue, fn = s.sources[m.source], s.functions[m.function]
+        if m.batch_size > 10 and m.batching_window < 1:
+            yield Issue(
+                ("mappings", i, "batch_size"),
+                f"{m.batch_size} needs batching_window >= 1s: AWS rejects SQS batch sizes above 10 with a "
+                "window of 0 (Maximum batch window in seconds must be greater than 0 if maximum batch size "
+                "is greater than 10)",
+            )
+        if fn.timeout > queue.visibility_timeout:
+            yield Issue(
+                ("mappings", i),
+                f"function {m.function!r} timeout {fn.timeout:g} s exceeds the visibility timeout of queue "
+                f"{m.source!r} ({queue.visibility_timeout:g} s): AWS rejects this mapping",
+            )
+        elif queue.visibility_timeout < 6 * fn.timeout + m.batching_window:
+            yield Issue(
+                ("sources", m.source, "visibility_timeout"),
+                f"{queue.visibility_timeout:g} s is under AWS's recommended 6 x function timeout + batching "
+                f"window ({6 * fn.timeout + m.batching_window:g} s for mappings[{i}]); throttled or slow "
+                "batches may be retried or dead-lettered early",
+                "warning",
+            )
+        if fn.reserved_concurrency is not None and m.maximum_concurrency is not None:
+            if m.maximum_concurrency > fn.reserved_concurrency:
+                yield Issue(
+                    ("mappings", i, "maximum_concurrency"),
+                    f"{m.maximum_concurrency} is above function {m.function!r}'s reserved concurrency "
+                    f"({fn.reserved_concurrency}); AWS advises against it: the mapping will be throttled",
+                    "warning",
+                )
+
+
+def _queue_rules(s: Scenario) -> Iterator[Issue]:
+    mapped = {m.source for m in s.mappings}
+    for name, queue in s.sources.items():
+        if queue.max_receive_count is not None and queue.max_receive_count < 5:
+            yield Issue(
+                ("sources", name, "max_receive_count"),
+                f"{queue.max_receive_count} is under AWS's recommended 5: throttles and transient errors can "
+                "dead-letter healthy messages",
+                "warning",
+            )
+        size = queue.traffic.record_size
+        bound = size.upper_bound()
+        if math.isfinite(bound) and bound > queue.max_message_size:
+            yield Issue(
+                ("sources", name, "traffic", "record_size"),
+                f"records of up to {bound:g} bytes exceed the queue's maximum message size "
+                f"({queue.max_message_size:g} bytes)",
+            )
+        elif not math.isfinite(bound) and _tail_above(size, queue.max_message_size):
+            yield Issue(
+                ("sources", name, "traffic", "record_size"),
+                f"over 0.1 % of sizes fall above max_message_size ({queue.max_message_size:g} bytes) and are "
+                "cut to it",
+                "warning",
+            )
+        t = queue.traffic
+        if t.rate == 0 and not any(p.rate > 0 for p in t.schedule) and t.initial_backlog == 0:
+            yield Issue(("sources", name, "traffic"), "no traffic: rate is 0, no schedule and no initial backlog", "warning")
+        if name not in mapped:
+            yield Issue(("sources", name), "no mapping reads this source: its records only accumulate", "warning")
+
+
+def _tail_above(size: object, limit: float) -> bool:
+    """Whether an unbounded size distribution puts visible mass (over 0.1 %) above ``limit``."""
+    from esmsim.dists import LognormalSize
+
+    if isinstance(size, LognormalSize):
+        return size.median * math.exp(3.09 * size.sigma) > limit
+    mean = getattr(size, "mean_", None)
+    return mean is not None and mean * 6.9 > limit
+
+
+def _concurrency_rules(s: Scenario) -> Iterator[Issue]:
+    limit, keep = s.account.concurrency_limit, s.account.unreserved_minimum
+    reserved = {n: f.reserved_concurrency for n, f in s.functions.items() if f.reserved_concurrency is not None}
+    total = sum(reserved.values())
+    if reserved and total > limit - keep:
+        last = list(reserved)[-1]
+        yield Issue(
+            ("functions", last, "reserved_concurrency"),
+            f"reserved concurrency totals {total} across functions, but at most {limit - keep} of the account's "
+            f"{limit} may be reserved ({keep} must stay unreserved)",
+        )
+    for name, fn in s.functions.items():
+        pc = fn.provisioned_concurrency
+        if pc == 0:
+            continue
+        if fn.reserved_concurrency is not None and pc > fn.reserved_concurrency:
+            yield Issue(
+                ("functions", name, "provisioned_concurrency"),
+                f"{pc} exceeds the function's reserved concurrency ({fn.reserved_concurrency})",
+            )
+        elif fn.reserved_concurrency is None and pc > limit - total - keep:
+            yield Issue(
+                ("functions", name, "provisioned_concurrency"),
+                f"{pc} exceeds the unreserved concurrency available for it ({limit - total - keep})",
+            )
+
+
+def _function_rules(s: Scenario) -> Iterator[Issue]:
+    for name, fn in s.functions.items():
+        if _p99(fn) > INIT_LIMIT_S:
+            yield Issue(
+                ("functions", name, "cold_start"),
+                f"init durations reach past Lambda's {INIT_LIMIT_S:g} s init limit; esmsim does not model "
+                "init timeouts and runs them to completion",
+                "warning",
+            )
+        for k, incident in enumerate(fn.incidents):
+            if incident.start >= s.duration:
+                yield Issue(("functions", name, "incidents", k, "start"), "starts after the run ends", "warning")
+
+
+def _p99(fn: Function) -> float:
+    dist = fn.cold_start
+    if isinstance(dist, LognormalDuration):
+        return dist.p99
+    return dist.upper_bound() if math.isfinite(dist.upper_bound()) else dist.mean() * 4.6
+
+
+def _run_rules(s: Scenario) -> Iterator[Issue]:
+    if s.warmup >= s.duration:
+        yield Issue(("warmup",), f"{s.warmup:g} s must be shorter than duration ({s.duration:g} s)")
+    if s.account.region != "us-east-1" and "pricing" not in s.model_fields_set:
+        yield Issue(
+            ("account", "region"),
+            f"{s.account.region}: costs use the us-east-1 price table unless `pricing:` overrides it",
+            "warning",
+        )
+
+
+RULES: tuple[Callable[[Scenario], Iterator[Issue]], ...] = (
+    _references,
+    _duplicate_mappings,
+    _sqs_mapping_rules,
+    _queue_rules,
+    _concurrency_rules,
+    _function_rules,
+    _run_rules,
+)
+
+
+def check(scenario: Scenario) -> list[Issue]:
+    """Every rule's findings, errors and warnings, in a stable order."""
+    return [issue for rule in RULES for issue in rule(scenario)]

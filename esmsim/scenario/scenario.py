@@ -1,0 +1,57 @@
+"""The top-level scenario: what to simulate, for how long, and what to sweep."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from esmsim.errors import ScenarioError
+from esmsim.scenario.base import Frozen, Seconds
+from esmsim.scenario.functions import Account, Function
+from esmsim.scenario.mappings import Mapping
+from esmsim.scenario.pricing import Pricing
+from esmsim.scenario.sources import Source
+
+
+class Sweep(Frozen):
+    """Which knobs ``esmsim sweep`` varies (dotted keys, list indices allowed)."""
+
+    grid: dict[str, tuple[Any, ...]] = Field(default_factory=dict)
+    zip: dict[str, tuple[Any, ...]] = Field(default_factory=dict)
+    replications: int = Field(1, ge=1)
+
+
+class Scenario(Frozen):
+    """A system of sources, functions and mappings, and how to run it."""
+
+    name: str = "scenario"
+    description: str = ""
+    duration: Seconds = Field(3600.0, gt=0, description="Simulated time.")
+    warmup: Seconds = Field(0.0, ge=0, description="Excluded from steady-state statistics.")
+    seed: int = Field(0, ge=0)
+    account: Account = Field(default_factory=Account)
+    functions: dict[str, Function] = Field(min_length=1)
+    sources: dict[str, Source] = Field(min_length=1)
+    mappings: tuple[Mapping, ...] = Field(min_length=1)
+    pricing: Pricing = Field(default_factory=Pricing)
+    sweep: Sweep | None = None
+
+    @model_validator(mode="after")
+    def _aws_rules(self) -> Scenario:
+        # Imported here: rules reads the finished models, the models do not need rules to exist.
+        from esmsim.scenario.rules import check
+
+        errors = [issue for issue in check(self) if issue.severity == "error"]
+        if errors:
+            # Not a ValueError: pydantic lets it through with the exact key paths intact.
+            raise ScenarioError(errors)
+        return self
+
+    def function_of(self, mapping: Mapping) -> Function:
+        """The function a mapping invokes."""
+        return self.functions[mapping.function]
+
+    def source_of(self, mapping: Mapping) -> Source:
+        """The source a mapping reads."""
+        return self.sources[mapping.source]

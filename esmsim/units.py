@@ -1,0 +1,123 @@
+"""Human units in scenario files: durations, rates and sizes.
+
+Simulation time is float seconds, sizes are bytes, rates are events per second. Scenario files may
+write ``500ms``, ``5m``, ``2h``, ``200/s``, ``12000/min``, ``2KB`` or ``1MiB``; a bare number is taken
+in the base unit (seconds, per second, bytes). Sizes follow AWS's binary convention: ``KB`` = ``KiB``
+= 1,024 bytes, so ``256KB`` is SQS's 262,144-byte limit and ``6MB`` is Lambda's 6,291,456-byte payload.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+_NUMBER = r"([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)"
+
+DURATION_UNITS: dict[str, float] = {
+    "us": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "sec": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+}
+
+SIZE_UNITS: dict[str, int] = {
+    "b": 1,
+    "kb": 1024,
+    "kib": 1024,
+    "mb": 1024**2,
+    "mib": 1024**2,
+    "gb": 1024**3,
+    "gib": 1024**3,
+}
+
+_DURATION_RE = re.compile(rf"^\s*{_NUMBER}\s*([a-zA-Z]*)\s*$")
+_RATE_RE = re.compile(rf"^\s*{_NUMBER}\s*/\s*([a-zA-Z]+)\s*$")
+_SIZE_RE = re.compile(rf"^\s*{_NUMBER}\s*([a-zA-Z]*)\s*$")
+
+
+def _plain_number(value: object, what: str) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a {what}, got a boolean")
+    if isinstance(value, int | float):
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError(f"expected a finite {what}, got {value}")
+        return number
+    raise TypeError
+
+
+def parse_duration(value: object) -> float:
+    """Return a duration in seconds from ``30``, ``30s``, ``500ms``, ``5m``, ``2h`` or ``1d``."""
+    try:
+        return _plain_number(value, "duration")
+    except TypeError:
+        pass
+    if isinstance(value, str):
+        match = _DURATION_RE.match(value)
+        if match:
+            number, unit = match.groups()
+            scale = DURATION_UNITS.get(unit.lower() if unit else "s")
+            if scale is not None:
+                return float(number) * scale
+    raise ValueError(
+        f"{value!r} is not a duration (write e.g. 500ms, 30s, 5m, 2h, 1d, or a number of seconds)"
+    )
+
+
+def parse_rate(value: object) -> float:
+    """Return a rate in events per second from ``200``, ``200/s``, ``12000/min`` or ``1e6/h``."""
+    try:
+        return _plain_number(value, "rate")
+    except TypeError:
+        pass
+    if isinstance(value, str):
+        match = _RATE_RE.match(value)
+        if match:
+            number, unit = match.groups()
+            scale = DURATION_UNITS.get(unit.lower())
+            if scale is not None:
+                return float(number) / scale
+        bare = _DURATION_RE.match(value)
+        if bare and not bare.group(2):
+            return float(bare.group(1))
+    raise ValueError(f"{value!r} is not a rate (write e.g. 200/s, 12000/min, 1e6/h, or a number per second)")
+
+
+def parse_size(value: object) -> float:
+    """Return a size in bytes from ``512``, ``512B``, ``2KB``, ``1MiB`` (binary multiples, as AWS uses)."""
+    try:
+        return _plain_number(value, "size")
+    except TypeError:
+        pass
+    if isinstance(value, str):
+        match = _SIZE_RE.match(value)
+        if match:
+            number, unit = match.groups()
+            scale = SIZE_UNITS.get(unit.lower() if unit else "b")
+            if scale is not None:
+                return float(number) * scale
+    raise ValueError(f"{value!r} is not a size (write e.g. 512B, 2KB, 256KB, 1MB, or a number of bytes)")
+
+
+def format_duration(seconds: float) -> str:
+    """Render seconds the way a scenario file would write them (``250ms``, ``30s``, ``5m``, ``2h``)."""
+    if seconds == 0:
+        return "0s"
+    for unit, scale in (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0), ("ms", 1e-3)):
+        if abs(seconds) >= scale and float(seconds / scale).is_integer():
+            return f"{int(seconds / scale)}{unit}"
+    if abs(seconds) < 1:
+        return f"{seconds * 1000:g}ms"
+    return f"{seconds:g}s"
+
+
+def format_size(nbytes: float) -> str:
+    """Render bytes with a binary multiple (``2KB``, ``6MB``) when it is exact."""
+    for unit, scale in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if nbytes >= scale and float(nbytes / scale).is_integer():
+            return f"{int(nbytes / scale)}{unit}"
+    return f"{nbytes:g}B"
