@@ -58,10 +58,21 @@ class ScenarioError(Exception):
 
     def located(self, file: str | None, lines: dict[Path, int], origin: dict[Path, str]) -> ScenarioError:
         """Attach the file and the nearest known line to every issue."""
-        return ScenarioError([_locate(issue, file, lines, origin) for issue in self.issues])
+        return ScenarioError([locate(issue, file, lines, origin) for issue in self.issues])
 
 
-def _locate(issue: Issue, file: str | None, lines: dict[Path, int], origin: dict[Path, str]) -> Issue:
+def locate(issue: Issue, file: str | None, lines: dict[Path, int], origin: dict[Path, str]) -> Issue:
+    """Pin one issue to the longest prefix of its path that has a known origin or line.
+
+    Args:
+        issue: The issue to place.
+        file: The scenario file's name as the user wrote it.
+        lines: 1-based line of each key path in the file.
+        origin: Label (``--set KEY``) of key paths whose value did not come from the file.
+
+    Returns:
+        A copy of ``issue`` with ``file``, ``line`` and ``origin`` set.
+    """
     path = issue.path
     for cut in range(len(path), -1, -1):
         prefix = path[:cut]

@@ -34,7 +34,10 @@ def did_you_mean(word: str, choices: list[str]) -> str:
 def _references(s: Scenario) -> Iterator[Issue]:
     for i, m in enumerate(s.mappings):
         if m.source not in s.sources:
-            yield Issue(("mappings", i, "source"), f"unknown source {m.source!r}" + did_you_mean(m.source, list(s.sources)))
+            yield Issue(
+                ("mappings", i, "source"),
+                f"unknown source {m.source!r}" + did_you_mean(m.source, list(s.sources)),
+            )
         if m.function not in s.functions:
             yield Issue(
                 ("mappings", i, "function"),
@@ -81,14 +84,14 @@ def _sqs_mapping_rules(s: Scenario) -> Iterator[Issue]:
                 "batches may be retried or dead-lettered early",
                 "warning",
             )
-        if fn.reserved_concurrency is not None and m.maximum_concurrency is not None:
-            if m.maximum_concurrency > fn.reserved_concurrency:
-                yield Issue(
-                    ("mappings", i, "maximum_concurrency"),
-                    f"{m.maximum_concurrency} is above function {m.function!r}'s reserved concurrency "
-                    f"({fn.reserved_concurrency}); AWS advises against it: the mapping will be throttled",
-                    "warning",
-                )
+        reserved = fn.reserved_concurrency
+        if reserved is not None and m.maximum_concurrency is not None and m.maximum_concurrency > reserved:
+            yield Issue(
+                ("mappings", i, "maximum_concurrency"),
+                f"{m.maximum_concurrency} is above the reserved concurrency of function {m.function!r} "
+                f"({reserved}); AWS advises against it: the mapping will be throttled",
+                "warning",
+            )
 
 
 def _queue_rules(s: Scenario) -> Iterator[Issue]:
@@ -118,9 +121,15 @@ def _queue_rules(s: Scenario) -> Iterator[Issue]:
             )
         t = queue.traffic
         if t.rate == 0 and not any(p.rate > 0 for p in t.schedule) and t.initial_backlog == 0:
-            yield Issue(("sources", name, "traffic"), "no traffic: rate is 0, no schedule and no initial backlog", "warning")
+            yield Issue(
+                ("sources", name, "traffic"),
+                "no traffic: rate is 0, no schedule and no initial backlog",
+                "warning",
+            )
         if name not in mapped:
-            yield Issue(("sources", name), "no mapping reads this source: its records only accumulate", "warning")
+            yield Issue(
+                ("sources", name), "no mapping reads this source: its records only accumulate", "warning"
+            )
 
 
 def _tail_above(size: object, limit: float) -> bool:
@@ -135,14 +144,16 @@ def _tail_above(size: object, limit: float) -> bool:
 
 def _concurrency_rules(s: Scenario) -> Iterator[Issue]:
     limit, keep = s.account.concurrency_limit, s.account.unreserved_minimum
-    reserved = {n: f.reserved_concurrency for n, f in s.functions.items() if f.reserved_concurrency is not None}
+    reserved = {
+        n: f.reserved_concurrency for n, f in s.functions.items() if f.reserved_concurrency is not None
+    }
     total = sum(reserved.values())
     if reserved and total > limit - keep:
         last = list(reserved)[-1]
         yield Issue(
             ("functions", last, "reserved_concurrency"),
-            f"reserved concurrency totals {total} across functions, but at most {limit - keep} of the account's "
-            f"{limit} may be reserved ({keep} must stay unreserved)",
+            f"reserved concurrency totals {total} across functions, but at most {limit - keep} of the "
+            f"account's {limit} may be reserved ({keep} must stay unreserved)",
         )
     for name, fn in s.functions.items():
         pc = fn.provisioned_concurrency
@@ -171,7 +182,9 @@ def _function_rules(s: Scenario) -> Iterator[Issue]:
             )
         for k, incident in enumerate(fn.incidents):
             if incident.start >= s.duration:
-                yield Issue(("functions", name, "incidents", k, "start"), "starts after the run ends", "warning")
+                yield Issue(
+                    ("functions", name, "incidents", k, "start"), "starts after the run ends", "warning"
+                )
 
 
 def _p99(fn: Function) -> float:

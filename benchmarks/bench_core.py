@@ -1,0 +1,131 @@
+"""How fast esmsim simulates, as ratios to a plain SimPy timeout loop timed in the same process.
+
+Machines here are noisy, so absolute rates mean little; the ratio to ``plain SimPy timeouts per
+second`` measured in the same process is what to compare across runs and machines.
+
+Cases:
+* ``steady``: the bundled default scenario (steady order processing), one run.
+* ``backlog-b10`` / ``backlog-b1000``: a queue with a standing backlog, so every poll returns a full
+  batch; the same number of invocations at batch size 10 and 1,000. Wall time per invocation should
+  not depend on the batch size (records are numpy rows, not events).
+
+Usage: ``python benchmarks/bench_core.py [--invocations N] [--repeat R]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+from pathlib import Path
+from typing import Any
+
+import simpy
+
+import esmsim
+from esmsim.model.build import build
+from esmsim.rng import Streams
+from esmsim.scenario.scenario import Scenario
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def plain_simpy_rate(n: int = 1_000_000) -> float:
+    """Timeouts per second of a one-process SimPy loop: the unit of the ratios."""
+
+    def loop(env: simpy.Environment) -> Any:
+        while True:
+            yield env.timeout(1.0)
+
+    env = simpy.Environment()
+    env.process(loop(env))
+    started = time.perf_counter()
+    env.run(until=n + 0.5)
+    return n / (time.perf_counter() - started)
+
+
+def backlog_scenario(batch_size: int, invocations: int) -> Scenario:
+    """A queue holding ``batch_size * invocations`` records at t=0, drained by 10 pollers."""
+    duration_s = invocations / 10 * 0.05 + 1.0  # 10 concurrent 50 ms invocations
+    return Scenario.model_validate(
+        {
+            "name": f"backlog-b{batch_size}",
+            "duration": duration_s,
+            "functions": {"f": {"timeout": 10, "duration": "50ms", "cold_start": "0s"}},
+            "sources": {
+                "q": {
+                    "type": "sqs",
+                    "visibility_timeout": "5m",
+                    "traffic": {"initial_backlog": batch_size * invocations, "record_size": "200B"},
+                }
+            },
+            "mappings": [
+                {
+                    "source": "q",
+                    "function": "f",
+                    "batch_size": batch_size,
+                    "batching_window": "1s" if batch_size > 10 else 0,
+                    "maximum_concurrency": 10,
+                    "record_overhead": 0,
+                }
+            ],
+        }
+    )
+
+
+def timed_run(scenario: Scenario) -> dict[str, float]:
+    """Build, run and observe once, timing each phase."""
+    gc.collect()
+    t0 = time.perf_counter()
+    world = build(scenario, Streams(scenario.seed))
+    world.start()
+    t1 = time.perf_counter()
+    world.run()
+    t2 = time.perf_counter()
+    from esmsim.metrics import observe
+
+    observed = observe(world)
+    t3 = time.perf_counter()
+    return {
+        "build_s": t1 - t0,
+        "run_s": t2 - t1,
+        "observe_s": t3 - t2,
+        "total_s": t3 - t0,
+        "invocations": observed.summary["invocations"],
+        "records": observed.summary["records_succeeded"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--invocations", type=int, default=20_000, help="invocations in the backlog cases")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per case; the fastest counts")
+    args = parser.parse_args()
+
+    cases = {
+        "steady": esmsim.load_scenario(ROOT / "scenarios" / "sqs-orders.yaml"),
+        "backlog-b10": backlog_scenario(10, args.invocations),
+        "backlog-b1000": backlog_scenario(1000, args.invocations),
+    }
+    simpy_rate = max(plain_simpy_rate() for _ in range(3))
+    print(f"plain SimPy: {simpy_rate:,.0f} timeouts/s (the unit of the ratios below)")
+    header = f"{'case':15s} {'invocations':>11s} {'records':>11s} {'run s':>7s} {'total s':>7s} "
+    header += f"{'inv/s':>9s} {'rec/s':>11s} {'inv/timeout':>11s} {'rec/timeout':>11s} {'us/inv':>7s}"
+    print(header)
+    per_invocation: dict[str, float] = {}
+    for name, scenario in cases.items():
+        best = min((timed_run(scenario) for _ in range(args.repeat)), key=lambda r: r["total_s"])
+        inv_rate = best["invocations"] / best["total_s"]
+        rec_rate = best["records"] / best["total_s"]
+        per_invocation[name] = best["total_s"] / best["invocations"]
+        print(
+            f"{name:15s} {best['invocations']:11,.0f} {best['records']:11,.0f} {best['run_s']:7.2f} "
+            f"{best['total_s']:7.2f} {inv_rate:9,.0f} {rec_rate:11,.0f} {inv_rate / simpy_rate:11.3f} "
+            f"{rec_rate / simpy_rate:11.3f} {per_invocation[name] * 1e6:7.1f}"
+        )
+    ratio = per_invocation["backlog-b1000"] / per_invocation["backlog-b10"]
+    print(f"wall time per invocation, batch 1000 / batch 10: {ratio:.2f}x (target: at most 2x)")
+
+
+if __name__ == "__main__":
+    main()

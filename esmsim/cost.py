@@ -1,0 +1,98 @@
+"""Cost arithmetic: pure functions of a run's invocation log, request counts and the price table.
+
+Lambda bills every invocation that ran (success or function error; throttles are free) one request
+plus memory x billed duration, rounded up to the billing granularity (1 ms), at the architecture's
+rate, with the INIT phase of cold starts billed too since 2025-08-01 (validation-anchors.md §6).
+Invocations on provisioned environments use the provisioned-duration rate, and provisioned
+concurrency costs its configured GB-seconds for the whole run. SQS bills every API request
+(ReceiveMessage, empty long polls included, DeleteMessageBatch, redrives to the DLQ), a request per
+64 KB of payload. Prices are first-tier list prices without free tiers: marginal cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from esmsim.scenario.pricing import Pricing
+
+
+def billed_seconds(seconds: np.ndarray, granularity_ms: float) -> np.ndarray:
+    """Durations rounded up to the billing granularity, in seconds."""
+    # The tiny subtraction keeps exact multiples (0.628 s -> 628 ms) from rounding up a unit.
+    units = np.ceil(np.asarray(seconds) * 1000.0 / granularity_ms - 1e-9)
+    return np.maximum(units, 0.0) * granularity_ms / 1000.0
+
+
+def gb_second_rate(pricing: Pricing, architecture: str, provisioned: bool = False) -> float:
+    """USD per GB-second of invocation duration."""
+    arm = architecture == "arm64"
+    if provisioned:
+        return pricing.lambda_provisioned_duration_gb_second_arm_usd if arm else (
+            pricing.lambda_provisioned_duration_gb_second_x86_usd
+        )
+    return pricing.lambda_gb_second_arm_usd if arm else pricing.lambda_gb_second_x86_usd
+
+
+def lambda_compute_usd(
+    run_s: np.ndarray,
+    init_s: np.ndarray,
+    on_provisioned: np.ndarray,
+    memory_mb: int,
+    architecture: str,
+    pricing: Pricing,
+) -> float:
+    """Duration charges of a function's invocations (init billed when the price table says so)."""
+    seconds = run_s + init_s if pricing.lambda_init_billed else run_s
+    billed = billed_seconds(seconds, pricing.lambda_billing_granularity_ms)
+    gb = memory_mb / 1024.0
+    on_demand = float(billed[~on_provisioned].sum()) * gb * gb_second_rate(pricing, architecture)
+    provisioned = float(billed[on_provisioned].sum()) * gb * gb_second_rate(pricing, architecture, True)
+    return on_demand + provisioned
+
+
+def lambda_requests_usd(invocations: int, pricing: Pricing) -> float:
+    """Request charges."""
+    return invocations * pricing.lambda_request_per_million_usd / 1e6
+
+
+def provisioned_concurrency_usd(
+    environments: int, memory_mb: int, architecture: str, seconds: float, pricing: Pricing
+) -> float:
+    """Keeping ``environments`` provisioned for ``seconds``."""
+    rate = (
+        pricing.lambda_provisioned_gb_second_arm_usd
+        if architecture == "arm64"
+        else pricing.lambda_provisioned_gb_second_x86_usd
+    )
+    return environments * memory_mb / 1024.0 * seconds * rate
+
+
+def sqs_requests_usd(requests: float, pricing: Pricing) -> float:
+    """Standard-queue request charges (requests already counted in 64 KB units)."""
+    return requests * pricing.sqs_request_per_million_usd / 1e6
+
+
+@dataclass(frozen=True)
+class CostBreakdown:
+    """A run's cost by part, in USD."""
+
+    lambda_requests_usd: float
+    lambda_compute_usd: float
+    lambda_provisioned_usd: float
+    source_usd: float
+    producer_usd: float  # producers' own requests (e.g. SendMessage): reported, not in the total
+
+    @property
+    def total_usd(self) -> float:
+        """What the mapping configuration costs: Lambda plus the source requests it causes."""
+        return self.lambda_requests_usd + self.lambda_compute_usd + self.lambda_provisioned_usd + self.source_usd
+
+    def per_million(self, records: int) -> float:
+        """Total cost per million records (NaN without records)."""
+        return self.total_usd / records * 1e6 if records else float("nan")
+
+    def per_month(self, run_seconds: float, pricing: Pricing) -> float:
+        """The run's cost scaled to a billing month (730 h by default) of the same traffic."""
+        return self.total_usd * pricing.month_hours * 3600.0 / run_seconds

@@ -1,0 +1,179 @@
+"""The SQS event source mapping: a fleet of pollers, each receiving a batch and invoking with it.
+
+Each poller is one concurrent batch (AWS's unit of SQS mapping concurrency): it receives, invokes
+synchronously, deletes what succeeded, and loops. ``maximum_concurrency`` caps the fleet, so at the
+cap the mapping stops reading instead of being throttled. A throttled invoke is retried with backoff
+until the batch's visibility timeout would pass; then the poller lets it go and the messages
+reappear with their receive count already spent (aws-behaviour.md §2.1). A scaler process grows
+the fleet while messages remain and retires idle pollers when they do not.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator
+from typing import Any
+
+import simpy
+
+from esmsim.model.function import ERROR, PARTIAL, LambdaFunction
+from esmsim.model.scaling import backed_off, next_target, poller_floor
+from esmsim.model.sqs_queue import SqsQueue
+from esmsim.model.sqs_receive import WAKE, Collector, SqsReceivers
+from esmsim.observe import Level
+from esmsim.scenario.mappings import SqsMapping
+
+
+class SqsMappingRuntime:
+    """One SQS mapping during a run."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        index: int,
+        spec: SqsMapping,
+        queue: SqsQueue,
+        receivers: SqsReceivers,
+        function: LambdaFunction,
+        invocations: list[tuple[Any, ...]],
+        throttles: list[tuple[Any, ...]],
+    ) -> None:
+        self.env = env
+        self.index = index
+        self.spec = spec
+        self.queue = queue
+        self.receivers = receivers
+        self.function = function
+        self._log_invocation = invocations.append
+        self._log_throttle = throttles.append
+        # ReceiverOwner fields, read on the hot path.
+        self.batch_size = spec.batch_size
+        self.window_s = spec.batching_window
+        self.max_messages = spec.polling.max_messages
+        self.wait_time_s = spec.polling.wait_time
+        self.round_trip_s = spec.polling.round_trip
+        self.idle_collectors = 0
+        self.item_failures = spec.report_batch_item_failures
+        self.scaling = spec.poller_scaling
+        self.backoff = spec.error_backoff
+        self.cap = spec.maximum_concurrency
+        self.target = float(min(self.scaling.initial, self.scaling.ceiling))
+        self.running = 0
+        self.pollers = Level()
+        self.last_batch_at = 0.0
+        self.last_backoff_at = -math.inf
+        self.hold_until = -math.inf
+
+    @property
+    def allowed(self) -> int:
+        """Pollers the mapping may run now."""
+        allowed = int(self.target + 1e-9)
+        return min(allowed, self.cap) if self.cap is not None else allowed
+
+    def start(self) -> None:
+        """Start the initial pollers and the scaler."""
+        if not self.spec.enabled:
+            return
+        self._spawn(self.allowed, 0.0)
+        self.env.process(self._scaler())
+
+    def _spawn(self, k: int, now: float) -> None:
+        for _ in range(k):
+            self.running += 1
+            self.env.process(self._poller())
+        if k:
+            self.pollers.add(now, k)
+
+    # ------------------------------------------------------------------ the poller
+    def _poller(self) -> Generator[simpy.Event, Any, None]:
+        env = self.env
+        queue = self.queue
+        function = self.function
+        receive = self.receivers.receive
+        woken = self.receivers.woken
+        log_invocation = self._log_invocation
+        records = queue.rec
+        retry = self.spec.throttle_retry
+        while self.running <= self.allowed:
+            got = receive(self, env.now)
+            while type(got) is Collector:
+                value = yield got.event
+                # A batch handed over, the armed wake-up, or None: retired while idle.
+                got = woken(got, env.now) if value is WAKE else value
+            if got is None:
+                break
+            batch = got
+            now = env.now
+            self.last_batch_at = now
+            delay = retry.initial
+            while True:
+                kind = function.acquire(now)
+                if kind >= 0:
+                    break
+                self._log_throttle((now, function.index, self.index, -kind))
+                self._back_off(now)
+                if now + delay >= batch.visible_at:
+                    queue.release(batch)  # give up: the messages reappear when their visibility timeout ends
+                    break
+                yield env.timeout(delay)
+                now = env.now
+                delay = min(delay * retry.multiplier, retry.maximum)
+            if kind < 0:
+                continue
+            init_s, run_s, outcome, failed = function.plan(
+                now, kind, batch.n, batch.ids, records, self.item_failures
+            )
+            end = now + init_s + run_s
+            log_invocation((now, end, function.index, self.index, batch.n, outcome, init_s, run_s, kind))
+            if end >= batch.visible_at:
+                queue.release(batch)  # the rows become visible again while this invocation runs
+            yield env.timeout(init_s + run_s)
+            function.release(end, kind)
+            if outcome >= ERROR:
+                # Nothing is deleted: the whole batch reappears after its visibility timeout.
+                queue.release(batch)
+                if not self.item_failures:
+                    self._back_off(end)
+            else:
+                queue.complete(batch, end, failed if outcome == PARTIAL else None)
+        self.running -= 1
+        self.pollers.add(env.now, -1)
+
+    def _back_off(self, now: float) -> None:
+        """Shrink the fleet after a function error or a throttle (rate-limited)."""
+        if not self.backoff.enabled or now - self.last_backoff_at < self.backoff.min_interval:
+            return
+        self.last_backoff_at = now
+        self.hold_until = now + self.backoff.hold
+        floor = poller_floor(self.scaling, now - self.last_batch_at, self.cap is not None)
+        self.target = backed_off(self.target, self.backoff, floor)
+
+    # ------------------------------------------------------------------ the scaler
+    def _scaler(self) -> Generator[simpy.Event, Any, None]:
+        env = self.env
+        tick = self.scaling.tick
+        queue = self.queue
+        while True:
+            yield env.timeout(tick)
+            now = env.now
+            self.receivers.dispatch(now)
+            visible = queue.visible(now)
+            if visible:
+                self.last_batch_at = now
+            floor = poller_floor(self.scaling, now - self.last_batch_at, self.cap is not None)
+            self.target = next_target(
+                self.target,
+                visible=visible,
+                idle=self.idle_collectors,
+                dt_s=tick,
+                params=self.scaling,
+                floor=floor,
+                holding=now < self.hold_until,
+            )
+            allowed = self.allowed
+            if self.running < allowed:
+                self._spawn(allowed - self.running, now)
+            elif self.running > allowed:
+                retired = self.receivers.retire_idle(self, self.running - allowed, now)
+                # Busy pollers notice on their next loop; idle ones are gone now.
+                del retired

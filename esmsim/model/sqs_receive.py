@@ -1,0 +1,381 @@
+"""Waiting SQS pollers: long polls and batching windows, dealt arriving messages without events.
+
+A poller that finds fewer messages than it wants becomes a :class:`Collector`:
+
+* without a batching window it long-polls: the next message to arrive ends its receive;
+* with a window it collects until the batch is full, the 6 MB payload is reached, or the window
+  ends. The window opens with its first message (at once when it found messages on arrival, so under
+  a backlog it opens when the previous invocation completed, as AWS documents).
+
+Pollers without a window are served first come, first served. Pollers with a window share the
+arriving messages round-robin, one each in turn: several pollers batching independently form smaller
+batches than one poller would (validation-anchors.md §3). With ``single_poller_batching`` only the
+oldest collector receives messages, which reproduces the single-poller closed forms exactly.
+
+Because arrival times are known in advance, the moment the next collector completes is computed
+directly, and the messages that arrived in between are dealt as strided slices: one SimPy event per
+completed batch, never one per message.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from esmsim.model.records import IN_FLIGHT, Ids, count
+from esmsim.model.sqs_queue import PAYLOAD_LIMIT_BYTES, Batch, SqsQueue
+
+if TYPE_CHECKING:
+    import simpy
+
+#: The value an armed long poll wakes with (as opposed to a batch handed to it).
+WAKE = "wake"
+
+
+class ReceiverOwner(Protocol):
+    """What a collector needs from the mapping whose poller it is."""
+
+    batch_size: int
+    window_s: float
+    max_messages: int
+    wait_time_s: float
+    round_trip_s: float
+    idle_collectors: int
+
+
+class Collector:
+    """A poller waiting in ReceiveMessage, possibly holding part of a batch."""
+
+    __slots__ = (
+        "armed",
+        "calls",
+        "dealt",
+        "event",
+        "first_at",
+        "held",
+        "nbytes",
+        "need",
+        "owner",
+        "parts",
+        "since",
+        "tracks_bytes",
+        "window_end",
+    )
+
+    def __init__(self, event: simpy.Event, owner: ReceiverOwner, now: float, max_record_bytes: float) -> None:
+        self.event = event
+        self.armed = False  # its event is already scheduled to fire at the next arrival
+        self.owner = owner
+        self.since = now
+        self.parts: list[Ids] = []
+        self.dealt: list[Ids] = []  # parts dealt from fresh arrivals while waiting
+        self.held = 0
+        self.need = owner.batch_size
+        self.nbytes = 0.0
+        self.calls = 0
+        self.first_at = math.nan
+        self.window_end = math.inf
+        # The payload cap can only bind if a full batch of the largest records would exceed it.
+        self.tracks_bytes = owner.batch_size * max_record_bytes > PAYLOAD_LIMIT_BYTES
+
+    def nbytes_left(self) -> float:
+        """Payload room left under the 6 MB cap."""
+        return PAYLOAD_LIMIT_BYTES - self.nbytes
+
+
+class SqsReceivers:
+    """The pollers waiting on one queue, and the dealing of what arrives to them."""
+
+    def __init__(self, env: simpy.Environment, queue: SqsQueue, *, single_poller: bool = False) -> None:
+        self.env = env
+        self.queue = queue
+        self.single = single_poller
+        self.fifo: deque[Collector] = deque()  # no batching window: first come, first served
+        self.head_waiter: Collector | None = None  # the one armed to wake at the next arrival
+        self.ring: list[Collector] = []  # batching window: round-robin dealing
+        self.rr = 0  # ring position that gets the next arrival
+        self._wake_at = math.inf
+        self._wake_event: Any = None
+        self._max_record_bytes = queue.max_size + queue.overhead
+
+    # ------------------------------------------------------------------ the pollers' side
+    def receive(self, owner: ReceiverOwner, now: float) -> Batch | Collector:
+        """A poller asks for a batch: it gets one at once, or a collector whose event yields it."""
+        self.dispatch(now)
+        queue = self.queue
+        parts, n, nbytes, capped = queue.take(now, owner.batch_size, PAYLOAD_LIMIT_BYTES)
+        if n and (n == owner.batch_size or capped or owner.window_s == 0):
+            queue.count_receives(now, math.ceil(n / owner.max_messages), 0, nbytes)
+            return queue.form_batch(parts, n, nbytes, now)
+        collector = Collector(self.env.event(), owner, now, self._max_record_bytes)
+        if n:
+            collector.parts = parts
+            collector.held = n
+            collector.need -= n
+            collector.nbytes = nbytes
+            collector.calls = math.ceil(n / owner.max_messages)
+            collector.first_at = now
+            collector.window_end = now + owner.window_s
+        else:
+            owner.idle_collectors += 1
+        if owner.window_s == 0:
+            if self.head_waiter is None:
+                self._arm(collector, now)
+            else:
+                self.fifo.append(collector)
+        else:
+            self.ring.append(collector)
+        self._reschedule(now, self._ring_next()[0] if self.ring else math.inf)
+        return collector
+
+    def woken(self, collector: Collector, now: float) -> Batch | Collector:
+        """The armed long poll woke at the arrival it waited for: take it, pass the turn on.
+
+        Returns the batch, or the same collector re-armed when another poller took the message first.
+        """
+        self.head_waiter = None
+        queue = self.queue
+        queue.refresh(now)
+        owner = collector.owner
+        parts, n, nbytes, _ = queue.take(now, owner.batch_size, PAYLOAD_LIMIT_BYTES)
+        if not n:
+            collector.event = self.env.event()
+            self._arm(collector, now)
+            return collector
+        owner.idle_collectors -= 1
+        empty = int((now - collector.since) // owner.wait_time_s)
+        queue.count_receives(now, math.ceil(n / owner.max_messages), empty, nbytes)
+        if self.fifo:
+            self._arm(self.fifo.popleft(), now)
+        return queue.form_batch(parts, n, nbytes, now)
+
+    def _arm(self, collector: Collector, now: float) -> None:
+        """Make ``collector`` the long poll that the next arriving message wakes.
+
+        Its event is triggered in the future, at the next arrival, so waking a waiting poller costs
+        one event. Arrival times are known in advance; a message that becomes visible earlier
+        (a redelivery) is served by the dispatcher to the other waiters, or taken at this wake.
+        """
+        self.head_waiter = collector
+        at = self.queue.next_fresh_at()
+        collector.armed = at < math.inf
+        if collector.armed:
+            event = collector.event
+            # What Event.succeed() does, with a delay: SimPy's Timeout is built the same way.
+            event._ok = True
+            event._value = WAKE
+            self.env.schedule(event, delay=max(0.0, at - now))
+
+    def retire_idle(self, owner: ReceiverOwner, k: int, now: float) -> int:
+        """Stop up to ``k`` of ``owner``'s empty-handed collectors (scale-down); returns how many."""
+        stopped: list[Collector] = []
+        for c in reversed(self.fifo):
+            if len(stopped) == k:
+                break
+            if c.owner is owner:
+                stopped.append(c)
+        if stopped:
+            gone = {id(c) for c in stopped}
+            self.fifo = deque(c for c in self.fifo if id(c) not in gone)
+        for i in range(len(self.ring) - 1, -1, -1):
+            if len(stopped) == k:
+                break
+            c = self.ring[i]
+            if c.owner is owner and c.held == 0:
+                self._pop_ring(i)
+                stopped.append(c)
+        for c in stopped:
+            owner.idle_collectors -= 1
+            self._count_empty(c, now)
+            c.event.succeed(None)
+        return len(stopped)
+
+    # ------------------------------------------------------------------ dealing
+    def dispatch(self, now: float) -> float:
+        """Bring every waiting poller up to ``now``; returns when the ring next completes."""
+        queue = self.queue
+        queue.refresh(now)
+        if self.fifo or self.head_waiter:
+            self._serve_fifo(now)
+        if not self.ring:
+            return math.inf
+        while True:
+            t, i, upto = self._ring_next()
+            if t > now:
+                break
+            self._settle(upto)
+            self._complete(i, t)
+            if not self.ring:
+                return math.inf
+        self._settle(queue.arrived(now))
+        if queue.n_redelivered:
+            self._serve_ring_redelivered(now)
+            return self._ring_next()[0] if self.ring else math.inf
+        return t
+
+    def _serve_fifo(self, now: float) -> None:
+        """Hand visible messages (redeliveries) to waiting long polls that are not armed."""
+        queue = self.queue
+        head = self.head_waiter
+        if head is not None and not head.armed and queue.visible(now) > 0:
+            self.fifo.appendleft(head)  # no arrival will wake it: serve it like the others
+            self.head_waiter = None
+        while self.fifo and queue.visible(now) > 0:
+            c = self.fifo.popleft()
+            owner = c.owner
+            owner.idle_collectors -= 1
+            parts, n, nbytes, _ = queue.take(now, owner.batch_size, PAYLOAD_LIMIT_BYTES)
+            empty = int((now - c.since) // owner.wait_time_s)
+            queue.count_receives(now, math.ceil(n / owner.max_messages), empty, nbytes)
+            c.event.succeed(queue.form_batch(parts, n, nbytes, now))
+
+    def _ring_next(self) -> tuple[float, int, int]:
+        """The earliest ring completion: ``(time, ring index, rows to deal up to)``."""
+        queue = self.queue
+        visible_from = queue.visible_from
+        total = len(visible_from)
+        head = queue.head
+        ring = self.ring
+        n = len(ring)
+        step = 1 if self.single else n
+        best_t, best_i, best_upto = math.inf, -1, head
+        room = total  # deal no further than every collector's need allows (ties)
+        for o in range(1 if self.single else n):
+            i = (self.rr + o) % n
+            c = ring[i]
+            last = head + o + (c.need - 1) * step
+            room = min(room, last + 1)
+            t, upto = (float(visible_from[last]), last + 1) if last < total else (math.inf, total)
+            if c.held:
+                deadline = c.window_end
+            else:
+                first = head + o
+                deadline = float(visible_from[first]) + c.owner.window_s if first < total else math.inf
+            if deadline < t:
+                t = deadline
+                upto = int(np.searchsorted(visible_from, deadline, side="right"))
+            if c.tracks_bytes:
+                stop = min(head + o + c.need * step, total)
+                if stop > head + o:
+                    sizes = queue.rec.size[head + o : stop : step] + queue.overhead
+                    j = int(np.searchsorted(np.cumsum(sizes), c.nbytes_left(), side="right"))
+                    if j < sizes.size:
+                        over = head + o + j * step
+                        if visible_from[over] < t:
+                            t, upto = float(visible_from[over]), over  # the record that does not fit waits
+            if t < best_t:
+                best_t, best_i, best_upto = t, i, upto
+        return best_t, best_i, min(best_upto, room)
+
+    def _settle(self, upto: int) -> None:
+        """Deal fresh rows ``[head, upto)`` to the ring, round-robin."""
+        queue = self.queue
+        head = queue.head
+        m = upto - head
+        if m <= 0:
+            return
+        ring = self.ring
+        n = len(ring)
+        step = 1 if self.single else n
+        visible_from = queue.visible_from
+        for o in range(min(step, m)):
+            c = ring[(self.rr + o) % n]
+            part = slice(head + o, upto, step)
+            k = count(part)
+            if not c.held:
+                c.first_at = float(visible_from[head + o])
+                c.window_end = c.first_at + c.owner.window_s
+                c.owner.idle_collectors -= 1
+            c.parts.append(part)
+            c.dealt.append(part)
+            queue.rec.dealt[part] = True
+            c.held += k
+            c.need -= k
+            if c.tracks_bytes:
+                c.nbytes += queue.payload(part)
+        if not self.single:
+            self.rr = (self.rr + m) % n
+        queue.head = upto
+
+    def _serve_ring_redelivered(self, now: float) -> None:
+        """Messages visible again after a visibility timeout go to the ring in turn."""
+        queue = self.queue
+        i = 0
+        while queue.n_redelivered and i < len(self.ring):
+            idx = (self.rr + i) % len(self.ring)
+            c = self.ring[idx]
+            parts, n, nbytes, capped = queue.take(now, c.need, c.nbytes_left())
+            if n:
+                if not c.held:
+                    c.first_at = now
+                    c.window_end = now + c.owner.window_s
+                    c.owner.idle_collectors -= 1
+                c.parts += parts
+                c.held += n
+                c.need -= n
+                c.nbytes += nbytes
+                c.calls += math.ceil(n / c.owner.max_messages)
+            if c.need == 0 or capped:
+                self._complete(idx, now)
+            else:
+                i += 1
+
+    def _pop_ring(self, i: int) -> Collector:
+        c = self.ring.pop(i)
+        if i < self.rr:
+            self.rr -= 1
+        if self.rr >= len(self.ring):
+            self.rr = 0
+        return c
+
+    def _complete(self, i: int, now: float) -> None:
+        c = self._pop_ring(i)
+        queue = self.queue
+        owner = c.owner
+        calls = c.calls
+        if c.dealt:
+            rows_at = np.concatenate([queue.visible_from[p] for p in c.dealt])
+            # Messages closer together than a round trip come back in one ReceiveMessage call.
+            bursts = 1 + int(np.count_nonzero(np.diff(rows_at) > owner.round_trip_s))
+            calls += max(bursts, math.ceil(rows_at.size / owner.max_messages))
+            if not c.tracks_bytes:
+                c.nbytes += sum(queue.payload(p) for p in c.dealt)
+        self._count_empty(c, now, calls=calls)
+        c.event.succeed(queue.form_batch(c.parts, c.held, c.nbytes, c.first_at))
+
+    def _count_empty(self, c: Collector, now: float, calls: int = 0) -> None:
+        waited = (c.first_at if c.held else now) - c.since
+        empty = int(waited // c.owner.wait_time_s) if waited > 0 else 0
+        self.queue.count_receives(now, calls, empty, c.nbytes)
+
+    # ------------------------------------------------------------------ waking up
+    def _reschedule(self, now: float, ring_next: float) -> None:
+        t = ring_next
+        if self.fifo or self.ring or self.head_waiter:
+            t = min(t, self.queue.next_deadline())
+        if t < self._wake_at:
+            self._wake_at = t
+            event = self.env.timeout(max(0.0, t - now))
+            event.callbacks.append(self._wake)
+            self._wake_event = event
+
+    def _wake(self, event: simpy.Event) -> None:
+        if event is not self._wake_event:
+            return  # superseded by an earlier wake-up
+        self._wake_at = math.inf
+        self._wake_event = None
+        now = self.env.now
+        self._reschedule(now, self.dispatch(now))
+
+    def finish(self, end: float) -> None:
+        """At the end of the run, rows held by waiting pollers are in flight."""
+        self.dispatch(end)
+        rec = self.queue.rec
+        waiting = [*self.fifo, *self.ring] + ([self.head_waiter] if self.head_waiter else [])
+        for c in waiting:
+            self._count_empty(c, end)
+            for p in c.parts:
+                rec.state[p] = IN_FLIGHT

@@ -1,0 +1,69 @@
+"""The result of one run, with everything needed to reproduce it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from esmsim.scenario.scenario import Scenario
+
+
+def scenario_hash(scenario: Scenario) -> str:
+    """A stable digest of the resolved scenario (every default filled in)."""
+    text = json.dumps(scenario.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One simulated run.
+
+    Attributes:
+        summary: flat dict of the run's numbers (design.md §4 lists the contract keys).
+        timeseries: one row per simulated minute, columns named as CloudWatch names them.
+        resources: per function and per mapping counts.
+        scenario: the resolved scenario that ran (every default filled in).
+        seed: the seed of the run.
+        replication: the replication index (random streams are per seed and replication).
+        version: esmsim's version.
+        wall_time_s: how long the simulation took on the wall clock.
+        latency_histogram: counts of record latencies in ``esmsim.histogram``'s shared 1 % buckets,
+            which add up across runs.
+        warnings: the scenario's warnings (AWS recommendations it does not follow).
+    """
+
+    summary: dict[str, Any]
+    timeseries: pd.DataFrame
+    resources: pd.DataFrame
+    scenario: Scenario
+    seed: int
+    replication: int
+    version: str
+    wall_time_s: float
+    latency_histogram: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    warnings: tuple[str, ...] = field(default=())
+
+    def provenance(self) -> dict[str, Any]:
+        """What identifies this run: scenario name and hash, seed, replication, version, wall time."""
+        return {
+            "scenario": self.scenario.name,
+            "scenario_hash": scenario_hash(self.scenario),
+            "seed": self.seed,
+            "replication": self.replication,
+            "esmsim_version": self.version,
+            "wall_time_s": self.wall_time_s,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary with its provenance and the resolved scenario, ready for JSON."""
+        return {
+            "summary": self.summary,
+            "provenance": self.provenance(),
+            "warnings": list(self.warnings),
+            "scenario": self.scenario.model_dump(mode="json"),
+        }
