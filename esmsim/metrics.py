@@ -86,50 +86,68 @@ class _Records:
 
     counts: dict[str, int]
     latency: np.ndarray  # of records that arrived after the warm-up and succeeded
-    latency_done_at: np.ndarray
+    latency_all: np.ndarray  # of every record that succeeded, warm-up included
+    latency_done_at: np.ndarray  # when each of those finished
     finished: np.ndarray  # [state, minute]: records reaching a final state in each minute
     sent: np.ndarray  # arrivals per minute
     throughput: float
 
 
+def _minute(times: np.ndarray, nb: int) -> np.ndarray:
+    """Bin index of each time (times at the very end fall in the last bin)."""
+    return np.minimum((times * (1.0 / SAMPLE_PERIOD_S)).astype(np.int64), nb - 1)
+
+
 def _records(world: World, edges: np.ndarray) -> _Records:
-    """One pass per column over every source's records; no per-record Python."""
+    """A few vectorised passes over every source's records; no per-record Python."""
     warmup, end = world.scenario.warmup, world.scenario.duration
     nb = len(edges) - 1
     counts = dict.fromkeys(("in", "succeeded", "dlq", "dropped", "expired", "in_flight"), 0)
-    latencies, done_ats = [], []
+    latencies, all_latencies, done_ats = [], [], []
     finished = np.zeros((6, nb))
     sent = np.zeros(nb)
     steady_done = 0
     for queue in world.queues.values():
         rec = queue.rec
-        state = rec.state
-        by_state = np.bincount(state, minlength=6)
-        counts["in"] += len(rec)
+        n = len(rec)
+        by_state = np.bincount(rec.state, minlength=6)
+        counts["in"] += n
         counts["succeeded"] += int(by_state[SUCCEEDED])
         counts["dlq"] += int(by_state[DLQ])
         counts["dropped"] += int(by_state[DROPPED])
         counts["expired"] += int(by_state[EXPIRED])
         counts["in_flight"] += int(by_state[WAITING] + by_state[IN_FLIGHT])
-        final = state >= SUCCEEDED
-        minute = np.minimum(rec.done_at[final] // SAMPLE_PERIOD_S, nb - 1).astype(np.int64)
-        finished += np.bincount(state[final].astype(np.int64) * nb + minute, minlength=6 * nb).reshape(6, nb)
-        ok = state == SUCCEEDED
-        done_at = rec.done_at[ok]
-        steady_done += int(np.count_nonzero(done_at >= warmup))
-        arrival = rec.arrival_at[ok]
-        steady = arrival >= warmup
-        latencies.append(done_at[steady] - arrival[steady])
-        done_ats.append(done_at[steady])
+        if by_state[SUCCEEDED] == n:  # the common case: no masks, no copies
+            done_at, arrival = rec.done_at, rec.arrival_at
+            finished[SUCCEEDED] += np.bincount(_minute(done_at, nb), minlength=nb)
+        else:
+            final = rec.state >= SUCCEEDED
+            key = rec.state[final].astype(np.int64) * nb + _minute(rec.done_at[final], nb)
+            finished += np.bincount(key, minlength=6 * nb).reshape(6, nb)
+            ok = rec.state == SUCCEEDED
+            done_at, arrival = rec.done_at[ok], rec.arrival_at[ok]
+        latency = done_at - arrival
+        all_latencies.append(latency)
+        done_ats.append(done_at)
+        if warmup > 0:
+            steady_done += int(np.count_nonzero(done_at >= warmup))
+            latency = latency[arrival >= warmup]
+        else:
+            steady_done += done_at.size
+        latencies.append(latency)
         sent += np.diff(np.searchsorted(rec.arrival_at, edges, side="right"))
     total = counts["succeeded"] + counts["dlq"] + counts["dropped"] + counts["expired"] + counts["in_flight"]
     if total != counts["in"]:
         raise ConservationError(f"records_in {counts['in']} != sum of outcomes {total}: {counts}")
-    empty = np.empty(0)
+
+    def joined(arrays: list[np.ndarray]) -> np.ndarray:
+        return arrays[0] if len(arrays) == 1 else np.concatenate([np.empty(0), *arrays])
+
     return _Records(
         counts,
-        np.concatenate(latencies) if latencies else empty,
-        np.concatenate(done_ats) if done_ats else empty,
+        joined(latencies),
+        joined(all_latencies),
+        joined(done_ats),
         finished,
         sent,
         steady_done / (end - warmup),
@@ -271,8 +289,8 @@ def _timeseries(
     oldest = np.zeros(nb)
     for samples in world.oldest_age.values():
         oldest = np.maximum(oldest, np.asarray(samples[:nb], dtype=float))
-    minute = np.clip(records.latency_done_at // SAMPLE_PERIOD_S, 0, nb - 1)
-    p50, p99 = histogram.percentiles(histogram.per_bin(records.latency, minute, nb), [50, 99]).T
+    minute = _minute(records.latency_done_at, nb)
+    p50, p99 = histogram.percentiles(histogram.per_bin(records.latency_all, minute, nb), [50, 99]).T
     with np.errstate(invalid="ignore", divide="ignore"):
         frame = pd.DataFrame(
             {

@@ -85,7 +85,11 @@ def build(scenario: Scenario, streams: Streams) -> World:
     queues: dict[str, SqsQueue] = {}
     receivers: dict[str, SqsReceivers] = {}
     for name, source in scenario.sources.items():
-        records = generate_records(source.traffic, scenario.duration, streams, name, source.max_message_size)
+        readers = [m for m in scenario.mappings if m.source == name]
+        poison = any(scenario.functions[m.function].errors.poison_record_rate > 0 for m in readers)
+        records = generate_records(
+            source.traffic, scenario.duration, streams, name, source.max_message_size, draws=poison
+        )
         queue = SqsQueue(
             name,
             records,
@@ -94,11 +98,9 @@ def build(scenario: Scenario, streams: Streams) -> World:
             max_receive_count=source.max_receive_count,
             delivery_delay_s=source.delivery_delay,
             chunk_bytes=scenario.pricing.sqs_request_chunk_bytes,
+            record_overhead=max((m.record_overhead for m in readers), default=0.0),
             minutes=math.ceil(scenario.duration / SAMPLE_PERIOD_S - 1e-9),
         )
-        readers = [m for m in scenario.mappings if m.source == name]
-        if readers:
-            queue.set_record_overhead(max(m.record_overhead for m in readers))
         queues[name] = queue
         receivers[name] = SqsReceivers(env, queue, single_poller=any(m.single_poller_batching for m in readers))
     world = World(env, scenario, pool, functions, queues, receivers, [])

@@ -144,7 +144,7 @@ class LambdaFunction:
         if error_rate and self.uniforms.next() < error_rate:
             return init_s, run_s, ERROR, None
         failed = None
-        if self.poison_rate:
+        if self.poison_rate and records.draw is not None:
             failed = records.draw[ids] < self.poison_rate
         if record_rate:
             transient = self.record_rng.random(n) < record_rate

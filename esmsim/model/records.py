@@ -48,12 +48,14 @@ class RecordTable:
     ``arrival_at`` is when a producer sent the record (sorted), ``size`` its payload in bytes and
     ``draw`` a uniform number fixed at arrival that decides whether it is a poison record for a given
     function (a record is poison for a function whose poison rate exceeds its draw), so every sweep
-    point sees the same poison records.
+    point sees the same poison records; it is None when no function has poison records.
+    ``done_at`` holds when a record reached its final state and is meaningful only for finished rows
+    (``state >= SUCCEEDED``); unfinished rows hold 0.
     """
 
     __slots__ = ("arrival_at", "dealt", "done_at", "draw", "retries", "size", "state")
 
-    def __init__(self, arrival_at: np.ndarray, size: np.ndarray, draw: np.ndarray) -> None:
+    def __init__(self, arrival_at: np.ndarray, size: np.ndarray, draw: np.ndarray | None) -> None:
         n = arrival_at.shape[0]
         self.arrival_at = arrival_at
         self.size = size
@@ -62,7 +64,7 @@ class RecordTable:
         #: Receives that ended without a delete (the message's ApproximateReceiveCount is one more
         #: while it is in flight). Only touched when a batch fails, never on the success path.
         self.retries = np.zeros(n, dtype=np.int32)
-        self.done_at = np.full(n, np.nan)
+        self.done_at = np.zeros(n)  # zeroed pages cost nothing until written
         #: Received the moment it arrived, by a poller that was waiting for it (never visible).
         self.dealt = np.zeros(n, dtype=bool)
 

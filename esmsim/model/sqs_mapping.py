@@ -18,7 +18,7 @@ import simpy
 
 from esmsim.model.function import ERROR, PARTIAL, LambdaFunction
 from esmsim.model.scaling import backed_off, next_target, poller_floor
-from esmsim.model.sqs_queue import SqsQueue
+from esmsim.model.sqs_queue import Batch, SqsQueue
 from esmsim.model.sqs_receive import WAKE, Collector, SqsReceivers
 from esmsim.observe import Level
 from esmsim.scenario.mappings import SqsMapping
@@ -57,18 +57,20 @@ class SqsMappingRuntime:
         self.scaling = spec.poller_scaling
         self.backoff = spec.error_backoff
         self.cap = spec.maximum_concurrency
-        self.target = float(min(self.scaling.initial, self.scaling.ceiling))
+        self.target = 0.0
+        self.allowed = 0
+        self._set_target(float(min(self.scaling.initial, self.scaling.ceiling)))
         self.running = 0
         self.pollers = Level()
         self.last_batch_at = 0.0
         self.last_backoff_at = -math.inf
         self.hold_until = -math.inf
 
-    @property
-    def allowed(self) -> int:
-        """Pollers the mapping may run now."""
-        allowed = int(self.target + 1e-9)
-        return min(allowed, self.cap) if self.cap is not None else allowed
+    def _set_target(self, target: float) -> None:
+        """Change the fleet size; ``allowed`` is what pollers compare against on every loop."""
+        self.target = target
+        allowed = int(target + 1e-9)
+        self.allowed = min(allowed, self.cap) if self.cap is not None else allowed
 
     def start(self) -> None:
         """Start the initial pollers and the scaler."""
@@ -91,9 +93,9 @@ class SqsMappingRuntime:
         function = self.function
         receive = self.receivers.receive
         woken = self.receivers.woken
+        release = self.receivers.release
         log_invocation = self._log_invocation
         records = queue.rec
-        retry = self.spec.throttle_retry
         while self.running <= self.allowed:
             got = receive(self, env.now)
             while type(got) is Collector:
@@ -105,39 +107,52 @@ class SqsMappingRuntime:
             batch = got
             now = env.now
             self.last_batch_at = now
-            delay = retry.initial
-            while True:
-                kind = function.acquire(now)
-                if kind >= 0:
-                    break
-                self._log_throttle((now, function.index, self.index, -kind))
-                self._back_off(now)
-                if now + delay >= batch.visible_at:
-                    queue.release(batch)  # give up: the messages reappear when their visibility timeout ends
-                    break
-                yield env.timeout(delay)
-                now = env.now
-                delay = min(delay * retry.multiplier, retry.maximum)
+            kind = function.acquire(now)
             if kind < 0:
-                continue
+                kind = yield from self._retry_throttled(batch, now, kind)
+                if kind < 0:
+                    continue
+                now = env.now
             init_s, run_s, outcome, failed = function.plan(
                 now, kind, batch.n, batch.ids, records, self.item_failures
             )
             end = now + init_s + run_s
             log_invocation((now, end, function.index, self.index, batch.n, outcome, init_s, run_s, kind))
             if end >= batch.visible_at:
-                queue.release(batch)  # the rows become visible again while this invocation runs
+                release(batch, now)  # the rows become visible again while this invocation runs
             yield env.timeout(init_s + run_s)
             function.release(end, kind)
             if outcome >= ERROR:
                 # Nothing is deleted: the whole batch reappears after its visibility timeout.
-                queue.release(batch)
+                release(batch, end)
                 if not self.item_failures:
                     self._back_off(end)
             else:
                 queue.complete(batch, end, failed if outcome == PARTIAL else None)
+                if outcome == PARTIAL:
+                    release(batch, end)
         self.running -= 1
         self.pollers.add(env.now, -1)
+
+    def _retry_throttled(self, batch: Batch, now: float, kind: int) -> Generator[simpy.Event, Any, int]:
+        """Retry a throttled invoke with backoff until the batch's visibility timeout would pass.
+
+        Returns the environment kind once an attempt is admitted, or a negative throttle reason
+        when the poller gives the batch up (its messages reappear at their visibility timeout).
+        """
+        env, function, retry = self.env, self.function, self.spec.throttle_retry
+        delay = retry.initial
+        while kind < 0:
+            self._log_throttle((now, function.index, self.index, -kind))
+            self._back_off(now)
+            if now + delay >= batch.visible_at:
+                self.receivers.release(batch, now)
+                return kind
+            yield env.timeout(delay)
+            now = env.now
+            delay = min(delay * retry.multiplier, retry.maximum)
+            kind = function.acquire(now)
+        return kind
 
     def _back_off(self, now: float) -> None:
         """Shrink the fleet after a function error or a throttle (rate-limited)."""
@@ -146,7 +161,7 @@ class SqsMappingRuntime:
         self.last_backoff_at = now
         self.hold_until = now + self.backoff.hold
         floor = poller_floor(self.scaling, now - self.last_batch_at, self.cap is not None)
-        self.target = backed_off(self.target, self.backoff, floor)
+        self._set_target(backed_off(self.target, self.backoff, floor))
 
     # ------------------------------------------------------------------ the scaler
     def _scaler(self) -> Generator[simpy.Event, Any, None]:
@@ -161,7 +176,7 @@ class SqsMappingRuntime:
             if visible:
                 self.last_batch_at = now
             floor = poller_floor(self.scaling, now - self.last_batch_at, self.cap is not None)
-            self.target = next_target(
+            self._set_target(next_target(
                 self.target,
                 visible=visible,
                 idle=self.idle_collectors,
@@ -169,7 +184,7 @@ class SqsMappingRuntime:
                 params=self.scaling,
                 floor=floor,
                 holding=now < self.hold_until,
-            )
+            ))
             allowed = self.allowed
             if self.running < allowed:
                 self._spawn(allowed - self.running, now)

@@ -94,6 +94,7 @@ class SqsQueue:
         max_receive_count: int | None,
         delivery_delay_s: float = 0.0,
         chunk_bytes: float = 65536.0,
+        record_overhead: float = 0.0,
         minutes: int = 1,
     ) -> None:
         self.name = name
@@ -107,8 +108,10 @@ class SqsQueue:
         self.visible_from = records.arrival_at + delivery_delay_s if delivery_delay_s else records.arrival_at
         self.head = 0  # first fresh row never received
         self.max_size = float(records.size.max()) if n else 0.0
-        self.overhead = 0.0
-        self.cum_payload = np.cumsum(records.size)
+        #: Bytes of event metadata per record counted toward the payload cap.
+        self.overhead = record_overhead
+        #: Running payload bytes (record plus metadata) of rows 0..i: any run's payload in two look-ups.
+        self.cum_payload = np.cumsum(records.size + record_overhead)
         self.redelivered: deque[np.ndarray] = deque()  # visible again after a visibility timeout
         self.n_redelivered = 0
         self._deadlines: list[tuple[float, int, Batch]] = []
@@ -122,11 +125,6 @@ class SqsQueue:
         self.counts = QueueCounts(minutes)
         self.overrun_batches = 0  # batches whose visibility timeout passed before they finished
         self._never_received: list[slice] = []  # fresh rows that expired while waiting
-
-    def set_record_overhead(self, overhead: float) -> None:
-        """Bytes of event metadata per record counted toward the payload cap (one value per queue)."""
-        self.overhead = overhead
-        self.cum_payload = np.cumsum(self.rec.size + overhead)
 
     # ----------------------------------------------------------------------------- looking
     def refresh(self, now: float) -> None:
@@ -280,7 +278,7 @@ class SqsQueue:
         else:
             done = batch.index()[~failed]
             n_done = int(done.shape[0])
-            self.release(batch)
+            self.release(batch)  # the failed rows reappear at the deadline
         if n_done:
             rec.state[done] = SUCCEEDED
             rec.done_at[done] = now

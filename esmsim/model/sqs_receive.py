@@ -104,8 +104,11 @@ class SqsReceivers:
     # ------------------------------------------------------------------ the pollers' side
     def receive(self, owner: ReceiverOwner, now: float) -> Batch | Collector:
         """A poller asks for a batch: it gets one at once, or a collector whose event yields it."""
-        self.dispatch(now)
         queue = self.queue
+        if self.ring:
+            self.dispatch(now)  # deal what arrived to the windows first: it is theirs
+        else:
+            queue.refresh(now)
         parts, n, nbytes, capped = queue.take(now, owner.batch_size, PAYLOAD_LIMIT_BYTES)
         if n and (n == owner.batch_size or capped or owner.window_s == 0):
             queue.count_receives(now, math.ceil(n / owner.max_messages), 0, nbytes)
@@ -126,9 +129,11 @@ class SqsReceivers:
                 self._arm(collector, now)
             else:
                 self.fifo.append(collector)
+            if queue.next_deadline() < self._wake_at:
+                self._reschedule(now, math.inf)  # a redelivery may come before the next arrival
         else:
             self.ring.append(collector)
-        self._reschedule(now, self._ring_next()[0] if self.ring else math.inf)
+            self._reschedule(now, self._ring_next()[0])
         return collector
 
     def woken(self, collector: Collector, now: float) -> Batch | Collector:
@@ -168,6 +173,12 @@ class SqsReceivers:
             event._ok = True
             event._value = WAKE
             self.env.schedule(event, delay=max(0.0, at - now))
+
+    def release(self, batch: Batch, now: float) -> None:
+        """A poller gives up a batch with undeleted rows: make sure a waiter wakes when they reappear."""
+        self.queue.release(batch)
+        if self.fifo or self.ring or self.head_waiter:
+            self._reschedule(now, self._ring_next()[0] if self.ring else math.inf)
 
     def retire_idle(self, owner: ReceiverOwner, k: int, now: float) -> int:
         """Stop up to ``k`` of ``owner``'s empty-handed collectors (scale-down); returns how many."""

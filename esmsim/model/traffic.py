@@ -100,12 +100,19 @@ def arrival_times(traffic: Traffic, duration_s: float, rng: np.random.Generator)
 
 
 def generate_records(
-    traffic: Traffic, duration_s: float, streams: Streams, source: str, max_size: float
+    traffic: Traffic, duration_s: float, streams: Streams, source: str, max_size: float, *, draws: bool
 ) -> RecordTable:
-    """All records a source receives in a run, initial backlog first (arriving at time 0)."""
+    """All records a source receives in a run, initial backlog first (arriving at time 0).
+
+    ``draws``: whether to draw each record's poison number (needed only when some function has
+    poison records; the draws come from their own stream either way, so they never shift others).
+    """
     arrivals = arrival_times(traffic, duration_s, streams.get("arrivals", source))
-    arrivals = np.concatenate([np.zeros(traffic.initial_backlog), arrivals])
+    if traffic.initial_backlog:
+        arrivals = np.concatenate([np.zeros(traffic.initial_backlog), arrivals])
     n = arrivals.shape[0]
-    sizes = np.clip(traffic.record_size.sample(streams.get("sizes", source), n), 0, max_size)
-    draws = streams.get("poison", source).random(n)
-    return RecordTable(arrivals, sizes, draws)
+    sizes = traffic.record_size.sample(streams.get("sizes", source), n)
+    if traffic.record_size.upper_bound() > max_size:
+        sizes = np.minimum(sizes, max_size)
+    poison = streams.get("poison", source).random(n) if draws else None
+    return RecordTable(arrivals, sizes, poison)

@@ -1,0 +1,62 @@
+"""Figures of a run, drawn with matplotlib's object-oriented API (no global pyplot state)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from esmsim.result import RunResult
+
+
+def plot_run(result: RunResult) -> Figure:
+    """The main time series of a run, one panel per question, minutes on the x axis.
+
+    Panels: records in and out per second; latency p50 and p99; concurrency (maximum and mean per
+    minute, and the poller fleet); messages waiting, and records dead-lettered or expired.
+    """
+    ts = result.timeseries
+    minutes = ts["time_s"] / 60.0
+    fig = Figure(figsize=(11, 9), layout="constrained")
+    axes = fig.subplots(4, 1, sharex=True)
+    title = f"{result.scenario.name} (seed {result.seed}, replication {result.replication})"
+    fig.suptitle(title)
+
+    ax = axes[0]
+    ax.plot(minutes, ts["NumberOfMessagesSent"] / 60.0, label="records in", color="tab:gray")
+    ax.plot(minutes, ts["RecordsSucceeded"] / 60.0, label="records processed", color="tab:blue")
+    ax.set_ylabel("records/s")
+    ax.legend(loc="upper left")
+
+    ax = axes[1]
+    ax.plot(minutes, ts["LatencyP50"], label="p50", color="tab:green")
+    ax.plot(minutes, ts["LatencyP99"], label="p99", color="tab:red", linestyle="--")
+    ax.set_ylabel("latency (s)")
+    ax.set_yscale("log")
+    ax.legend(loc="upper left")
+
+    ax = axes[2]
+    ax.plot(minutes, ts["ConcurrentExecutions"], label="ConcurrentExecutions (max)", color="tab:purple")
+    ax.plot(minutes, ts["ConcurrencyMean"], label="concurrency (mean)", color="tab:purple", alpha=0.5)
+    ax.plot(minutes, ts["Pollers"], label="pollers", color="tab:orange", linestyle=":")
+    throttles = ts["Throttles"]
+    if throttles.sum() > 0:
+        twin = ax.twinx()
+        twin.bar(minutes, throttles, width=0.8 / 1.0, alpha=0.3, color="tab:red", label="Throttles")
+        twin.set_ylabel("throttles/min")
+    ax.set_ylabel("concurrency")
+    ax.legend(loc="upper left")
+
+    ax = axes[3]
+    ax.plot(minutes, ts["ApproximateNumberOfMessagesVisible"], label="messages visible (mean)", color="tab:brown")
+    ax.plot(minutes, ts["ApproximateNumberOfMessagesNotVisible"], label="in flight (mean)", color="tab:cyan")
+    lost = ts["RecordsDLQ"] + ts["RecordsExpired"] + ts["RecordsDropped"]
+    if lost.sum() > 0:
+        ax.plot(minutes, lost.cumsum(), label="dead-lettered, dropped or expired (total)", color="tab:red")
+    ax.set_ylabel("messages")
+    ax.set_xlabel("simulated time (min)")
+    ax.legend(loc="upper left")
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+    return fig

@@ -1,0 +1,143 @@
+"""Reporting a run: a readable summary on the terminal, and its files written atomically."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from esmsim.result import RunResult
+
+
+@contextmanager
+def atomic_write(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """Write to a temporary file beside ``path`` and rename it into place only once complete.
+
+    A crash or Ctrl-C mid-write leaves the previous file (or none), never a truncated one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN: missing numbers become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_run(result: RunResult, out_dir: Path, *, plot: bool = True) -> list[Path]:
+    """Write ``summary.json``, ``timeseries.parquet`` and (unless ``plot`` is False) ``timeseries.png``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    summary_path = out_dir / "summary.json"
+    with atomic_write(summary_path) as handle:
+        json.dump(_clean(result.to_dict()), handle, indent=2, default=_json_default)
+        handle.write("\n")
+    written.append(summary_path)
+    series_path = out_dir / "timeseries.parquet"
+    with atomic_write(series_path, "wb") as handle:
+        result.timeseries.to_parquet(handle, compression="zstd")
+    written.append(series_path)
+    if plot:
+        from esmsim.plots import plot_run
+
+        figure_path = out_dir / "timeseries.png"
+        with atomic_write(figure_path, "wb") as handle:
+            plot_run(result).savefig(handle, format="png", dpi=110)
+        written.append(figure_path)
+    return written
+
+
+def _num(value: float, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, int) or float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.{digits}g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def _seconds(value: float) -> str:
+    if value is None or math.isnan(value):
+        return "n/a"
+    return f"{value * 1000:,.0f} ms" if value < 10 else f"{value:,.1f} s"
+
+
+def _usd(value: float) -> str:
+    if math.isnan(value):
+        return "n/a"
+    return f"${value:,.2f}" if value >= 1 else f"${value:,.4f}"
+
+
+def summary_lines(result: RunResult) -> list[str]:
+    """The summary as aligned lines of text."""
+    s = result.summary
+    hours = s["duration_s"] / 3600
+    lines = [
+        f"{result.scenario.name}: {hours:g} h simulated in {result.wall_time_s:.1f} s (seed {result.seed}, "
+        f"replication {result.replication}, esmsim {result.version})",
+        "",
+        "records",
+        f"  in                  {_num(s['records_in'])}",
+        f"  succeeded           {_num(s['records_succeeded'])}  ({_num(s['throughput_per_s'])}/s after warm-up)",
+        f"  dead-lettered (DLQ) {_num(s['records_dlq'])}",
+        f"  dropped             {_num(s['records_dropped'])}",
+        f"  expired             {_num(s['records_expired'])}",
+        f"  in flight at end    {_num(s['records_in_flight_end'])}",
+        f"latency (arrival to processed, after {s['warmup_s']:g} s warm-up)",
+        f"  p50 {_seconds(s['latency_p50_s'])}   p90 {_seconds(s['latency_p90_s'])}   "
+        f"p99 {_seconds(s['latency_p99_s'])}   max {_seconds(s['latency_max_s'])}   "
+        f"mean {_seconds(s['latency_mean_s'])}",
+        "invocations",
+        f"  invocations         {_num(s['invocations'])}  (mean batch {_num(s['batch_size_mean'])} records, "
+        f"mean duration {_num(s['duration_mean_ms'])} ms)",
+        f"  errors              {_num(s['invocation_errors'])}",
+        f"  throttles           {_num(s['throttles'])}",
+        f"  cold starts         {_num(s['cold_starts'])}",
+        "concurrency",
+        f"  max {_num(s['concurrency_max'])}   mean {_num(s['concurrency_mean'])}   "
+        f"warm environments {_num(s['environments_mean'])}   pollers max {_num(s['pollers_max'])}",
+        "backlog (messages visible)",
+        f"  max {_num(s['backlog_max'])}   mean {_num(s['backlog_mean'])}",
+        "cost (us-east-1 list prices unless the scenario overrides them)",
+        f"  this run            {_usd(s['cost_usd'])}  (Lambda requests {_usd(s['cost_lambda_requests_usd'])}, "
+        f"compute {_usd(s['cost_lambda_compute_usd'])}, source {_usd(s['cost_source_usd'])})",
+        f"  per million records {_usd(s['cost_per_million_records_usd'])}",
+        f"  per month           {_usd(s['cost_per_month_usd'])}  (this traffic for 730 h)",
+    ]
+    if result.warnings:
+        lines += ["", "warnings", *(f"  {w}" for w in result.warnings)]
+    return lines
+
+
+def print_summary(result: RunResult, echo: Callable[[str], Any] = print) -> None:
+    """Print the summary, one line at a time through ``echo``."""
+    for line in summary_lines(result):
+        echo(line)

@@ -1,0 +1,72 @@
+"""Shared test helpers: small scenarios built from dicts, and runs whose internals can be inspected."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import pytest
+
+from esmsim.metrics import INVOCATION_COLUMNS
+from esmsim.model.build import World, build
+from esmsim.rng import Streams
+from esmsim.scenario.scenario import Scenario
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--stats",
+        choices=("quick", "full"),
+        default="quick",
+        help="statistical tests: 'quick' (bounded, the default and what CI runs) or 'full' (long runs)",
+    )
+
+
+@pytest.fixture
+def stats_level(request: pytest.FixtureRequest) -> str:
+    return str(request.config.getoption("--stats"))
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``extra`` into a copy of ``base`` (lists are replaced, dicts merged)."""
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+#: A tiny deterministic system: one queue, one function with constant durations, no cold starts.
+BASE: dict[str, Any] = {
+    "name": "micro",
+    "duration": 120,
+    "seed": 1,
+    "functions": {"f": {"timeout": 10, "duration": "100ms", "cold_start": "0s"}},
+    "sources": {"q": {"type": "sqs", "visibility_timeout": 30, "traffic": {"rate": 0}}},
+    "mappings": [{"source": "q", "function": "f", "record_overhead": 0}],
+}
+
+
+def scenario(extra: dict[str, Any] | None = None, mapping: dict[str, Any] | None = None) -> Scenario:
+    """``BASE`` merged with ``extra``; ``mapping`` is merged into the first mapping."""
+    raw = merge(BASE, extra or {})
+    if mapping:
+        raw["mappings"] = [merge(raw["mappings"][0], mapping), *raw["mappings"][1:]]
+    return Scenario.model_validate(raw)
+
+
+def run_world(s: Scenario, seed: int | None = None, replication: int = 0) -> World:
+    """Run a scenario and return its world (queues, functions, logs) for inspection."""
+    world = build(s, Streams(s.seed if seed is None else seed, replication))
+    world.start()
+    world.run()
+    return world
+
+
+def invocations(world: World) -> dict[str, np.ndarray]:
+    """The invocation log as named columns."""
+    table = np.asarray(world.invocations, dtype=float).reshape(-1, len(INVOCATION_COLUMNS))
+    return {name: table[:, i] for i, name in enumerate(INVOCATION_COLUMNS)}

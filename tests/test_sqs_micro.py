@@ -1,0 +1,311 @@
+"""Exact micro-scenarios of the SQS mapping: constant durations, a handful of records, event by event.
+
+Every expected time below follows from AWS's documented rules and the modelling choices in
+docs/model.md; the comment on each test derives it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from esmsim.model.function import ERROR, PARTIAL, SUCCESS, TIMEOUT
+from esmsim.model.records import DLQ, EXPIRED, SUCCEEDED
+from esmsim.rng import Streams
+from esmsim.run import simulate
+from tests.conftest import invocations, run_world, scenario
+
+ONE_POLLER = {"initial": 1, "ceiling": 1, "min_pollers": 1, "idle_min_pollers": 1}
+
+
+def test_window_opens_at_first_record_and_flushes_at_its_end() -> None:
+    # One poller, a record every second (t = 1, 2, ...), batch size 100, a 5 s window. The first
+    # record (t=1) opens the window; it closes at t=6 with the records of 1..6 (the one arriving
+    # exactly at the close is in). The invocation (0.1 s) ends at 6.1; the next record, at 7, opens
+    # the next window, which flushes at 12. Invocations start at 6, 12, 18, 24 with 6 records each.
+    s = scenario(
+        {"duration": 30, "sources": {"q": {"traffic": {"rate": "1/s", "pattern": "constant"}}}},
+        {"batch_size": 100, "batching_window": 5, "single_poller_batching": True, "poller_scaling": ONE_POLLER},
+    )
+    inv = invocations(run_world(s))
+    np.testing.assert_allclose(inv["start_at"], [6, 12, 18, 24])
+    np.testing.assert_array_equal(inv["records"], [6, 6, 6, 6])
+
+
+def test_full_batch_flushes_before_the_window_ends() -> None:
+    # Ten records a second (t = 0.1, 0.2, ...), batch size 20, window 5 s: the 20th record (t=2.0)
+    # fills the batch long before the window (opened at 0.1) would close. The 0.15 s invocation
+    # ends at 2.15; record 21 (t=2.1) is waiting, so the next window opens at once and record 40
+    # (t=4.0) fills it.
+    s = scenario(
+        {
+            "duration": 5,
+            "functions": {"f": {"duration": "150ms"}},
+            "sources": {"q": {"traffic": {"rate": "10/s", "pattern": "constant"}}},
+        },
+        {"batch_size": 20, "batching_window": 5, "single_poller_batching": True, "poller_scaling": ONE_POLLER},
+    )
+    world = run_world(s)
+    inv = invocations(world)
+    np.testing.assert_allclose(inv["start_at"], [2.0, 4.0])
+    np.testing.assert_array_equal(inv["records"], [20, 20])
+    # Record 21 (t=2.1) arrived while the poller was invoking: it waited and joined the second batch.
+    rec = world.queues["q"].rec
+    assert rec.state[20] == SUCCEEDED
+    assert rec.done_at[20] == pytest.approx(4.15)
+
+
+def test_window_opens_when_the_previous_invocation_completes_under_backlog() -> None:
+    # Three messages wait at t=0: the poller takes them at once, which opens its window at 0
+    # (AWS: the next window starts as soon as the previous invocation completes). It collects the
+    # records of t=1..5 and flushes at 5 with 8 records.
+    s = scenario(
+        {"duration": 5.5, "sources": {"q": {"traffic": {"rate": "1/s", "pattern": "constant", "initial_backlog": 3}}}},
+        {"batch_size": 100, "batching_window": 5, "single_poller_batching": True, "poller_scaling": ONE_POLLER},
+    )
+    inv = invocations(run_world(s))
+    np.testing.assert_allclose(inv["start_at"], [5.0])
+    np.testing.assert_array_equal(inv["records"], [8])
+
+
+def test_failed_message_is_retried_after_the_visibility_timeout_then_dead_lettered() -> None:
+    # One message, a function that always throws, visibility timeout 30 s, maxReceiveCount 3.
+    # Receive 1 at t=0 (fails at 0.1), visible again at 30 = receive 2, at 60 = receive 3; when the
+    # third visibility timeout ends (90) it has been received 3 times: SQS moves it to the DLQ.
+    s = scenario(
+        {
+            "functions": {"f": {"errors": {"invocation_error_rate": 1.0}}},
+            "sources": {"q": {"max_receive_count": 3, "traffic": {"initial_backlog": 1}}},
+        }
+    )
+    world = run_world(s)
+    inv = invocations(world)
+    np.testing.assert_allclose(inv["start_at"], [0, 30, 60])
+    assert set(inv["outcome"]) == {ERROR}
+    rec = world.queues["q"].rec
+    assert rec.state[0] == DLQ
+    assert rec.done_at[0] == pytest.approx(90)
+    assert rec.retries[0] == 2
+
+
+@pytest.mark.parametrize("max_receive_count", [1, 2, 5])
+def test_dead_letter_after_exactly_max_receive_count_receives(max_receive_count: int) -> None:
+    s = scenario(
+        {
+            "duration": 400,
+            "functions": {"f": {"errors": {"invocation_error_rate": 1.0}}},
+            "sources": {"q": {"max_receive_count": max_receive_count, "traffic": {"initial_backlog": 4}}},
+        }
+    )
+    result = simulate(s)
+    assert result.summary["records_dlq"] == 4
+    # Each of the 4 messages was invoked exactly max_receive_count times (batches of up to 10).
+    assert result.summary["invocations"] == max_receive_count
+    assert result.summary["invocation_errors"] == max_receive_count
+
+
+def test_partial_batch_response_returns_exactly_the_failed_messages() -> None:
+    # Ten messages in one batch; some are poison for the function. With ReportBatchItemFailures
+    # the first invocation deletes the others at 0.1 and only the poison ones reappear at 30, in a
+    # batch of their own; after maxReceiveCount 2 they are dead-lettered at 60.
+    s = scenario(
+        {
+            "functions": {"f": {"errors": {"poison_record_rate": 0.3}}},
+            "sources": {"q": {"max_receive_count": 2, "traffic": {"initial_backlog": 10}}},
+        },
+        {"report_batch_item_failures": True},
+    )
+    poison = Streams(1).get("poison", "q").random(10) < 0.3
+    assert 0 < poison.sum() < 10, "the seed must give a mixed batch"
+    world = run_world(s)
+    inv = invocations(world)
+    np.testing.assert_allclose(inv["start_at"], [0, 30])
+    np.testing.assert_array_equal(inv["records"], [10, poison.sum()])
+    assert list(inv["outcome"]) == [PARTIAL, PARTIAL]
+    rec = world.queues["q"].rec
+    np.testing.assert_array_equal(rec.state == DLQ, poison)
+    np.testing.assert_array_equal(rec.state == SUCCEEDED, ~poison)
+    np.testing.assert_allclose(rec.done_at[~poison], 0.1)
+    np.testing.assert_allclose(rec.done_at[poison], 60)
+
+
+def test_without_partial_batch_response_one_poison_message_fails_the_whole_batch() -> None:
+    s = scenario(
+        {
+            "functions": {"f": {"errors": {"poison_record_rate": 0.3}}},
+            "sources": {"q": {"max_receive_count": 2, "traffic": {"initial_backlog": 10}}},
+        }
+    )
+    world = run_world(s)
+    inv = invocations(world)
+    np.testing.assert_array_equal(inv["records"], [10, 10])
+    assert list(inv["outcome"]) == [ERROR, ERROR]
+    assert (world.queues["q"].rec.state == DLQ).all()
+
+
+def test_maximum_concurrency_is_a_hard_cap_without_throttles() -> None:
+    # A deep backlog and a mapping capped at 5: the mapping stops reading at the cap, so the
+    # function (reserved 10) is never asked for more and nothing is throttled (AWS V5).
+    s = scenario(
+        {
+            "duration": 300,
+            "functions": {"f": {"reserved_concurrency": 10, "duration": {"dist": "exponential", "mean": "200ms"}}},
+            "sources": {"q": {"traffic": {"initial_backlog": 20000, "rate": "50/s"}}},
+        },
+        {"maximum_concurrency": 5},
+    )
+    result = simulate(s)
+    assert result.summary["concurrency_max"] == 5
+    assert result.summary["pollers_max"] <= 5
+    assert result.summary["throttles"] == 0
+
+
+@pytest.mark.parametrize(
+    ("preset", "per_minute", "ceiling", "checks"),
+    [
+        ("current", 300, 1250, [(0.5, 5), (30.5, 155), (60.5, 305), (120.5, 605), (248.5, 1245), (260.5, 1250)]),
+        ("legacy", 60, 1000, [(0.5, 5), (60.5, 65), (300.5, 305), (600.5, 605)]),
+    ],
+)
+def test_poller_fleet_ramps_by_the_documented_rate_to_its_ceiling(
+    preset: str, per_minute: int, ceiling: int, checks: list[tuple[float, int]]
+) -> None:
+    # A backlog that outlasts the ramp and a 10 s function: the fleet starts at 5 and, at one
+    # scaler tick a second, adds per_minute/60 pollers a second up to the ceiling (AWS V4).
+    duration = 270 if preset == "current" else 610
+    s = scenario(
+        {
+            "duration": duration,
+            "account": {"concurrency_limit": 3000},
+            "functions": {"f": {"duration": "10s", "timeout": 15}},
+            "sources": {"q": {"traffic": {"initial_backlog": 400_000}}},
+        },
+        {"poller_scaling": preset},
+    )
+    world = run_world(s)
+    pollers = world.mappings[0].pollers
+    times = np.array([t for t, _ in checks])
+    np.testing.assert_array_equal(pollers.value(times), [n for _, n in checks])
+    assert pollers.value(np.array([duration - 1.0]))[0] <= ceiling
+
+
+def test_throttled_batch_is_retried_with_backoff_then_given_up_before_its_visibility_timeout() -> None:
+    # Reserved concurrency 1, two pollers, two messages, a 20 s function, visibility timeout 30 s.
+    # Poller A runs message 0 from 0 to 20. Poller B is throttled at 0 and retries after 1, 2, 4
+    # and 8 s (at 1, 3, 7, 15); the next wait (16 s) would pass the visibility timeout (30), so it
+    # gives the batch up at 15. Message 1 reappears at 30 with its receive spent, and runs 30-50.
+    s = scenario(
+        {
+            "duration": 60,
+            "functions": {"f": {"reserved_concurrency": 1, "duration": "20s", "timeout": 25}},
+            "sources": {"q": {"traffic": {"initial_backlog": 2}}},
+        },
+        {
+            "batch_size": 1,
+            "poller_scaling": {"initial": 2, "ceiling": 2, "min_pollers": 2, "idle_min_pollers": 2},
+            "throttle_retry": {"initial": "1s", "multiplier": 2, "maximum": "30s"},
+        },
+    )
+    world = run_world(s)
+    throttle_times = [t for t, *_ in world.throttles]
+    np.testing.assert_allclose(throttle_times, [0, 1, 3, 7, 15])
+    inv = invocations(world)
+    np.testing.assert_allclose(inv["start_at"], [0, 30])
+    rec = world.queues["q"].rec
+    assert list(rec.state) == [SUCCEEDED, SUCCEEDED]
+    np.testing.assert_allclose(rec.done_at, [20, 50])
+    assert list(rec.retries) == [0, 1]
+
+
+def test_messages_expire_after_the_retention_period() -> None:
+    # Nobody reads the queue (the mapping is disabled): a message sent at t expires at t + 60.
+    s = scenario(
+        {"duration": 150, "sources": {"q": {"retention": 60, "traffic": {"rate": "1/s", "pattern": "constant"}}}},
+        {"enabled": False},
+    )
+    world = run_world(s)
+    rec = world.queues["q"].rec
+    expired = rec.arrival_at + 60 <= 150
+    np.testing.assert_array_equal(rec.state == EXPIRED, expired)
+    np.testing.assert_allclose(rec.done_at[expired], rec.arrival_at[expired] + 60)
+    result = simulate(s)
+    assert result.summary["records_expired"] == expired.sum() == 90
+    # Backlog: 1..60 messages over the first minute, then a steady 60 (one in, one out a second).
+    assert result.summary["backlog_max"] == 60
+
+
+def test_cold_starts_follow_the_idle_lifetime() -> None:
+    # A message every 20 minutes. Environments live 10 minutes idle: every invocation is cold.
+    # With 30 minutes, only the first one is.
+    base = {
+        "duration": 7200,
+        "functions": {"f": {"cold_start": "300ms"}},
+        "sources": {"q": {"traffic": {"rate": "3/h", "pattern": "constant"}}},
+    }
+    short = simulate(scenario({**base, "functions": {"f": {"cold_start": "300ms", "keep_alive": "10m"}}}))
+    long = simulate(scenario({**base, "functions": {"f": {"cold_start": "300ms", "keep_alive": "30m"}}}))
+    assert short.summary["invocations"] == long.summary["invocations"] == 6
+    assert short.summary["cold_starts"] == 6
+    assert long.summary["cold_starts"] == 1
+    # A cold invocation takes the init time too: latency 0.3 + 0.1 s.
+    assert short.summary["latency_max_s"] == pytest.approx(0.4)
+    assert long.summary["latency_p50_s"] == pytest.approx(0.1)
+
+
+def test_provisioned_concurrency_serves_without_cold_starts() -> None:
+    s = scenario(
+        {
+            "functions": {"f": {"provisioned_concurrency": 2, "cold_start": "1s"}},
+            "sources": {"q": {"traffic": {"initial_backlog": 2}}},
+        },
+        {"batch_size": 1},
+    )
+    result = simulate(s)
+    assert result.summary["cold_starts"] == 0
+    assert result.summary["provisioned_invocations"] == 2
+    assert result.summary["latency_max_s"] == pytest.approx(0.1)
+
+
+def test_function_timeout_is_a_function_error_billed_at_the_timeout() -> None:
+    s = scenario(
+        {
+            "duration": 40,
+            "functions": {"f": {"duration": "12s", "timeout": 10}},
+            "sources": {"q": {"traffic": {"initial_backlog": 1}}},
+        }
+    )
+    world = run_world(s)
+    inv = invocations(world)
+    assert list(inv["outcome"]) == [TIMEOUT, TIMEOUT]  # at 0, and again after the 30 s visibility timeout
+    np.testing.assert_allclose(inv["run_s"], 10)
+    np.testing.assert_allclose(inv["end_at"] - inv["start_at"], 10)
+
+
+def test_incident_window_changes_the_error_rate_only_inside_it() -> None:
+    s = scenario(
+        {
+            "duration": 300,
+            "functions": {"f": {"incidents": [{"start": 100, "end": 200, "invocation_error_rate": 1.0}]}},
+            "sources": {"q": {"visibility_timeout": 30, "traffic": {"rate": "1/s", "pattern": "constant"}}},
+        }
+    )
+    inv = invocations(run_world(s))
+    errors = inv["outcome"] == ERROR
+    assert errors.any()
+    assert ((inv["start_at"][errors] >= 100) & (inv["start_at"][errors] < 200)).all()
+    outside = (inv["start_at"] < 100) | (inv["start_at"] >= 200)
+    assert (inv["outcome"][outside] == SUCCESS).all()
+
+
+def test_incident_duration_multiplier_slows_invocations_inside_the_window() -> None:
+    s = scenario(
+        {
+            "duration": 300,
+            "functions": {"f": {"incidents": [{"start": 100, "end": 200, "duration_multiplier": 3}]}},
+            "sources": {"q": {"traffic": {"rate": "1/s", "pattern": "constant"}}},
+        }
+    )
+    inv = invocations(run_world(s))
+    inside = (inv["start_at"] >= 100) & (inv["start_at"] < 200)
+    np.testing.assert_allclose(inv["run_s"][inside], 0.3)
+    np.testing.assert_allclose(inv["run_s"][~inside], 0.1)
