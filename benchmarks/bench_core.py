@@ -97,7 +97,9 @@ def timed_run(scenario: Scenario) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--invocations", type=int, default=20_000, help="invocations in the backlog cases")
     parser.add_argument("--repeat", type=int, default=3, help="runs per case; the fastest counts")
     args = parser.parse_args()

@@ -90,7 +90,9 @@ def validate(scenario_file: str, overrides: tuple[str, ...]) -> None:
 )
 @click.option("--no-plot", is_flag=True, help="Skip the PNG.")
 @_user_errors
-def run(scenario_file: str, overrides: tuple[str, ...], seed: int | None, out_dir: str, no_plot: bool) -> None:
+def run(
+    scenario_file: str, overrides: tuple[str, ...], seed: int | None, out_dir: str, no_plot: bool
+) -> None:
     """Run one scenario and write its summary, time series and plot."""
     from esmsim.report import print_summary, write_run
     from esmsim.run import simulate

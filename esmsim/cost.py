@@ -29,8 +29,10 @@ def gb_second_rate(pricing: Pricing, architecture: str, provisioned: bool = Fals
     """USD per GB-second of invocation duration."""
     arm = architecture == "arm64"
     if provisioned:
-        return pricing.lambda_provisioned_duration_gb_second_arm_usd if arm else (
-            pricing.lambda_provisioned_duration_gb_second_x86_usd
+        return (
+            pricing.lambda_provisioned_duration_gb_second_arm_usd
+            if arm
+            else (pricing.lambda_provisioned_duration_gb_second_x86_usd)
         )
     return pricing.lambda_gb_second_arm_usd if arm else pricing.lambda_gb_second_x86_usd
 
@@ -87,7 +89,9 @@ class CostBreakdown:
     @property
     def total_usd(self) -> float:
         """What the mapping configuration costs: Lambda plus the source requests it causes."""
-        return self.lambda_requests_usd + self.lambda_compute_usd + self.lambda_provisioned_usd + self.source_usd
+        return (
+            self.lambda_requests_usd + self.lambda_compute_usd + self.lambda_provisioned_usd + self.source_usd
+        )
 
     def per_million(self, records: int) -> float:
         """Total cost per million records (NaN without records)."""

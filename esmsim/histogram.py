@@ -25,7 +25,7 @@ def bucket_of(values: np.ndarray) -> np.ndarray:
     """Bucket index of each value (clipped to the first and last bucket)."""
     with np.errstate(divide="ignore"):
         idx = np.floor(np.log(np.maximum(values, LOW_S) / LOW_S) / _LOG_GROWTH)
-    return np.clip(idx, 0, BUCKETS - 1).astype(np.int64)
+    return np.asarray(np.clip(idx, 0, BUCKETS - 1), dtype=np.int64)
 
 
 def bucket_value(idx: np.ndarray) -> np.ndarray:

@@ -32,7 +32,17 @@ from esmsim.model.sqs_queue import chunked_request_units
 from esmsim.observe import Level, LevelStats, bin_edges, binned_sum, level_stats
 
 #: Columns of the invocation log, in the order the model appends them.
-INVOCATION_COLUMNS = ("start_at", "end_at", "function", "mapping", "records", "outcome", "init_s", "run_s", "env")
+INVOCATION_COLUMNS = (
+    "start_at",
+    "end_at",
+    "function",
+    "mapping",
+    "records",
+    "outcome",
+    "init_s",
+    "run_s",
+    "env",
+)
 START, END, FUNCTION, MAPPING, RECORDS, OUTCOME, INIT, RUN, ENV = range(len(INVOCATION_COLUMNS))
 
 #: The summary keys every run reports (design.md §4); more follow them.
@@ -71,8 +81,7 @@ class ConservationError(AssertionError):
 
 @dataclass(frozen=True)
 class Observations:
-    """A run's numbers: the flat summary, the per-minute series, a per-resource table, and the
-    latency histogram (mergeable across runs)."""
+    """A run's numbers: summary, per-minute series, per-resource table, latency histogram."""
 
     summary: dict[str, Any]
     timeseries: pd.DataFrame
@@ -246,7 +255,13 @@ def _latency_summary(latency: np.ndarray) -> dict[str, float]:
     if latency.size == 0:
         return dict.fromkeys(keys, math.nan)
     p50, p90, p99 = np.percentile(latency, [50, 90, 99])
-    return dict(zip(keys, (float(p50), float(p90), float(p99), float(latency.max()), float(latency.mean())), strict=True))
+    return dict(
+        zip(
+            keys,
+            (float(p50), float(p90), float(p99), float(latency.max()), float(latency.mean())),
+            strict=True,
+        )
+    )
 
 
 def _sqs_requests(world: World) -> int:
@@ -262,19 +277,33 @@ def _cost(world: World, inv: np.ndarray) -> CostBreakdown:
         mine = inv[:, FUNCTION] == fn.index
         spec = fn.spec
         compute += lambda_compute_usd(
-            inv[mine, RUN], inv[mine, INIT], inv[mine, ENV] == PROVISIONED, spec.memory_mb, spec.architecture, pricing
+            inv[mine, RUN],
+            inv[mine, INIT],
+            inv[mine, ENV] == PROVISIONED,
+            spec.memory_mb,
+            spec.architecture,
+            pricing,
         )
         provisioned += provisioned_concurrency_usd(
             spec.provisioned_concurrency, spec.memory_mb, spec.architecture, s.duration, pricing
         )
     source = sqs_requests_usd(_sqs_requests(world), pricing)
     chunk = pricing.sqs_request_chunk_bytes
-    producer = sqs_requests_usd(sum(chunked_request_units(q.rec.size, chunk) for q in world.queues.values()), pricing)
-    return CostBreakdown(lambda_requests_usd(int(inv.shape[0]), pricing), compute, provisioned, source, producer)
+    producer = sqs_requests_usd(
+        sum(chunked_request_units(q.rec.size, chunk) for q in world.queues.values()), pricing
+    )
+    return CostBreakdown(
+        lambda_requests_usd(int(inv.shape[0]), pricing), compute, provisioned, source, producer
+    )
 
 
 def _timeseries(
-    world: World, edges: np.ndarray, inv: np.ndarray, thr: np.ndarray, stats: dict[str, LevelStats], records: _Records
+    world: World,
+    edges: np.ndarray,
+    inv: np.ndarray,
+    thr: np.ndarray,
+    stats: dict[str, LevelStats],
+    records: _Records,
 ) -> pd.DataFrame:
     """One row per minute, CloudWatch's names first, esmsim's own after."""
     nb = len(edges) - 1

@@ -49,7 +49,9 @@ def plot_run(result: RunResult) -> Figure:
     ax.legend(loc="upper left")
 
     ax = axes[3]
-    ax.plot(minutes, ts["ApproximateNumberOfMessagesVisible"], label="messages visible (mean)", color="tab:brown")
+    ax.plot(
+        minutes, ts["ApproximateNumberOfMessagesVisible"], label="messages visible (mean)", color="tab:brown"
+    )
     ax.plot(minutes, ts["ApproximateNumberOfMessagesNotVisible"], label="in flight (mean)", color="tab:cyan")
     lost = ts["RecordsDLQ"] + ts["RecordsExpired"] + ts["RecordsDropped"]
     if lost.sum() > 0:

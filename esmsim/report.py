@@ -106,7 +106,8 @@ def summary_lines(result: RunResult) -> list[str]:
         "",
         "records",
         f"  in                  {_num(s['records_in'])}",
-        f"  succeeded           {_num(s['records_succeeded'])}  ({_num(s['throughput_per_s'])}/s after warm-up)",
+        f"  succeeded           {_num(s['records_succeeded'])}  "
+        f"({_num(s['throughput_per_s'])}/s after warm-up)",
         f"  dead-lettered (DLQ) {_num(s['records_dlq'])}",
         f"  dropped             {_num(s['records_dropped'])}",
         f"  expired             {_num(s['records_expired'])}",
@@ -127,7 +128,8 @@ def summary_lines(result: RunResult) -> list[str]:
         "backlog (messages visible)",
         f"  max {_num(s['backlog_max'])}   mean {_num(s['backlog_mean'])}",
         "cost (us-east-1 list prices unless the scenario overrides them)",
-        f"  this run            {_usd(s['cost_usd'])}  (Lambda requests {_usd(s['cost_lambda_requests_usd'])}, "
+        f"  this run            {_usd(s['cost_usd'])}  "
+        f"(Lambda requests {_usd(s['cost_lambda_requests_usd'])}, "
         f"compute {_usd(s['cost_lambda_compute_usd'])}, source {_usd(s['cost_source_usd'])})",
         f"  per million records {_usd(s['cost_per_million_records_usd'])}",
         f"  per month           {_usd(s['cost_per_month_usd'])}  (this traffic for 730 h)",

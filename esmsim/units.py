@@ -111,8 +111,8 @@ def format_duration(seconds: float) -> str:
         if abs(seconds) >= scale and float(seconds / scale).is_integer():
             return f"{int(seconds / scale)}{unit}"
     if abs(seconds) < 1:
-        return f"{seconds * 1000:g}ms"
-    return f"{seconds:g}s"
+        return f"{seconds * 1000:.15g}ms"
+    return f"{seconds:.15g}s"
 
 
 def format_size(nbytes: float) -> str:
@@ -120,4 +120,4 @@ def format_size(nbytes: float) -> str:
     for unit, scale in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
         if nbytes >= scale and float(nbytes / scale).is_integer():
             return f"{int(nbytes / scale)}{unit}"
-    return f"{nbytes:g}B"
+    return f"{nbytes:.15g}B"

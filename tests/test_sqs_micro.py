@@ -25,7 +25,12 @@ def test_window_opens_at_first_record_and_flushes_at_its_end() -> None:
     # the next window, which flushes at 12. Invocations start at 6, 12, 18, 24 with 6 records each.
     s = scenario(
         {"duration": 30, "sources": {"q": {"traffic": {"rate": "1/s", "pattern": "constant"}}}},
-        {"batch_size": 100, "batching_window": 5, "single_poller_batching": True, "poller_scaling": ONE_POLLER},
+        {
+            "batch_size": 100,
+            "batching_window": 5,
+            "single_poller_batching": True,
+            "poller_scaling": ONE_POLLER,
+        },
     )
     inv = invocations(run_world(s))
     np.testing.assert_allclose(inv["start_at"], [6, 12, 18, 24])
@@ -43,7 +48,12 @@ def test_full_batch_flushes_before_the_window_ends() -> None:
             "functions": {"f": {"duration": "150ms"}},
             "sources": {"q": {"traffic": {"rate": "10/s", "pattern": "constant"}}},
         },
-        {"batch_size": 20, "batching_window": 5, "single_poller_batching": True, "poller_scaling": ONE_POLLER},
+        {
+            "batch_size": 20,
+            "batching_window": 5,
+            "single_poller_batching": True,
+            "poller_scaling": ONE_POLLER,
+        },
     )
     world = run_world(s)
     inv = invocations(world)
@@ -60,8 +70,16 @@ def test_window_opens_when_the_previous_invocation_completes_under_backlog() -> 
     # (AWS: the next window starts as soon as the previous invocation completes). It collects the
     # records of t=1..5 and flushes at 5 with 8 records.
     s = scenario(
-        {"duration": 5.5, "sources": {"q": {"traffic": {"rate": "1/s", "pattern": "constant", "initial_backlog": 3}}}},
-        {"batch_size": 100, "batching_window": 5, "single_poller_batching": True, "poller_scaling": ONE_POLLER},
+        {
+            "duration": 5.5,
+            "sources": {"q": {"traffic": {"rate": "1/s", "pattern": "constant", "initial_backlog": 3}}},
+        },
+        {
+            "batch_size": 100,
+            "batching_window": 5,
+            "single_poller_batching": True,
+            "poller_scaling": ONE_POLLER,
+        },
     )
     inv = invocations(run_world(s))
     np.testing.assert_allclose(inv["start_at"], [5.0])
@@ -149,7 +167,9 @@ def test_maximum_concurrency_is_a_hard_cap_without_throttles() -> None:
     s = scenario(
         {
             "duration": 300,
-            "functions": {"f": {"reserved_concurrency": 10, "duration": {"dist": "exponential", "mean": "200ms"}}},
+            "functions": {
+                "f": {"reserved_concurrency": 10, "duration": {"dist": "exponential", "mean": "200ms"}}
+            },
             "sources": {"q": {"traffic": {"initial_backlog": 20000, "rate": "50/s"}}},
         },
         {"maximum_concurrency": 5},
@@ -163,7 +183,12 @@ def test_maximum_concurrency_is_a_hard_cap_without_throttles() -> None:
 @pytest.mark.parametrize(
     ("preset", "per_minute", "ceiling", "checks"),
     [
-        ("current", 300, 1250, [(0.5, 5), (30.5, 155), (60.5, 305), (120.5, 605), (248.5, 1245), (260.5, 1250)]),
+        (
+            "current",
+            300,
+            1250,
+            [(0.5, 5), (30.5, 155), (60.5, 305), (120.5, 605), (248.5, 1245), (260.5, 1250)],
+        ),
         ("legacy", 60, 1000, [(0.5, 5), (60.5, 65), (300.5, 305), (600.5, 605)]),
     ],
 )
@@ -220,7 +245,10 @@ def test_throttled_batch_is_retried_with_backoff_then_given_up_before_its_visibi
 def test_messages_expire_after_the_retention_period() -> None:
     # Nobody reads the queue (the mapping is disabled): a message sent at t expires at t + 60.
     s = scenario(
-        {"duration": 150, "sources": {"q": {"retention": 60, "traffic": {"rate": "1/s", "pattern": "constant"}}}},
+        {
+            "duration": 150,
+            "sources": {"q": {"retention": 60, "traffic": {"rate": "1/s", "pattern": "constant"}}},
+        },
         {"enabled": False},
     )
     world = run_world(s)

@@ -153,7 +153,6 @@ def test_format_size_round_trips(nbytes: int) -> None:
     assert parse_size(format_size(nbytes)) == nbytes
 
 
-@pytest.mark.xfail(strict=True, reason="format_size/format_duration print with :g, 6 significant digits")
 @pytest.mark.parametrize(("fmt", "value"), [(format_size, 1_000_001), (format_duration, 1234.5678)])
 def test_formatting_keeps_every_digit(fmt: object, value: float) -> None:
     assert callable(fmt)

@@ -77,10 +77,13 @@ def build(scenario: Scenario, streams: Streams) -> World:
     """Create the world for one run of ``scenario`` with the run's random streams."""
     env = simpy.Environment()
     reserved = sum(f.reserved_concurrency or 0 for f in scenario.functions.values())
-    pc_unreserved = sum(f.provisioned_concurrency for f in scenario.functions.values() if f.reserved_concurrency is None)
+    pc_unreserved = sum(
+        f.provisioned_concurrency for f in scenario.functions.values() if f.reserved_concurrency is None
+    )
     pool = AccountPool(scenario.account, reserved, pc_unreserved)
     functions = {
-        name: LambdaFunction(name, i, spec, pool, streams) for i, (name, spec) in enumerate(scenario.functions.items())
+        name: LambdaFunction(name, i, spec, pool, streams)
+        for i, (name, spec) in enumerate(scenario.functions.items())
     }
     queues: dict[str, SqsQueue] = {}
     receivers: dict[str, SqsReceivers] = {}
@@ -102,7 +105,9 @@ def build(scenario: Scenario, streams: Streams) -> World:
             minutes=math.ceil(scenario.duration / SAMPLE_PERIOD_S - 1e-9),
         )
         queues[name] = queue
-        receivers[name] = SqsReceivers(env, queue, single_poller=any(m.single_poller_batching for m in readers))
+        receivers[name] = SqsReceivers(
+            env, queue, single_poller=any(m.single_poller_batching for m in readers)
+        )
     world = World(env, scenario, pool, functions, queues, receivers, [])
     for i, spec in enumerate(scenario.mappings):
         world.mappings.append(

@@ -47,8 +47,7 @@ class TokenBucket:
 
 
 class AccountPool:
-    """What all functions of the account share: the unreserved concurrency and, in the legacy
-    model, the burst bucket."""
+    """What all functions of the account share: unreserved concurrency, and the legacy burst bucket."""
 
     def __init__(self, account: Account, reserved_total: int, provisioned_unreserved: int) -> None:
         self.limit = account.concurrency_limit
@@ -66,4 +65,6 @@ class AccountPool:
         if self.legacy_bucket is not None:
             return None
         a = self.account
-        return TokenBucket(a.function_scale_environments, a.function_scale_environments / a.function_scale_period)
+        return TokenBucket(
+            a.function_scale_environments, a.function_scale_environments / a.function_scale_period
+        )

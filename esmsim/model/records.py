@@ -31,7 +31,7 @@ def count(ids: Ids) -> int:
     """Number of rows a batch part addresses."""
     if isinstance(ids, slice):
         start, stop, step = ids.start or 0, ids.stop, ids.step or 1
-        return max(0, (stop - start + step - 1) // step)
+        return max(0, int((stop - start + step - 1) // step))
     return int(ids.shape[0])
 
 
@@ -39,7 +39,9 @@ def as_array(parts: list[Ids]) -> Ids:
     """Merge batch parts into one index (a single part is returned unchanged)."""
     if len(parts) == 1:
         return parts[0]
-    return np.concatenate([np.arange(p.start, p.stop, p.step or 1) if isinstance(p, slice) else p for p in parts])
+    return np.concatenate(
+        [np.arange(p.start, p.stop, p.step or 1) if isinstance(p, slice) else p for p in parts]
+    )
 
 
 class RecordTable:

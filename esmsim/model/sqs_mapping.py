@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Generator
-from typing import Any
+from typing import Any, cast
 
 import simpy
 
@@ -104,7 +104,7 @@ class SqsMappingRuntime:
                 got = woken(got, env.now) if value is WAKE else value
             if got is None:
                 break
-            batch = got
+            batch = cast(Batch, got)  # the loop above leaves only a batch
             now = env.now
             self.last_batch_at = now
             kind = function.acquire(now)
@@ -176,15 +176,17 @@ class SqsMappingRuntime:
             if visible:
                 self.last_batch_at = now
             floor = poller_floor(self.scaling, now - self.last_batch_at, self.cap is not None)
-            self._set_target(next_target(
-                self.target,
-                visible=visible,
-                idle=self.idle_collectors,
-                dt_s=tick,
-                params=self.scaling,
-                floor=floor,
-                holding=now < self.hold_until,
-            ))
+            self._set_target(
+                next_target(
+                    self.target,
+                    visible=visible,
+                    idle=self.idle_collectors,
+                    dt_s=tick,
+                    params=self.scaling,
+                    floor=floor,
+                    holding=now < self.hold_until,
+                )
+            )
             allowed = self.allowed
             if self.running < allowed:
                 self._spawn(allowed - self.running, now)

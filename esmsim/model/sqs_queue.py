@@ -143,7 +143,9 @@ class SqsQueue:
         if arrived < len(self.visible_from) and self.visible_from[arrived] <= now:
             arrived = int(self.visible_from.searchsorted(now, side="right"))
         self._arrived = arrived
-        self._next_visible = float(self.visible_from[arrived]) if arrived < len(self.visible_from) else math.inf
+        self._next_visible = (
+            float(self.visible_from[arrived]) if arrived < len(self.visible_from) else math.inf
+        )
         return arrived
 
     def visible(self, now: float) -> int:
@@ -276,8 +278,8 @@ class SqsQueue:
             done: Ids = batch.ids
             n_done = batch.n
         else:
-            done = batch.index()[~failed]
-            n_done = int(done.shape[0])
+            kept = batch.index()[~failed]
+            done, n_done = kept, int(kept.shape[0])
             self.release(batch)  # the failed rows reappear at the deadline
         if n_done:
             rec.state[done] = SUCCEEDED
@@ -304,7 +306,9 @@ class SqsQueue:
             self.redelivered = deque(pool for pool in kept if pool.size)
             self.n_redelivered -= int(visible_again.size)
             self.flows.append((now, -int(visible_again.size), 0))
-            self.counts.deletes[int(now * self.counts.per_s)] += math.ceil(visible_again.size / SQS_BATCH_API_MAX)
+            self.counts.deletes[int(now * self.counts.per_s)] += math.ceil(
+                visible_again.size / SQS_BATCH_API_MAX
+            )
 
     def _return(self, batch: Batch) -> None:
         """A batch's visibility deadline passed: undeleted messages reappear, dead-letter or expire."""
@@ -383,7 +387,9 @@ class SqsQueue:
         dealt = rec.dealt[:arrived]
         visible, in_flight = Level(), Level()
         if self.flows:
-            flat = np.fromiter(itertools.chain.from_iterable(self.flows), dtype=float, count=3 * len(self.flows))
+            flat = np.fromiter(
+                itertools.chain.from_iterable(self.flows), dtype=float, count=3 * len(self.flows)
+            )
             flows = flat.reshape(-1, 3)
             visible.add_many(flows[:, 0], flows[:, 1])
             in_flight.add_many(flows[:, 0], flows[:, 2])

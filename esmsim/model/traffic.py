@@ -75,7 +75,7 @@ def invert_cumulative_rate(t: np.ndarray, r: np.ndarray, targets: np.ndarray) ->
     root = np.sqrt(np.maximum(r0 * r0 + 2.0 * slope * rest, 0.0))
     denom = r0 + root
     tau = np.divide(2.0 * rest, denom, out=np.zeros_like(rest), where=denom > 0)
-    return t0 + tau
+    return np.asarray(t0 + tau)
 
 
 def arrival_times(traffic: Traffic, duration_s: float, rng: np.random.Generator) -> np.ndarray:
@@ -96,7 +96,7 @@ def arrival_times(traffic: Traffic, duration_s: float, rng: np.random.Generator)
         reached = float(marks[-1])
         chunks.append(marks[marks <= total])
     targets = np.concatenate(chunks)
-    return np.minimum(invert_cumulative_rate(t, r, targets), duration_s)
+    return np.asarray(np.minimum(invert_cumulative_rate(t, r, targets), duration_s))
 
 
 def generate_records(
@@ -114,5 +114,5 @@ def generate_records(
     sizes = traffic.record_size.sample(streams.get("sizes", source), n)
     if traffic.record_size.upper_bound() > max_size:
         sizes = np.minimum(sizes, max_size)
-    poison = streams.get("poison", source).random(n) if draws else None
+    poison = np.asarray(streams.get("poison", source).random(n)) if draws else None
     return RecordTable(arrivals, sizes, poison)

@@ -30,7 +30,9 @@ class Account(Frozen):
     )
     function_scale_environments: int = Field(1000, ge=1)
     function_scale_period: Seconds = Field(10.0, gt=0)
-    legacy_burst: int = Field(3000, ge=1, description="Initial burst (3,000 in us-east-1, us-west-2, eu-west-1).")
+    legacy_burst: int = Field(
+        3000, ge=1, description="Initial burst (3,000 in us-east-1, us-west-2, eu-west-1)."
+    )
     legacy_refill: PerSecond = Field(500 / 60, gt=0, description="Legacy refill, 500 environments a minute.")
     region: str = "us-east-1"
 
@@ -47,7 +49,10 @@ class FunctionErrors(Frozen):
         0.0, ge=0, le=1, description="Probability that an invocation throws (the whole batch fails)."
     )
     record_error_rate: float = Field(
-        0.0, ge=0, le=1, description="Probability that one record fails transiently (it may succeed on retry)."
+        0.0,
+        ge=0,
+        le=1,
+        description="Probability that one record fails transiently (it may succeed on retry).",
     )
     poison_record_rate: float = Field(
         0.0, ge=0, le=1, description="Fraction of records that fail on every attempt."

@@ -23,7 +23,9 @@ class PollerScaling(Frozen):
     idle_min_pollers: int = Field(
         2, ge=1, description="Floor after `idle_after` without messages (not with maximum_concurrency)."
     )
-    idle_after: Seconds = Field(300.0, ge=0, description="Quiet time before the floor drops to idle_min_pollers.")
+    idle_after: Seconds = Field(
+        300.0, ge=0, description="Quiet time before the floor drops to idle_min_pollers."
+    )
     scale_down_per_minute: float = Field(
         300.0, ge=0, description="Idle pollers retired per minute (undocumented by AWS: an assumption)."
     )
@@ -80,7 +82,9 @@ class SqsMapping(Frozen):
     function: str
     enabled: bool = aws("enabled", "Enabled", True)
     batch_size: int = aws("batch_size", "BatchSize", 10, ge=1, le=10000)
-    batching_window: WholeSeconds = aws("batching_window", "MaximumBatchingWindowInSeconds", 0.0, ge=0, le=300)
+    batching_window: WholeSeconds = aws(
+        "batching_window", "MaximumBatchingWindowInSeconds", 0.0, ge=0, le=300
+    )
     maximum_concurrency: int | None = aws("maximum_concurrency", "MaximumConcurrency", None, ge=2, le=1000)
     report_batch_item_failures: bool = False
     poller_scaling: PollerScaling = Field(default_factory=PollerScaling)
@@ -125,7 +129,7 @@ class SqsMapping(Frozen):
     @field_validator("poller_scaling", mode="before")
     @classmethod
     def _presets(cls, value: Any) -> Any:
-        """``current`` / ``legacy``, or a mapping that may start from one: ``{preset: legacy, ceiling: 50}``."""
+        """A preset name, or a mapping that may start from one: ``{preset: legacy, ceiling: 50}``."""
         if isinstance(value, str):
             value = {"preset": value}
         if isinstance(value, dict) and "preset" in value:

@@ -27,8 +27,12 @@ class Pricing(Frozen):
     lambda_request_per_million_usd: float = Field(_DEFAULTS["lambda_request_per_million_usd"], ge=0)
     lambda_gb_second_x86_usd: float = Field(_DEFAULTS["lambda_gb_second_x86_usd"], ge=0)
     lambda_gb_second_arm_usd: float = Field(_DEFAULTS["lambda_gb_second_arm_usd"], ge=0)
-    lambda_provisioned_gb_second_x86_usd: float = Field(_DEFAULTS["lambda_provisioned_gb_second_x86_usd"], ge=0)
-    lambda_provisioned_gb_second_arm_usd: float = Field(_DEFAULTS["lambda_provisioned_gb_second_arm_usd"], ge=0)
+    lambda_provisioned_gb_second_x86_usd: float = Field(
+        _DEFAULTS["lambda_provisioned_gb_second_x86_usd"], ge=0
+    )
+    lambda_provisioned_gb_second_arm_usd: float = Field(
+        _DEFAULTS["lambda_provisioned_gb_second_arm_usd"], ge=0
+    )
     lambda_provisioned_duration_gb_second_x86_usd: float = Field(
         _DEFAULTS["lambda_provisioned_duration_gb_second_x86_usd"], ge=0
     )

@@ -67,7 +67,11 @@ class SqsSource(Frozen):
     )
     delivery_delay: WholeSeconds = aws("delivery_delay", "DelaySeconds", 0.0, ge=0, le=900)
     max_message_size: Bytes = aws(
-        "max_message_size", "MaximumMessageSize", float(SQS_MAX_MESSAGE_BYTES), ge=1024, le=SQS_MAX_MESSAGE_BYTES
+        "max_message_size",
+        "MaximumMessageSize",
+        float(SQS_MAX_MESSAGE_BYTES),
+        ge=1024,
+        le=SQS_MAX_MESSAGE_BYTES,
     )
     traffic: Traffic = Field(default_factory=Traffic)
 
