@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 Path = tuple[str | int, ...]
 
@@ -81,3 +82,32 @@ def locate(issue: Issue, file: str | None, lines: dict[Path, int], origin: dict[
         if prefix in lines:
             return issue.located(file, lines[prefix])
     return issue.located(file, None)
+
+
+def format_number(x: float) -> str:
+    """A number as written in a scenario: integers without a decimal point, others to 10 digits."""
+    if isinstance(x, int) or (x.is_integer() and abs(x) < 1e16):
+        return str(int(x))
+    return format(x, ".10g")
+
+
+def show_value(value: Any) -> str:
+    """A value as a user would recognise it from their file."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return format_number(value)
+    if isinstance(value, str):
+        return repr(value if len(value) <= 60 else value[:57] + "...")
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return one_line(repr(value))[:60]
+
+
+def one_line(text: str) -> str:
+    """Fold a multi-line message into one line."""
+    return re.sub(r"\s*\n\s*", "; ", text.strip())
