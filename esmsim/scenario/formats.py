@@ -174,6 +174,7 @@ _TOML_POSITION = re.compile(r"\s*\(at (?:line (\d+), column \d+|end of document)
 
 
 def read_toml(text: str, file: str) -> tuple[dict[str, Any], dict[Path, int]]:
+    """Parse TOML text into a mapping and a line map (lines found by matching keys to table headers)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
