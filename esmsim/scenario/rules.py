@@ -94,6 +94,22 @@ def _sqs_mapping_rules(s: Scenario) -> Iterator[Issue]:
             )
 
 
+def _shared_caps(s: Scenario) -> Iterator[Issue]:
+    """AWS: the maximum concurrency of all SQS mappings of a function should not exceed its reservation."""
+    for name, fn in s.functions.items():
+        capped = [(i, m) for i, m in enumerate(s.mappings) if m.function == name and m.maximum_concurrency]
+        if fn.reserved_concurrency is None or len(capped) < 2:
+            continue
+        total = sum(m.maximum_concurrency or 0 for _, m in capped)
+        if total > fn.reserved_concurrency:
+            yield Issue(
+                ("mappings", capped[-1][0], "maximum_concurrency"),
+                f"the maximum concurrency of the mappings to {name!r} adds up to {total}, above its reserved "
+                f"concurrency ({fn.reserved_concurrency}); AWS advises against it: they will be throttled",
+                "warning",
+            )
+
+
 def _queue_rules(s: Scenario) -> Iterator[Issue]:
     mapped = {m.source for m in s.mappings}
     for name, queue in s.sources.items():
@@ -209,6 +225,7 @@ RULES: tuple[Callable[[Scenario], Iterator[Issue]], ...] = (
     _references,
     _duplicate_mappings,
     _sqs_mapping_rules,
+    _shared_caps,
     _queue_rules,
     _concurrency_rules,
     _function_rules,
