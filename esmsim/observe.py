@@ -75,7 +75,9 @@ class Level:
         """Times (sorted) of the small changes, and the running sum of them just after each."""
         times = np.concatenate([np.asarray(self._t, dtype=float), *self._vt])
         deltas = np.concatenate([np.asarray(self._d, dtype=float), *self._vd])
-        order = np.argsort(times, kind="stable")
+        # At equal times decreases come first: an invocation ending and another starting at the same
+        # instant never show as a momentary peak.
+        order = np.lexsort((deltas, times))
         return times[order], np.cumsum(deltas[order])
 
     def value(self, x: np.ndarray, side: Side = "right") -> np.ndarray:

@@ -116,11 +116,12 @@ class SqsMappingRuntime:
             init_s, run_s, outcome, failed = function.plan(
                 now, kind, batch.n, batch.ids, records, self.item_failures
             )
-            end = now + init_s + run_s
+            busy_s = init_s + run_s
+            end = now + busy_s  # exactly the time SimPy will resume at: no rounding differences
             log_invocation((now, end, function.index, self.index, batch.n, outcome, init_s, run_s, kind))
             if end >= batch.visible_at:
                 release(batch, now)  # the rows become visible again while this invocation runs
-            yield env.timeout(init_s + run_s)
+            yield env.timeout(busy_s)
             function.release(end, kind)
             if outcome >= ERROR:
                 # Nothing is deleted: the whole batch reappears after its visibility timeout.

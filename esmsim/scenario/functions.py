@@ -28,13 +28,19 @@ class Account(Frozen):
             "'legacy': an account-wide burst bucket refilled at `legacy_refill` (pre-November-2023)."
         ),
     )
-    function_scale_environments: int = Field(1000, ge=1)
-    function_scale_period: Seconds = Field(10.0, gt=0)
+    function_scale_environments: int = Field(
+        1000, ge=1, description="New execution environments a function may add per period (2023 model)."
+    )
+    function_scale_period: Seconds = Field(
+        10.0, gt=0, description="That period; the bucket refills continuously."
+    )
     legacy_burst: int = Field(
         3000, ge=1, description="Initial burst (3,000 in us-east-1, us-west-2, eu-west-1)."
     )
     legacy_refill: PerSecond = Field(500 / 60, gt=0, description="Legacy refill, 500 environments a minute.")
-    region: str = "us-east-1"
+    region: str = Field(
+        "us-east-1", description="Informational; prices are us-east-1 unless `pricing` says otherwise."
+    )
 
     @field_validator("scaling", mode="before")
     @classmethod
@@ -62,11 +68,15 @@ class FunctionErrors(Frozen):
 class Incident(Frozen):
     """A window of simulated time in which the function misbehaves."""
 
-    start: Seconds = Field(ge=0)
-    end: Seconds = Field(gt=0)
-    invocation_error_rate: float | None = Field(None, ge=0, le=1)
-    record_error_rate: float | None = Field(None, ge=0, le=1)
-    duration_multiplier: float = Field(1.0, gt=0)
+    start: Seconds = Field(ge=0, description="When it begins (invocations starting from here are affected).")
+    end: Seconds = Field(gt=0, description="When it ends.")
+    invocation_error_rate: float | None = Field(
+        None, ge=0, le=1, description="Replaces the error rate inside."
+    )
+    record_error_rate: float | None = Field(
+        None, ge=0, le=1, description="Replaces the record error rate inside."
+    )
+    duration_multiplier: float = Field(1.0, gt=0, description="Multiplies handler time inside.")
 
     @model_validator(mode="after")
     def _ordered(self) -> Incident:
@@ -78,11 +88,37 @@ class Incident(Frozen):
 class Function(Frozen):
     """A Lambda function: configuration, duration model, environments and failures."""
 
-    memory_mb: int = aws("memory_mb", "MemorySize", 128, ge=128, le=10240)
-    timeout: WholeSeconds = aws("timeout", "Timeout", 3.0, ge=1, le=900)
-    architecture: Literal["x86_64", "arm64"] = "x86_64"
-    reserved_concurrency: int | None = aws("reserved_concurrency", "ReservedConcurrentExecutions", None, ge=0)
-    provisioned_concurrency: int = aws("provisioned_concurrency", "ProvisionedConcurrentExecutions", 0, ge=0)
+    memory_mb: int = aws(
+        "memory_mb",
+        "MemorySize",
+        128,
+        ge=128,
+        le=10240,
+        description="Memory; CPU share grows with it up to 1,769 MB.",
+    )
+    timeout: WholeSeconds = aws(
+        "timeout",
+        "Timeout",
+        3.0,
+        ge=1,
+        le=900,
+        description="Function timeout (whole seconds); exceeding it is an error.",
+    )
+    architecture: Literal["x86_64", "arm64"] = Field("x86_64", description="Sets the GB-second price.")
+    reserved_concurrency: int | None = aws(
+        "reserved_concurrency",
+        "ReservedConcurrentExecutions",
+        None,
+        ge=0,
+        description="The function's own cap and guarantee (null: share the unreserved pool; 0: disabled).",
+    )
+    provisioned_concurrency: int = aws(
+        "provisioned_concurrency",
+        "ProvisionedConcurrentExecutions",
+        0,
+        ge=0,
+        description="Pre-initialised environments: no cold starts, billed whether busy or not.",
+    )
     duration: DurationDist = Field(
         default_factory=lambda: ConstantDuration(value=0.1),
         description="Handler time per invocation, as measured at `measured_at_memory_mb`.",
@@ -101,8 +137,10 @@ class Function(Frozen):
     keep_alive: Seconds = Field(
         600.0, gt=0, description="Idle lifetime of a warm environment (undocumented by AWS: an assumption)."
     )
-    errors: FunctionErrors = Field(default_factory=FunctionErrors)
-    incidents: tuple[Incident, ...] = ()
+    errors: FunctionErrors = Field(default_factory=FunctionErrors, description="How often it fails.")
+    incidents: tuple[Incident, ...] = Field(
+        (), description="Windows of time with other error rates or durations."
+    )
 
     @model_validator(mode="before")
     @classmethod

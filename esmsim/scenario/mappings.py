@@ -50,7 +50,7 @@ POLLER_PRESETS: dict[str, dict[str, Any]] = {
 class ErrorBackoff(Frozen):
     """Reduction of the poller fleet after function errors and throttles (undocumented by AWS)."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="Shrink the fleet on function errors and throttles.")
     factor: float = Field(0.9, gt=0, le=1, description="Multiply the fleet size by this on a failure.")
     min_interval: Seconds = Field(1.0, ge=0, description="At most one reduction per interval.")
     hold: Seconds = Field(10.0, ge=0, description="No scale-up for this long after a reduction.")
@@ -59,9 +59,9 @@ class ErrorBackoff(Frozen):
 class ThrottleRetry(Frozen):
     """How a poller retries a throttled batch until the messages' visibility timeout (undocumented)."""
 
-    initial: Seconds = Field(1.0, gt=0)
-    multiplier: float = Field(2.0, ge=1)
-    maximum: Seconds = Field(30.0, gt=0)
+    initial: Seconds = Field(1.0, gt=0, description="First wait after a throttle (assumption).")
+    multiplier: float = Field(2.0, ge=1, description="Each further wait is this much longer (assumption).")
+    maximum: Seconds = Field(30.0, gt=0, description="Longest wait (assumption).")
 
 
 class Polling(Frozen):
@@ -78,19 +78,47 @@ class SqsMapping(Frozen):
     """An event source mapping from an SQS standard queue to a function."""
 
     source_type: Literal["sqs"] = "sqs"
-    source: str
-    function: str
-    enabled: bool = aws("enabled", "Enabled", True)
-    batch_size: int = aws("batch_size", "BatchSize", 10, ge=1, le=10000)
-    batching_window: WholeSeconds = aws(
-        "batching_window", "MaximumBatchingWindowInSeconds", 0.0, ge=0, le=300
+    source: str = Field(description="Name of a source under `sources`.")
+    function: str = Field(description="Name of a function under `functions`.")
+    enabled: bool = aws("enabled", "Enabled", True, description="A disabled mapping reads nothing.")
+    batch_size: int = aws(
+        "batch_size",
+        "BatchSize",
+        10,
+        ge=1,
+        le=10000,
+        description="Most records per invocation (above 10 needs a window).",
     )
-    maximum_concurrency: int | None = aws("maximum_concurrency", "MaximumConcurrency", None, ge=2, le=1000)
-    report_batch_item_failures: bool = False
-    poller_scaling: PollerScaling = Field(default_factory=PollerScaling)
-    error_backoff: ErrorBackoff = Field(default_factory=ErrorBackoff)
-    throttle_retry: ThrottleRetry = Field(default_factory=ThrottleRetry)
-    polling: Polling = Field(default_factory=Polling)
+    batching_window: WholeSeconds = aws(
+        "batching_window",
+        "MaximumBatchingWindowInSeconds",
+        0.0,
+        ge=0,
+        le=300,
+        description="Longest a poller gathers records before invoking (whole seconds).",
+    )
+    maximum_concurrency: int | None = aws(
+        "maximum_concurrency",
+        "MaximumConcurrency",
+        None,
+        ge=2,
+        le=1000,
+        description="Cap on the mapping's concurrent invocations (AWS ScalingConfig).",
+    )
+    report_batch_item_failures: bool = Field(
+        False,
+        description="The handler reports failed records; only those are retried (FunctionResponseTypes).",
+    )
+    poller_scaling: PollerScaling = Field(
+        default_factory=PollerScaling, description="Fleet growth: a preset (`current`, `legacy`) or knobs."
+    )
+    error_backoff: ErrorBackoff = Field(
+        default_factory=ErrorBackoff, description="Fleet reduction on errors."
+    )
+    throttle_retry: ThrottleRetry = Field(
+        default_factory=ThrottleRetry, description="Retries of throttled batches."
+    )
+    polling: Polling = Field(default_factory=Polling, description="ReceiveMessage parameters.")
     record_overhead: Bytes = Field(
         800.0,
         ge=0,

@@ -21,26 +21,52 @@ def _load_defaults() -> dict[str, Any]:
 _DEFAULTS = _load_defaults()
 
 
-class Pricing(Frozen):
-    """Unit prices in USD. Defaults: us-east-1 list prices, first tier, no free tier."""
+def _price(key: str, description: str, **constraints: Any) -> Any:
+    return Field(_DEFAULTS[key], description=description, **constraints)
 
-    lambda_request_per_million_usd: float = Field(_DEFAULTS["lambda_request_per_million_usd"], ge=0)
-    lambda_gb_second_x86_usd: float = Field(_DEFAULTS["lambda_gb_second_x86_usd"], ge=0)
-    lambda_gb_second_arm_usd: float = Field(_DEFAULTS["lambda_gb_second_arm_usd"], ge=0)
-    lambda_provisioned_gb_second_x86_usd: float = Field(
-        _DEFAULTS["lambda_provisioned_gb_second_x86_usd"], ge=0
+
+class Pricing(Frozen):
+    """Unit prices in USD. Defaults: us-east-1 list prices, first tier, no free tier (docs/pricing.md)."""
+
+    lambda_request_per_million_usd: float = _price(
+        "lambda_request_per_million_usd", "Per million invocations.", ge=0
     )
-    lambda_provisioned_gb_second_arm_usd: float = Field(
-        _DEFAULTS["lambda_provisioned_gb_second_arm_usd"], ge=0
+    lambda_gb_second_x86_usd: float = _price(
+        "lambda_gb_second_x86_usd", "Per GB-second of duration, x86.", ge=0
     )
-    lambda_provisioned_duration_gb_second_x86_usd: float = Field(
-        _DEFAULTS["lambda_provisioned_duration_gb_second_x86_usd"], ge=0
+    lambda_gb_second_arm_usd: float = _price(
+        "lambda_gb_second_arm_usd", "Per GB-second of duration, Arm.", ge=0
     )
-    lambda_provisioned_duration_gb_second_arm_usd: float = Field(
-        _DEFAULTS["lambda_provisioned_duration_gb_second_arm_usd"], ge=0
+    lambda_provisioned_gb_second_x86_usd: float = _price(
+        "lambda_provisioned_gb_second_x86_usd",
+        "Per GB-second of provisioned concurrency configured, x86.",
+        ge=0,
     )
-    lambda_billing_granularity_ms: float = Field(_DEFAULTS["lambda_billing_granularity_ms"], gt=0)
-    lambda_init_billed: bool = _DEFAULTS["lambda_init_billed"]
-    sqs_request_per_million_usd: float = Field(_DEFAULTS["sqs_request_per_million_usd"], ge=0)
-    sqs_request_chunk_bytes: float = Field(_DEFAULTS["sqs_request_chunk_bytes"], gt=0)
-    month_hours: float = Field(_DEFAULTS["month_hours"], gt=0)
+    lambda_provisioned_gb_second_arm_usd: float = _price(
+        "lambda_provisioned_gb_second_arm_usd",
+        "Per GB-second of provisioned concurrency configured, Arm.",
+        ge=0,
+    )
+    lambda_provisioned_duration_gb_second_x86_usd: float = _price(
+        "lambda_provisioned_duration_gb_second_x86_usd",
+        "Per GB-second of duration on provisioned environments, x86.",
+        ge=0,
+    )
+    lambda_provisioned_duration_gb_second_arm_usd: float = _price(
+        "lambda_provisioned_duration_gb_second_arm_usd",
+        "Per GB-second of duration on provisioned environments, Arm.",
+        ge=0,
+    )
+    lambda_billing_granularity_ms: float = _price(
+        "lambda_billing_granularity_ms", "Billed duration is rounded up to this.", gt=0
+    )
+    lambda_init_billed: bool = _price(
+        "lambda_init_billed", "Whether cold-start INIT time is billed (it is since 2025-08-01)."
+    )
+    sqs_request_per_million_usd: float = _price(
+        "sqs_request_per_million_usd", "Per million SQS standard-queue requests.", ge=0
+    )
+    sqs_request_chunk_bytes: float = _price(
+        "sqs_request_chunk_bytes", "Each this many bytes of payload is billed as one request.", gt=0
+    )
+    month_hours: float = _price("month_hours", "Hours in a billing month, for the monthly projection.", gt=0)

@@ -17,25 +17,37 @@ from esmsim.scenario.sources import Source
 class Sweep(Frozen):
     """Which knobs ``esmsim sweep`` varies (dotted keys, list indices allowed)."""
 
-    grid: dict[str, tuple[Any, ...]] = Field(default_factory=dict)
-    zip: dict[str, tuple[Any, ...]] = Field(default_factory=dict)
-    replications: int = Field(1, ge=1)
+    grid: dict[str, tuple[Any, ...]] = Field(
+        default_factory=dict, description="Dotted keys and the values to try; every combination runs."
+    )
+    zip: dict[str, tuple[Any, ...]] = Field(
+        default_factory=dict, description="Dotted keys whose value lists vary together (equal lengths)."
+    )
+    replications: int = Field(
+        1, ge=1, description="Runs per configuration, each with its own random streams."
+    )
 
 
 class Scenario(Frozen):
     """A system of sources, functions and mappings, and how to run it."""
 
-    name: str = "scenario"
-    description: str = ""
+    name: str = Field("scenario", description="Shown in reports and recorded with every result.")
+    description: str = Field("", description="Free text: what the scenario is about.")
     duration: Seconds = Field(3600.0, gt=0, description="Simulated time.")
-    warmup: Seconds = Field(0.0, ge=0, description="Excluded from steady-state statistics.")
-    seed: int = Field(0, ge=0)
-    account: Account = Field(default_factory=Account)
-    functions: dict[str, Function] = Field(min_length=1)
-    sources: dict[str, Source] = Field(min_length=1)
-    mappings: tuple[Mapping, ...] = Field(min_length=1)
-    pricing: Pricing = Field(default_factory=Pricing)
-    sweep: Sweep | None = None
+    warmup: Seconds = Field(
+        0.0, ge=0, description="Excluded from latency percentiles and time-weighted means (not from counts)."
+    )
+    seed: int = Field(0, ge=0, description="Root of every random stream; same seed, same results.")
+    account: Account = Field(default_factory=Account, description="The account's concurrency settings.")
+    functions: dict[str, Function] = Field(min_length=1, description="Lambda functions by name.")
+    sources: dict[str, Source] = Field(min_length=1, description="Event sources (queues) by name.")
+    mappings: tuple[Mapping, ...] = Field(
+        min_length=1, description="Event source mappings, source to function."
+    )
+    pricing: Pricing = Field(
+        default_factory=Pricing, description="Unit prices (default: us-east-1 list prices)."
+    )
+    sweep: Sweep | None = Field(None, description="What `esmsim sweep` varies.")
 
     @model_validator(mode="after")
     def _aws_rules(self) -> Scenario:

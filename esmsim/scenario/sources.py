@@ -16,9 +16,9 @@ SQS_MAX_MESSAGE_BYTES = 1024 * 1024
 class RatePoint(Frozen):
     """A change of arrival rate: from ``at``, move to ``rate`` linearly over ``ramp`` (0 = a step)."""
 
-    at: Seconds = Field(ge=0)
-    rate: PerSecond = Field(ge=0)
-    ramp: Seconds = Field(0.0, ge=0)
+    at: Seconds = Field(ge=0, description="When the change starts.")
+    rate: PerSecond = Field(ge=0, description="The rate it moves to.")
+    ramp: Seconds = Field(0.0, ge=0, description="How long the move takes (0: a step).")
 
 
 class Traffic(Frozen):
@@ -59,21 +59,43 @@ class Traffic(Frozen):
 class SqsSource(Frozen):
     """An SQS standard queue."""
 
-    type: Literal["sqs"]
-    visibility_timeout: WholeSeconds = aws("visibility_timeout", "VisibilityTimeout", 30.0, ge=0, le=43200)
-    retention: WholeSeconds = aws("retention", "MessageRetentionPeriod", 345600.0, ge=60, le=1209600)
+    type: Literal["sqs"] = Field(description="`sqs`: a standard queue.")
+    visibility_timeout: WholeSeconds = aws(
+        "visibility_timeout",
+        "VisibilityTimeout",
+        30.0,
+        ge=0,
+        le=43200,
+        description="How long a received message stays invisible: the retry delay of a failed batch.",
+    )
+    retention: WholeSeconds = aws(
+        "retention",
+        "MessageRetentionPeriod",
+        345600.0,
+        ge=60,
+        le=1209600,
+        description="Messages older than this are deleted by SQS (expired).",
+    )
     max_receive_count: int | None = Field(
         None, ge=1, le=1000, description="Redrive to the queue's dead-letter queue after this many receives."
     )
-    delivery_delay: WholeSeconds = aws("delivery_delay", "DelaySeconds", 0.0, ge=0, le=900)
+    delivery_delay: WholeSeconds = aws(
+        "delivery_delay",
+        "DelaySeconds",
+        0.0,
+        ge=0,
+        le=900,
+        description="Delay before a new message is visible.",
+    )
     max_message_size: Bytes = aws(
         "max_message_size",
         "MaximumMessageSize",
         float(SQS_MAX_MESSAGE_BYTES),
         ge=1024,
         le=SQS_MAX_MESSAGE_BYTES,
+        description="Largest message; record sizes are cut to it.",
     )
-    traffic: Traffic = Field(default_factory=Traffic)
+    traffic: Traffic = Field(default_factory=Traffic, description="What producers send.")
 
     @model_validator(mode="before")
     @classmethod

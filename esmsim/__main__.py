@@ -1,0 +1,5 @@
+"""``python -m esmsim`` is the ``esmsim`` command."""
+
+from esmsim.cli import main
+
+main()

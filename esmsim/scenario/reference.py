@@ -1,0 +1,187 @@
+"""The scenario key reference, generated from the schema so it cannot drift from it.
+
+``python -m esmsim.scenario.reference > scenarios/README.md`` rewrites the reference; a test checks
+that the committed file matches.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import annotated_types
+from pydantic import AliasChoices, BaseModel
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+from esmsim.dists import _Dist
+from esmsim.scenario.functions import Account, Function, FunctionErrors, Incident
+from esmsim.scenario.mappings import ErrorBackoff, PollerScaling, Polling, SqsMapping, ThrottleRetry
+from esmsim.scenario.pricing import Pricing
+from esmsim.scenario.scenario import Scenario, Sweep
+from esmsim.scenario.sources import RatePoint, SqsSource, Traffic
+from esmsim.units import format_duration, format_size
+
+INTRO = """\
+# Scenario files
+
+A scenario is a YAML (or TOML) file describing sources, functions and the mappings between them,
+and how long to simulate them. Every key below has a default except where marked *required*.
+Durations accept `500ms`, `30s`, `5m`, `2h`, `1d` or a number of seconds; rates `200/s`, `12000/min`
+or a number per second; sizes `512B`, `2KB`, `1MB` (binary multiples, as AWS uses) or a number of
+bytes. Distributions are `{dist: constant, value: 50ms}`, `{dist: exponential, mean: 1s}`,
+`{dist: lognormal, median: 40ms, p99: 250ms}`, `{dist: uniform, low: 1KB, high: 4KB}`,
+`{dist: empirical, values: [...]}`, or a bare value for a constant. Where AWS has a CamelCase name for
+a key, that name is accepted too. Ranges are AWS's; values AWS does not document are marked
+*assumption* and explained in [docs/model.md](../docs/model.md).
+
+Check a file with `esmsim validate FILE`; override any key on the command line with
+`--set path.to.key=VALUE` (list indices allowed: `--set mappings[0].batch_size=100`).
+
+This reference is generated from the schema: `python -m esmsim.scenario.reference > scenarios/README.md`.
+"""
+
+SECTIONS: list[tuple[str, type[BaseModel]]] = [
+    ("Top level", Scenario),
+    ("`account`", Account),
+    ("`functions.NAME`", Function),
+    ("`functions.NAME.errors`", FunctionErrors),
+    ("`functions.NAME.incidents[i]`", Incident),
+    ("`sources.NAME` (`type: sqs`)", SqsSource),
+    ("`sources.NAME.traffic`", Traffic),
+    ("`sources.NAME.traffic.schedule[i]`", RatePoint),
+    ("`mappings[i]` (SQS)", SqsMapping),
+    ("`mappings[i].poller_scaling`", PollerScaling),
+    ("`mappings[i].error_backoff`", ErrorBackoff),
+    ("`mappings[i].throttle_retry`", ThrottleRetry),
+    ("`mappings[i].polling`", Polling),
+    ("`sweep`", Sweep),
+    ("`pricing`", Pricing),
+]
+
+_UNIT_BY_VALIDATOR = {"parse_duration": "s", "_whole_seconds": "s", "parse_rate": "/s", "parse_size": "bytes"}
+
+
+def _unit(info: FieldInfo) -> str | None:
+    """``s``, ``/s`` or ``bytes`` when the field parses human units."""
+    for item in info.metadata:
+        fn = getattr(item, "func", None)
+        if fn is not None and fn.__name__ in _UNIT_BY_VALIDATOR:
+            return _UNIT_BY_VALIDATOR[fn.__name__]
+    return None
+
+
+def _type_name(annotation: Any, unit: str | None = None) -> str:
+    if unit is not None:
+        return {"s": "duration", "/s": "rate", "bytes": "size"}[unit]
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _type_name(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        members = [a for a in get_args(annotation) if a is not type(None)]
+        if all(isinstance(m, type) and issubclass(m, _Dist) for m in members):
+            names = "distribution"
+        else:
+            names = " or ".join(_type_name(a) for a in members)
+        return names + (" or null" if type(None) in get_args(annotation) else "")
+    if origin is Literal:
+        return " \\| ".join(f"`{a}`" for a in get_args(annotation))
+    if origin in (tuple, list):
+        return f"list of {_type_name(get_args(annotation)[0])}"
+    if origin is dict:
+        return f"mapping of {_type_name(get_args(annotation)[1])}"
+    if isinstance(annotation, type):
+        if issubclass(annotation, _Dist):
+            return "distribution"
+        if issubclass(annotation, BaseModel):
+            return "mapping"
+        return {"int": "integer", "float": "number", "str": "text", "bool": "true/false"}.get(
+            annotation.__name__, annotation.__name__
+        )
+    return str(annotation)
+
+
+def _range(info: FieldInfo, unit: str | None) -> str:
+    parts = []
+    for item in info.metadata:
+        for attr, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            value = getattr(item, attr, None)
+            if value is not None and isinstance(item, annotated_types.BaseMetadata):
+                parts.append(f"{sign} {_show(float(value), unit)}")
+        if isinstance(item, annotated_types.MinLen) and item.min_length:
+            parts.append(f"at least {item.min_length}")
+    return ", ".join(parts)
+
+
+def _show(value: float, unit: str | None) -> str:
+    if unit == "s":
+        return format_duration(value)
+    if unit == "bytes":
+        return format_size(value)
+    if unit == "/s":
+        return f"{value:.6g}/s"
+    return f"{value:.10g}"
+
+
+def _default(info: FieldInfo) -> str:
+    if info.default is PydanticUndefined and info.default_factory is None:
+        return "*required*"
+    value = info.get_default(call_default_factory=True)
+    if isinstance(value, _Dist):
+        unit = "s" if type(value).__name__.endswith("Duration") else "bytes"
+        items = value.model_dump(mode="json", by_alias=True).items()
+        shown = (f"{k}: {_show(v, unit) if isinstance(v, float) else v}" for k, v in items)
+        return "`{" + ", ".join(shown) + "}`"
+    if isinstance(value, BaseModel):
+        return "see below"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, float):
+        return f"`{_show(value, _unit(info))}`" if math.isfinite(value) else f"`{value}`"
+    if value in ((), {}, ""):
+        return "empty"
+    return f"`{value}`"
+
+
+def _aws_name(info: FieldInfo) -> str:
+    alias = info.validation_alias
+    if isinstance(alias, AliasChoices):
+        names = [c for c in alias.choices if isinstance(c, str) and c[:1].isupper()]
+        return ", ".join(f"`{n}`" for n in names)
+    return ""
+
+
+def section(title: str, model: type[BaseModel]) -> str:
+    """One model's keys as a markdown table."""
+    lines = [f"## {title}", ""]
+    doc = (model.__doc__ or "").strip().splitlines()
+    if doc:
+        lines += [doc[0], ""]
+    lines += ["| key | type | default | range | AWS name | meaning |", "|---|---|---|---|---|---|"]
+    for name, info in model.model_fields.items():
+        if name == "source_type":
+            continue
+        key = info.alias or name
+        meaning = (info.description or "").replace("|", "\\|").replace("\n", " ")
+        row = (
+            key,
+            _type_name(info.annotation, _unit(info)),
+            _default(info),
+            _range(info, _unit(info)),
+            _aws_name(info),
+            meaning,
+        )
+        lines.append(f"| `{row[0]}` | {row[1]} | {row[2]} | {row[3]} | {row[4]} | {row[5]} |")
+    return "\n".join(lines) + "\n"
+
+
+def reference() -> str:
+    """The whole reference document."""
+    return INTRO + "\n" + "\n".join(section(title, model) for title, model in SECTIONS)
+
+
+if __name__ == "__main__":
+    print(reference(), end="")
