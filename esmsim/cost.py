@@ -6,7 +6,9 @@ rate, with the INIT phase of cold starts billed too since 2025-08-01 (validation
 Invocations on provisioned environments use the provisioned-duration rate, and provisioned
 concurrency costs its configured GB-seconds for the whole run. SQS bills every API request
 (ReceiveMessage, empty long polls included, DeleteMessageBatch, redrives to the DLQ), a request per
-64 KB of payload. Prices are first-tier list prices without free tiers: marginal cost.
+64 KB of payload. A Kinesis stream bills shard-hours (more with retention over 24 h), enhanced
+fan-out consumers their consumer-shard-hours and data; Lambda's reads of a DynamoDB stream are free.
+Prices are first-tier list prices without free tiers: marginal cost.
 """
 
 from __future__ import annotations
@@ -76,6 +78,39 @@ def sqs_requests_usd(requests: float, pricing: Pricing) -> float:
     return requests * pricing.sqs_request_per_million_usd / 1e6
 
 
+def kinesis_stream_usd(shards: int, retention_s: float, seconds: float, pricing: Pricing) -> float:
+    """A provisioned stream's shard-hours, plus extended retention when it keeps records over 24 h."""
+    hours = shards * seconds / 3600.0
+    rate = pricing.kinesis_shard_hour_usd
+    if retention_s > 86400.0:
+        rate += pricing.kinesis_extended_retention_shard_hour_usd
+    return hours * rate
+
+
+def kinesis_put_units_usd(sizes: np.ndarray, pricing: Pricing) -> float:
+    """Producers' PUT payload units: each record rounded up to 25 KB units."""
+    units = np.ceil(np.asarray(sizes) / pricing.kinesis_put_payload_unit_bytes).clip(min=1).sum()
+    return float(units) * pricing.kinesis_put_payload_unit_per_million_usd / 1e6
+
+
+def efo_consumer_usd(shards: int, seconds: float, bytes_delivered: float, pricing: Pricing) -> float:
+    """An enhanced fan-out consumer: consumer-shard-hours and data delivered."""
+    hours = shards * seconds / 3600.0
+    return (
+        hours * pricing.kinesis_efo_consumer_shard_hour_usd
+        + bytes_delivered / 2**30 * pricing.kinesis_efo_gb_usd
+    )
+
+
+def destination_usd(kind: str, deliveries: int, pricing: Pricing) -> float:
+    """Sending ``deliveries`` discarded-batch records to an on-failure destination."""
+    if kind == "sqs":
+        return deliveries * pricing.sqs_request_per_million_usd / 1e6
+    if kind == "sns":
+        return deliveries * pricing.sns_publish_per_million_usd / 1e6
+    return deliveries * pricing.s3_put_per_thousand_usd / 1e3
+
+
 @dataclass(frozen=True)
 class CostBreakdown:
     """A run's cost by part, in USD."""
@@ -83,8 +118,8 @@ class CostBreakdown:
     lambda_requests_usd: float
     lambda_compute_usd: float
     lambda_provisioned_usd: float
-    source_usd: float
-    producer_usd: float  # producers' own requests (e.g. SendMessage): reported, not in the total
+    source_usd: float  # the source's capacity and the requests mappings make (SQS calls, shard-hours, EFO)
+    producer_usd: float  # producers' own writes (SendMessage, PUT payload units): reported, not in the total
 
     @property
     def total_usd(self) -> float:

@@ -4,7 +4,8 @@ Summary latency percentiles are exact (``numpy.percentile`` over every record's 
 per-minute ones come from 1 %-bucket histograms. Levels are time-weighted. The record counts obey
 the conservation law
 ``records_in == records_succeeded + records_dlq + records_dropped + records_expired + records_in_flight_end``,
-checked on every run.
+checked on every run. A queue's records count once; a stream's count once per mapping reading it
+(each consumer processes every record), or once if no mapping reads it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ import pandas as pd
 from esmsim import histogram
 from esmsim.cost import (
     CostBreakdown,
+    destination_usd,
+    efo_consumer_usd,
+    kinesis_put_units_usd,
+    kinesis_stream_usd,
     lambda_compute_usd,
     lambda_requests_usd,
     provisioned_concurrency_usd,
@@ -30,6 +35,7 @@ from esmsim.model.function import COLD, ERROR, PROVISIONED
 from esmsim.model.records import DLQ, DROPPED, EXPIRED, IN_FLIGHT, SUCCEEDED, WAITING
 from esmsim.model.sqs_queue import chunked_request_units
 from esmsim.observe import Level, LevelStats, bin_edges, binned_sum, level_stats
+from esmsim.scenario.sources import KinesisSource
 
 #: Columns of the invocation log, in the order the model appends them.
 INVOCATION_COLUMNS = (
@@ -42,8 +48,9 @@ INVOCATION_COLUMNS = (
     "init_s",
     "run_s",
     "env",
+    "iterator_age_s",
 )
-START, END, FUNCTION, MAPPING, RECORDS, OUTCOME, INIT, RUN, ENV = range(len(INVOCATION_COLUMNS))
+START, END, FUNCTION, MAPPING, RECORDS, OUTCOME, INIT, RUN, ENV, ITERATOR_AGE = range(len(INVOCATION_COLUMNS))
 
 #: The summary keys every run reports (design.md §4); more follow them.
 SUMMARY_KEYS = (
@@ -89,37 +96,62 @@ class Observations:
     latency_histogram: np.ndarray
 
 
+@dataclass(frozen=True)
+class _View:
+    """One consumer's view of a source's records: when each was sent, and what became of it."""
+
+    sent_at: np.ndarray
+    state: np.ndarray
+    done_at: np.ndarray
+    scope: np.ndarray | None  # the records this consumer is responsible for (None: all)
+
+
+def _views(world: World) -> list[_View]:
+    views = [_View(q.rec.arrival_at, q.rec.state, q.rec.done_at, None) for q in world.queues.values()]
+    end = world.scenario.duration
+    for name, stream in world.streams.items():
+        readers = [m for m in world.stream_mappings if m.spec.source == name]
+        for m in readers:
+            views.append(_View(stream.table.arrival_at, m.state, m.done_at, m.in_scope))
+        if not readers:  # nobody reads it: records stay until retention removes them
+            expiry = stream.accepted_at + stream.retention_s
+            state = np.where(expiry <= end, EXPIRED, WAITING).astype(np.int8)
+            views.append(_View(stream.table.arrival_at, state, np.where(expiry <= end, expiry, 0.0), None))
+    return views
+
+
 @dataclass
 class _Records:
-    """Record outcomes over all sources."""
+    """Record outcomes over all consumers."""
 
     counts: dict[str, int]
     latency: np.ndarray  # of records that arrived after the warm-up and succeeded
     latency_all: np.ndarray  # of every record that succeeded, warm-up included
     latency_done_at: np.ndarray  # when each of those finished
     finished: np.ndarray  # [state, minute]: records reaching a final state in each minute
-    sent: np.ndarray  # arrivals per minute
+    sent: np.ndarray  # records sent per minute (once per source)
     throughput: float
 
 
 def _minute(times: np.ndarray, nb: int) -> np.ndarray:
-    """Bin index of each time (times at the very end fall in the last bin)."""
-    return np.minimum((times * (1.0 / SAMPLE_PERIOD_S)).astype(np.int64), nb - 1)
+    """Bin index of each time (times at the very end fall in the last bin, negative ones in the first)."""
+    return np.clip((times * (1.0 / SAMPLE_PERIOD_S)).astype(np.int64), 0, nb - 1)
 
 
 def _records(world: World, edges: np.ndarray) -> _Records:
-    """A few vectorised passes over every source's records; no per-record Python."""
+    """A few vectorised passes over every consumer's records; no per-record Python."""
     warmup, end = world.scenario.warmup, world.scenario.duration
     nb = len(edges) - 1
     counts = dict.fromkeys(("in", "succeeded", "dlq", "dropped", "expired", "in_flight"), 0)
     latencies, all_latencies, done_ats = [], [], []
     finished = np.zeros((6, nb))
-    sent = np.zeros(nb)
     steady_done = 0
-    for queue in world.queues.values():
-        rec = queue.rec
-        n = len(rec)
-        by_state = np.bincount(rec.state, minlength=6)
+    for view in _views(world):
+        state, done_at, sent = view.state, view.done_at, view.sent_at
+        if view.scope is not None:
+            state, done_at, sent = state[view.scope], done_at[view.scope], sent[view.scope]
+        n = state.size
+        by_state = np.bincount(state, minlength=6)
         counts["in"] += n
         counts["succeeded"] += int(by_state[SUCCEEDED])
         counts["dlq"] += int(by_state[DLQ])
@@ -127,27 +159,29 @@ def _records(world: World, edges: np.ndarray) -> _Records:
         counts["expired"] += int(by_state[EXPIRED])
         counts["in_flight"] += int(by_state[WAITING] + by_state[IN_FLIGHT])
         if by_state[SUCCEEDED] == n:  # the common case: no masks, no copies
-            done_at, arrival = rec.done_at, rec.arrival_at
             finished[SUCCEEDED] += np.bincount(_minute(done_at, nb), minlength=nb)
         else:
-            final = rec.state >= SUCCEEDED
-            key = rec.state[final].astype(np.int64) * nb + _minute(rec.done_at[final], nb)
+            final = state >= SUCCEEDED
+            key = state[final].astype(np.int64) * nb + _minute(done_at[final], nb)
             finished += np.bincount(key, minlength=6 * nb).reshape(6, nb)
-            ok = rec.state == SUCCEEDED
-            done_at, arrival = rec.done_at[ok], rec.arrival_at[ok]
-        latency = done_at - arrival
+            ok = state == SUCCEEDED
+            done_at, sent = done_at[ok], sent[ok]
+        latency = done_at - sent
         all_latencies.append(latency)
         done_ats.append(done_at)
         if warmup > 0:
             steady_done += int(np.count_nonzero(done_at >= warmup))
-            latency = latency[arrival >= warmup]
+            latency = latency[sent >= warmup]
         else:
             steady_done += done_at.size
         latencies.append(latency)
-        sent += np.diff(np.searchsorted(rec.arrival_at, edges, side="right"))
     total = counts["succeeded"] + counts["dlq"] + counts["dropped"] + counts["expired"] + counts["in_flight"]
     if total != counts["in"]:
         raise ConservationError(f"records_in {counts['in']} != sum of outcomes {total}: {counts}")
+    sources = [q.rec.arrival_at for q in world.queues.values()] + [
+        s.table.arrival_at for s in world.streams.values()
+    ]
+    sent_per_minute = sum((np.bincount(_minute(a, nb), minlength=nb)[:nb] for a in sources), np.zeros(nb))
 
     def joined(arrays: list[np.ndarray]) -> np.ndarray:
         return arrays[0] if len(arrays) == 1 else np.concatenate([np.empty(0), *arrays])
@@ -158,7 +192,7 @@ def _records(world: World, edges: np.ndarray) -> _Records:
         joined(all_latencies),
         joined(done_ats),
         finished,
-        sent,
+        sent_per_minute,
         steady_done / (end - warmup),
     )
 
@@ -178,6 +212,16 @@ def _concurrency(inv: np.ndarray, mask: np.ndarray | None = None) -> Level:
     return level
 
 
+def _stream_backlog(world: World) -> Level:
+    """Records in streams not yet processed by their mappings: +1 when written, -1 when finished."""
+    level = Level()
+    for m in world.stream_mappings:
+        level.add_sorted(np.sort(m.stream.accepted_at[m.in_scope]), +1)
+        final = m.in_scope & (m.state >= SUCCEEDED)
+        level.add_sorted(np.sort(m.done_at[final]), -1)
+    return level
+
+
 def observe(world: World) -> Observations:
     """Everything the summary, time series and resource table report for a finished run."""
     s = world.scenario
@@ -190,16 +234,21 @@ def observe(world: World) -> Observations:
     levels = {
         "concurrency": _concurrency(inv),
         "environments": Level().merged(*(f.environments for f in world.functions.values())),
-        "pollers": Level().merged(*(m.pollers for m in world.mappings)),
+        "pollers": Level().merged(*(m.pollers for m in world.sqs_mappings)),
+        "stream_backlog": _stream_backlog(world),
     }
     queue_levels = [q.levels(end) for q in world.queues.values()]
     levels["visible"] = Level().merged(*(v for v, _ in queue_levels))
     levels["in_flight"] = Level().merged(*(f for _, f in queue_levels))
+    levels["backlog"] = levels["visible"].merged(levels["stream_backlog"])
     stats = {name: level_stats(level, warmup, end, edges) for name, level in levels.items()}
 
     cost = _cost(world, inv)
     counts = records.counts
     run_s = inv[:, RUN]
+    ages = inv[:, ITERATOR_AGE]
+    ages = ages[~np.isnan(ages)]
+    readers = [r for m in world.stream_mappings for r in m.readers]
     summary: dict[str, Any] = {
         "records_in": counts["in"],
         "records_succeeded": counts["succeeded"],
@@ -215,8 +264,8 @@ def observe(world: World) -> Observations:
         "concurrency_max": stats["concurrency"].maximum,
         "concurrency_mean": stats["concurrency"].mean,
         "environments_mean": stats["environments"].mean,
-        "backlog_max": stats["visible"].maximum,
-        "iterator_age_max_s": math.nan,  # streams only
+        "backlog_max": stats["backlog"].maximum,
+        "iterator_age_max_s": float(ages.max()) if ages.size else math.nan,
         "cost_usd": cost.total_usd,
         "cost_lambda_requests_usd": cost.lambda_requests_usd,
         "cost_lambda_compute_usd": cost.lambda_compute_usd,
@@ -227,7 +276,7 @@ def observe(world: World) -> Observations:
         "cost_per_month_usd": cost.per_month(end, s.pricing),
         "cost_producer_usd": cost.producer_usd,
         "throughput_per_s": records.throughput,
-        "backlog_mean": stats["visible"].mean,
+        "backlog_mean": stats["backlog"].mean,
         "in_flight_mean": stats["in_flight"].mean,
         "environments_max": stats["environments"].maximum,
         "pollers_max": stats["pollers"].maximum,
@@ -239,6 +288,11 @@ def observe(world: World) -> Observations:
         "sqs_requests": _sqs_requests(world),
         "sqs_empty_receives": int(sum(q.counts.total("empty_receives") for q in world.queues.values())),
         "visibility_overruns": int(sum(q.overrun_batches for q in world.queues.values())),
+        "iterator_age_mean_s": float(ages.mean()) if ages.size else math.nan,
+        "getrecords_calls": int(sum(r.calls for r in readers)),
+        "read_throttles": int(sum(len(r.throttled_calls) for r in readers)),
+        "write_throttles": int(sum(st.write_throttled().size for st in world.streams.values())),
+        "discarded_batches": int(sum(m.discarded_batches for m in world.stream_mappings)),
         "duration_s": end,
         "warmup_s": warmup,
     }
@@ -255,13 +309,8 @@ def _latency_summary(latency: np.ndarray) -> dict[str, float]:
     if latency.size == 0:
         return dict.fromkeys(keys, math.nan)
     p50, p90, p99 = np.percentile(latency, [50, 90, 99])
-    return dict(
-        zip(
-            keys,
-            (float(p50), float(p90), float(p99), float(latency.max()), float(latency.mean())),
-            strict=True,
-        )
-    )
+    values = (float(p50), float(p90), float(p99), float(latency.max()), float(latency.mean()))
+    return dict(zip(keys, values, strict=True))
 
 
 def _sqs_requests(world: World) -> int:
@@ -292,9 +341,28 @@ def _cost(world: World, inv: np.ndarray) -> CostBreakdown:
     producer = sqs_requests_usd(
         sum(chunked_request_units(q.rec.size, chunk) for q in world.queues.values()), pricing
     )
+    for stream in world.streams.values():
+        if isinstance(stream.spec, KinesisSource):
+            source += kinesis_stream_usd(stream.shards, stream.retention_s, s.duration, pricing)
+            producer += kinesis_put_units_usd(stream.table.size, pricing)
+    for m in world.stream_mappings:
+        if m.spec.enhanced_fan_out:
+            source += efo_consumer_usd(
+                m.stream.shards, s.duration, sum(r.bytes_read for r in m.readers), pricing
+            )
+        if m.spec.on_failure is not None:
+            source += destination_usd(m.spec.on_failure.type, m.discarded_batches, pricing)
     return CostBreakdown(
         lambda_requests_usd(int(inv.shape[0]), pricing), compute, provisioned, source, producer
     )
+
+
+def _binned_max(times: np.ndarray, values: np.ndarray, nb: int) -> np.ndarray:
+    """Maximum of values per minute (NaN where none)."""
+    out = np.full(nb, -np.inf)
+    if times.size:
+        np.maximum.at(out, _minute(times, nb), values)
+    return np.where(np.isfinite(out), out, np.nan)
 
 
 def _timeseries(
@@ -318,6 +386,25 @@ def _timeseries(
     oldest = np.zeros(nb)
     for samples in world.oldest_age.values():
         oldest = np.maximum(oldest, np.asarray(samples[:nb], dtype=float))
+    streaming = ~np.isnan(inv[:, ITERATOR_AGE])
+    readers = [r for m in world.stream_mappings for r in m.readers]
+    poll_ages = np.asarray([a for r in readers for a in r.record_ages], dtype=float).reshape(-1, 2)
+    read_throttled = np.asarray([t for r in readers for t in r.throttled_calls], dtype=float)
+    write_throttled = np.concatenate([np.empty(0), *(st.write_throttled() for st in world.streams.values())])
+    shard_max = np.zeros(nb)
+    for series in world.shard_backlog.values():
+        if series:
+            peaks = [float(x.max()) if x.size else 0.0 for x in series[:nb]]
+            shard_max = np.maximum(shard_max, np.asarray(peaks, dtype=float))
+    destination = np.zeros(nb)
+    for m in world.stream_mappings:
+        if m.spec.on_failure is not None:
+            sent = m.in_scope & (m.state == DLQ)
+            destination += np.bincount(_minute(m.done_at[sent], nb), minlength=nb)[:nb]
+    deleted = np.zeros(nb)
+    for q in world.queues.values():
+        ok = q.rec.state == SUCCEEDED
+        deleted += np.bincount(_minute(q.rec.done_at[ok], nb), minlength=nb)[:nb]
     minute = _minute(records.latency_done_at, nb)
     p50, p99 = histogram.percentiles(histogram.per_bin(records.latency_all, minute, nb), [50, 99]).T
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -329,13 +416,25 @@ def _timeseries(
                 "Throttles": binned_sum(thr[:, 0], np.ones(thr.shape[0]), edges),
                 "Duration": binned_sum(start_at, inv[:, RUN] * 1000.0, edges) / invocations,
                 "ConcurrentExecutions": stats["concurrency"].bin_max,
+                "IteratorAge": _binned_max(start_at[streaming], inv[streaming, ITERATOR_AGE] * 1000.0, nb),
                 "NumberOfMessagesSent": records.sent,
                 "NumberOfMessagesReceived": counter("received"),
-                "NumberOfMessagesDeleted": records.finished[SUCCEEDED],
+                "NumberOfMessagesDeleted": deleted,
                 "NumberOfEmptyReceives": counter("empty_receives"),
                 "ApproximateNumberOfMessagesVisible": stats["visible"].bin_mean,
                 "ApproximateNumberOfMessagesNotVisible": stats["in_flight"].bin_mean,
                 "ApproximateAgeOfOldestMessage": oldest,
+                "GetRecords.IteratorAgeMilliseconds": _binned_max(
+                    poll_ages[:, 0], poll_ages[:, 1] * 1000.0, nb
+                ),
+                "ReadProvisionedThroughputExceeded": binned_sum(
+                    read_throttled, np.ones(read_throttled.size), edges
+                ),
+                "WriteProvisionedThroughputExceeded": binned_sum(
+                    write_throttled, np.ones(write_throttled.size), edges
+                ),
+                "DroppedEventCount": records.finished[DROPPED],
+                "OnFailureDestinationDeliveredEventCount": destination,
                 "ColdStarts": binned_sum(start_at, (inv[:, ENV] == COLD).astype(float), edges),
                 "RecordsSucceeded": records.finished[SUCCEEDED],
                 "RecordsDLQ": records.finished[DLQ],
@@ -344,7 +443,9 @@ def _timeseries(
                 "ConcurrencyMean": stats["concurrency"].bin_mean,
                 "Environments": stats["environments"].bin_mean,
                 "Pollers": stats["pollers"].bin_mean,
-                "BacklogMax": stats["visible"].bin_max,
+                "BacklogMax": stats["backlog"].bin_max,
+                "StreamBacklog": stats["stream_backlog"].bin_mean,
+                "ShardBacklogMax": shard_max,
                 "BatchSize": binned_sum(start_at, inv[:, RECORDS], edges) / invocations,
                 "LatencyP50": p50,
                 "LatencyP99": p99,
@@ -355,40 +456,53 @@ def _timeseries(
 
 
 def _resources(world: World, inv: np.ndarray, thr: np.ndarray) -> pd.DataFrame:
-    """Per function and per mapping: what each did (for scenarios with several of them)."""
+    """Per function, per mapping and per shard: what each did (for scenarios with several)."""
     s = world.scenario
     whole = bin_edges(s.duration, s.duration)
-    rows = []
+    rows: list[dict[str, Any]] = []
+
+    def usage(
+        kind: str, name: str, mine: np.ndarray, throttled: np.ndarray, limit: int | None
+    ) -> dict[str, Any]:
+        conc = level_stats(_concurrency(inv, mine), s.warmup, s.duration, whole)
+        ages = inv[mine, ITERATOR_AGE]
+        return {
+            "kind": kind,
+            "name": name,
+            "invocations": int(mine.sum()),
+            "invocation_errors": int((inv[mine, OUTCOME] >= ERROR).sum()),
+            "throttles": int(throttled.sum()),
+            "cold_starts": int((inv[mine, ENV] == COLD).sum()),
+            "concurrency_max": conc.maximum,
+            "concurrency_mean": conc.mean,
+            "limit": limit,
+            "iterator_age_max_s": float(np.nanmax(ages))
+            if ages.size and not np.isnan(ages).all()
+            else math.nan,
+        }
+
     for name, fn in world.functions.items():
         mine = inv[:, FUNCTION] == fn.index
-        conc = level_stats(_concurrency(inv, mine), s.warmup, s.duration, whole)
-        rows.append(
-            {
-                "kind": "function",
-                "name": name,
-                "invocations": int(mine.sum()),
-                "invocation_errors": int((inv[mine, OUTCOME] >= ERROR).sum()),
-                "throttles": int((thr[:, 1] == fn.index).sum()),
-                "cold_starts": int((inv[mine, ENV] == COLD).sum()),
-                "concurrency_max": conc.maximum,
-                "concurrency_mean": conc.mean,
-                "limit": fn.spec.reserved_concurrency,
-            }
-        )
+        rows.append(usage("function", name, mine, thr[:, 1] == fn.index, fn.spec.reserved_concurrency))
     for m in world.mappings:
         mine = inv[:, MAPPING] == m.index
-        conc = level_stats(_concurrency(inv, mine), s.warmup, s.duration, whole)
-        rows.append(
-            {
-                "kind": "mapping",
-                "name": f"mappings[{m.index}]: {m.spec.source} -> {m.spec.function}",
-                "invocations": int(mine.sum()),
-                "invocation_errors": int((inv[mine, OUTCOME] >= ERROR).sum()),
-                "throttles": int((thr[:, 2] == m.index).sum()),
-                "cold_starts": int((inv[mine, ENV] == COLD).sum()),
-                "concurrency_max": conc.maximum,
-                "concurrency_mean": conc.mean,
-                "limit": m.spec.maximum_concurrency,
-            }
-        )
+        limit = getattr(m.spec, "maximum_concurrency", None)
+        if limit is None and hasattr(m.spec, "parallelization_factor"):
+            limit = m.stream.shards * m.spec.parallelization_factor  # type: ignore[union-attr]
+        label = f"mappings[{m.index}]: {m.spec.source} -> {m.spec.function}"
+        rows.append(usage("mapping", label, mine, thr[:, 2] == m.index, limit))
+    for m in world.stream_mappings:
+        samples = np.asarray(world.shard_backlog.get(m.index, []), dtype=float).reshape(-1, m.stream.shards)
+        for shard, (lo, hi) in enumerate(m.shard_rows):
+            backlog = samples[:, shard] if samples.size else np.zeros(1)
+            rows.append(
+                {
+                    "kind": "shard",
+                    "name": f"mappings[{m.index}] shard {shard}",
+                    "records": hi - lo,
+                    "backlog_max": float(backlog.max()),
+                    "backlog_end": float(backlog[-1]),
+                    "read_throttles": len(m.readers[shard].throttled_calls),
+                }
+            )
     return pd.DataFrame(rows)

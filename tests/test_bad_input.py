@@ -398,8 +398,8 @@ def test_duplicate_top_level_key(tmp_path: Path) -> None:
             "{path}:14: mappings[0].source: required",
         ),
         (
-            {9: "    type: kinesis"},
-            "{path}:9: sources.orders-queue.type: 'kinesis' is not allowed (allowed: sqs)",
+            {9: "    type: kafka"},
+            "{path}:9: sources.orders-queue.type: 'kafka' is not a known type (allowed: sqs, kinesis, dynamodb)",
         ),
     ],
     ids=[

@@ -23,6 +23,8 @@ from esmsim.model.sqs_receive import WAKE, Collector, SqsReceivers
 from esmsim.observe import Level
 from esmsim.scenario.mappings import SqsMapping
 
+NAN = math.nan  # the iterator age column of the invocation log: streams only
+
 
 class SqsMappingRuntime:
     """One SQS mapping during a run."""
@@ -118,7 +120,7 @@ class SqsMappingRuntime:
             )
             busy_s = init_s + run_s
             end = now + busy_s  # exactly the time SimPy will resume at: no rounding differences
-            log_invocation((now, end, function.index, self.index, batch.n, outcome, init_s, run_s, kind))
+            log_invocation((now, end, function.index, self.index, batch.n, outcome, init_s, run_s, kind, NAN))
             if end >= batch.visible_at:
                 release(batch, now)  # the rows become visible again while this invocation runs
             yield env.timeout(busy_s)

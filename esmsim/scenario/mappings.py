@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from esmsim.scenario.base import Bytes, Frozen, Seconds, WholeSeconds, aws
 
@@ -169,4 +169,137 @@ class SqsMapping(Frozen):
         return value
 
 
-Mapping = SqsMapping
+class RetryBackoff(Frozen):
+    """Spacing of a stream mapping's retries after function errors (AWS documents none).
+
+    Default: 1 s doubling to 60 s. LocalStack's emulator uses 0.5 s x 1.5 up to 60 s; AWS-side
+    observations (a destination record minutes after one retry) suggest seconds to minutes.
+    """
+
+    initial: Seconds = Field(1.0, ge=0, description="Wait before the first retry (assumption).")
+    multiplier: float = Field(2.0, ge=1, description="Each further wait is this much longer (assumption).")
+    maximum: Seconds = Field(60.0, ge=0, description="Longest wait (assumption).")
+    jitter: float = Field(0.0, ge=0, lt=1, description="Each wait varies uniformly by up to this fraction.")
+
+
+class Destination(Frozen):
+    """Where a stream mapping sends what it discards (DestinationConfig.OnFailure)."""
+
+    type: Literal["sqs", "sns", "s3"] = Field(
+        description="SQS and SNS receive a metadata record per batch; S3 also receives the records."
+    )
+
+
+class StreamMapping(Frozen):
+    """An event source mapping from a Kinesis or DynamoDB stream to a function."""
+
+    source_type: Literal["kinesis", "dynamodb"] = "kinesis"
+    source: str = Field(description="Name of a source under `sources`.")
+    function: str = Field(description="Name of a function under `functions`.")
+    enabled: bool = aws("enabled", "Enabled", True, description="A disabled mapping reads nothing.")
+    batch_size: int = aws(
+        "batch_size", "BatchSize", 100, ge=1, le=10000, description="Most records per invocation."
+    )
+    batching_window: WholeSeconds = aws(
+        "batching_window",
+        "MaximumBatchingWindowInSeconds",
+        0.0,
+        ge=0,
+        le=300,
+        description="Longest a shard gathers records after its previous invocation ends (whole seconds).",
+    )
+    parallelization_factor: int = aws(
+        "parallelization_factor",
+        "ParallelizationFactor",
+        1,
+        ge=1,
+        le=10,
+        description="Concurrent batches per shard; records of one partition key stay in order.",
+    )
+    starting_position: Literal["LATEST", "TRIM_HORIZON", "AT_TIMESTAMP"] = aws(
+        "starting_position",
+        "StartingPosition",
+        description="LATEST: records written from time 0; TRIM_HORIZON: everything retained; AT_TIMESTAMP.",
+    )
+    starting_position_timestamp: Seconds | None = aws(
+        "starting_position_timestamp",
+        "StartingPositionTimestamp",
+        None,
+        description="With AT_TIMESTAMP: records written from this time on (negative: before time 0).",
+    )
+    maximum_record_age: float = aws(
+        "maximum_record_age",
+        "MaximumRecordAgeInSeconds",
+        -1.0,
+        description="Discard records older than this (-1: only retention limits them; else 60..604800 s).",
+    )
+    maximum_retry_attempts: int = aws(
+        "maximum_retry_attempts",
+        "MaximumRetryAttempts",
+        -1,
+        ge=-1,
+        le=10000,
+        description="Retries of a failing batch before it is discarded (-1: until the records expire).",
+    )
+    bisect_batch_on_function_error: bool = aws(
+        "bisect_batch_on_function_error",
+        "BisectBatchOnFunctionError",
+        False,
+        description="Split a failing batch in two and retry each half (splits do not count as retries).",
+    )
+    report_batch_item_failures: bool = Field(
+        False, description="The handler reports failed sequence numbers; the shard resumes at the lowest one."
+    )
+    on_failure: Destination | None = Field(None, description="Where discarded batches go (null: dropped).")
+    enhanced_fan_out: bool = Field(
+        False,
+        description="Kinesis only: a dedicated-throughput consumer with push delivery (an EFO consumer ARN).",
+    )
+    retry_backoff: RetryBackoff = Field(
+        default_factory=RetryBackoff, description="Spacing of retries after errors."
+    )
+    throttle_retry: ThrottleRetry = Field(
+        default_factory=ThrottleRetry, description="Retries of throttled batches."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aws_shapes(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if "FunctionResponseTypes" in data:
+            types = data.pop("FunctionResponseTypes")
+            if types not in ([], ["ReportBatchItemFailures"]):
+                raise ValueError("FunctionResponseTypes must be [] or [ReportBatchItemFailures]")
+            data.setdefault("report_batch_item_failures", bool(types))
+        if "DestinationConfig" in data:
+            config = data.pop("DestinationConfig")
+            target = config.get("OnFailure", {}).get("Destination", "") if isinstance(config, dict) else ""
+            service = target.split(":")[2] if target.count(":") >= 2 else ""
+            if service not in ("sqs", "sns", "s3"):
+                raise ValueError("DestinationConfig.OnFailure.Destination must be an SQS, SNS or S3 ARN")
+            data.setdefault("on_failure", {"type": service})
+        return data
+
+    @field_validator("maximum_record_age")
+    @classmethod
+    def _record_age(cls, value: float) -> float:
+        if value != -1 and not 60 <= value <= 604800:
+            raise ValueError(f"{value:g} is not -1 or between 60 and 604800 seconds (AWS's range)")
+        return value
+
+
+def _mapping_kind(data: Any) -> str:
+    """Which mapping model applies: the type of the source it reads (injected by Scenario).
+
+    The tags are values of each model's ``source_type`` so error messages can strip them.
+    """
+    kind = data.get("source_type", "sqs") if isinstance(data, dict) else getattr(data, "source_type", "sqs")
+    return "kinesis" if kind in ("kinesis", "dynamodb") else "sqs"
+
+
+Mapping = Annotated[
+    Annotated[SqsMapping, Tag("sqs")] | Annotated[StreamMapping, Tag("kinesis")],
+    Discriminator(_mapping_kind),
+]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import AliasChoices, BaseModel, ValidationError
+from pydantic import AliasChoices, BaseModel, Tag, ValidationError
 
 from esmsim.dists import AnyDist
 from esmsim.errors import Issue, Path, format_number, one_line, show_value
@@ -311,8 +311,14 @@ def _unwrap(kind: Any) -> tuple[Any, list[Any]]:
 
 def _members(kind: Any) -> list[Any]:
     if get_origin(kind) in (Union, types.UnionType):
-        return [m for m in get_args(kind) if m is not type(None)]
+        members = [m for m in get_args(kind) if m is not type(None)]
+        # Tagged union members are Annotated[Model, Tag(...)]: the model is what matters here.
+        return [get_args(m)[0] if _is_tagged(m) else m for m in members]
     return [kind]
+
+
+def _is_tagged(kind: Any) -> bool:
+    return get_origin(kind) is Annotated and any(isinstance(x, Tag) for x in get_args(kind)[1:])
 
 
 def _by_tag(options: list[Any], tag: str) -> Any:

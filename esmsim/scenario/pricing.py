@@ -70,3 +70,25 @@ class Pricing(Frozen):
         "sqs_request_chunk_bytes", "Each this many bytes of payload is billed as one request.", gt=0
     )
     month_hours: float = _price("month_hours", "Hours in a billing month, for the monthly projection.", gt=0)
+    kinesis_shard_hour_usd: float = _price("kinesis_shard_hour_usd", "Per provisioned shard-hour.", ge=0)
+    kinesis_put_payload_unit_per_million_usd: float = _price(
+        "kinesis_put_payload_unit_per_million_usd", "Per million PUT payload units (producers' cost).", ge=0
+    )
+    kinesis_put_payload_unit_bytes: float = _price(
+        "kinesis_put_payload_unit_bytes", "Size of a PUT payload unit (25 KB).", gt=0
+    )
+    kinesis_extended_retention_shard_hour_usd: float = _price(
+        "kinesis_extended_retention_shard_hour_usd", "Per shard-hour when retention exceeds 24 hours.", ge=0
+    )
+    kinesis_efo_consumer_shard_hour_usd: float = _price(
+        "kinesis_efo_consumer_shard_hour_usd", "Per enhanced fan-out consumer-shard-hour.", ge=0
+    )
+    kinesis_efo_gb_usd: float = _price(
+        "kinesis_efo_gb_usd", "Per GB delivered to an enhanced fan-out consumer.", ge=0
+    )
+    sns_publish_per_million_usd: float = _price(
+        "sns_publish_per_million_usd", "Per million SNS publishes (on-failure destination).", ge=0
+    )
+    s3_put_per_thousand_usd: float = _price(
+        "s3_put_per_thousand_usd", "Per thousand S3 PUTs (on-failure destination).", ge=0
+    )

@@ -17,10 +17,19 @@ from pydantic_core import PydanticUndefined
 
 from esmsim.dists import _Dist
 from esmsim.scenario.functions import Account, Function, FunctionErrors, Incident
-from esmsim.scenario.mappings import ErrorBackoff, PollerScaling, Polling, SqsMapping, ThrottleRetry
+from esmsim.scenario.mappings import (
+    Destination,
+    ErrorBackoff,
+    PollerScaling,
+    Polling,
+    RetryBackoff,
+    SqsMapping,
+    StreamMapping,
+    ThrottleRetry,
+)
 from esmsim.scenario.pricing import Pricing
 from esmsim.scenario.scenario import Scenario, Sweep
-from esmsim.scenario.sources import RatePoint, SqsSource, Traffic
+from esmsim.scenario.sources import DynamoDBSource, KinesisSource, RatePoint, SqsSource, Traffic
 from esmsim.units import format_duration, format_size
 
 INTRO = """\
@@ -49,13 +58,18 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("`functions.NAME.errors`", FunctionErrors),
     ("`functions.NAME.incidents[i]`", Incident),
     ("`sources.NAME` (`type: sqs`)", SqsSource),
+    ("`sources.NAME` (`type: kinesis`)", KinesisSource),
+    ("`sources.NAME` (`type: dynamodb`)", DynamoDBSource),
     ("`sources.NAME.traffic`", Traffic),
     ("`sources.NAME.traffic.schedule[i]`", RatePoint),
     ("`mappings[i]` (SQS)", SqsMapping),
-    ("`mappings[i].poller_scaling`", PollerScaling),
-    ("`mappings[i].error_backoff`", ErrorBackoff),
+    ("`mappings[i].poller_scaling` (SQS)", PollerScaling),
+    ("`mappings[i].error_backoff` (SQS)", ErrorBackoff),
+    ("`mappings[i].polling` (SQS)", Polling),
+    ("`mappings[i]` (Kinesis, DynamoDB)", StreamMapping),
+    ("`mappings[i].retry_backoff` (streams)", RetryBackoff),
+    ("`mappings[i].on_failure` (streams)", Destination),
     ("`mappings[i].throttle_retry`", ThrottleRetry),
-    ("`mappings[i].polling`", Polling),
     ("`sweep`", Sweep),
     ("`pricing`", Pricing),
 ]
@@ -65,7 +79,11 @@ _UNIT_BY_VALIDATOR = {"parse_duration": "s", "_whole_seconds": "s", "parse_rate"
 
 def _unit(info: FieldInfo) -> str | None:
     """``s``, ``/s`` or ``bytes`` when the field parses human units."""
-    for item in info.metadata:
+    metadata = list(info.metadata)
+    for member in get_args(info.annotation):  # `Seconds | None`: the units sit on the member
+        if get_origin(member) is Annotated:
+            metadata += get_args(member)[1:]
+    for item in metadata:
         fn = getattr(item, "func", None)
         if fn is not None and fn.__name__ in _UNIT_BY_VALIDATOR:
             return _UNIT_BY_VALIDATOR[fn.__name__]
@@ -74,7 +92,8 @@ def _unit(info: FieldInfo) -> str | None:
 
 def _type_name(annotation: Any, unit: str | None = None) -> str:
     if unit is not None:
-        return {"s": "duration", "/s": "rate", "bytes": "size"}[unit]
+        name = {"s": "duration", "/s": "rate", "bytes": "size"}[unit]
+        return f"{name} or null" if type(None) in get_args(annotation) else name
     origin = get_origin(annotation)
     if origin is Annotated:
         return _type_name(get_args(annotation)[0])

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 from esmsim.dists import LognormalDuration
 from esmsim.errors import Issue
 from esmsim.scenario.functions import Function
+from esmsim.scenario.mappings import SqsMapping, StreamMapping
+from esmsim.scenario.sources import DynamoDBSource, KinesisSource, SqsSource
 
 if TYPE_CHECKING:
     from esmsim.scenario.scenario import Scenario
@@ -63,6 +65,8 @@ def _sqs_mapping_rules(s: Scenario) -> Iterator[Issue]:
         if m.source not in s.sources or m.function not in s.functions:
             continue
         queue, fn = s.sources[m.source], s.functions[m.function]
+        if not isinstance(m, SqsMapping) or not isinstance(queue, SqsSource):
+            continue
         if m.batch_size > 10 and m.batching_window < 1:
             yield Issue(
                 ("mappings", i, "batch_size"),
@@ -97,10 +101,14 @@ def _sqs_mapping_rules(s: Scenario) -> Iterator[Issue]:
 def _shared_caps(s: Scenario) -> Iterator[Issue]:
     """AWS: the maximum concurrency of all SQS mappings of a function should not exceed its reservation."""
     for name, fn in s.functions.items():
-        capped = [(i, m) for i, m in enumerate(s.mappings) if m.function == name and m.maximum_concurrency]
+        capped = [
+            (i, m.maximum_concurrency)
+            for i, m in enumerate(s.mappings)
+            if isinstance(m, SqsMapping) and m.function == name and m.maximum_concurrency
+        ]
         if fn.reserved_concurrency is None or len(capped) < 2:
             continue
-        total = sum(m.maximum_concurrency or 0 for _, m in capped)
+        total = sum(cap or 0 for _, cap in capped)
         if total > fn.reserved_concurrency:
             yield Issue(
                 ("mappings", capped[-1][0], "maximum_concurrency"),
@@ -113,7 +121,11 @@ def _shared_caps(s: Scenario) -> Iterator[Issue]:
 def _queue_rules(s: Scenario) -> Iterator[Issue]:
     mapped = {m.source for m in s.mappings}
     for name, queue in s.sources.items():
-        if queue.max_receive_count is not None and queue.max_receive_count < 5:
+        if (
+            isinstance(queue, SqsSource)
+            and queue.max_receive_count is not None
+            and queue.max_receive_count < 5
+        ):
             yield Issue(
                 ("sources", name, "max_receive_count"),
                 f"{queue.max_receive_count} is under AWS's recommended 5: throttles and transient errors can "
@@ -122,7 +134,9 @@ def _queue_rules(s: Scenario) -> Iterator[Issue]:
             )
         size = queue.traffic.record_size
         bound = size.upper_bound()
-        if math.isfinite(bound) and bound > queue.max_message_size:
+        if not isinstance(queue, SqsSource):
+            pass
+        elif math.isfinite(bound) and bound > queue.max_message_size:
             yield Issue(
                 ("sources", name, "traffic", "record_size"),
                 f"records of up to {bound:g} bytes exceed the queue's maximum message size "
@@ -145,6 +159,56 @@ def _queue_rules(s: Scenario) -> Iterator[Issue]:
         if name not in mapped:
             yield Issue(
                 ("sources", name), "no mapping reads this source: its records only accumulate", "warning"
+            )
+
+
+def _stream_rules(s: Scenario) -> Iterator[Issue]:
+    """AWS's rules for Kinesis and DynamoDB stream mappings."""
+    readers: dict[str, list[int]] = {}
+    for i, m in enumerate(s.mappings):
+        source = s.sources.get(m.source)
+        if not isinstance(m, StreamMapping) or source is None or isinstance(source, SqsSource):
+            continue
+        readers.setdefault(m.source, []).append(i)
+        ddb = isinstance(source, DynamoDBSource)
+        if m.starting_position == "AT_TIMESTAMP":
+            if ddb:
+                yield Issue(
+                    ("mappings", i, "starting_position"),
+                    "AT_TIMESTAMP is not valid for DynamoDB streams (allowed: LATEST, TRIM_HORIZON)",
+                )
+            elif m.starting_position_timestamp is None:
+                yield Issue(("mappings", i, "starting_position_timestamp"), "required with AT_TIMESTAMP")
+        elif m.starting_position_timestamp is not None:
+            yield Issue(
+                ("mappings", i, "starting_position_timestamp"),
+                f"only valid with starting_position AT_TIMESTAMP (got {m.starting_position})",
+            )
+        if ddb and m.enhanced_fan_out:
+            yield Issue(("mappings", i, "enhanced_fan_out"), "enhanced fan-out is for Kinesis streams only")
+        if ddb and m.maximum_record_age > 86400:
+            yield Issue(
+                ("mappings", i, "maximum_record_age"),
+                f"{m.maximum_record_age:g} s is longer than a DynamoDB stream keeps records (24 h): "
+                "it never applies",
+                "warning",
+            )
+    for name, indices in readers.items():
+        source = s.sources[name]
+        polling = [i for i in indices if not getattr(s.mappings[i], "enhanced_fan_out", False)]
+        if isinstance(source, DynamoDBSource) and len(indices) > 2:
+            yield Issue(
+                ("mappings", indices[-1]),
+                f"{len(indices)} mappings read DynamoDB stream {name!r}: AWS advises at most 2 readers per shard "
+                "(reads will be throttled)",
+                "warning",
+            )
+        elif isinstance(source, KinesisSource) and len(polling) > 5:
+            yield Issue(
+                ("mappings", polling[-1]),
+                f"{len(polling)} standard consumers share stream {name!r}'s 5 reads a second per shard; "
+                "consider enhanced fan-out",
+                "warning",
             )
 
 
@@ -225,6 +289,7 @@ RULES: tuple[Callable[[Scenario], Iterator[Issue]], ...] = (
     _references,
     _duplicate_mappings,
     _sqs_mapping_rules,
+    _stream_rules,
     _shared_caps,
     _queue_rules,
     _concurrency_rules,

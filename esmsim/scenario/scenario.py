@@ -49,6 +49,26 @@ class Scenario(Frozen):
     )
     sweep: Sweep | None = Field(None, description="What `esmsim sweep` varies.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _mapping_source_types(cls, data: Any) -> Any:
+        """Tell each mapping the type of the source it reads: it decides which keys the mapping takes."""
+        if not isinstance(data, dict) or not isinstance(data.get("mappings"), list | tuple):
+            return data
+        raw_sources = data.get("sources")
+        sources: dict[Any, Any] = raw_sources if isinstance(raw_sources, dict) else {}
+        mappings = []
+        for mapping in data["mappings"]:
+            if isinstance(mapping, dict):
+                source = (
+                    sources.get(mapping.get("source")) if isinstance(mapping.get("source"), str) else None
+                )
+                kind = source.get("type") if isinstance(source, dict) else None
+                if kind in ("sqs", "kinesis", "dynamodb") and "source_type" not in mapping:
+                    mapping = {**mapping, "source_type": kind}
+            mappings.append(mapping)
+        return {**data, "mappings": mappings}
+
     @model_validator(mode="after")
     def _aws_rules(self) -> Scenario:
         # Imported here: rules reads the finished models, the models do not need rules to exist.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -37,7 +37,18 @@ class Traffic(Frozen):
     record_size: SizeDist = Field(
         default_factory=lambda: ConstantSize(value=1024.0), description="Payload size of one record."
     )
-    initial_backlog: int = Field(0, ge=0, description="Records already waiting at time 0.")
+    initial_backlog: int = Field(0, ge=0, description="Records already in the source at time 0.")
+    backlog_span: Seconds = Field(
+        0.0,
+        ge=0,
+        description="The initial backlog arrived evenly over this long before time 0 (0: all at 0).",
+    )
+    partition_keys: int = Field(
+        1000, ge=1, description="Streams: distinct partition keys (DynamoDB: items); keys hash to shards."
+    )
+    key_skew: float = Field(
+        0.0, ge=0, description="Streams: Zipf exponent of key popularity (0: uniform; 1.2: a few hot keys)."
+    )
 
     @model_validator(mode="after")
     def _schedule_in_order(self) -> Traffic:
@@ -109,4 +120,100 @@ class SqsSource(Frozen):
         return data
 
 
-Source = SqsSource
+class _StreamSource(Frozen):
+    """What Kinesis and DynamoDB streams share: shards, retention, read limits, the event format."""
+
+    shards: int = Field(ge=1, le=10000, description="Open shards.")
+    propagation_delay: Seconds = Field(
+        0.1,
+        ge=0,
+        description=(
+            "From a put to when GetRecords can return it (assumption: AWS quotes ~200 ms average for one "
+            "polling consumer, which includes its polling)."
+        ),
+    )
+    idle_poll_interval: Seconds = Field(1.0, gt=0, description="How often an idle shard is polled.")
+    read_calls_per_second: float | None = Field(
+        5.0,
+        gt=0,
+        description="GetRecords calls a shard serves per second, shared by its consumers (null: no limit).",
+    )
+    read_bytes_per_second: Bytes | None = Field(
+        2 * 1024 * 1024,
+        gt=0,
+        description="Bytes a shard serves per second to its consumers together (null: no limit).",
+    )
+    max_records_per_call: int = Field(10000, ge=1, description="Records one GetRecords call returns at most.")
+    max_bytes_per_call: Bytes = Field(
+        10 * 1024 * 1024, gt=0, description="Bytes one GetRecords call returns at most."
+    )
+    record_overhead: Bytes = Field(
+        350.0, ge=0, description="Event metadata per record counted toward the 6 MB payload (assumption)."
+    )
+    payload_expansion: float = Field(
+        4 / 3, ge=1, description="Payload bytes per record byte in the event (Kinesis base64-encodes data)."
+    )
+    traffic: Traffic = Field(default_factory=Traffic, description="What producers write.")
+
+
+class KinesisSource(_StreamSource):
+    """A Kinesis data stream (provisioned capacity)."""
+
+    type: Literal["kinesis"] = Field(description="`kinesis`: a Kinesis data stream.")
+    retention: Seconds = Field(
+        86400.0,
+        ge=86400,
+        le=8760 * 3600,
+        description="Records older than this leave the stream (24 h to 365 d).",
+    )
+    write_records_per_second: float | None = Field(
+        1000.0,
+        gt=0,
+        description="Records a shard accepts per second; producers retry the excess (null: no limit).",
+    )
+    write_bytes_per_second: Bytes | None = Field(
+        1024 * 1024, gt=0, description="Bytes a shard accepts per second (null: no limit)."
+    )
+    efo_propagation_delay: Seconds = Field(
+        0.07, ge=0, description="Put to delivery for an enhanced fan-out consumer (AWS: ~70 ms typical)."
+    )
+    efo_bytes_per_second: Bytes = Field(
+        2 * 1024 * 1024, gt=0, description="Each enhanced fan-out consumer's own read throughput per shard."
+    )
+
+
+class DynamoDBSource(_StreamSource):
+    """A DynamoDB stream: 24 h retention, polled four times a second, no producer throttling modelled."""
+
+    type: Literal["dynamodb"] = Field(description="`dynamodb`: a DynamoDB table's stream.")
+    idle_poll_interval: Seconds = Field(
+        0.25, gt=0, description="How often an idle shard is polled (AWS: 4 times a second)."
+    )
+    read_calls_per_second: float | None = Field(
+        5.0, gt=0, description="GetRecords calls a shard serves per second (assumption: AWS does not say)."
+    )
+    read_bytes_per_second: Bytes | None = Field(
+        None, gt=0, description="Bytes a shard serves per second (null: AWS documents no limit)."
+    )
+    max_records_per_call: int = Field(
+        1000, ge=1, le=1000, description="Records one GetRecords call returns at most."
+    )
+    max_bytes_per_call: Bytes = Field(
+        1024 * 1024, gt=0, description="Bytes one GetRecords call returns at most (1 MB)."
+    )
+    record_overhead: Bytes = Field(
+        400.0, ge=0, description="Event metadata per record (keys, sequence number, ...) (assumption)."
+    )
+    payload_expansion: float = Field(1.0, ge=1, description="Payload bytes per record byte in the event.")
+
+    @property
+    def retention(self) -> float:
+        """DynamoDB streams keep records 24 hours."""
+        return DYNAMODB_RETENTION_S
+
+
+#: DynamoDB streams keep records for 24 hours, not configurable.
+DYNAMODB_RETENTION_S = 86400.0
+
+Source = Annotated[SqsSource | KinesisSource | DynamoDBSource, Field(discriminator="type")]
+StreamSource = KinesisSource | DynamoDBSource
