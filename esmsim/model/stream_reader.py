@@ -169,9 +169,9 @@ class ShardReader:
         self._wake_at = math.inf
         self._wake_event = None
         now = self.env.now
-        if self.delivery_at is None and any(w.need_row >= self.fetched for w in self.waiters):
-            if self._next_poll(now) <= now:
-                self._poll(now)
+        needy = self.delivery_at is None and any(w.need_row >= self.fetched for w in self.waiters)
+        if needy and self._next_poll(now) <= now:
+            self._poll(now)
         fetched = self.fetched_by(now)
         still = []
         for w in self.waiters:

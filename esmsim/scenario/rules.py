@@ -199,8 +199,8 @@ def _stream_rules(s: Scenario) -> Iterator[Issue]:
         if isinstance(source, DynamoDBSource) and len(indices) > 2:
             yield Issue(
                 ("mappings", indices[-1]),
-                f"{len(indices)} mappings read DynamoDB stream {name!r}: AWS advises at most 2 readers per shard "
-                "(reads will be throttled)",
+                f"{len(indices)} mappings read DynamoDB stream {name!r}: AWS advises at most 2 readers per "
+                "shard (reads will be throttled)",
                 "warning",
             )
         elif isinstance(source, KinesisSource) and len(polling) > 5:

@@ -139,13 +139,13 @@ class _StreamSource(Frozen):
         description="GetRecords calls a shard serves per second, shared by its consumers (null: no limit).",
     )
     read_bytes_per_second: Bytes | None = Field(
-        2 * 1024 * 1024,
+        2.0 * 1024 * 1024,
         gt=0,
         description="Bytes a shard serves per second to its consumers together (null: no limit).",
     )
     max_records_per_call: int = Field(10000, ge=1, description="Records one GetRecords call returns at most.")
     max_bytes_per_call: Bytes = Field(
-        10 * 1024 * 1024, gt=0, description="Bytes one GetRecords call returns at most."
+        10.0 * 1024 * 1024, gt=0, description="Bytes one GetRecords call returns at most."
     )
     record_overhead: Bytes = Field(
         350.0, ge=0, description="Event metadata per record counted toward the 6 MB payload (assumption)."
@@ -172,13 +172,13 @@ class KinesisSource(_StreamSource):
         description="Records a shard accepts per second; producers retry the excess (null: no limit).",
     )
     write_bytes_per_second: Bytes | None = Field(
-        1024 * 1024, gt=0, description="Bytes a shard accepts per second (null: no limit)."
+        1024.0 * 1024, gt=0, description="Bytes a shard accepts per second (null: no limit)."
     )
     efo_propagation_delay: Seconds = Field(
         0.07, ge=0, description="Put to delivery for an enhanced fan-out consumer (AWS: ~70 ms typical)."
     )
     efo_bytes_per_second: Bytes = Field(
-        2 * 1024 * 1024, gt=0, description="Each enhanced fan-out consumer's own read throughput per shard."
+        2.0 * 1024 * 1024, gt=0, description="Each enhanced fan-out consumer's own read throughput per shard."
     )
 
 
@@ -199,7 +199,7 @@ class DynamoDBSource(_StreamSource):
         1000, ge=1, le=1000, description="Records one GetRecords call returns at most."
     )
     max_bytes_per_call: Bytes = Field(
-        1024 * 1024, gt=0, description="Bytes one GetRecords call returns at most (1 MB)."
+        1024.0 * 1024, gt=0, description="Bytes one GetRecords call returns at most (1 MB)."
     )
     record_overhead: Bytes = Field(
         400.0, ge=0, description="Event metadata per record (keys, sequence number, ...) (assumption)."
