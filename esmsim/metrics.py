@@ -49,8 +49,11 @@ INVOCATION_COLUMNS = (
     "run_s",
     "env",
     "iterator_age_s",
+    "shard",
 )
-START, END, FUNCTION, MAPPING, RECORDS, OUTCOME, INIT, RUN, ENV, ITERATOR_AGE = range(len(INVOCATION_COLUMNS))
+START, END, FUNCTION, MAPPING, RECORDS, OUTCOME, INIT, RUN, ENV, ITERATOR_AGE, SHARD = range(
+    len(INVOCATION_COLUMNS)
+)
 
 #: The summary keys every run reports (design.md §4); more follow them.
 SUMMARY_KEYS = (

@@ -70,3 +70,26 @@ def invocations(world: World) -> dict[str, np.ndarray]:
     """The invocation log as named columns."""
     table = np.asarray(world.invocations, dtype=float).reshape(-1, len(INVOCATION_COLUMNS))
     return {name: table[:, i] for i, name in enumerate(INVOCATION_COLUMNS)}
+
+
+def run_recording(
+    s: Scenario, seed: int | None = None
+) -> tuple[World, list[tuple[float, float, np.ndarray, int]]]:
+    """Run a scenario, recording every invocation's (start, end, stream or queue rows, outcome)."""
+    world = build(s, Streams(s.seed if seed is None else seed, 0))
+    log: list[tuple[float, float, np.ndarray, int]] = []
+    for fn in world.functions.values():
+        original = fn.plan
+
+        def plan(
+            now: float, kind: int, n: int, ids: Any, records: Any, rbif: bool, _orig: Any = original
+        ) -> Any:
+            init_s, run_s, outcome, failed = _orig(now, kind, n, ids, records, rbif)
+            rows = np.arange(ids.start, ids.stop, ids.step or 1) if isinstance(ids, slice) else np.array(ids)
+            log.append((now, now + (init_s + run_s), rows, outcome))
+            return init_s, run_s, outcome, failed
+
+        fn.plan = plan  # type: ignore[method-assign]
+    world.start()
+    world.run()
+    return world, log

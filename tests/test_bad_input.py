@@ -399,7 +399,8 @@ def test_duplicate_top_level_key(tmp_path: Path) -> None:
         ),
         (
             {9: "    type: kafka"},
-            "{path}:9: sources.orders-queue.type: 'kafka' is not a known type (allowed: sqs, kinesis, dynamodb)",
+            "{path}:9: sources.orders-queue.type: 'kafka' is not a known type "
+            "(allowed: sqs, kinesis, dynamodb)",
         ),
     ],
     ids=[

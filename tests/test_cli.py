@@ -29,7 +29,8 @@ def test_run_writes_summary_timeseries_and_plot(tmp_path: Path) -> None:
         ["run", str(ORDERS), "--out", str(out), "--set", "duration=3m", "--set", "warmup=30s", "--seed", "5"],
     )
     assert result.exit_code == 0, result.output
-    assert "latency" in result.output and "per million records" in result.output
+    assert "latency" in result.output
+    assert "per million records" in result.output
     summary = json.loads((out / "summary.json").read_text())
     assert set(SUMMARY_KEYS) <= set(summary["summary"])
     assert summary["provenance"]["seed"] == 5
@@ -107,7 +108,8 @@ def test_readme_main_command_runs_as_written(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     out = tmp_path / argv[argv.index("--out") + 1]
-    assert (out / "summary.json").exists() and (out / "timeseries.parquet").exists()
+    assert (out / "summary.json").exists()
+    assert (out / "timeseries.parquet").exists()
 
 
 def test_readme_test_command_is_what_ci_runs() -> None:

@@ -23,7 +23,7 @@ from esmsim.model.sqs_receive import WAKE, Collector, SqsReceivers
 from esmsim.observe import Level
 from esmsim.scenario.mappings import SqsMapping
 
-NAN = math.nan  # the iterator age column of the invocation log: streams only
+NAN = math.nan  # the iterator age and shard columns of the invocation log are for streams
 
 
 class SqsMappingRuntime:
@@ -120,7 +120,9 @@ class SqsMappingRuntime:
             )
             busy_s = init_s + run_s
             end = now + busy_s  # exactly the time SimPy will resume at: no rounding differences
-            log_invocation((now, end, function.index, self.index, batch.n, outcome, init_s, run_s, kind, NAN))
+            log_invocation(
+                (now, end, function.index, self.index, batch.n, outcome, init_s, run_s, kind, NAN, -1)
+            )
             if end >= batch.visible_at:
                 release(batch, now)  # the rows become visible again while this invocation runs
             yield env.timeout(busy_s)

@@ -28,7 +28,7 @@ from esmsim.model.function import PARTIAL, SUCCESS, LambdaFunction
 from esmsim.model.records import DLQ, DROPPED, EXPIRED, SUCCEEDED, Ids
 from esmsim.model.sqs_queue import PAYLOAD_LIMIT_BYTES
 from esmsim.model.stream_reader import ShardReader
-from esmsim.model.stream_retry import bisect, checkpoint, retries_exhausted, retry_delay
+from esmsim.model.stream_retry import backoff, bisect, checkpoint, retries_exhausted, retry_delay
 from esmsim.model.stream_source import ShardReadLimits, StreamRecords, efo_delivery
 from esmsim.rng import Streams
 from esmsim.scenario.mappings import StreamMapping
@@ -259,9 +259,7 @@ class StreamMappingRuntime:
                 self._log_throttle((now, function.index, self.index, -kind))
                 retry = spec.throttle_retry
                 batch.throttles += 1
-                batch.not_before = now + min(
-                    retry.initial * retry.multiplier ** (batch.throttles - 1), retry.maximum
-                )
+                batch.not_before = now + backoff(batch.throttles, retry.initial, retry.multiplier, retry.maximum)
                 continue
             batch.throttles = 0
             n = batch.end - batch.start
@@ -272,7 +270,9 @@ class StreamMappingRuntime:
             busy_s = init_s + run_s
             end = now + busy_s
             age = now - float(accepted_at[lane.row(batch.end - 1)])  # IteratorAge: the batch's last record
-            self._log_invocation((now, end, function.index, self.index, n, outcome, init_s, run_s, kind, age))
+            self._log_invocation(
+                (now, end, function.index, self.index, n, outcome, init_s, run_s, kind, age, lane.shard)
+            )
             yield env.timeout(busy_s)
             function.release(end, kind)
             lane.window_start = end

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from esmsim.scenario.mappings import RetryBackoff
+
+
+def backoff(attempt: int, initial: float, multiplier: float, maximum: float) -> float:
+    """``initial * multiplier**(attempt-1)`` capped at ``maximum``, without overflowing for large attempts."""
+    if initial <= 0:
+        return 0.0
+    if multiplier <= 1:
+        return min(initial, maximum)
+    log_delay = math.log(initial) + (attempt - 1) * math.log(multiplier)
+    return maximum if log_delay >= math.log(maximum) else math.exp(log_delay)
 
 
 def retry_delay(attempt: int, params: RetryBackoff, uniform: float = 0.5) -> float:
@@ -12,7 +24,7 @@ def retry_delay(attempt: int, params: RetryBackoff, uniform: float = 0.5) -> flo
 
     ``uniform`` in [0, 1) applies the jitter: 0.5 gives the nominal delay.
     """
-    base = min(params.initial * params.multiplier ** (attempt - 1), params.maximum)
+    base = backoff(attempt, params.initial, params.multiplier, params.maximum)
     return base * (1.0 + params.jitter * (2.0 * uniform - 1.0))
 
 
