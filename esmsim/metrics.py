@@ -219,9 +219,10 @@ def _stream_backlog(world: World) -> Level:
     """Records in streams not yet processed by their mappings: +1 when written, -1 when finished."""
     level = Level()
     for m in world.stream_mappings:
-        level.add_sorted(np.sort(m.stream.accepted_at[m.in_scope]), +1)
+        # Both are sorted within each shard (or lane): a stable sort merges those runs cheaply.
+        level.add_sorted(np.sort(m.stream.accepted_at[m.in_scope], kind="stable"), +1)
         final = m.in_scope & (m.state >= SUCCEEDED)
-        level.add_sorted(np.sort(m.done_at[final]), -1)
+        level.add_sorted(np.sort(m.done_at[final], kind="stable"), -1)
     return level
 
 
@@ -243,8 +244,12 @@ def observe(world: World) -> Observations:
     queue_levels = [q.levels(end) for q in world.queues.values()]
     levels["visible"] = Level().merged(*(v for v, _ in queue_levels))
     levels["in_flight"] = Level().merged(*(f for _, f in queue_levels))
-    levels["backlog"] = levels["visible"].merged(levels["stream_backlog"])
     stats = {name: level_stats(level, warmup, end, edges) for name, level in levels.items()}
+    if world.queues and world.streams:
+        backlog = levels["visible"].merged(levels["stream_backlog"])
+        stats["backlog"] = level_stats(backlog, warmup, end, edges)
+    else:
+        stats["backlog"] = stats["stream_backlog"] if world.streams else stats["visible"]
 
     cost = _cost(world, inv)
     counts = records.counts

@@ -64,3 +64,37 @@ def test_shared_reservation_throttles_until_the_mappings_are_capped() -> None:
     assert shared["throttles"] > 0
     assert capped["throttles"] == 0
     assert capped["latency_p99_s"] < shared["latency_p99_s"]
+
+
+def test_clickstream_keeps_up() -> None:
+    s = run("kinesis-clickstream.yaml", "duration=5m", "warmup=1m")
+    assert s["iterator_age_max_s"] < 10
+    assert s["concurrency_max"] <= 16
+    assert s["records_dropped"] == s["records_expired"] == 0
+
+
+def test_cdc_isolates_bad_items() -> None:
+    # Bisect with partial batch responses sends the bad items alone to the destination.
+    result = simulate(load_scenario(SCENARIOS / "dynamodb-cdc.yaml", ["duration=20m", "warmup=1m"]))
+    s = result.summary
+    assert 0 < s["records_dlq"] <= 20
+    assert s["latency_p99_s"] < 10
+
+
+def test_poison_record_stalls_the_default_mapping_only() -> None:
+    # The poison record arrives about 21 minutes in: by minute 30 the mapping with AWS's defaults
+    # has held its shard for minutes, the recovering one sent the record to its destination.
+    result = simulate(load_scenario(SCENARIOS / "kinesis-poison-record.yaml", ["duration=30m", "warmup=1m"]))
+    mappings = result.resources[result.resources["kind"] == "mapping"].set_index("name")
+    defaults = mappings.filter(like="handler-defaults", axis=0).iloc[0]
+    recovering = mappings.filter(like="handler-recovering", axis=0).iloc[0]
+    assert defaults["iterator_age_max_s"] > 300
+    assert recovering["iterator_age_max_s"] < 30
+    assert result.summary["records_dlq"] == 1
+
+
+def test_hot_shards_lag_and_more_lanes_help() -> None:
+    hot = run("kinesis-hot-shard.yaml", "duration=10m", "warmup=1m")
+    lanes = run("kinesis-hot-shard.yaml", "duration=10m", "warmup=1m", "mappings[0].parallelization_factor=4")
+    assert hot["iterator_age_max_s"] > 120
+    assert lanes["iterator_age_max_s"] < hot["iterator_age_max_s"] / 3

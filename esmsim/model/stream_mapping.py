@@ -259,7 +259,9 @@ class StreamMappingRuntime:
                 self._log_throttle((now, function.index, self.index, -kind))
                 retry = spec.throttle_retry
                 batch.throttles += 1
-                batch.not_before = now + backoff(batch.throttles, retry.initial, retry.multiplier, retry.maximum)
+                batch.not_before = now + backoff(
+                    batch.throttles, retry.initial, retry.multiplier, retry.maximum
+                )
                 continue
             batch.throttles = 0
             n = batch.end - batch.start
@@ -280,12 +282,16 @@ class StreamMappingRuntime:
                 self._finish(lane, batch.start, batch.end, SUCCEEDED, end)
                 lane.pending.popleft()
                 continue
+            done = 0
             if outcome == PARTIAL:
                 assert failed is not None
                 done = checkpoint(failed)
                 self._finish(lane, batch.start, batch.start + done, SUCCEEDED, end)
                 batch.start += done
-            elif spec.bisect_batch_on_function_error and n > 1:
+                n -= done
+            if spec.bisect_batch_on_function_error and n > 1 and done == 0:
+                # With item failures too, AWS bisects at the returned sequence number: the part
+                # before it is done above; a batch whose first record failed is split in halves.
                 lane.pending.popleft()
                 first, second = bisect(batch.start, batch.end)
                 lane.pending.appendleft(Pending(*second, batch.failures, end))

@@ -126,12 +126,14 @@ def generate_stream_records(
     n = sent.size
     sizes = traffic.record_size.sample(streams.get("sizes", name), n)
     poison = np.asarray(streams.get("poison", name).random(n)) if draws else None
-    key_rng = streams.get("keys", name)
-    keys = zipf_keys(key_rng, n, traffic.partition_keys, traffic.key_skew)
+    keys = zipf_keys(streams.get("keys", name), n, traffic.partition_keys, traffic.key_skew)
+    # The hash of each key has its own stream: a key lands in the same shard and lane whatever the
+    # run's duration or record count. int16 shard ids let the stable sort below use radix sort.
+    hashes = streams.get("key_hashes", name)
     key_shard = np.minimum(
-        (key_rng.random(traffic.partition_keys) * spec.shards).astype(np.int32), spec.shards - 1
+        (hashes.random(traffic.partition_keys) * spec.shards).astype(np.int16), spec.shards - 1
     )
-    key_lane = key_rng.random(traffic.partition_keys)
+    key_lane = hashes.random(traffic.partition_keys)
     shard = key_shard[keys]
     order = np.argsort(shard, kind="stable")  # sent is sorted: each shard's rows stay in time order
     sent, sizes, shard, keys = sent[order], sizes[order], shard[order], keys[order]

@@ -227,7 +227,7 @@ class StreamMapping(Frozen):
         None,
         description="With AT_TIMESTAMP: records written from this time on (negative: before time 0).",
     )
-    maximum_record_age: float = aws(
+    maximum_record_age: Seconds = aws(
         "maximum_record_age",
         "MaximumRecordAgeInSeconds",
         -1.0,
