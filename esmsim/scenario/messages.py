@@ -15,9 +15,9 @@ from pydantic import AliasChoices, BaseModel, Tag, ValidationError
 from esmsim.dists import AnyDist
 from esmsim.errors import Issue, Path, format_number, one_line, show_value
 from esmsim.scenario.functions import Account, Function
-from esmsim.scenario.mappings import SqsMapping
+from esmsim.scenario.mappings import SqsMapping, StreamMapping
 from esmsim.scenario.scenario import Scenario
-from esmsim.scenario.sources import SqsSource, Traffic
+from esmsim.scenario.sources import DynamoDBSource, KinesisSource, SqsSource, Traffic
 from esmsim.units import format_duration, format_size
 
 # --------------------------------------------------------------------------------------------------
@@ -37,9 +37,30 @@ _STREAM_ONLY: dict[str, str] = {
 }
 _STREAM_ONLY.update({aws: aws for aws in list(_STREAM_ONLY.values())})
 
+#: Keys of SQS mappings that AWS (or esmsim) rejects on a stream mapping.
+_SQS_ONLY: dict[str, str] = {
+    "maximum_concurrency": "ScalingConfig",
+    "MaximumConcurrency": "ScalingConfig",
+    "ScalingConfig": "ScalingConfig",
+    "poller_scaling": "poller_scaling",
+    "error_backoff": "error_backoff",
+    "polling": "polling",
+    "record_overhead": "record_overhead",
+    "single_poller_batching": "single_poller_batching",
+}
+
+#: Parameters AWS has that esmsim does not model: said plainly rather than as unknown keys.
+_NOT_MODELLED: dict[str, str] = {
+    "tumbling_window": "tumbling windows are not modelled by esmsim",
+    "TumblingWindowInSeconds": "tumbling windows are not modelled by esmsim",
+    "filter_criteria": "event filtering is not modelled by esmsim",
+    "FilterCriteria": "event filtering is not modelled by esmsim",
+}
+
 #: Keys accepted by a model's before-validator rather than by a field (AWS's nested shapes).
 _SHAPE_KEYS: dict[type[BaseModel], tuple[str, ...]] = {
     SqsMapping: ("ScalingConfig", "FunctionResponseTypes"),
+    StreamMapping: ("FunctionResponseTypes", "DestinationConfig"),
     Function: ("Architectures",),
     SqsSource: ("RedrivePolicy",),
 }
@@ -50,8 +71,10 @@ _HOMES: tuple[tuple[type[BaseModel], str], ...] = (
     (Account, "under account"),
     (Function, "under functions.NAME"),
     (SqsSource, "under sources.NAME"),
+    (KinesisSource, "under sources.NAME (a Kinesis stream)"),
     (Traffic, "under sources.NAME.traffic"),
     (SqsMapping, "in a mapping"),
+    (StreamMapping, "in a stream mapping"),
 )
 
 #: pydantic's own steps in an error's loc (validators, union members), never a user's key.
@@ -189,6 +212,12 @@ def _unknown_key(key: str, parents: tuple[type[BaseModel], ...]) -> str:
         field = accepted[key]
         other = next(k for k, f in accepted.items() if f == field and k != key)
         return f"{key} repeats {other}"
+    if key in _NOT_MODELLED:
+        return f"{_NOT_MODELLED[key]}; remove the key"
+    if key in ("retention", "MessageRetentionPeriod") and DynamoDBSource in parents:
+        return "DynamoDB streams keep records 24 hours; their retention cannot be set"
+    if key in _SQS_ONLY and any(_source_type(m) in ("kinesis", "dynamodb") for m in parents):
+        return f"only for SQS mappings, not valid for Kinesis and DynamoDB event sources ({_SQS_ONLY[key]})"
     if key in _STREAM_ONLY and any(_source_type(m) == "sqs" for m in parents):
         aws = _STREAM_ONLY[key]
         if aws == "DestinationConfig":
