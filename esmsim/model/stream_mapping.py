@@ -50,7 +50,18 @@ class Pending:
 class Lane:
     """One ordered sub-stream of a shard (all of it when the parallelization factor is 1)."""
 
-    __slots__ = ("accepted", "pending", "pos", "reader", "rows", "shard", "size", "start_row", "window_start")
+    __slots__ = (
+        "accepted",
+        "pending",
+        "pos",
+        "reader",
+        "rows",
+        "shard",
+        "size",
+        "start_row",
+        "trim_after",
+        "window_start",
+    )
 
     def __init__(
         self,
@@ -71,6 +82,7 @@ class Lane:
         self.pos = 0  # lane positions below this are in a batch already (or finished)
         self.pending: deque[Pending] = deque()
         self.window_start = 0.0
+        self.trim_after = -math.inf  # no record of the lane expires or ages out before this time
 
     def ids(self, start: int, end: int) -> Ids:
         """Stream rows of lane positions ``[start, end)``."""
@@ -86,7 +98,7 @@ class Lane:
         """How many of the lane's rows lie below ``fetched_row``."""
         if self.rows is None:
             return max(0, min(fetched_row - self.start_row, self.size))
-        return int(np.searchsorted(self.rows, fetched_row))
+        return int(self.rows.searchsorted(fetched_row))
 
 
 class StreamMappingRuntime:
@@ -154,7 +166,7 @@ class StreamMappingRuntime:
         if position == "LATEST":
             return int(np.count_nonzero(self.stream.initial[lo:hi]))
         ts = self.spec.starting_position_timestamp or 0.0
-        return int(np.searchsorted(self.stream.accepted_at[lo:hi], ts, side="left"))
+        return int(self.stream.accepted_at[lo:hi].searchsorted(ts, side="left"))
 
     def start(self) -> None:
         """Start one process per lane."""
@@ -179,17 +191,23 @@ class StreamMappingRuntime:
 
     def _trim(self, lane: Lane, start: int, end: int, now: float) -> int:
         """Expire or discard the records at the front of ``[start, end)`` that may no longer be sent."""
+        if now < lane.trim_after or start >= end:
+            return start
         accepted = lane.accepted
         retention = self.stream.retention_s
         if start < end and accepted[start] + retention <= now:
-            cut = start + int(np.searchsorted(accepted[start:end], now - retention, side="right"))
+            cut = start + int(accepted[start:end].searchsorted(now - retention, side="right"))
             self._finish(lane, start, cut, EXPIRED, accepted[start:cut] + retention)
             start = cut
         age = self.spec.maximum_record_age
         if age >= 0 and start < end and accepted[start] < now - age:
-            cut = start + int(np.searchsorted(accepted[start:end], now - age, side="left"))
+            cut = start + int(accepted[start:end].searchsorted(now - age, side="left"))
             self._discard(lane, start, cut, now)
             start = cut
+        if start < end and start == min(lane.pos, (lane.pending[0].start if lane.pending else lane.pos)):
+            # Records behind the lane's oldest unfinished one are younger: nothing to check before this.
+            limit = retention if age < 0 else min(retention, age)
+            lane.trim_after = float(accepted[start]) + limit
         return start
 
     # ------------------------------------------------------------------ the lane
@@ -232,7 +250,7 @@ class StreamMappingRuntime:
         sizes = (
             self.stream.table.size[lane.ids(start, start + n)] * src.payload_expansion + src.record_overhead
         )
-        fits = int(np.searchsorted(np.cumsum(sizes), PAYLOAD_LIMIT_BYTES, side="right"))
+        fits = int(np.cumsum(sizes).searchsorted(PAYLOAD_LIMIT_BYTES, side="right"))
         return max(1, min(n, fits)), fits < n
 
     def _lane(self, lane: Lane) -> Generator[simpy.Event, Any, None]:
@@ -308,7 +326,7 @@ class StreamMappingRuntime:
         """Records each shard has received (within the mapping's scope) and the mapping not finished."""
         accepted = self.stream.accepted_at
         arrived = np.array(
-            [np.searchsorted(accepted[lo:hi], now, side="right") for lo, hi in self.shard_rows]
+            [accepted[lo:hi].searchsorted(now, side="right") for lo, hi in self.shard_rows]
         )
         return np.maximum(arrived - self.finished, 0)
 

@@ -81,7 +81,7 @@ class ShardReader:
     def fetched_by(self, now: float) -> int:
         """Rows fetched by ``now`` (for enhanced fan-out: delivered)."""
         if self.delivery_at is not None:
-            return self.lo + int(np.searchsorted(self.delivery_at, now, side="right"))
+            return self.lo + int(self.delivery_at.searchsorted(now, side="right"))
         return self.fetched
 
     def wait(self, need_row: int, deadline: float, now: float) -> simpy.Event:
@@ -120,9 +120,9 @@ class ShardReader:
         if self.fetched < self.hi and stream.accepted_at[self.fetched] + stream.retention_s <= now:
             cutoff = now - stream.retention_s
             self.fetched += int(
-                np.searchsorted(stream.accepted_at[self.fetched : self.hi], cutoff, side="right")
+                stream.accepted_at[self.fetched : self.hi].searchsorted(cutoff, side="right")
             )
-        available = int(np.searchsorted(stream.available_at[self.fetched : self.hi], now, side="right"))
+        available = int(stream.available_at[self.fetched : self.hi].searchsorted(now, side="right"))
         count = min(available, self.max_records)
         budget = self.max_bytes
         if self.limits is not None:
@@ -130,7 +130,7 @@ class ShardReader:
         if count:
             start = self.fetched
             before = float(stream.cum_size[start - 1]) if start else 0.0
-            fits = int(np.searchsorted(stream.cum_size[start : start + count], before + budget, side="right"))
+            fits = int(stream.cum_size[start : start + count].searchsorted(before + budget, side="right"))
             count = max(1, min(count, fits))  # a call always returns at least one record
         self.calls += 1
         self.last_poll_at = now
