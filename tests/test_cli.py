@@ -122,3 +122,12 @@ def test_help_and_version(args: list[str]) -> None:
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0
     assert result.output
+
+
+def test_readme_scenario_example_is_valid(tmp_path: Path) -> None:
+    block = re.search(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert block is not None
+    path = tmp_path / "example.yaml"
+    path.write_text(block.group(1))
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 0, result.output
