@@ -225,7 +225,11 @@ class StreamMappingRuntime:
             lane.pos = self._trim(lane, lane.pos, lane.size, now)
         if lane.pos >= lane.size:
             return None
-        fetched = lane.fetched(lane.reader.fetched_by(now)) - lane.pos
+        reader = lane.reader
+        fetched = lane.fetched(reader.fetched_by(now)) - lane.pos
+        if fetched < self.spec.batch_size:
+            reader.top_up(now)
+            fetched = lane.fetched(reader.fetched_by(now)) - lane.pos
         batch_size = self.spec.batch_size
         window_end = lane.window_start + self.spec.batching_window
         if fetched <= 0:
