@@ -93,7 +93,8 @@ class ShardReader:
 
     def top_up(self, now: float) -> None:
         """Read what is waiting in the shard now, if a call is due: the poller keeps reading back to
-        back while a lane is busy, so a lane forming a batch sees what arrived meanwhile."""
+        back while a lane is busy, so a lane forming a batch sees what arrived meanwhile.
+        """
         if self.delivery_at is not None or self.fetched >= self.hi:
             return
         if self.stream.available_at[self.fetched] <= now and self._next_poll(now) <= now:
