@@ -92,8 +92,10 @@ class ShardReader:
         return waiter.event
 
     def top_up(self, now: float) -> None:
-        """Read what is waiting in the shard now, if a call is due: the poller keeps reading back to
-        back while a lane is busy, so a lane forming a batch sees what arrived meanwhile.
+        """Read what is waiting in the shard now, if a call is due.
+
+        The poller keeps reading back to back while a lane is busy, so a lane forming a batch sees
+        what arrived meanwhile.
         """
         if self.delivery_at is not None or self.fetched >= self.hi:
             return
