@@ -55,35 +55,6 @@ START, END, FUNCTION, MAPPING, RECORDS, OUTCOME, INIT, RUN, ENV, ITERATOR_AGE, S
     len(INVOCATION_COLUMNS)
 )
 
-#: The summary keys every run reports (design.md §4); more follow them.
-SUMMARY_KEYS = (
-    "records_in",
-    "records_succeeded",
-    "records_dlq",
-    "records_dropped",
-    "records_expired",
-    "records_in_flight_end",
-    "latency_p50_s",
-    "latency_p90_s",
-    "latency_p99_s",
-    "latency_max_s",
-    "latency_mean_s",
-    "invocations",
-    "invocation_errors",
-    "throttles",
-    "cold_starts",
-    "concurrency_max",
-    "concurrency_mean",
-    "environments_mean",
-    "backlog_max",
-    "iterator_age_max_s",
-    "cost_usd",
-    "cost_lambda_requests_usd",
-    "cost_lambda_compute_usd",
-    "cost_source_usd",
-    "cost_per_million_records_usd",
-)
-
 
 class ConservationError(AssertionError):
     """Records were created or lost: a bug in the simulator, never a user error."""

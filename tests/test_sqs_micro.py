@@ -337,3 +337,38 @@ def test_incident_duration_multiplier_slows_invocations_inside_the_window() -> N
     inside = (inv["start_at"] >= 100) & (inv["start_at"] < 200)
     np.testing.assert_allclose(inv["run_s"][inside], 0.3)
     np.testing.assert_allclose(inv["run_s"][~inside], 0.1)
+
+
+def test_payload_cap_limits_batches_of_large_messages() -> None:
+    # 1 MB messages with 800 B of event metadata each: six would exceed Lambda's 6 MB payload
+    # (6,291,456 bytes), so a batch of up to 10 holds 5.
+    s = scenario(
+        {"sources": {"q": {"traffic": {"initial_backlog": 40, "record_size": "1MB"}}}},
+        {"batch_size": 10, "record_overhead": 800},
+    )
+    inv = invocations(run_world(s))
+    assert set(inv["records"]) == {5}
+
+
+def test_batches_never_exceed_the_batch_size_when_the_payload_cap_could_bind() -> None:
+    # Sizes with a long tail make the 6 MB check necessary; it must never let a batch grow.
+    s = scenario(
+        {
+            "duration": 60,
+            "sources": {
+                "q": {
+                    "traffic": {
+                        "rate": "300/s",
+                        "record_size": {"dist": "lognormal", "median": "2KB", "p99": "400KB"},
+                    }
+                }
+            },
+        },
+        {"batch_size": 50, "batching_window": 1},
+    )
+    world = run_world(s)
+    inv = invocations(world)
+    assert inv["records"].max() <= 50
+    # And every batch's payload stays within 6 MB.
+    sizes = world.queues["q"].rec.size
+    assert sizes.max() * 50 > 6 * 1024 * 1024  # the cap could have bound

@@ -208,7 +208,7 @@ class SqsQueue:
                 if k * (self.max_size + self.overhead) > bytes_left - nbytes:
                     fits = int(cum.searchsorted(before + bytes_left - nbytes, side="right")) - start
                     capped = fits < k
-                    k = fits
+                    k = min(k, fits)
                 if k > 0:
                     parts.append(slice(start, start + k))
                     self.head = start + k

@@ -329,9 +329,7 @@ class StreamMappingRuntime:
     def shard_backlog(self, now: float) -> np.ndarray:
         """Records each shard has received (within the mapping's scope) and the mapping not finished."""
         accepted = self.stream.accepted_at
-        arrived = np.array(
-            [accepted[lo:hi].searchsorted(now, side="right") for lo, hi in self.shard_rows]
-        )
+        arrived = np.array([accepted[lo:hi].searchsorted(now, side="right") for lo, hi in self.shard_rows])
         return np.maximum(arrived - self.finished, 0)
 
     def finish(self, end: float) -> None:

@@ -130,9 +130,7 @@ class ShardReader:
         # GetRecords never returns records past their retention: start after them.
         if self.fetched < self.hi and stream.accepted_at[self.fetched] + stream.retention_s <= now:
             cutoff = now - stream.retention_s
-            self.fetched += int(
-                stream.accepted_at[self.fetched : self.hi].searchsorted(cutoff, side="right")
-            )
+            self.fetched += int(stream.accepted_at[self.fetched : self.hi].searchsorted(cutoff, side="right"))
         available = int(stream.available_at[self.fetched : self.hi].searchsorted(now, side="right"))
         count = min(available, self.max_records)
         budget = self.max_bytes

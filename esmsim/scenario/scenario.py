@@ -14,6 +14,46 @@ from esmsim.scenario.pricing import Pricing
 from esmsim.scenario.sources import Source
 
 
+class Bound(Frozen):
+    """Limits on one summary metric."""
+
+    max: float | None = Field(None, description="The metric must not exceed this.")
+    min: float | None = Field(None, description="The metric must be at least this.")
+
+
+class Objective(Frozen):
+    """What a sweep recommends: the configuration minimising a metric within constraints."""
+
+    minimize: str = Field(
+        "cost_per_month_usd", description="Summary metric to minimise (mean over replications)."
+    )
+    constraints: dict[str, Bound] = Field(
+        default_factory=dict,
+        description="Summary metric -> {max, min}, met by the mean over replications.",
+    )
+
+    @model_validator(mode="after")
+    def _known_metrics(self) -> Objective:
+        from esmsim.keys import ALL_SUMMARY_KEYS
+        from esmsim.scenario.rules import did_you_mean
+
+        for name in (self.minimize, *self.constraints):
+            if name not in ALL_SUMMARY_KEYS:
+                raise ValueError(
+                    f"{name!r} is not a summary metric" + did_you_mean(name, list(ALL_SUMMARY_KEYS))
+                )
+        return self
+
+
+class SweepPlot(Frozen):
+    """Which swept keys the sweep's plots put on the x axis and on separate lines."""
+
+    x: str | None = Field(None, description="Swept key for the x axis (default: the first grid key).")
+    series: str | None = Field(
+        None, description="Swept key drawn as one line per value (default: the second)."
+    )
+
+
 class Sweep(Frozen):
     """Which knobs ``esmsim sweep`` varies (dotted keys, list indices allowed)."""
 
@@ -26,6 +66,21 @@ class Sweep(Frozen):
     replications: int = Field(
         1, ge=1, description="Runs per configuration, each with its own random streams."
     )
+    objective: Objective | None = Field(None, description="Constraints and the metric to minimise.")
+    plot: SweepPlot = Field(default_factory=SweepPlot, description="Axes of the sweep's plots.")
+
+    @model_validator(mode="after")
+    def _zip_lengths(self) -> Sweep:
+        lengths = {len(v) for v in self.zip.values()}
+        if len(lengths) > 1:
+            raise ValueError(f"zip lists must all have the same length (got {sorted(lengths)})")
+        for key, values in {**self.grid, **self.zip}.items():
+            if not values:
+                raise ValueError(f"{key}: give at least one value")
+        overlap = set(self.grid) & set(self.zip)
+        if overlap:
+            raise ValueError(f"{', '.join(sorted(overlap))} is both in grid and in zip")
+        return self
 
 
 class Scenario(Frozen):

@@ -1,0 +1,61 @@
+"""Names of the summary metrics a run reports (kept apart so validation needs no simulator import)."""
+
+from __future__ import annotations
+
+#: The summary keys every run reports (design.md §4).
+SUMMARY_KEYS = (
+    "records_in",
+    "records_succeeded",
+    "records_dlq",
+    "records_dropped",
+    "records_expired",
+    "records_in_flight_end",
+    "latency_p50_s",
+    "latency_p90_s",
+    "latency_p99_s",
+    "latency_max_s",
+    "latency_mean_s",
+    "invocations",
+    "invocation_errors",
+    "throttles",
+    "cold_starts",
+    "concurrency_max",
+    "concurrency_mean",
+    "environments_mean",
+    "backlog_max",
+    "iterator_age_max_s",
+    "cost_usd",
+    "cost_lambda_requests_usd",
+    "cost_lambda_compute_usd",
+    "cost_source_usd",
+    "cost_per_million_records_usd",
+)
+
+#: Further keys every summary has, after the contract's.
+EXTRA_SUMMARY_KEYS = (
+    "cost_lambda_provisioned_usd",
+    "cost_per_month_usd",
+    "cost_producer_usd",
+    "throughput_per_s",
+    "backlog_mean",
+    "in_flight_mean",
+    "environments_max",
+    "pollers_max",
+    "pollers_mean",
+    "batch_size_mean",
+    "duration_mean_ms",
+    "duration_p99_ms",
+    "provisioned_invocations",
+    "sqs_requests",
+    "sqs_empty_receives",
+    "visibility_overruns",
+    "iterator_age_mean_s",
+    "getrecords_calls",
+    "read_throttles",
+    "write_throttles",
+    "discarded_batches",
+    "duration_s",
+    "warmup_s",
+)
+
+ALL_SUMMARY_KEYS = SUMMARY_KEYS + EXTRA_SUMMARY_KEYS

@@ -1,0 +1,220 @@
+"""Running a sweep: every (configuration, replication) on an executor, results streaming back.
+
+All configurations of one replication share its random streams (common random numbers): they
+see the same records, so differences between them are their configurations', not noise. The same
+sweep gives identical rows on every executor.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from esmsim._version import __version__
+from esmsim.errors import Issue, ScenarioError, format_path
+from esmsim.scenario.loader import read_raw, scenario_from_dict
+from esmsim.scenario.overrides import apply_override, parse_override
+from esmsim.scenario.scenario import Scenario, Sweep
+from esmsim.sweep.executors import open_executor
+from esmsim.sweep.objective import Recommendation, recommend
+from esmsim.sweep.spec import Point, base_hash, expand, run_id
+from esmsim.sweep.store import SweepStore, now_iso, runs_frame
+from esmsim.sweep.worker import run_task
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """A validated sweep: its points, replications and identity."""
+
+    name: str
+    raw: dict[str, Any]
+    sweep: Sweep
+    points: list[Point]
+    replications: int
+    seed: int
+    scenario_hash: str
+    source: str | None  # the scenario file's text, when it came from a file
+
+    @property
+    def runs(self) -> int:
+        """How many runs the sweep has."""
+        return len(self.points) * self.replications
+
+
+def plan(
+    scenario: str | os.PathLike[str] | Scenario | dict[str, Any],
+    *,
+    overrides: Sequence[str] = (),
+    replications: int | None = None,
+) -> SweepPlan:
+    """Expand and validate a sweep (a scenario file, a ``Scenario`` or a raw dict) before anything runs."""
+    file: str | None = None
+    lines: dict[Any, int] = {}
+    source = None
+    if isinstance(scenario, Scenario):
+        raw = scenario.model_dump(mode="json", by_alias=True)
+    elif isinstance(scenario, dict):
+        raw = scenario
+    else:
+        file = os.fspath(scenario)
+        raw, lines = read_raw(scenario)
+        source = Path(file).read_text(encoding="utf-8")
+    origin: dict[Any, str] = {}
+    for text in overrides:
+        key, value = parse_override(text)
+        raw = apply_override(raw, key, value)
+        lines = {p: n for p, n in lines.items() if p[: len(key)] != key}
+        origin[key] = f"--set {format_path(key)}"
+    validated = scenario_from_dict(raw, file=file, lines=lines, origin=origin)
+    sweep = validated.sweep or Sweep()
+    points = expand(raw, sweep, file=file)
+    reps = replications if replications is not None else sweep.replications
+    if reps < 1:
+        raise ScenarioError([Issue(("sweep", "replications"), f"{reps} is below the minimum 1")])
+    if overrides:
+        source = (source or "") + "".join(f"\n# --set {text}" for text in overrides)
+    return SweepPlan(validated.name, raw, sweep, points, reps, validated.seed, base_hash(raw), source)
+
+
+def _task(plan: SweepPlan, point: Point, replication: int) -> dict[str, Any]:
+    return {
+        "run_id": run_id(point, replication),
+        "point": point.index,
+        "replication": replication,
+        "seed": plan.seed,
+        "scenario": point.raw,
+    }
+
+
+def _failure(task: dict[str, Any], error: BaseException) -> dict[str, Any]:
+    """A run whose worker itself failed (crashed, lost): recorded like a run that raised."""
+    base = {k: task[k] for k in ("run_id", "point", "replication", "seed")}
+    return {**base, "summary": None, "histogram": None, "wall_time_s": None,
+            "error": f"{type(error).__name__}: {error}", "traceback": None}  # fmt: skip
+
+
+def iter_sweep(
+    scenario: str | os.PathLike[str] | Scenario | dict[str, Any] | SweepPlan,
+    *,
+    executor: str = "local",
+    out: str | os.PathLike[str] | None = None,
+    replications: int | None = None,
+    overrides: Sequence[str] = (),
+    csv: bool = False,
+    plots: bool = True,
+) -> Iterator[dict[str, Any]]:
+    """Run a sweep, yielding each run's result (summary, parameters, error) as it finishes.
+
+    With ``out``, results are journaled there as they arrive and the tables, manifest and plots are
+    written at the end (and on interruption); running the same sweep into the same ``out`` again
+    skips the runs already done. Works from scripts and notebooks without a ``__main__`` guard.
+    """
+    the_plan = (
+        scenario
+        if isinstance(scenario, SweepPlan)
+        else plan(scenario, overrides=overrides, replications=replications)
+    )
+    by_index = {p.index: p for p in the_plan.points}
+    store = None
+    with open_executor(executor) as info:
+        if out is not None:
+            manifest = {
+                "esmsim_version": __version__,
+                "scenario": the_plan.name,
+                "scenario_hash": the_plan.scenario_hash,
+                "scenario_text": the_plan.source,
+                "sweep": the_plan.sweep.model_dump(mode="json"),
+                "replications": the_plan.replications,
+                "seed": the_plan.seed,
+                "executor": info.description,
+                "started_at": now_iso(),
+                "points": [{"point": p.index, "params": p.params} for p in the_plan.points],
+            }
+            store = SweepStore.open(Path(out), the_plan.scenario_hash, manifest)
+        done = store.completed() if store else set()
+        todo = [
+            (point, r)
+            for point in the_plan.points
+            for r in range(the_plan.replications)
+            if run_id(point, r) not in done
+        ]
+        status = "interrupted"
+        try:
+            queue = iter(todo)
+            running: dict[Future[Any], dict[str, Any]] = {}
+
+            def submit_next() -> None:
+                for point, replication in queue:
+                    task = _task(the_plan, point, replication)
+                    running[info.executor.submit(run_task, task)] = task
+                    return
+
+            for _ in range(2 * info.workers):  # a bounded window: results stream, memory stays flat
+                submit_next()
+            while running:
+                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for future in finished:
+                    task = running.pop(future)
+                    try:
+                        record = future.result()
+                    except Exception as error:  # the worker died, not the run
+                        record = _failure(task, error)
+                    if store:
+                        store.append(record)
+                        if store.due():
+                            store.write(the_plan.points, the_plan.replications, "running", csv=csv)
+                    yield {**record, "params": by_index[record["point"]].params}
+                    submit_next()
+            status = "complete"
+        finally:
+            if store:
+                runs, table = store.write(the_plan.points, the_plan.replications, status, csv=csv)
+                if plots and status == "complete" and not runs.empty:
+                    from esmsim.sweep.plots import write_plots
+
+                    write_plots(table, the_plan, Path(out))  # type: ignore[arg-type]
+                store.close()
+
+
+def sweep(
+    scenario: str | os.PathLike[str] | Scenario | dict[str, Any],
+    *,
+    executor: str = "local",
+    out: str | os.PathLike[str] | None = None,
+    replications: int | None = None,
+    overrides: Sequence[str] = (),
+    csv: bool = False,
+    plots: bool = True,
+) -> pd.DataFrame:
+    """Run a sweep and return one row per run (parameters, replication, seed, every summary metric).
+
+    ``frame.attrs`` also holds ``aggregate`` (one row per configuration: means and 95 % intervals)
+    and ``recommendation`` (the objective's verdict, when the sweep states one).
+    """
+    the_plan = plan(scenario, overrides=overrides, replications=replications)
+    records = {r["run_id"]: r for r in iter_sweep(the_plan, executor=executor, out=out, csv=csv, plots=plots)}
+    if out is not None:  # include runs a previous, interrupted sweep into `out` already did
+        from esmsim.sweep.store import JOURNAL, read_journal
+
+        records = {**read_journal(Path(out) / JOURNAL), **records}
+    return analyse(the_plan, records)
+
+
+def analyse(the_plan: SweepPlan, records: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """The runs table of a sweep, with its aggregate table and recommendation in ``attrs``."""
+    from esmsim.sweep.aggregate import aggregate
+
+    runs = runs_frame(records, the_plan.points, the_plan.replications)
+    table = aggregate(runs, the_plan.points, records)
+    runs.attrs["aggregate"] = table
+    verdict: Recommendation | None = None
+    if the_plan.sweep.objective is not None:
+        verdict = recommend(table, the_plan.points, the_plan.sweep.objective)
+    runs.attrs["recommendation"] = verdict
+    return runs
