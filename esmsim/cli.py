@@ -1,4 +1,4 @@
-"""Command line: ``esmsim validate``, ``esmsim run``.
+"""Command line: ``esmsim validate``, ``esmsim run``, ``esmsim sweep``, ``esmsim plot``.
 
 Heavy imports (pandas, matplotlib, the model) happen inside commands so ``esmsim --help`` stays fast.
 A scenario problem prints one line per issue (``file:line: key.path: message``) and exits with 2.
@@ -103,3 +103,174 @@ def run(
     written = write_run(result, Path(out_dir), plot=not no_plot)
     for path in written:
         click.echo(f"wrote {path}")
+
+
+@main.command()
+@scenario_argument
+@set_option
+@click.option(
+    "--executor",
+    default="local",
+    show_default=True,
+    help="serial, local[:N] (process pool), dask-local:N (Dask LocalCluster) or dask://host:port.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default="out/sweep",
+    show_default=True,
+    help="Directory for runs.parquet, aggregate.parquet, manifest.json and the plots; rerun to resume.",
+)
+@click.option(
+    "--replications", type=click.IntRange(min=1), default=None, help="Override the sweep's replications."
+)
+@click.option(
+    "--format",
+    "formats",
+    type=click.Choice(["parquet", "csv"]),
+    multiple=True,
+    default=("parquet",),
+    show_default=True,
+    help="Table formats (parquet is always written; csv adds CSV copies).",
+)
+@click.option("--no-plot", is_flag=True, help="Skip the PNG plots.")
+@_user_errors
+def sweep(
+    scenario_file: str,
+    overrides: tuple[str, ...],
+    executor: str,
+    out_dir: str,
+    replications: int | None,
+    formats: tuple[str, ...],
+    no_plot: bool,
+) -> None:
+    """Run a scenario's sweep: every configuration x replication, curves and a recommendation."""
+    from tqdm.auto import tqdm
+
+    from esmsim.sweep import analyse, iter_sweep, plan
+    from esmsim.sweep.store import JOURNAL, read_journal
+
+    the_plan = plan(scenario_file, overrides=overrides, replications=replications)
+    keys = list(the_plan.points[0].params) if the_plan.points else []
+    click.echo(
+        f"{the_plan.name}: {len(the_plan.points)} configuration(s) x {the_plan.replications} replication(s) "
+        f"= {the_plan.runs} runs over {', '.join(keys) or 'no swept keys'}; "
+        f"executor {executor}; out {out_dir}"
+    )
+    out = Path(out_dir)
+    done_before = len(read_journal(out / JOURNAL)) if (out / JOURNAL).exists() else 0
+    failed: list[dict[str, Any]] = []
+    bar = tqdm(total=the_plan.runs, initial=0, unit="run", disable=None, dynamic_ncols=True)
+    try:
+        for record in iter_sweep(
+            the_plan, executor=executor, out=out, csv="csv" in formats, plots=not no_plot
+        ):
+            bar.update(1)
+            if record["error"] is not None:
+                failed.append(record)
+    except KeyboardInterrupt:
+        bar.close()
+        click.echo(
+            f"interrupted: {out_dir} holds every finished run; run the same command again to resume", err=True
+        )
+        sys.exit(130)
+    bar.close()
+    runs = analyse(the_plan, read_journal(out / JOURNAL))
+    skipped = the_plan.runs - bar.n
+    if done_before and skipped > 0:
+        click.echo(f"resumed: {skipped} run(s) were already done in {out_dir}")
+    _print_table(runs.attrs["aggregate"], keys)
+    verdict = runs.attrs["recommendation"]
+    if verdict is not None:
+        click.echo(verdict.message)
+    for name in (
+        "runs.parquet",
+        "aggregate.parquet",
+        "manifest.json",
+        "latency.png",
+        "cost.png",
+        "pareto.png",
+    ):
+        if (out / name).exists():
+            click.echo(f"wrote {out / name}")
+    if failed:
+        click.echo(f"{len(failed)} run(s) failed:", err=True)
+        for record in failed:
+            params = ", ".join(f"{k}={v}" for k, v in record["params"].items())
+            click.echo(
+                f"  point {record['point']} ({params}) "
+                f"replication {record['replication']}: {record['error']}",
+                err=True,
+            )
+        sys.exit(1)
+
+
+def _print_table(table: Any, keys: list[str]) -> None:
+    """The configurations, one line each: parameters, latency, cost, losses."""
+    columns = {
+        "latency_p50_s": "p50 s",
+        "latency_p99_s": "p99 s",
+        "cost_per_million_records_usd": "$/M records",
+        "cost_per_month_usd": "$/month",
+        "records_dlq": "DLQ",
+        "throttles": "throttles",
+    }
+    names = [k.split(".")[-1] for k in keys]
+    header = "  ".join(f"{n:>14s}" for n in [*names, *columns.values()])
+    click.echo(header)
+    for row in table.to_dict("records"):
+        cells = [f"{row[k]!s:>14s}" for k in keys]
+        cells += [f"{row[c]:>14.4g}" if row[c] == row[c] else f"{'n/a':>14s}" for c in columns]
+        click.echo("  ".join(cells))
+
+
+@main.command()
+@click.argument("sweep_dir", type=click.Path(file_okay=False, exists=True))
+@click.option(
+    "--format",
+    "formats",
+    type=click.Choice(["png", "csv"]),
+    multiple=True,
+    default=("png",),
+    show_default=True,
+    help="png redraws the plots; csv also exports the tables as CSV.",
+)
+@_user_errors
+def plot(sweep_dir: str, formats: tuple[str, ...]) -> None:
+    """Redraw a sweep's plots (and export CSV) from its output directory."""
+    import json
+
+    import pandas as pd
+
+    from esmsim.errors import Issue, ScenarioError
+    from esmsim.scenario.scenario import Sweep
+    from esmsim.sweep.plots import write_plots
+    from esmsim.sweep.runner import SweepPlan
+    from esmsim.sweep.spec import Point
+
+    out = Path(sweep_dir)
+    try:
+        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+        table = pd.read_parquet(out / "aggregate.parquet")
+    except (OSError, json.JSONDecodeError) as error:
+        raise ScenarioError([Issue((), f"{sweep_dir}: not a sweep output directory ({error})")]) from None
+    points = [Point(p["point"], p["params"], {}) for p in manifest["points"]]
+    the_plan = SweepPlan(
+        manifest.get("scenario", "sweep"),
+        {},
+        Sweep.model_validate(manifest["sweep"]),
+        points,
+        int(manifest.get("replications", 1)),
+        int(manifest.get("seed", 0)),
+        manifest.get("scenario_hash", ""),
+        None,
+    )
+    if "png" in formats:
+        for path in write_plots(table, the_plan, out):
+            click.echo(f"wrote {path}")
+    if "csv" in formats:
+        for name in ("runs", "aggregate"):
+            frame = pd.read_parquet(out / f"{name}.parquet")
+            frame.to_csv(out / f"{name}.csv", index=False)
+            click.echo(f"wrote {out / f'{name}.csv'}")

@@ -5,6 +5,8 @@ minute since November 2023, +60 before), the ceiling (1,250; 1,000 before), the 
 is low (5, "as few as 2" without maximum concurrency) and that errors and throttles make it back off.
 It documents neither how fast idle pollers are retired nor how strong the back-off is; those are
 the knobs of :class:`esmsim.scenario.mappings.PollerScaling` and ``ErrorBackoff`` (docs/model.md).
+The back-off looks at the share of a tick's invocation attempts that failed, so a rare error on a
+busy mapping does not shrink it, while a failing function does.
 """
 
 from __future__ import annotations
@@ -49,6 +51,11 @@ def next_target(
     elif idle > 0:
         target -= min(float(idle), params.scale_down_per_minute * dt_s / 60.0)
     return max(float(floor), target)
+
+
+def failing_share(attempts: int, failures: int, params: ErrorBackoff) -> bool:
+    """Whether a tick's invocation attempts failed (errors, throttles) often enough to back off."""
+    return failures > 0 and failures >= params.threshold * attempts
 
 
 def backed_off(target: float, params: ErrorBackoff, floor: int) -> float:

@@ -17,7 +17,7 @@ from typing import Any, cast
 import simpy
 
 from esmsim.model.function import ERROR, PARTIAL, LambdaFunction
-from esmsim.model.scaling import backed_off, next_target, poller_floor
+from esmsim.model.scaling import backed_off, failing_share, next_target, poller_floor
 from esmsim.model.sqs_queue import Batch, SqsQueue
 from esmsim.model.sqs_receive import WAKE, Collector, SqsReceivers
 from esmsim.observe import Level
@@ -65,8 +65,9 @@ class SqsMappingRuntime:
         self.running = 0
         self.pollers = Level()
         self.last_batch_at = 0.0
-        self.last_backoff_at = -math.inf
-        self.hold_until = -math.inf
+        # Attempts since the last scaler tick: the error back-off looks at their failure share.
+        self.attempts = 0
+        self.failures = 0
 
     def _set_target(self, target: float) -> None:
         """Change the fleet size; ``allowed`` is what pollers compare against on every loop."""
@@ -115,6 +116,7 @@ class SqsMappingRuntime:
                 if kind < 0:
                     continue
                 now = env.now
+            self.attempts += 1
             init_s, run_s, outcome, failed = function.plan(
                 now, kind, batch.n, batch.ids, records, self.item_failures
             )
@@ -131,7 +133,7 @@ class SqsMappingRuntime:
                 # Nothing is deleted: the whole batch reappears after its visibility timeout.
                 release(batch, end)
                 if not self.item_failures:
-                    self._back_off(end)
+                    self.failures += 1
             else:
                 queue.complete(batch, end, failed if outcome == PARTIAL else None)
                 if outcome == PARTIAL:
@@ -149,7 +151,8 @@ class SqsMappingRuntime:
         delay = retry.initial
         while kind < 0:
             self._log_throttle((now, function.index, self.index, -kind))
-            self._back_off(now)
+            self.attempts += 1
+            self.failures += 1
             if now + delay >= batch.visible_at:
                 self.receivers.release(batch, now)
                 return kind
@@ -158,15 +161,6 @@ class SqsMappingRuntime:
             delay = min(delay * retry.multiplier, retry.maximum)
             kind = function.acquire(now)
         return kind
-
-    def _back_off(self, now: float) -> None:
-        """Shrink the fleet after a function error or a throttle (rate-limited)."""
-        if not self.backoff.enabled or now - self.last_backoff_at < self.backoff.min_interval:
-            return
-        self.last_backoff_at = now
-        self.hold_until = now + self.backoff.hold
-        floor = poller_floor(self.scaling, now - self.last_batch_at, self.cap is not None)
-        self._set_target(backed_off(self.target, self.backoff, floor))
 
     # ------------------------------------------------------------------ the scaler
     def _scaler(self) -> Generator[simpy.Event, Any, None]:
@@ -181,17 +175,18 @@ class SqsMappingRuntime:
             if visible:
                 self.last_batch_at = now
             floor = poller_floor(self.scaling, now - self.last_batch_at, self.cap is not None)
-            self._set_target(
-                next_target(
-                    self.target,
-                    visible=visible,
-                    idle=self.idle_collectors,
-                    dt_s=tick,
-                    params=self.scaling,
-                    floor=floor,
-                    holding=now < self.hold_until,
-                )
+            failing = self.backoff.enabled and failing_share(self.attempts, self.failures, self.backoff)
+            self.attempts = self.failures = 0
+            target = next_target(
+                self.target,
+                visible=visible,
+                idle=self.idle_collectors,
+                dt_s=tick,
+                params=self.scaling,
+                floor=floor,
+                holding=failing,
             )
+            self._set_target(backed_off(target, self.backoff, floor) if failing else target)
             allowed = self.allowed
             if self.running < allowed:
                 self._spawn(allowed - self.running, now)

@@ -48,12 +48,23 @@ POLLER_PRESETS: dict[str, dict[str, Any]] = {
 
 
 class ErrorBackoff(Frozen):
-    """Reduction of the poller fleet after function errors and throttles (undocumented by AWS)."""
+    """Reduction of the poller fleet while invocations fail or are throttled (undocumented by AWS).
 
-    enabled: bool = Field(True, description="Shrink the fleet on function errors and throttles.")
-    factor: float = Field(0.9, gt=0, le=1, description="Multiply the fleet size by this on a failure.")
-    min_interval: Seconds = Field(1.0, ge=0, description="At most one reduction per interval.")
-    hold: Seconds = Field(10.0, ge=0, description="No scale-up for this long after a reduction.")
+    At each scaler tick, if at least ``threshold`` of the invocation attempts since the previous
+    tick ended in a function error or a throttle, the fleet is multiplied by ``factor`` and does not
+    grow that tick. (Not on function errors with ReportBatchItemFailures: AWS says so.)
+    """
+
+    enabled: bool = Field(True, description="Shrink the fleet while invocations fail or are throttled.")
+    threshold: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="Share of failed or throttled attempts in a tick that triggers it (assumption).",
+    )
+    factor: float = Field(
+        0.9, gt=0, le=1, description="Multiply the fleet size by this per tick (assumption)."
+    )
 
 
 class ThrottleRetry(Frozen):
