@@ -109,10 +109,11 @@ def pareto_figure(table: pd.DataFrame, points: list[Point], recommended: int | N
     rows = ran.set_index("point").loc[front].sort_values(LATENCY_P99) if front else ran.iloc[:0]
     ax.plot(rows[LATENCY_P99], rows[COST], color="C3", marker="o", label="Pareto frontier")
     labels = {p.index: p for p in points}
-    for index, row in zip(rows.index.tolist(), rows.to_dict("records"), strict=True):
+    for n, (index, row) in enumerate(zip(rows.index.tolist(), rows.to_dict("records"), strict=True)):
         text = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in labels[int(index)].params.items())
+        offset = (6, 6 + 12 * (n % 3))  # staggered: neighbouring points' labels do not overlap
         ax.annotate(
-            text, (row[LATENCY_P99], row[COST]), fontsize="x-small", xytext=(4, 4), textcoords="offset points"
+            text, (row[LATENCY_P99], row[COST]), fontsize="x-small", xytext=offset, textcoords="offset points"
         )
     if recommended is not None and recommended in set(ran["point"]):
         chosen = ran[ran["point"] == recommended].iloc[0]
