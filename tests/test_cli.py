@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from esmsim.cli import main
-from esmsim.metrics import SUMMARY_KEYS
+from esmsim.keys import SUMMARY_KEYS
 from esmsim.scenario.reference import reference
 
 ROOT = Path(__file__).resolve().parent.parent
