@@ -149,6 +149,7 @@ def sweep(
     from tqdm.auto import tqdm
 
     from esmsim.sweep import analyse, iter_sweep, plan
+    from esmsim.sweep.spec import run_id
     from esmsim.sweep.store import JOURNAL, read_journal
 
     the_plan = plan(scenario_file, overrides=overrides, replications=replications)
@@ -159,13 +160,17 @@ def sweep(
         f"executor {executor}; out {out_dir}"
     )
     out = Path(out_dir)
-    done_before = len(read_journal(out / JOURNAL)) if (out / JOURNAL).exists() else 0
+    journal = read_journal(out / JOURNAL)
+    wanted = {run_id(p, r) for p in the_plan.points for r in range(the_plan.replications)}
+    done_before = sum(1 for rid, record in journal.items() if rid in wanted and record.get("error") is None)
     failed: list[dict[str, Any]] = []
-    bar = tqdm(total=the_plan.runs, initial=0, unit="run", disable=None, dynamic_ncols=True)
+    ran = 0
+    bar = tqdm(total=the_plan.runs, initial=done_before, unit="run", disable=None, dynamic_ncols=True)
     try:
         for record in iter_sweep(
             the_plan, executor=executor, out=out, csv="csv" in formats, plots=not no_plot
         ):
+            ran += 1
             bar.update(1)
             if record["error"] is not None:
                 failed.append(record)
@@ -177,7 +182,7 @@ def sweep(
         sys.exit(130)
     bar.close()
     runs = analyse(the_plan, read_journal(out / JOURNAL))
-    skipped = the_plan.runs - bar.n
+    skipped = the_plan.runs - ran
     if done_before and skipped > 0:
         click.echo(f"resumed: {skipped} run(s) were already done in {out_dir}")
     _print_table(runs.attrs["aggregate"], keys)

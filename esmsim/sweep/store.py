@@ -120,7 +120,7 @@ class SweepStore:
         table = aggregate(runs, points, self.records)
         _write_frame(runs, self.out / RUNS, csv)
         _write_frame(table, self.out / AGGREGATE, csv)
-        failed = [r for r in runs.to_dict("records") if r["error"] is not None]
+        failed = [r for r in runs.to_dict("records") if isinstance(r["error"], str)]
         by_index = points_by_index(points)
         self.manifest.update(
             status=status,

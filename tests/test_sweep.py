@@ -1,0 +1,510 @@
+"""Parameter sweeps: expansion, validation, seeding, executors, resumable output, objective, plots."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+import esmsim
+from esmsim.cli import main
+from esmsim.errors import ScenarioError
+from esmsim.scenario.scenario import Bound, Objective, Scenario, Sweep
+from esmsim.sweep import iter_sweep, plan, sweep
+from esmsim.sweep.objective import pareto_front, recommend
+from esmsim.sweep.plots import cost_figure, latency_figure, pareto_figure
+from esmsim.sweep.spec import Point, combinations, expand
+from tests.conftest import run_world
+
+TINY: dict[str, Any] = {
+    "name": "tiny-sweep",
+    "duration": 60,
+    "warmup": 10,
+    "seed": 7,
+    "functions": {"f": {"timeout": 10, "duration": {"dist": "exponential", "mean": "50ms"}}},
+    "sources": {"q": {"type": "sqs", "visibility_timeout": 60, "traffic": {"rate": "20/s"}}},
+    "mappings": [{"source": "q", "function": "f", "batching_window": 1}],
+    "sweep": {
+        "grid": {"mappings[0].batch_size": [1, 20], "functions.f.memory_mb": [512, 1024]},
+        "replications": 2,
+        "objective": {
+            "minimize": "cost_per_million_records_usd",
+            "constraints": {"latency_p99_s": {"max": 2}},
+        },
+    },
+}
+
+
+def tiny(**sweep: Any) -> dict[str, Any]:
+    raw = copy.deepcopy(TINY)
+    raw["sweep"].update(sweep)
+    return raw
+
+
+def write(tmp_path: Path, raw: dict[str, Any], name: str = "tiny.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def comparable(runs: pd.DataFrame) -> pd.DataFrame:
+    return runs.drop(columns=["wall_time_s"]).sort_values(["point", "replication"]).reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- expansion and validation
+def test_grid_is_the_cartesian_product_in_key_order() -> None:
+    s = Sweep.model_validate({"grid": {"a": [1, 2], "b": ["x", "y", "z"]}})
+    combos = combinations(s)
+    assert len(combos) == 6
+    assert combos[0] == {"a": 1, "b": "x"}
+    assert combos[1] == {"a": 1, "b": "y"}
+    assert combos[-1] == {"a": 2, "b": "z"}
+
+
+def test_zip_values_vary_together_and_multiply_the_grid() -> None:
+    s = Sweep.model_validate({"grid": {"a": [1, 2]}, "zip": {"b": [10, 20, 30], "c": ["p", "q", "r"]}})
+    combos = combinations(s)
+    assert len(combos) == 6
+    assert {(c["b"], c["c"]) for c in combos} == {(10, "p"), (20, "q"), (30, "r")}
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"zip": {"a": [1, 2], "b": [1]}}, "zip lists must all have the same length"),
+        ({"grid": {"a": [1]}, "zip": {"a": [2]}}, "a is both in grid and in zip"),
+        ({"grid": {"a": []}}, "a: give at least one value"),
+    ],
+)
+def test_bad_sweep_specs(spec: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Sweep.model_validate(spec)
+
+
+def test_points_carry_their_overrides_with_list_indices() -> None:
+    points = plan(tiny()).points
+    assert [p.params for p in points] == combinations(Sweep.model_validate(TINY["sweep"]))
+    last = points[-1]
+    assert last.raw["mappings"][0]["batch_size"] == 20
+    assert last.raw["functions"]["f"]["memory_mb"] == 1024
+    assert "sweep" not in last.raw
+
+
+def test_every_point_is_validated_and_a_bad_one_is_named(tmp_path: Path) -> None:
+    # batch size 20 needs a window of at least 1 s on SQS: the point with window 0 is rejected.
+    raw = tiny(grid={"mappings[0].batch_size": [5, 20], "mappings[0].batching_window": [0, 1]})
+    with pytest.raises(ScenarioError) as caught:
+        plan(raw)
+    lines = [issue.format() for issue in caught.value.issues]
+    assert lines == [
+        "sweep point 2 (mappings[0].batch_size=20, mappings[0].batching_window=0): "
+        "mappings[0].batch_size: 20 "
+        "needs batching_window >= 1s: AWS rejects SQS batch sizes above 10 with a window of 0 (Maximum batch "
+        "window in seconds must be greater than 0 if maximum batch size is greater than 10)"
+    ]
+    path = write(tmp_path, raw)
+    result = CliRunner().invoke(
+        main, ["sweep", str(path), "--executor", "serial", "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 2
+    assert result.stderr.strip().startswith(
+        "sweep point 2 (mappings[0].batch_size=20, mappings[0].batching_window=0)"
+    )
+    assert not (tmp_path / "o").exists()  # nothing ran
+
+
+def test_a_bad_key_is_reported() -> None:
+    with pytest.raises(ScenarioError) as caught:
+        plan(tiny(grid={"mappings[9].batch_size": [5]}))
+    assert "index 9 is out of range" in caught.value.issues[0].format()
+
+
+def test_expand_does_not_touch_the_raw_scenario() -> None:
+    raw = tiny()
+    before = copy.deepcopy(raw)
+    expand(raw, Sweep.model_validate(raw["sweep"]))
+    assert raw == before
+
+
+# ---------------------------------------------------------------- seeding
+def test_points_of_one_replication_see_the_same_traffic() -> None:
+    points = plan(tiny()).points
+    arrivals = [
+        run_world(Scenario.model_validate(p.raw), seed=7, replication=0).queues["q"].rec.arrival_at
+        for p in points
+    ]
+    for other in arrivals[1:]:
+        np.testing.assert_array_equal(arrivals[0], other)
+    second = (
+        run_world(Scenario.model_validate(points[0].raw), seed=7, replication=1).queues["q"].rec.arrival_at
+    )
+    assert not np.array_equal(arrivals[0], second)
+
+
+# ---------------------------------------------------------------- executors
+def test_serial_local_and_dask_local_give_identical_rows() -> None:
+    serial = sweep(tiny(), executor="serial")
+    local = sweep(tiny(), executor="local:2")
+    dask = sweep(tiny(), executor="dask-local:2")
+    assert len(serial) == 8
+    pd.testing.assert_frame_equal(comparable(serial), comparable(local))
+    pd.testing.assert_frame_equal(comparable(serial), comparable(dask))
+
+
+def test_unknown_executor_is_a_one_line_error(tmp_path: Path) -> None:
+    path = write(tmp_path, tiny())
+    result = CliRunner().invoke(main, ["sweep", str(path), "--executor", "cloud"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "unknown executor 'cloud' (use serial, local, local:N, dask-local:N or dask://host:port)"
+    )
+
+
+def test_iter_sweep_streams_results_as_they_finish() -> None:
+    seen = [(r["point"], r["replication"], r["error"]) for r in iter_sweep(tiny(), executor="serial")]
+    assert sorted(seen) == [(p, r, None) for p in range(4) for r in range(2)]
+
+
+def test_sweep_returns_runs_with_parameters_metrics_aggregate_and_recommendation() -> None:
+    runs = sweep(tiny(), executor="serial")
+    assert {"point", "replication", "seed", "mappings[0].batch_size", "functions.f.memory_mb"} <= set(runs)
+    assert set(esmsim.keys.SUMMARY_KEYS) <= set(runs)
+    assert (runs["seed"] == 7).all()
+    table = runs.attrs["aggregate"]
+    assert len(table) == 4
+    assert (table["replications"] == 2).all()
+    means = runs.groupby("point")["latency_p99_s"].mean().to_numpy()
+    np.testing.assert_allclose(table["latency_p99_s"].to_numpy(), means)
+    assert (table["latency_p99_s_ci_low"] <= table["latency_p99_s"]).all()
+    verdict = runs.attrs["recommendation"]
+    assert verdict.met
+    feasible = table[table["latency_p99_s"] <= 2]
+    assert verdict.point == int(feasible.sort_values("cost_per_million_records_usd").iloc[0]["point"])
+
+
+def test_a_scenario_without_a_sweep_runs_its_replications() -> None:
+    raw = tiny()
+    del raw["sweep"]
+    runs = sweep(raw, executor="serial", replications=3)
+    assert list(runs["replication"]) == [0, 1, 2]
+    assert runs["point"].nunique() == 1
+
+
+# ---------------------------------------------------------------- failures
+def test_a_failing_run_is_recorded_and_the_sweep_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import esmsim.run
+
+    real = esmsim.run.simulate
+
+    def flaky(scenario: Scenario, seed: int | None = None, replication: int = 0) -> Any:
+        if scenario.mappings[0].batch_size == 20 and scenario.functions["f"].memory_mb == 512:
+            raise RuntimeError("boom")
+        return real(scenario, seed=seed, replication=replication)
+
+    monkeypatch.setattr(esmsim.run, "simulate", flaky)
+    path = write(tmp_path, tiny())
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main, ["sweep", str(path), "--executor", "serial", "--out", str(out), "--no-plot"]
+    )
+    assert result.exit_code == 1
+    assert "2 run(s) failed:" in result.stderr
+    assert (
+        "point 2 (mappings[0].batch_size=20, functions.f.memory_mb=512) replication 0: RuntimeError: boom"
+        in (result.stderr)
+    )
+    runs = pd.read_parquet(out / "runs.parquet")
+    assert len(runs) == 8
+    assert runs["error"].notna().sum() == 2
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [f["point"] for f in manifest["failed_runs"]] == [2, 2]
+
+
+# ---------------------------------------------------------------- output, resume, interruption
+def _sweep_cli(path: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "esmsim",
+            "sweep",
+            str(path),
+            "--executor",
+            "serial",
+            "--out",
+            str(out),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def _journal_lines(out: Path) -> list[dict[str, Any]]:
+    path = out / "runs.jsonl"
+    if not path.exists():
+        return []
+    lines = []
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(json.JSONDecodeError):  # a line cut short by the kill
+            lines.append(json.loads(line))
+    return lines
+
+
+def _wait_for_runs(out: Path, count: int, proc: subprocess.Popen[str], limit_s: float = 120) -> None:
+    started = time.monotonic()
+    while len(_journal_lines(out)) < count:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() - started < limit_s
+        time.sleep(0.05)
+
+
+def slow_tiny() -> dict[str, Any]:
+    # Longer runs (about half a second each) so the sweep can be stopped part-way.
+    raw = tiny(replications=3)
+    raw["duration"] = 1200
+    raw["sources"]["q"]["traffic"]["rate"] = "60/s"
+    return raw
+
+
+def test_a_killed_sweep_resumes_to_exactly_the_rows_of_an_uninterrupted_one(tmp_path: Path) -> None:
+    path = write(tmp_path, slow_tiny())
+    reference = tmp_path / "reference"
+    done = _sweep_cli(path, reference, "--no-plot")
+    assert done.wait(300) == 0, done.communicate()
+
+    out = tmp_path / "out"
+    proc = _sweep_cli(path, out, "--no-plot")
+    _wait_for_runs(out, 4, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    before = {line["run_id"]: line for line in _journal_lines(out)}
+    assert 4 <= len(before) < 12
+
+    again = _sweep_cli(path, out, "--no-plot")
+    stdout, stderr = again.communicate(timeout=300)
+    assert again.returncode == 0, stderr
+    after = _journal_lines(out)
+    # Every run finished before the kill is in the journal once: none was computed again.
+    assert len(after) == 12
+    assert len({line["run_id"] for line in after}) == 12
+    assert [line for line in after if line["run_id"] in before] == list(before.values())
+    resumed = pd.read_parquet(out / "runs.parquet")
+    uninterrupted = pd.read_parquet(reference / "runs.parquet")
+    pd.testing.assert_frame_equal(comparable(resumed), comparable(uninterrupted))
+    assert f"resumed: {len(before)} run(s) were already done" in stdout
+
+
+def test_ctrl_c_leaves_a_readable_resumable_directory(tmp_path: Path) -> None:
+    path = write(tmp_path, slow_tiny())
+    out = tmp_path / "out"
+    proc = _sweep_cli(path, out, "--no-plot")
+    _wait_for_runs(out, 3, proc)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "run the same command again to resume" in stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    runs = pd.read_parquet(out / "runs.parquet")
+    assert 3 <= len(runs) < 12
+    again = _sweep_cli(path, out, "--no-plot")
+    assert again.wait(300) == 0
+    assert len(pd.read_parquet(out / "runs.parquet")) == 12
+    assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
+
+
+def test_a_changed_scenario_is_refused_rather_than_mixed_in(tmp_path: Path) -> None:
+    path = write(tmp_path, tiny())
+    out = tmp_path / "out"
+    first = CliRunner().invoke(
+        main, ["sweep", str(path), "--executor", "serial", "--out", str(out), "--no-plot"]
+    )
+    assert first.exit_code == 0, first.output
+    second = CliRunner().invoke(
+        main, ["sweep", str(path), "--executor", "serial", "--out", str(out), "--set", "duration=90"]
+    )
+    assert second.exit_code == 2
+    assert "holds a sweep of a different scenario" in second.stderr
+    # Adding replications to the same scenario resumes: only the new runs execute.
+    third = CliRunner().invoke(
+        main,
+        ["sweep", str(path), "--executor", "serial", "--out", str(out), "--replications", "3", "--no-plot"],
+    )
+    assert third.exit_code == 0, third.output
+    assert "resumed: 8 run(s) were already done" in third.output
+    assert len(pd.read_parquet(out / "runs.parquet")) == 12
+
+
+def test_outputs_manifest_and_csv(tmp_path: Path) -> None:
+    path = write(tmp_path, tiny())
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main,
+        [
+            "sweep",
+            str(path),
+            "--executor",
+            "serial",
+            "--out",
+            str(out),
+            "--format",
+            "parquet",
+            "--format",
+            "csv",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    for name in ("runs.parquet", "runs.csv", "aggregate.parquet", "aggregate.csv", "manifest.json",
+                 "latency.png", "cost.png", "pareto.png"):  # fmt: skip
+        assert (out / name).exists(), name
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert manifest["runs_total"] == manifest["runs_done"] == 8
+    assert manifest["executor"] == "serial"
+    assert manifest["esmsim_version"] == esmsim.__version__
+    assert manifest["scenario_text"] == path.read_text()
+    assert manifest["started_at"] <= manifest["finished_at"]
+    assert "cheapest configuration meeting the objective" in result.output
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == 8
+
+
+def test_plot_command_redraws_and_exports(tmp_path: Path) -> None:
+    path = write(tmp_path, tiny())
+    out = tmp_path / "out"
+    assert (
+        CliRunner()
+        .invoke(main, ["sweep", str(path), "--executor", "serial", "--out", str(out), "--no-plot"])
+        .exit_code
+        == 0
+    )
+    assert not (out / "latency.png").exists()
+    result = CliRunner().invoke(main, ["plot", str(out), "--format", "png", "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    for name in ("latency.png", "cost.png", "pareto.png", "runs.csv", "aggregate.csv"):
+        assert (out / name).exists(), name
+    bad = CliRunner().invoke(main, ["plot", str(tmp_path)])
+    assert bad.exit_code == 2
+    assert "not a sweep output directory" in bad.stderr
+
+
+# ---------------------------------------------------------------- objective
+POINTS = [Point(i, {"b": b, "c": c}, {}) for i, (b, c) in enumerate([(1, 5), (10, 5), (100, 5), (10, 50)])]
+
+
+def table(**columns: list[float]) -> pd.DataFrame:
+    base = {"point": [0, 1, 2, 3], "replications": [2, 2, 2, 2]}
+    return pd.DataFrame({**base, **columns})
+
+
+def test_recommend_picks_the_cheapest_feasible() -> None:
+    t = table(cost_usd=[4.0, 2.0, 1.0, 3.0], latency_p99_s=[0.5, 1.0, 9.0, 0.4], records_dlq=[0, 0, 0, 0])
+    objective = Objective(
+        minimize="cost_usd", constraints={"latency_p99_s": Bound(max=2), "records_dlq": Bound(max=0)}
+    )
+    verdict = recommend(t, POINTS, objective)
+    assert verdict.met
+    assert verdict.point == 1
+    assert verdict.message == (
+        "cheapest configuration meeting the objective: b=10, c=5 "
+        "(cost_usd 2; latency_p99_s 1 <= 2, records_dlq 0 <= 0)"
+    )
+
+
+def test_recommend_names_the_binding_constraint() -> None:
+    t = table(cost_usd=[4.0, 2.0, 1.0, 3.0], latency_p99_s=[5.0, 3.0, 9.0, 2.5], records_dlq=[0, 0, 0, 0])
+    objective = Objective(
+        minimize="cost_usd", constraints={"latency_p99_s": Bound(max=2), "records_dlq": Bound(max=0)}
+    )
+    verdict = recommend(t, POINTS, objective)
+    assert not verdict.met
+    assert verdict.binding == ("latency_p99_s",)
+    assert verdict.message == (
+        "no configuration meets the objective: latency_p99_s <= 2 holds for no configuration; "
+        "closest: b=10, c=50 (latency_p99_s 2.5, records_dlq 0)"
+    )
+
+
+def test_recommend_when_constraints_clash() -> None:
+    t = table(cost_usd=[4.0, 2.0, 1.0, 3.0], latency_p99_s=[0.5, 3.0, 9.0, 2.5], records_dlq=[10, 0, 0, 5])
+    objective = Objective(
+        minimize="cost_usd", constraints={"latency_p99_s": Bound(max=2), "records_dlq": Bound(max=0)}
+    )
+    verdict = recommend(t, POINTS, objective)
+    assert not verdict.met
+    assert verdict.binding == ()
+    assert "each constraint is met by some configuration, but never all at once" in verdict.message
+
+
+def test_unknown_objective_metric_is_rejected() -> None:
+    with pytest.raises(ValueError, match="'p99' is not a summary metric"):
+        Objective(minimize="p99")
+
+
+def test_pareto_front() -> None:
+    t = table(cost_per_million_records_usd=[4.0, 2.0, 1.0, 3.0], latency_p99_s=[0.5, 1.0, 9.0, 0.4])
+    # (cost, latency): (1, 9) cheapest; (2, 1) better latency; (3, 0.4) better still; (4, 0.5) dominated.
+    assert pareto_front(t, "cost_per_million_records_usd", "latency_p99_s") == [2, 1, 3]
+
+
+# ---------------------------------------------------------------- plots (content, not pixels)
+def _aggregate() -> tuple[pd.DataFrame, list[Point]]:
+    runs = sweep(tiny(), executor="serial")
+    return runs.attrs["aggregate"], plan(tiny()).points
+
+
+def test_latency_and_cost_plots_have_a_line_per_series_value() -> None:
+    table_, _ = _aggregate()
+    fig = latency_figure(table_, "mappings[0].batch_size", "functions.f.memory_mb")
+    ax = fig.axes[0]
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert labels == [
+        "p50 (memory_mb=512)",
+        "p99 (memory_mb=512)",
+        "p50 (memory_mb=1024)",
+        "p99 (memory_mb=1024)",
+    ]
+    assert all(list(line.get_xdata()) == [1, 20] for line in ax.get_lines())
+    assert ax.get_xlabel() == "mappings[0].batch_size"
+    assert ax.get_ylabel() == "latency (s)"
+    assert ax.get_xscale() == "log"  # 1 to 20 spans more than a factor of 10
+    np.testing.assert_allclose(
+        ax.get_lines()[1].get_ydata(), table_[table_["functions.f.memory_mb"] == 512]["latency_p99_s"]
+    )
+    fig = cost_figure(table_, "mappings[0].batch_size", "functions.f.memory_mb")
+    ax = fig.axes[0]
+    assert [line.get_label() for line in ax.get_lines()] == ["memory_mb=512", "memory_mb=1024"]
+    assert ax.get_ylabel() == "cost per million records (USD)"
+
+
+def test_pareto_plot_marks_the_frontier_and_the_choice() -> None:
+    table_, points = _aggregate()
+    verdict = recommend(table_, points, Objective.model_validate(TINY["sweep"]["objective"]))
+    fig = pareto_figure(table_, points, verdict.point)
+    ax = fig.axes[0]
+    front = [line for line in ax.get_lines() if line.get_label() == "Pareto frontier"]
+    assert len(front) == 1
+    assert len(front[0].get_xdata()) == len(
+        pareto_front(table_, "cost_per_million_records_usd", "latency_p99_s")
+    )
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["configurations", "Pareto frontier", "recommended"]
+    assert ax.get_xlabel() == "p99 latency (s)"
