@@ -108,8 +108,16 @@ def test_readme_main_command_runs_as_written(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     out = tmp_path / argv[argv.index("--out") + 1]
-    assert (out / "summary.json").exists()
-    assert (out / "timeseries.parquet").exists()
+    for name in (
+        "runs.parquet",
+        "aggregate.parquet",
+        "manifest.json",
+        "latency.png",
+        "cost.png",
+        "pareto.png",
+    ):
+        assert (out / name).exists(), name
+    assert "cheapest configuration meeting the objective" in done.stdout
 
 
 def test_readme_test_command_is_what_ci_runs() -> None:

@@ -28,7 +28,7 @@ from esmsim.scenario.mappings import (
     ThrottleRetry,
 )
 from esmsim.scenario.pricing import Pricing
-from esmsim.scenario.scenario import Scenario, Sweep
+from esmsim.scenario.scenario import Bound, Objective, Scenario, Sweep, SweepPlot
 from esmsim.scenario.sources import DynamoDBSource, KinesisSource, RatePoint, SqsSource, Traffic
 from esmsim.units import format_duration, format_size
 
@@ -47,6 +47,35 @@ a key, that name is accepted too. Ranges are AWS's; values AWS does not document
 
 Check a file with `esmsim validate FILE`; override any key on the command line with
 `--set path.to.key=VALUE` (list indices allowed: `--set mappings[0].batch_size=100`).
+
+## Sweeps
+
+`esmsim sweep FILE` runs the scenario once per configuration and replication. The `sweep` section
+names the keys to vary, as dotted paths with list indices (the same paths `--set` takes):
+
+```yaml
+sweep:
+  grid:                                   # every combination: 4 x 3 = 12 configurations
+    mappings[0].batch_size: [1, 10, 50, 200]
+    mappings[0].maximum_concurrency: [5, 15, 50]
+  zip:                                    # values that vary together, multiplying the grid
+    functions.orders.memory_mb: [512, 1024, 2048]
+    functions.orders.duration: [120ms, 60ms, 40ms]
+  replications: 3                         # independent runs of each configuration
+  objective:                              # the cheapest configuration that meets every constraint
+    minimize: cost_per_million_records_usd
+    constraints:
+      latency_p99_s: {max: 2}
+      records_dlq: {max: 0}
+  plot: {x: mappings[0].batch_size, series: mappings[0].maximum_concurrency}
+```
+
+Every configuration is validated as a whole scenario before anything runs; a bad one is named
+(`sweep point 7 (mappings[0].batch_size=20000, ...): ...`). Replication `r` of every configuration
+uses the same random streams (common random numbers): configurations are compared on identical
+traffic. Constraints and the minimised metric are means over replications; metric names are the
+summary's keys (see the README). The outputs (`runs.parquet`, `aggregate.parquet`, `manifest.json`,
+`latency.png`, `cost.png`, `pareto.png`) are described in the README.
 
 This reference is generated from the schema: `python -m esmsim.scenario.reference > scenarios/README.md`.
 """
@@ -71,6 +100,9 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("`mappings[i].on_failure` (streams)", Destination),
     ("`mappings[i].throttle_retry`", ThrottleRetry),
     ("`sweep`", Sweep),
+    ("`sweep.objective`", Objective),
+    ("`sweep.objective.constraints.METRIC`", Bound),
+    ("`sweep.plot`", SweepPlot),
     ("`pricing`", Pricing),
 ]
 
