@@ -211,19 +211,21 @@ def level_stats(level: Level, start: float, end: float, edges: np.ndarray) -> Le
     last_at_time = np.append(times[1:] != times[:-1], True) if times.size else times.astype(bool)
     at_times = times[last_at_time]
     right = after[last_at_time] + big_count(at_times, "right")
-    candidates = [(at_times, right)]
+    # Each candidate is (times, level there, side): a level just after changes at t belongs to the
+    # bin holding t; one just before them (a left limit) to the bin holding the instant before t.
+    candidates: list[tuple[np.ndarray, np.ndarray, Side]] = [(at_times, right, "right")]
     if any(sign > 0 for _, sign in big):  # rising components: the level just before each change too
         before = np.concatenate([[0.0], after[last_at_time][:-1]]) + big_count(at_times, "left")
-        candidates.append((at_times, before))
+        candidates.append((at_times, before, "left"))
     for at, sign in big:
         if sign < 0:
-            candidates.append((at, _step_value(times, after, big, at, "left")))
-    candidates.append((edges[:-1], _step_value(times, after, big, edges[:-1], "right")))
+            candidates.append((at, _step_value(times, after, big, at, "left"), "left"))
+    candidates.append((edges[:-1], _step_value(times, after, big, edges[:-1], "right"), "right"))
     nb = len(edges) - 1
     best = np.full(nb, -np.inf)
-    for x, values in candidates:
+    for x, values, side in candidates:
         if x.size:
-            bins = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, nb - 1)
+            bins = np.clip(np.searchsorted(edges, x, side=side) - 1, 0, nb - 1)
             np.maximum.at(best, bins, values)
     best = np.maximum(best, _step_value(times, after, big, edges[1:], "left"))
     at_end = _step_value(times, after, big, edges[1:], "right")

@@ -15,7 +15,7 @@ from esmsim.scenario.scenario import Scenario
 
 def scenario_hash(scenario: Scenario) -> str:
     """A stable digest of the resolved scenario (every default filled in)."""
-    text = json.dumps(scenario.model_dump(mode="json"), sort_keys=True)
+    text = json.dumps(scenario.model_dump(mode="json", by_alias=True), sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
@@ -65,5 +65,5 @@ class RunResult:
             "summary": self.summary,
             "provenance": self.provenance(),
             "warnings": list(self.warnings),
-            "scenario": self.scenario.model_dump(mode="json"),
+            "scenario": self.scenario.model_dump(mode="json", by_alias=True),
         }

@@ -17,7 +17,9 @@ def simulate(scenario: Scenario, seed: int | None = None, replication: int = 0) 
     """Run ``scenario`` once.
 
     Args:
-        scenario: a validated scenario (``esmsim.load_scenario`` or ``Scenario.model_validate``).
+        scenario: a scenario (``esmsim.load_scenario``, ``Scenario.model_validate`` or a
+            ``model_copy`` of one); it is validated again, so an invalid copy raises
+            ``pydantic.ValidationError`` (wrong types) or ``ScenarioError`` (AWS rules) naming the field.
         seed: overrides the scenario's seed.
         replication: which replication of the seed; each has independent random streams.
 
@@ -25,6 +27,9 @@ def simulate(scenario: Scenario, seed: int | None = None, replication: int = 0) 
         The run's summary, time series and provenance. Same scenario, seed and replication give
         identical results on any machine.
     """
+    # Validated again: a copy made with ``model_copy(update=...)`` skips pydantic's validation and
+    # the AWS rules, and a wrong value must fail here with its field name, not deep in the model.
+    scenario = Scenario.model_validate(scenario.model_dump(mode="json", by_alias=True, warnings=False))
     seed = scenario.seed if seed is None else seed
     started = time.perf_counter()
     world = build(scenario, Streams(seed, replication))

@@ -343,3 +343,44 @@ def test_idle_shard_is_polled_once_a_second() -> None:
     # Records at 1, 2, 3, 4: each is fetched by the poll at its own second (available exactly then).
     np.testing.assert_allclose(inv["start_at"], [1, 2, 3, 4])
     assert list(inv["outcome"]) == [SUCCESS] * 4
+
+
+def test_enhanced_fan_out_backlog_waits_out_the_batching_window() -> None:
+    # Three backlog records written at -20, -10 and 0 are pushed 70 ms later (-19.93, -9.93, 0.07).
+    # Batch size 10, a 2 s window opened at 0: every record the shard will ever hold is in hand at
+    # 0.07, short of the batch size, so the lane waits for the window's end and invokes all three
+    # at 2.0. (The lane used to wait on a record it already held and spin at 0.07 for ever.)
+    s = stream(
+        {
+            "duration": 10,
+            "sources": {
+                "s": {
+                    "efo_propagation_delay": "70ms",
+                    "traffic": {"initial_backlog": 3, "backlog_span": 30},
+                }
+            },
+        },
+        {"enhanced_fan_out": True, "batch_size": 10, "batching_window": 2},
+    )
+    inv = invocations(run_world(s))
+    np.testing.assert_allclose(inv["start_at"], [2.0])
+    np.testing.assert_array_equal(inv["records"], [3])
+
+
+def test_enhanced_fan_out_pushes_each_record_after_its_propagation_delay() -> None:
+    # One record a second from t=1, pushed 70 ms after it is written; batch size 1, no window: each is
+    # invoked at 1.07, 2.07, ... with no polling cadence in between.
+    s = stream(
+        {
+            "duration": 5.5,
+            "sources": {
+                "s": {
+                    "efo_propagation_delay": "70ms",
+                    "traffic": {"rate": "1/s", "pattern": "constant", "initial_backlog": 0},
+                }
+            },
+        },
+        {"enhanced_fan_out": True, "batch_size": 1},
+    )
+    inv = invocations(run_world(s))
+    np.testing.assert_allclose(inv["start_at"], [1.07, 2.07, 3.07, 4.07, 5.07])

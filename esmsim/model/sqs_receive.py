@@ -275,7 +275,7 @@ class SqsReceivers:
                     j = int(np.searchsorted(np.cumsum(sizes), c.nbytes_left(), side="right"))
                     if j < sizes.size:
                         over = head + o + j * step
-                        if visible_from[over] < t:
+                        if visible_from[over] <= t:
                             t, upto = float(visible_from[over]), over  # the record that does not fit waits
             if t < best_t:
                 best_t, best_i, best_upto = t, i, upto
@@ -355,7 +355,9 @@ class SqsReceivers:
             if not c.tracks_bytes:
                 c.nbytes += sum(queue.payload(p) for p in c.dealt)
         self._count_empty(c, now, calls=calls)
-        c.event.succeed(queue.form_batch(c.parts, c.held, c.nbytes, c.first_at))
+        # The batch's visibility clock starts when it is complete: a clock per message would let a
+        # message come back before a later one in its batch was even sent (window > visibility).
+        c.event.succeed(queue.form_batch(c.parts, c.held, c.nbytes, now))
 
     def _count_empty(self, c: Collector, now: float, calls: int = 0) -> None:
         waited = (c.first_at if c.held else now) - c.since

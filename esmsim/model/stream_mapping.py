@@ -241,9 +241,13 @@ class StreamMappingRuntime:
             lane.pos += n
             lane.pending.append(batch)
             return batch
-        return lane.reader.wait(
-            lane.row(lane.pos + min(batch_size, lane.size - lane.pos) - 1), window_end, now
-        )
+        wanted = min(batch_size, lane.size - lane.pos)
+        if fetched >= wanted:
+            # Every record the lane will ever see is in hand and the batch is still short of the batch
+            # size: only the window's end is left to wait for (waiting on a fetched row would wake
+            # at once, again and again).
+            return float(window_end)
+        return lane.reader.wait(lane.row(lane.pos + wanted - 1), window_end, now)
 
     def _fit(self, lane: Lane, start: int, n: int) -> tuple[int, bool]:
         """How many of ``n`` records from ``start`` fit the 6 MB payload; whether the cap bound."""

@@ -67,7 +67,9 @@ def invert_cumulative_rate(t: np.ndarray, r: np.ndarray, targets: np.ndarray) ->
     big_lambda = _cumulative(t, r)
     if np.all(r[:-1] == r[1:]) and r[0] > 0:  # one constant rate: the common case, one division
         return np.asarray(targets / r[0])
-    seg = np.searchsorted(big_lambda, targets, side="right") - 1
+    # side="left": a target reached exactly at a breakpoint before a pause (rate 0) is reached at the
+    # start of the pause, not at its end.
+    seg = np.searchsorted(big_lambda, targets, side="left") - 1
     seg = np.clip(seg, 0, len(t) - 2)
     t0, r0 = t[seg], r[seg]
     width = t[seg + 1] - t0

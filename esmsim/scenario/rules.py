@@ -235,6 +235,10 @@ def _concurrency_rules(s: Scenario) -> Iterator[Issue]:
             f"reserved concurrency totals {total} across functions, but at most {limit - keep} of the "
             f"account's {limit} may be reserved ({keep} must stay unreserved)",
         )
+    # Provisioned concurrency of unreserved functions comes out of the unreserved pool, all of it
+    # together, and AWS still keeps `unreserved_minimum` back.
+    room = limit - total - keep
+    taken = 0
     for name, fn in s.functions.items():
         pc = fn.provisioned_concurrency
         if pc == 0:
@@ -244,11 +248,15 @@ def _concurrency_rules(s: Scenario) -> Iterator[Issue]:
                 ("functions", name, "provisioned_concurrency"),
                 f"{pc} exceeds the function's reserved concurrency ({fn.reserved_concurrency})",
             )
-        elif fn.reserved_concurrency is None and pc > limit - total - keep:
-            yield Issue(
-                ("functions", name, "provisioned_concurrency"),
-                f"{pc} exceeds the unreserved concurrency available for it ({limit - total - keep})",
-            )
+        elif fn.reserved_concurrency is None:
+            taken += pc
+            if taken > room:
+                others = taken - pc
+                detail = f" ({others} already provisioned by other functions)" if others else ""
+                yield Issue(
+                    ("functions", name, "provisioned_concurrency"),
+                    f"{pc} exceeds the unreserved concurrency available for it ({room - others}){detail}",
+                )
 
 
 def _function_rules(s: Scenario) -> Iterator[Issue]:

@@ -159,7 +159,8 @@ def iter_sweep(
                 submit_next()
             while running:
                 finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                for future in finished:
+                # In submission order among those finished: a serial sweep yields in grid order.
+                for future in [f for f in running if f in finished]:
                     task = running.pop(future)
                     try:
                         record = future.result()
