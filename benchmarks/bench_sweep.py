@@ -20,7 +20,9 @@ SCENARIO = ROOT / "scenarios" / "sqs-orders-sweep.yaml"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--full", action="store_true", help="the default sweep as shipped (longer)")
     parser.add_argument("--executors", nargs="+", default=["serial", "local"], help="executors to compare")
     args = parser.parse_args()
@@ -34,8 +36,12 @@ def main() -> None:
         runs = sweep(SCENARIO, executor=executor, overrides=overrides, replications=None if args.full else 1)
         wall = time.perf_counter() - started
         rates[executor] = len(runs) / wall * 60
-        table = runs.drop(columns=["wall_time_s"]).sort_values(["point", "replication"]).reset_index(drop=True)
-        same = "" if reference is None else f", rows identical to {args.executors[0]}: {table.equals(reference)}"
+        table = (
+            runs.drop(columns=["wall_time_s"]).sort_values(["point", "replication"]).reset_index(drop=True)
+        )
+        same = (
+            "" if reference is None else f", rows identical to {args.executors[0]}: {table.equals(reference)}"
+        )
         reference = table if reference is None else reference
         print(f"{executor:>14s}: {wall:7.1f} s, {rates[executor]:6.1f} runs/min{same}")
     base = rates[args.executors[0]]
