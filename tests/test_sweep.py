@@ -24,7 +24,7 @@ from esmsim.cli import main
 from esmsim.errors import ScenarioError
 from esmsim.scenario.scenario import Bound, Objective, Scenario, Sweep
 from esmsim.sweep import iter_sweep, plan, sweep
-from esmsim.sweep.objective import pareto_front, recommend
+from esmsim.sweep.objective import meets, pareto_front, recommend
 from esmsim.sweep.plots import cost_figure, latency_figure, pareto_figure
 from esmsim.sweep.spec import Point, combinations, expand
 from tests.conftest import run_world
@@ -508,3 +508,16 @@ def test_pareto_plot_marks_the_frontier_and_the_choice() -> None:
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert legend == ["configurations", "Pareto frontier", "recommended"]
     assert ax.get_xlabel() == "p99 latency (s)"
+    # With an objective that some configurations fail (p99 at most the median p99), those are drawn apart.
+    objective = Objective(
+        minimize="cost_per_million_records_usd",
+        constraints={"latency_p99_s": Bound(max=float(table_["latency_p99_s"].median()))},
+    )
+    ax = pareto_figure(table_, points, verdict.point, objective).axes[0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["meets the constraints", "fails a constraint", "Pareto frontier", "recommended"]
+    ran = table_[table_["replications"] > 0].to_dict("records")
+    meeting, failing = ax.collections[0].get_offsets(), ax.collections[1].get_offsets()
+    assert len(meeting) == sum(meets(r, objective) for r in ran) > 0
+    assert len(failing) > 0
+    assert len(meeting) + len(failing) == len(ran)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,11 @@ def _within(value: Any, bound: Bound) -> bool:
     return (bound.max is None or value <= bound.max) and (bound.min is None or value >= bound.min)
 
 
+def meets(row: Mapping[Any, Any], objective: Objective) -> bool:
+    """Whether a configuration's means meet every constraint of ``objective``."""
+    return all(_within(row[m], b) for m, b in objective.constraints.items())
+
+
 def _violation(row: dict[str, Any], constraints: dict[str, Bound]) -> float:
     """How far a configuration is from meeting the constraints, relative to each bound."""
     total = 0.0
@@ -73,7 +79,7 @@ def recommend(table: pd.DataFrame, points: list[Point], objective: Objective) ->
         return Recommendation(False, "no configuration finished a run: nothing to recommend")
     constraints = objective.constraints
     target = objective.minimize
-    feasible = [r for r in rows if all(_within(r[m], b) for m, b in constraints.items())]
+    feasible = [r for r in rows if meets(r, objective)]
     if feasible:
         best = min(feasible, key=lambda r: (r[target], r["point"]))
         point = labels[int(best["point"])]

@@ -17,8 +17,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from esmsim.report import atomic_write
-from esmsim.scenario.scenario import Sweep
-from esmsim.sweep.objective import pareto_front, recommend
+from esmsim.scenario.scenario import Objective, Sweep
+from esmsim.sweep.objective import meets, pareto_front, recommend
 from esmsim.sweep.spec import Point
 
 COST = "cost_per_million_records_usd"
@@ -99,21 +99,37 @@ def cost_figure(table: pd.DataFrame, x: str | None, series: str | None) -> Figur
     return fig
 
 
-def pareto_figure(table: pd.DataFrame, points: list[Point], recommended: int | None) -> Figure:
-    """Every configuration's cost against its p99 latency; the Pareto frontier joined; the choice marked."""
+def pareto_figure(
+    table: pd.DataFrame, points: list[Point], recommended: int | None, objective: Objective | None = None
+) -> Figure:
+    """Every configuration's cost against its p99 latency; the Pareto frontier joined; the choice marked.
+
+    With an ``objective``, configurations failing one of its constraints are drawn apart (grey
+    crosses). Frontier points are labelled with their swept values only (``10 × 5``); the axes
+    title names the keys, so neighbouring labels stay short enough not to collide.
+    """
     fig = Figure(figsize=(8, 5), layout="constrained")
     ax = fig.subplots()
     ran = table[table["replications"] > 0]
-    ax.scatter(ran[LATENCY_P99], ran[COST], color="C0", alpha=0.6, label="configurations")
+    if objective is not None and objective.constraints:
+        ok = pd.Series([meets(row, objective) for row in ran.to_dict("records")], index=ran.index, dtype=bool)
+        ax.scatter(ran[LATENCY_P99][ok], ran[COST][ok], color="C0", alpha=0.7, label="meets the constraints")
+        ax.scatter(ran[LATENCY_P99][~ok], ran[COST][~ok], color="0.5", marker="x", label="fails a constraint")
+    else:
+        ax.scatter(ran[LATENCY_P99], ran[COST], color="C0", alpha=0.6, label="configurations")
     front = pareto_front(table, COST, LATENCY_P99)
     rows = ran.set_index("point").loc[front].sort_values(LATENCY_P99) if front else ran.iloc[:0]
     ax.plot(rows[LATENCY_P99], rows[COST], color="C3", marker="o", label="Pareto frontier")
     labels = {p.index: p for p in points}
+    keys = list(points[0].params) if points else []
     for n, (index, row) in enumerate(zip(rows.index.tolist(), rows.to_dict("records"), strict=True)):
-        text = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in labels[int(index)].params.items())
-        offset = (6, 6 + 12 * (n % 3))  # staggered: neighbouring points' labels do not overlap
+        text = " × ".join(
+            f"{v:g}" if isinstance(v, float) else str(v) for v in labels[int(index)].params.values()
+        )
+        # Frontier points fall left to right: alternate labels above and below the line.
+        offset = (6, 8) if n % 2 == 0 else (6, -14)
         ax.annotate(
-            text, (row[LATENCY_P99], row[COST]), fontsize="x-small", xytext=offset, textcoords="offset points"
+            text, (row[LATENCY_P99], row[COST]), fontsize="small", xytext=offset, textcoords="offset points"
         )
     if recommended is not None and recommended in set(ran["point"]):
         chosen = ran[ran["point"] == recommended].iloc[0]
@@ -126,7 +142,10 @@ def pareto_figure(table: pd.DataFrame, points: list[Point], recommended: int | N
         and np.nanmax(ran[LATENCY_P99]) / max(np.nanmin(ran[LATENCY_P99]), 1e-9) >= 10
     ):
         ax.set_xscale("log")
-    ax.set_title("Cost against p99 latency")
+    title = "Cost against p99 latency"
+    if keys:
+        title += f" (labels: {' × '.join(k.split('.')[-1] for k in keys)})"
+    ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
     return fig
@@ -144,7 +163,7 @@ def write_plots(table: pd.DataFrame, plan: Any, out: Path) -> list[Path]:
     figures = {
         "latency.png": latency_figure(table, x, series),
         "cost.png": cost_figure(table, x, series),
-        "pareto.png": pareto_figure(table, points, recommended),
+        "pareto.png": pareto_figure(table, points, recommended, sweep.objective),
     }
     written = []
     for name, figure in figures.items():
