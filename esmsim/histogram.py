@@ -23,9 +23,14 @@ _LOG_GROWTH = math.log(GROWTH)
 
 def bucket_of(values: np.ndarray) -> np.ndarray:
     """Bucket index of each value (clipped to the first and last bucket)."""
-    with np.errstate(divide="ignore"):
-        idx = np.floor(np.log(np.maximum(values, LOW_S) / LOW_S) / _LOG_GROWTH)
-    return np.asarray(np.clip(idx, 0, BUCKETS - 1), dtype=np.int64)
+    # In place on one scratch array: this runs over every record of a run.
+    x = np.maximum(values, LOW_S)  # also maps NaN-free negatives and zeros to bucket 0
+    np.log(x, out=x)
+    x -= math.log(LOW_S)
+    x *= 1.0 / _LOG_GROWTH
+    idx = x.astype(np.int64)  # x >= 0, so truncation is floor
+    np.minimum(idx, BUCKETS - 1, out=idx)
+    return idx
 
 
 def bucket_value(idx: np.ndarray) -> np.ndarray:

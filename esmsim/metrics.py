@@ -109,7 +109,8 @@ class _Records:
 
 def _minute(times: np.ndarray, nb: int) -> np.ndarray:
     """Bin index of each time (times at the very end fall in the last bin, negative ones in the first)."""
-    return np.clip((times * (1.0 / SAMPLE_PERIOD_S)).astype(np.int64), 0, nb - 1)
+    idx = (times * (1.0 / SAMPLE_PERIOD_S)).astype(np.int64)
+    return np.clip(idx, 0, nb - 1, out=idx)
 
 
 def _records(world: World, edges: np.ndarray) -> _Records:
