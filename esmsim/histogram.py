@@ -28,7 +28,7 @@ def bucket_of(values: np.ndarray) -> np.ndarray:
     np.log(x, out=x)
     x -= math.log(LOW_S)
     x *= 1.0 / _LOG_GROWTH
-    idx = x.astype(np.int64)  # x >= 0, so truncation is floor
+    idx: np.ndarray = x.astype(np.int64)  # x >= 0, so truncation is floor
     np.minimum(idx, BUCKETS - 1, out=idx)
     return idx
 
