@@ -68,6 +68,8 @@ class Observations:
     timeseries: pd.DataFrame
     resources: pd.DataFrame
     latency_histogram: np.ndarray
+    mapping_timeseries: pd.DataFrame
+    shard_timeseries: pd.DataFrame
 
 
 @dataclass(frozen=True)
@@ -281,6 +283,8 @@ def observe(world: World) -> Observations:
         _timeseries(world, edges, inv, thr, stats, records),
         _resources(world, inv, thr),
         histogram.histogram(records.latency),
+        _mapping_timeseries(world, edges, inv, thr),
+        _shard_timeseries(world, edges),
     )
 
 
@@ -435,6 +439,78 @@ def _timeseries(
     return frame
 
 
+def mapping_label(index: int, source: str, function: str) -> str:
+    """How a mapping is named in the per-resource tables: ``mappings[0]: queue -> function``."""
+    return f"mappings[{index}]: {source} -> {function}"
+
+
+def _mapping_timeseries(world: World, edges: np.ndarray, inv: np.ndarray, thr: np.ndarray) -> pd.DataFrame:
+    """One row per mapping and minute: what CloudWatch reports per event source mapping.
+
+    The run's time series adds mappings up (IteratorAge is their maximum); this keeps them apart,
+    so a stalled mapping is told from a healthy one reading the same stream.
+    """
+    s = world.scenario
+    nb = len(edges) - 1
+    frames = []
+    for m in world.mappings:
+        mine = inv[:, MAPPING] == m.index
+        rows = inv[mine]
+        start_at = rows[:, START]
+        n = binned_sum(start_at, np.ones(start_at.size), edges)
+        conc = level_stats(_concurrency(inv, mine), s.warmup, s.duration, edges)
+        throttled = thr[thr[:, 2] == m.index, 0]
+        ages = rows[:, ITERATOR_AGE]
+        streaming = ~np.isnan(ages)
+        backlog = np.full(nb, np.nan)
+        samples = world.shard_backlog.get(m.index)
+        if samples:
+            backlog = np.asarray(samples[:nb], dtype=float).reshape(nb, -1).max(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frame = pd.DataFrame(
+                {
+                    "time_s": edges[:-1],
+                    "mapping": mapping_label(m.index, m.spec.source, m.spec.function),
+                    "Invocations": n,
+                    "Errors": binned_sum(start_at, (rows[:, OUTCOME] >= ERROR).astype(float), edges),
+                    "Throttles": binned_sum(throttled, np.ones(throttled.size), edges),
+                    "Duration": binned_sum(start_at, rows[:, RUN] * 1000.0, edges) / n,
+                    "ConcurrentExecutions": conc.bin_max,
+                    "IteratorAge": _binned_max(start_at[streaming], ages[streaming] * 1000.0, nb),
+                    "BatchSize": binned_sum(start_at, rows[:, RECORDS], edges) / n,
+                    "ShardBacklogMax": backlog,
+                }
+            )
+        frame.insert(0, "minute", np.arange(nb))
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _shard_timeseries(world: World, edges: np.ndarray) -> pd.DataFrame:
+    """One row per stream mapping, shard and minute: its backlog at the minute's end, its calls."""
+    nb = len(edges) - 1
+    frames = []
+    for m in world.stream_mappings:
+        samples = np.asarray(world.shard_backlog.get(m.index, [])[:nb], dtype=float).reshape(nb, -1)
+        for shard, reader in enumerate(m.readers):
+            refused = np.asarray(reader.throttled_calls, dtype=float)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "minute": np.arange(nb),
+                        "time_s": edges[:-1],
+                        "mapping": mapping_label(m.index, m.spec.source, m.spec.function),
+                        "shard": shard,
+                        "Backlog": samples[:, shard],
+                        "ReadProvisionedThroughputExceeded": binned_sum(
+                            refused, np.ones(refused.size), edges
+                        ),
+                    }
+                )
+            )
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
 def _resources(world: World, inv: np.ndarray, thr: np.ndarray) -> pd.DataFrame:
     """Per function, per mapping and per shard: what each did (for scenarios with several)."""
     s = world.scenario
@@ -469,7 +545,7 @@ def _resources(world: World, inv: np.ndarray, thr: np.ndarray) -> pd.DataFrame:
         limit = getattr(m.spec, "maximum_concurrency", None)
         if limit is None and hasattr(m.spec, "parallelization_factor"):
             limit = m.stream.shards * m.spec.parallelization_factor  # type: ignore[union-attr]
-        label = f"mappings[{m.index}]: {m.spec.source} -> {m.spec.function}"
+        label = mapping_label(m.index, m.spec.source, m.spec.function)
         rows.append(usage("mapping", label, mine, thr[:, 2] == m.index, limit))
     for m in world.stream_mappings:
         samples = np.asarray(world.shard_backlog.get(m.index, []), dtype=float).reshape(-1, m.stream.shards)

@@ -54,7 +54,11 @@ def _clean(value: Any) -> Any:
 
 
 def write_run(result: RunResult, out_dir: Path, *, plot: bool = True) -> list[Path]:
-    """Write ``summary.json``, ``timeseries.parquet`` and (unless ``plot`` is False) ``timeseries.png``."""
+    """Write a run's files into ``out_dir``, each atomically.
+
+    ``summary.json``, ``timeseries.parquet``, ``mapping_timeseries.parquet``,
+    ``shard_timeseries.parquet`` (streams only) and, unless ``plot`` is False, ``timeseries.png``.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     summary_path = out_dir / "summary.json"
@@ -62,10 +66,18 @@ def write_run(result: RunResult, out_dir: Path, *, plot: bool = True) -> list[Pa
         json.dump(_clean(result.to_dict()), handle, indent=2, default=_json_default)
         handle.write("\n")
     written.append(summary_path)
-    series_path = out_dir / "timeseries.parquet"
-    with atomic_write(series_path, "wb") as handle:
-        result.timeseries.to_parquet(handle, compression="zstd")
-    written.append(series_path)
+    tables = {
+        "timeseries.parquet": result.timeseries,
+        "mapping_timeseries.parquet": result.mapping_timeseries,
+        "shard_timeseries.parquet": result.shard_timeseries,
+    }
+    for name, table in tables.items():
+        if table.empty and name != "timeseries.parquet":
+            continue  # no shards: no shard table
+        path = out_dir / name
+        with atomic_write(path, "wb") as handle:
+            table.to_parquet(handle, compression="zstd")
+        written.append(path)
     if plot:
         from esmsim.plots import plot_run
 

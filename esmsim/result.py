@@ -35,6 +35,11 @@ class RunResult:
         latency_histogram: counts of record latencies in ``esmsim.histogram``'s shared 1 % buckets,
             which add up across runs.
         warnings: the scenario's warnings (AWS recommendations it does not follow).
+        mapping_timeseries: one row per mapping and minute (``minute``, ``time_s``, ``mapping``,
+            Invocations, Errors, Throttles, Duration, ConcurrentExecutions, IteratorAge, BatchSize,
+            ShardBacklogMax): ``timeseries`` split by event source mapping.
+        shard_timeseries: one row per stream mapping, shard and minute (``Backlog`` at the
+            minute's end, ``ReadProvisionedThroughputExceeded``); empty without streams.
     """
 
     summary: dict[str, Any]
@@ -47,6 +52,8 @@ class RunResult:
     wall_time_s: float
     latency_histogram: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     warnings: tuple[str, ...] = field(default=())
+    mapping_timeseries: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+    shard_timeseries: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
 
     def provenance(self) -> dict[str, Any]:
         """What identifies this run: scenario name and hash, seed, replication, version, wall time."""

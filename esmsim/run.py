@@ -48,4 +48,6 @@ def simulate(scenario: Scenario, seed: int | None = None, replication: int = 0) 
         wall_time_s=time.perf_counter() - started,
         latency_histogram=observed.latency_histogram,
         warnings=warnings,
+        mapping_timeseries=observed.mapping_timeseries,
+        shard_timeseries=observed.shard_timeseries,
     )

@@ -58,6 +58,10 @@ def test_run_writes_summary_timeseries_and_plot(tmp_path: Path) -> None:
     ):
         assert column in series.columns
     assert series["Invocations"].sum() == s["invocations"]
+    per_mapping = pd.read_parquet(out / "mapping_timeseries.parquet")
+    assert list(per_mapping["mapping"].unique()) == ["mappings[0]: orders-queue -> orders"]
+    assert per_mapping["Invocations"].sum() == s["invocations"]
+    assert not (out / "shard_timeseries.parquet").exists()  # an SQS scenario has no shards
     png = (out / "timeseries.png").read_bytes()
     assert png.startswith(b"\x89PNG")
 

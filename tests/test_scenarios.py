@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from esmsim import load_scenario, simulate
@@ -91,6 +92,24 @@ def test_poison_record_stalls_the_default_mapping_only() -> None:
     assert defaults["iterator_age_max_s"] > 300
     assert recovering["iterator_age_max_s"] < 30
     assert result.summary["records_dlq"] == 1
+    # Per mapping over time: the stalled mapping's IteratorAge climbs about a second per second in
+    # the last minutes and one of its shards piles up, while the other mapping stays current.
+    series = result.mapping_timeseries.set_index(["mapping", "minute"])
+    stalled = series.loc[defaults.name]
+    healthy = series.loc[recovering.name]
+    assert stalled["IteratorAge"].iloc[-1] > stalled["IteratorAge"].iloc[-4] + 100_000  # ms, 3 minutes
+    assert healthy["IteratorAge"].iloc[-3:].max() < 30_000
+    shards = result.shard_timeseries
+    last = shards[shards["minute"] == shards["minute"].max()].set_index(["mapping", "shard"])["Backlog"]
+    assert last.loc[defaults.name].max() > 50 * last.loc[recovering.name].max()
+    assert (last.loc[defaults.name] > 10_000).sum() == 1  # one stalled shard
+    # The split adds up to the run's series.
+    total = result.mapping_timeseries.groupby("minute")[["Invocations", "Errors"]].sum()
+    np.testing.assert_array_equal(total["Invocations"], result.timeseries["Invocations"])
+    np.testing.assert_array_equal(total["Errors"], result.timeseries["Errors"])
+    np.testing.assert_allclose(
+        result.mapping_timeseries.groupby("minute")["IteratorAge"].max(), result.timeseries["IteratorAge"]
+    )
 
 
 def test_hot_shards_lag_and_more_lanes_help() -> None:
