@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from esmsim.model.alarm import Alarm
 from esmsim.model.records import IN_FLIGHT, Ids, count
 from esmsim.model.sqs_queue import PAYLOAD_LIMIT_BYTES, Batch, SqsQueue
 
@@ -97,8 +98,7 @@ class SqsReceivers:
         self.head_waiter: Collector | None = None  # the one armed to wake at the next arrival
         self.ring: list[Collector] = []  # batching window: round-robin dealing
         self.rr = 0  # ring position that gets the next arrival
-        self._wake_at = math.inf
-        self._wake_event: Any = None
+        self._alarm = Alarm(env, self._wake)
         self._max_record_bytes = queue.max_size + queue.overhead
 
     # ------------------------------------------------------------------ the pollers' side
@@ -129,7 +129,7 @@ class SqsReceivers:
                 self._arm(collector, now)
             else:
                 self.fifo.append(collector)
-            if queue.next_deadline() < self._wake_at:
+            if queue.next_deadline() < self._alarm.at:
                 self._reschedule(now, math.inf)  # a redelivery may come before the next arrival
         else:
             self.ring.append(collector)
@@ -369,18 +369,9 @@ class SqsReceivers:
         t = ring_next
         if self.fifo or self.ring or self.head_waiter:
             t = min(t, self.queue.next_deadline())
-        if t < self._wake_at:
-            self._wake_at = t
-            event = self.env.timeout(max(0.0, t - now))
-            event.callbacks.append(self._wake)
-            self._wake_event = event
+        self._alarm.request(t, now)
 
-    def _wake(self, event: simpy.Event) -> None:
-        if event is not self._wake_event:
-            return  # superseded by an earlier wake-up
-        self._wake_at = math.inf
-        self._wake_event = None
-        now = self.env.now
+    def _wake(self, now: float) -> None:
         self._reschedule(now, self.dispatch(now))
 
     def finish(self, end: float) -> None:

@@ -17,10 +17,11 @@ the reader schedules one wake-up for the earliest of its polls and its lanes' de
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from esmsim.model.alarm import Alarm
 from esmsim.model.stream_source import ShardReadLimits, StreamRecords
 
 if TYPE_CHECKING:
@@ -68,8 +69,7 @@ class ShardReader:
         calls_per_s = stream.spec.read_calls_per_second
         self.own_gap = 1.0 / calls_per_s if (calls_per_s and delivery_at is None) else 0.0
         self.waiters: list[Waiter] = []
-        self._wake_at = math.inf
-        self._wake_event: Any = None
+        self._alarm = Alarm(env, self._wake)
         # Observations, read by the mapping afterwards.
         self.calls = 0
         self.empty_calls = 0
@@ -166,18 +166,9 @@ class ShardReader:
                     t = min(t, float(self.delivery_at[w.need_row - self.lo]))
         elif any(w.need_row >= self.fetched for w in self.waiters):
             t = min(t, self._next_poll(now))
-        if t < self._wake_at:
-            self._wake_at = t
-            event = self.env.timeout(max(0.0, t - now))
-            event.callbacks.append(self._wake)
-            self._wake_event = event
+        self._alarm.request(t, now)
 
-    def _wake(self, event: simpy.Event) -> None:
-        if event is not self._wake_event:
-            return  # superseded by an earlier wake-up
-        self._wake_at = math.inf
-        self._wake_event = None
-        now = self.env.now
+    def _wake(self, now: float) -> None:
         needy = self.delivery_at is None and any(w.need_row >= self.fetched for w in self.waiters)
         if needy and self._next_poll(now) <= now:
             self._poll(now)
