@@ -125,6 +125,7 @@ class SqsQueue:
         self.counts = QueueCounts(minutes)
         self.overrun_batches = 0  # batches whose visibility timeout passed before they finished
         self._never_received: list[slice] = []  # fresh rows that expired while waiting
+        self._expired_redelivered: list[np.ndarray] = []  # expiry times of redelivered rows
 
     # ----------------------------------------------------------------------------- looking
     def refresh(self, now: float) -> None:
@@ -360,7 +361,7 @@ class SqsQueue:
                 if old.any():
                     rec.state[pool[old]] = EXPIRED
                     rec.done_at[pool[old]] = expiry[old]
-                    self.flows.extend((float(t), -1, 0) for t in expiry[old])
+                    self._expired_redelivered.append(expiry[old])
                     pool = pool[~old]
                 if pool.size:
                     kept.append(pool)
@@ -397,6 +398,8 @@ class SqsQueue:
         in_flight.add_sorted(self.visible_from[:arrived][dealt], +1)
         for part in self._never_received:
             visible.add_sorted(rec.done_at[part], -1)
+        if self._expired_redelivered:
+            visible.add_many(np.concatenate(self._expired_redelivered), -1.0)
         return visible, in_flight
 
 

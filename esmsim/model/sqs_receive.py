@@ -87,6 +87,12 @@ class Collector:
         return PAYLOAD_LIMIT_BYTES - self.nbytes
 
 
+def _empty_polls(c: Collector, until: float) -> int:
+    """Long polls that ran their full wait time empty between ``c.since`` and ``until``."""
+    waited = until - c.since
+    return int(waited // c.owner.wait_time_s) if waited > 0 else 0
+
+
 class SqsReceivers:
     """The pollers waiting on one queue, and the dealing of what arrives to them."""
 
@@ -151,8 +157,7 @@ class SqsReceivers:
             self._arm(collector, now)
             return collector
         owner.idle_collectors -= 1
-        empty = int((now - collector.since) // owner.wait_time_s)
-        queue.count_receives(now, math.ceil(n / owner.max_messages), empty, nbytes)
+        queue.count_receives(now, math.ceil(n / owner.max_messages), _empty_polls(collector, now), nbytes)
         if self.fifo:
             self._arm(self.fifo.popleft(), now)
         return queue.form_batch(parts, n, nbytes, now)
@@ -239,8 +244,7 @@ class SqsReceivers:
             owner = c.owner
             owner.idle_collectors -= 1
             parts, n, nbytes, _ = queue.take(now, owner.batch_size, PAYLOAD_LIMIT_BYTES)
-            empty = int((now - c.since) // owner.wait_time_s)
-            queue.count_receives(now, math.ceil(n / owner.max_messages), empty, nbytes)
+            queue.count_receives(now, math.ceil(n / owner.max_messages), _empty_polls(c, now), nbytes)
             c.event.succeed(queue.form_batch(parts, n, nbytes, now))
 
     def _ring_next(self) -> tuple[float, int, int]:
@@ -360,9 +364,7 @@ class SqsReceivers:
         c.event.succeed(queue.form_batch(c.parts, c.held, c.nbytes, now))
 
     def _count_empty(self, c: Collector, now: float, calls: int = 0) -> None:
-        waited = (c.first_at if c.held else now) - c.since
-        empty = int(waited // c.owner.wait_time_s) if waited > 0 else 0
-        self.queue.count_receives(now, calls, empty, c.nbytes)
+        self.queue.count_receives(now, calls, _empty_polls(c, c.first_at if c.held else now), c.nbytes)
 
     # ------------------------------------------------------------------ waking up
     def _reschedule(self, now: float, ring_next: float) -> None:

@@ -32,6 +32,7 @@ from esmsim.model.stream_retry import backoff, bisect, checkpoint, retries_exhau
 from esmsim.model.stream_source import ShardReadLimits, StreamRecords, efo_delivery
 from esmsim.rng import Streams
 from esmsim.scenario.mappings import StreamMapping
+from esmsim.scenario.sources import KinesisSource
 
 
 class Pending:
@@ -136,6 +137,8 @@ class StreamMappingRuntime:
         self.shard_rows: list[tuple[int, int]] = []  # per shard, the rows this mapping reads
         src = stream.spec
         efo = spec.enhanced_fan_out
+        # Enhanced fan-out is Kinesis only (the scenario rules refuse it on DynamoDB streams).
+        assert not efo or isinstance(src, KinesisSource)
         for shard in range(stream.shards):
             lo, hi = int(stream.offsets[shard]), int(stream.offsets[shard + 1])
             start = lo + self._start_offset(lo, hi)
@@ -143,10 +146,9 @@ class StreamMappingRuntime:
             self.shard_rows.append((start, hi))
             delivery = None
             if efo:
-                pushed = stream.accepted_at[lo:hi] + getattr(src, "efo_propagation_delay", 0.07)
-                delivery = efo_delivery(
-                    pushed, stream.table.size[lo:hi], getattr(src, "efo_bytes_per_second", 2.0**21)
-                )
+                assert isinstance(src, KinesisSource)
+                pushed = stream.accepted_at[lo:hi] + src.efo_propagation_delay
+                delivery = efo_delivery(pushed, stream.table.size[lo:hi], src.efo_bytes_per_second)
             reader = ShardReader(env, stream, shard, start, None if efo else limits[shard], delivery)
             self.readers.append(reader)
             factor = spec.parallelization_factor
@@ -195,7 +197,7 @@ class StreamMappingRuntime:
             return start
         accepted = lane.accepted
         retention = self.stream.retention_s
-        if start < end and accepted[start] + retention <= now:
+        if accepted[start] + retention <= now:
             cut = start + int(accepted[start:end].searchsorted(now - retention, side="right"))
             self._finish(lane, start, cut, EXPIRED, accepted[start:cut] + retention)
             start = cut
