@@ -372,3 +372,25 @@ def test_batches_never_exceed_the_batch_size_when_the_payload_cap_could_bind() -
     # And every batch's payload stays within 6 MB.
     sizes = world.queues["q"].rec.size
     assert sizes.max() * 50 > 6 * 1024 * 1024  # the cap could have bound
+
+
+def test_initial_backlog_sent_before_time_zero_counts_its_wait_and_retention() -> None:
+    # Four messages sent evenly over the 120 s before time 0 (at -90, -60, -30 and 0), retention
+    # 60 s. At 0 the first two are past their retention (-90 + 60 <= 0, -60 + 60 <= 0) and expire;
+    # the poller takes the other two at once and the 100 ms invocation deletes them at 0.1, so
+    # their latencies are 30.1 s and 0.1 s.
+    s = scenario(
+        {
+            "duration": 10,
+            "sources": {"q": {"retention": 60, "traffic": {"initial_backlog": 4, "backlog_span": 120}}},
+        },
+        {"batch_size": 10, "poller_scaling": ONE_POLLER},
+    )
+    world = run_world(s)
+    rec = world.queues["q"].rec
+    np.testing.assert_allclose(rec.arrival_at, [-90, -60, -30, 0])
+    np.testing.assert_array_equal(rec.state, [EXPIRED, EXPIRED, SUCCEEDED, SUCCEEDED])
+    np.testing.assert_allclose(rec.done_at[2:] - rec.arrival_at[2:], [30.1, 0.1])
+    summary = simulate(s).summary
+    assert summary["records_expired"] == 2
+    assert summary["latency_max_s"] == pytest.approx(30.1)

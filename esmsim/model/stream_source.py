@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from esmsim.model.records import RecordTable
-from esmsim.model.traffic import arrival_times
+from esmsim.model.traffic import arrival_times, backlog_times
 from esmsim.rng import Streams
 from esmsim.scenario.sources import DynamoDBSource, KinesisSource, StreamSource
 
@@ -118,11 +118,7 @@ def generate_stream_records(
     sent = arrival_times(traffic, duration_s, streams.get("arrivals", name))
     backlog = traffic.initial_backlog
     if backlog:
-        span = traffic.backlog_span
-        before = (
-            np.linspace(-span, 0.0, backlog, endpoint=False) + span / backlog if span else np.zeros(backlog)
-        )
-        sent = np.concatenate([before, sent])
+        sent = np.concatenate([backlog_times(traffic), sent])
     n = sent.size
     sizes = traffic.record_size.sample(streams.get("sizes", name), n)
     poison = np.asarray(streams.get("poison", name).random(n)) if draws else None

@@ -103,17 +103,25 @@ def arrival_times(traffic: Traffic, duration_s: float, rng: np.random.Generator)
     return np.asarray(np.minimum(invert_cumulative_rate(t, r, targets), duration_s))
 
 
+def backlog_times(traffic: Traffic) -> np.ndarray:
+    """When the initial backlog was sent: evenly over ``backlog_span`` before time 0, the last at 0."""
+    n, span = traffic.initial_backlog, traffic.backlog_span
+    if not span:
+        return np.zeros(n)
+    return np.linspace(-span, 0.0, n, endpoint=False) + span / n
+
+
 def generate_records(
     traffic: Traffic, duration_s: float, streams: Streams, source: str, max_size: float, *, draws: bool
 ) -> RecordTable:
-    """All records a source receives in a run, initial backlog first (arriving at time 0).
+    """All records a queue receives in a run, initial backlog first (sent by time 0).
 
     ``draws``: whether to draw each record's poison number (needed only when some function has
     poison records; the draws come from their own stream either way, so they never shift others).
     """
     arrivals = arrival_times(traffic, duration_s, streams.get("arrivals", source))
     if traffic.initial_backlog:
-        arrivals = np.concatenate([np.zeros(traffic.initial_backlog), arrivals])
+        arrivals = np.concatenate([backlog_times(traffic), arrivals])
     n = arrivals.shape[0]
     sizes = traffic.record_size.sample(streams.get("sizes", source), n)
     if traffic.record_size.upper_bound() > max_size:
