@@ -4,7 +4,7 @@ Machines here are noisy, so absolute rates mean little; the ratio to ``plain Sim
 second`` measured in the same process is what to compare across runs and machines.
 
 Cases:
-* ``steady``: the bundled default scenario (steady order processing), one run.
+* ``steady``: ``scenarios/sqs-orders.yaml`` (steady order processing, about 200 orders/s), one run.
 * ``backlog-b10`` / ``backlog-b1000``: a queue with a standing backlog, so every poll returns a full
   batch; the same number of invocations at batch size 10 and 1,000. Wall time per invocation should
   not depend on the batch size (records are numpy rows, not events).

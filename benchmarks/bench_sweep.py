@@ -33,7 +33,7 @@ def main() -> None:
     reference = None
     for executor in args.executors:
         started = time.perf_counter()
-        runs = sweep(SCENARIO, executor=executor, overrides=overrides, replications=None if args.full else 1)
+        runs = sweep(the_plan, executor=executor)
         wall = time.perf_counter() - started
         rates[executor] = len(runs) / wall * 60
         table = (

@@ -251,7 +251,6 @@ def plot(sweep_dir: str, formats: tuple[str, ...]) -> None:
     from esmsim.errors import Issue, ScenarioError
     from esmsim.scenario.scenario import Sweep
     from esmsim.sweep.plots import write_plots
-    from esmsim.sweep.runner import SweepPlan
     from esmsim.sweep.spec import Point
 
     out = Path(sweep_dir)
@@ -261,18 +260,8 @@ def plot(sweep_dir: str, formats: tuple[str, ...]) -> None:
     except (OSError, json.JSONDecodeError) as error:
         raise ScenarioError([Issue((), f"{sweep_dir}: not a sweep output directory ({error})")]) from None
     points = [Point(p["point"], p["params"], {}) for p in manifest["points"]]
-    the_plan = SweepPlan(
-        manifest.get("scenario", "sweep"),
-        {},
-        Sweep.model_validate(manifest["sweep"]),
-        points,
-        int(manifest.get("replications", 1)),
-        int(manifest.get("seed", 0)),
-        manifest.get("scenario_hash", ""),
-        None,
-    )
     if "png" in formats:
-        for path in write_plots(table, the_plan, out):
+        for path in write_plots(table, Sweep.model_validate(manifest["sweep"]), points, out):
             click.echo(f"wrote {path}")
     if "csv" in formats:
         for name in ("runs", "aggregate"):

@@ -2,7 +2,7 @@
 
 Lambda bills every invocation that ran (success or function error; throttles are free) one request
 plus memory x billed duration, rounded up to the billing granularity (1 ms), at the architecture's
-rate, with the INIT phase of cold starts billed too since 2025-08-01 (validation-anchors.md §6).
+rate, with the INIT phase of cold starts billed too since 2025-08-01 (docs/validation.md §6).
 Invocations on provisioned environments use the provisioned-duration rate, and provisioned
 concurrency costs its configured GB-seconds for the whole run. SQS bills every API request
 (ReceiveMessage, empty long polls included, DeleteMessageBatch, redrives to the DLQ), a request per

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-#: The summary keys every run reports (design.md §4).
+#: The summary keys every run reports (README.md's summary table).
 SUMMARY_KEYS = (
     "records_in",
     "records_succeeded",

@@ -36,7 +36,8 @@ def atomic_write(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
         raise
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """``json.dump``'s fallback for numpy scalars."""
     if hasattr(value, "item"):
         return value.item()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
@@ -63,7 +64,7 @@ def write_run(result: RunResult, out_dir: Path, *, plot: bool = True) -> list[Pa
     written = []
     summary_path = out_dir / "summary.json"
     with atomic_write(summary_path) as handle:
-        json.dump(_clean(result.to_dict()), handle, indent=2, default=_json_default)
+        json.dump(_clean(result.to_dict()), handle, indent=2, default=json_default)
         handle.write("\n")
     written.append(summary_path)
     tables = {

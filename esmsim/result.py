@@ -24,7 +24,7 @@ class RunResult:
     """One simulated run.
 
     Attributes:
-        summary: flat dict of the run's numbers (design.md §4 lists the contract keys).
+        summary: flat dict of the run's numbers (README.md's summary table lists the contract keys).
         timeseries: one row per simulated minute, columns named as CloudWatch names them.
         resources: per function and per mapping counts.
         scenario: the resolved scenario that ran (every default filled in).

@@ -1,4 +1,4 @@
-"""A user's mistake gives one located line on stderr and exit code 2, never a traceback (design.md §6).
+"""A user's mistake gives one located line on stderr and exit code 2, never a traceback.
 
 Every case edits numbered lines of one valid scenario, runs ``esmsim validate`` and compares stderr with
 the exact expected line, so a change of wording or of line attribution is a visible test change.

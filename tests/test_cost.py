@@ -25,7 +25,7 @@ from esmsim.scenario.pricing import Pricing
 from tests.conftest import invocations, run_world, scenario
 
 PRICES = Pricing()
-# us-east-1 list prices, USD per GB-second (validation-anchors.md §6, docs/pricing.md).
+# us-east-1 list prices, USD per GB-second (docs/pricing.md).
 X86 = 0.0000166667  # duration, on demand
 ARM = 0.0000133334
 X86_ON_PROVISIONED = 0.0000097222  # duration on a provisioned environment
@@ -67,7 +67,7 @@ def test_default_price_table_is_the_us_east_1_list() -> None:
 
 
 def test_validation_anchor_one_million_invocations_of_628_ms_at_1024_mb() -> None:
-    # validation-anchors.md §6: 1e6 × (0.628 s × 1 GB × $0.0000166667) + $0.20 = $10.67.
+    # docs/validation.md §6: 1e6 × (0.628 s × 1 GB × $0.0000166667) + $0.20 = $10.67.
     n = 1_000_000
     duration = lambda_compute_usd(
         np.full(n, 0.628), np.zeros(n), np.zeros(n, dtype=bool), 1024, "x86_64", PRICES

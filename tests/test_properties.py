@@ -1,4 +1,4 @@
-"""Properties of whole runs over small random SQS scenarios (design.md §5, layer 2).
+"""Properties of whole runs over small random SQS scenarios.
 
 Each example is a complete scenario built as a dict and validated like a user's file: one or two
 mappings (one queue, two queues into one function, one queue into two functions, or two separate

@@ -1,7 +1,7 @@
 """Exact micro-scenarios of Kinesis and DynamoDB stream mappings.
 
 Constant durations, a handful of records, expected times derived in the comments from AWS's rules
-(aws-behaviour.md §2.4, §2.5, §5) and the modelling choices in docs/model.md.
+(docs/model.md §4) and the modelling choices in docs/model.md.
 """
 
 from __future__ import annotations

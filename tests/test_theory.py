@@ -1,6 +1,6 @@
 """Layer 3 of the test plan: the simulator against closed forms from queueing theory.
 
-Every check here compares a closed form (docs: validation-anchors.md §1–3) with the mean over
+Every check here compares a closed form (docs/validation.md §1–3) with the mean over
 seeded, independent replications (``run_world(s, seed, replication)``) and asserts that the closed
 form lies inside a Student-t confidence interval of that mean. No decimal from one seed is pinned.
 Each test function makes ``k`` such comparisons at ``1 − 0.01/k`` each (Bonferroni), so a correct
@@ -125,7 +125,7 @@ def check(name: str, expected: float, values: list[float] | np.ndarray, checks: 
 
 # ---------------------------------------------------------------------------------------- closed forms
 def erlang_c(lam: float, mu: float, c: int) -> tuple[float, float]:
-    """P(wait) and W_q of M/M/c, Erlang B by recursion (validation-anchors.md §1)."""
+    """P(wait) and W_q of M/M/c, Erlang B by recursion (docs/validation.md §1)."""
     a = lam / mu
     b = 1.0
     for k in range(1, c + 1):
@@ -135,7 +135,7 @@ def erlang_c(lam: float, mu: float, c: int) -> tuple[float, float]:
 
 
 def window_batching(lam: float, batch: int, window: float) -> tuple[float, float, float]:
-    """E[batch], E[delay of the first record] and P(full) of one poller (validation-anchors.md §3)."""
+    """E[batch], E[delay of the first record] and P(full) of one poller (docs/validation.md §3)."""
     tail = stats.poisson.sf(np.arange(batch - 1), lam * window)  # P(N(W) >= j), j = 1 .. B-1
     return 1.0 + float(tail.sum()), float(tail.sum()) / lam, float(tail[-1]) if batch > 1 else 1.0
 
@@ -152,7 +152,7 @@ def window_batching(lam: float, batch: int, window: float) -> tuple[float, float
 def test_erlang_c_oracle_reproduces_the_table(
     lam: float, mu: float, c: int, p_wait: float, w_q: float, l_q: float
 ) -> None:
-    # The oracle itself, against the rounded values of validation-anchors.md §1.
+    # The oracle itself, against the rounded values of docs/validation.md §1.
     got_p, got_w = erlang_c(lam, mu, c)
     assert got_p == pytest.approx(p_wait, abs=5e-5)
     assert got_w == pytest.approx(w_q, rel=5e-4)
@@ -172,7 +172,7 @@ def test_erlang_c_oracle_reproduces_the_table(
 def test_batching_oracle_reproduces_the_table(
     lam: float, batch: int, window: float, e_batch: float, e_delay: float, p_full: float
 ) -> None:
-    # The oracle itself, against the rounded values of validation-anchors.md §3.
+    # The oracle itself, against the rounded values of docs/validation.md §3.
     got_batch, got_delay, got_full = window_batching(lam, batch, window)
     assert got_batch == pytest.approx(e_batch, abs=5e-3)
     assert got_delay == pytest.approx(e_delay, abs=5e-3)

@@ -1,4 +1,4 @@
-"""Stream mappings against closed forms (validation-anchors.md §4 and §5), over seeded replications.
+"""Stream mappings against closed forms (docs/validation.md §4 and §5), over seeded replications.
 
 §4: a shard read with parallelization factor 1 is a bulk-service queue. When an invocation ends,
 the next batch takes min(K, waiting records); records arriving meanwhile wait for the next one; the
@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from esmsim.model.records import SUCCEEDED
 from esmsim.run import simulate
 from esmsim.scenario.scenario import Scenario
 from tests.conftest import run_world
@@ -73,12 +74,50 @@ def bulk_shard(lam: float, mu: float, k: int, duration: float) -> Scenario:
     )
 
 
-#: validation-anchors.md §4: (λ, μ, K) -> W, P(idle), E[batch | busy].
+#: docs/validation.md §4: (λ, μ, K) -> W, P(idle), E[batch | busy].
 BULK_TABLE = [
     (5.0, 1.0, 10, 2.291, 0.0256, 5.131),
     (8.0, 1.0, 10, 3.907, 0.0051, 8.041),
-    (2.0, 1.0, 3, 2.954, 0.0865, 2.190),
+    (2.0, 1.0, 3, 2.954, 0.0865, 2.189),
 ]
+
+
+def bulk_service(lam: float, mu: float, k: int, q_max: int = 2000) -> tuple[float, float, float]:
+    """W, P(idle) and E[batch] of the M/M^[K]/1 bulk-service queue, from its Markov chain.
+
+    States: 0 is idle; 1 + q is busy with q records waiting (truncated at ``q_max``, far beyond
+    any state with noticeable probability at these loads). An arrival to an idle shard starts a
+    batch of one; a completion with q waiting starts a batch of min(q, K).
+    """
+    n = q_max + 2
+    rates = np.zeros((n, n))
+    rates[0, 1] = lam
+    for q in range(q_max + 1):
+        if q < q_max:
+            rates[1 + q, 2 + q] += lam
+        rates[1 + q, 0 if q == 0 else 1 + max(q - k, 0)] += mu
+    np.fill_diagonal(rates, -rates.sum(axis=1))
+    balance = np.vstack([rates.T, np.ones(n)])
+    target = np.zeros(n + 1)
+    target[-1] = 1.0
+    pi = np.linalg.lstsq(balance, target, rcond=None)[0]
+    waiting = np.arange(q_max + 1)
+    busy = pi[1:]
+    w = float((busy * waiting).sum()) / lam + 1.0 / mu  # Little on the waiting line, then service
+    starts = lam * pi[0] + mu * busy[1:].sum()
+    batch = (lam * pi[0] + mu * float((busy[1:] * np.minimum(waiting[1:], k)).sum())) / starts
+    return w, float(pi[0]), float(batch)
+
+
+@pytest.mark.parametrize(("lam", "mu", "k", "w", "p_idle", "batch"), BULK_TABLE)
+def test_bulk_oracle_reproduces_the_table(
+    lam: float, mu: float, k: int, w: float, p_idle: float, batch: float
+) -> None:
+    # The oracle against the rounded values of the table.
+    got_w, got_idle, got_batch = bulk_service(lam, mu, k)
+    assert got_w == pytest.approx(w, abs=5e-4)
+    assert got_idle == pytest.approx(p_idle, abs=5e-5)
+    assert got_batch == pytest.approx(batch, abs=5e-4)
 
 
 @pytest.mark.parametrize(("lam", "mu", "k", "w", "p_idle", "batch"), BULK_TABLE)
@@ -86,21 +125,24 @@ def test_shard_is_a_bulk_service_queue(
     lam: float, mu: float, k: int, w: float, p_idle: float, batch: float, stats_level: str
 ) -> None:
     replications, duration = (8, 6000.0) if stats_level == "quick" else (20, 40000.0)
-    latency, idle, batches = [], [], []
+    latency, idle, batches, little = [], [], [], []
     for r in range(replications):
         summary = simulate(bulk_shard(lam, mu, k, duration), replication=r).summary
         latency.append(summary["latency_mean_s"])
         idle.append(1.0 - summary["concurrency_mean"])  # one lane: busy fraction = mean concurrency
         batches.append(summary["batch_size_mean"])
-    lo, hi = interval(latency)
-    assert lo <= w <= hi, f"W={w} outside the 99% interval [{lo:.3f}, {hi:.3f}]"
-    lo, hi = interval(idle)
-    assert lo - 0.002 <= p_idle <= hi + 0.002, f"P(idle)={p_idle} outside [{lo:.4f}, {hi:.4f}]"
-    lo, hi = interval(batches)
+        # Little's law, L = λW: records in the shard not yet processed, against λ × mean latency.
+        little.append(summary["backlog_mean"] - lam * summary["latency_mean_s"])
+    confidence = 1 - 0.01 / 4  # four checks, 1 % for the family (Bonferroni)
+    lo, hi = interval(latency, confidence)
+    assert lo <= w <= hi, f"W={w} outside the interval [{lo:.3f}, {hi:.3f}]"
+    lo, hi = interval(idle, confidence)
+    assert lo <= p_idle <= hi, f"P(idle)={p_idle} outside [{lo:.4f}, {hi:.4f}]"
+    lo, hi = interval(batches, confidence)
     # batch_size_mean averages every invocation, which is E[batch | busy] (identity of §4).
     assert lo <= batch <= hi, f"E[batch|busy]={batch} outside [{lo:.3f}, {hi:.3f}]"
-    # Little's law on the same runs: L = λ W.
-    assert np.mean(latency) * lam == pytest.approx(w * lam, rel=0.05)
+    lo, hi = interval(little, confidence)
+    assert lo <= 0.0 <= hi, f"L - λW outside [{lo:.3f}, {hi:.3f}]"
 
 
 def sparse_stream(kind: str, propagation: float, duration: float) -> Scenario:
@@ -135,7 +177,7 @@ def test_idle_shard_wait_is_uniform_up_to_the_poll_interval(
     for r in range(3):
         world = run_world(sparse_stream(kind, propagation, duration), replication=r)
         m = world.stream_mappings[0]
-        done = m.state == 2
+        done = m.state == SUCCEEDED
         # latency = propagation + wait for the poll + 1 ms of function time
         waits.append(m.done_at[done] - world.streams["s"].table.arrival_at[done] - propagation - 0.001)
     wait = np.concatenate(waits)

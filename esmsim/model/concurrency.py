@@ -1,4 +1,4 @@
-"""Account-level concurrency: the unreserved pool and the scaling-rate buckets (aws-behaviour.md §4).
+"""Account-level concurrency: the unreserved pool and the scaling-rate buckets (docs/model.md §6).
 
 Limits here change during a run only through their owners (a function's in-use count, the bucket's
 tokens), so plain counters serve; no ``simpy.Resource`` is involved. Acquiring never waits: AWS

@@ -4,7 +4,7 @@ Each poller is one concurrent batch (AWS's unit of SQS mapping concurrency): it 
 synchronously, deletes what succeeded, and loops. ``maximum_concurrency`` caps the fleet, so at the
 cap the mapping stops reading instead of being throttled. A throttled invoke is retried with backoff
 until the batch's visibility timeout would pass; then the poller lets it go and the messages
-reappear with their receive count already spent (aws-behaviour.md §2.1). A scaler process grows
+reappear with their receive count already spent (docs/model.md §3). A scaler process grows
 the fleet while messages remain and retires idle pollers when they do not.
 """
 

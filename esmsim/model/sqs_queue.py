@@ -25,7 +25,7 @@ import numpy as np
 from esmsim.model.records import DLQ, EXPIRED, SUCCEEDED, Ids, RecordTable, as_array, count
 from esmsim.observe import Level
 
-#: Lambda's synchronous invocation payload limit, which caps a batch (aws-behaviour.md §1.2).
+#: Lambda's synchronous invocation payload limit, which caps a batch (docs/model.md §3).
 PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
 #: Messages per DeleteMessageBatch / ReceiveMessage call.
 SQS_BATCH_API_MAX = 10

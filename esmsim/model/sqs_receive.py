@@ -9,7 +9,7 @@ A poller that finds fewer messages than it wants becomes a :class:`Collector`:
 
 Pollers without a window are served first come, first served. Pollers with a window share the
 arriving messages round-robin, one each in turn: several pollers batching independently form smaller
-batches than one poller would (validation-anchors.md §3). With ``single_poller_batching`` only the
+batches than one poller would (docs/validation.md §3). With ``single_poller_batching`` only the
 oldest collector receives messages, which reproduces the single-poller closed forms exactly.
 
 Because arrival times are known in advance, the moment the next collector completes is computed

@@ -1,4 +1,4 @@
-"""Schema of the account and of Lambda functions (aws-behaviour.md §4)."""
+"""Schema of the account and of Lambda functions (docs/model.md §5, §6)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from esmsim.dists import ConstantDuration, DurationDist, LognormalDuration
 from esmsim.scenario.base import Frozen, PerSecond, Seconds, WholeSeconds, aws
 
-#: Memory at which a function has one full vCPU (aws-behaviour.md §4.1).
+#: Memory at which a function has one full vCPU (docs/model.md §5).
 ONE_VCPU_MB = 1769
 
 

@@ -73,12 +73,30 @@ def load_scenario_with_warnings(
     Raises:
         ScenarioError: With every problem found.
     """
-    # Imported here: overrides uses this module's YAML reader for its values.
-    from esmsim.scenario.overrides import apply_override, parse_override
     from esmsim.scenario.rules import check
 
     file = os.fspath(path)
     raw, lines = read_raw(path)
+    raw, lines, origin = apply_overrides(raw, lines, overrides)
+    scenario = scenario_from_dict(raw, file=file, lines=lines, origin=origin)
+    warnings = [issue for issue in check(scenario) if issue.severity == "warning"]
+    return scenario, _place(warnings, file, lines, origin)
+
+
+def apply_overrides(
+    raw: dict[str, Any], lines: dict[Path, int], overrides: Sequence[str]
+) -> tuple[dict[str, Any], dict[Path, int], dict[Path, str]]:
+    """Apply ``--set KEY=VALUE`` texts to raw scenario data.
+
+    Returns the new data, the file's line numbers still describing it, and where each overridden
+    key's value came from (``--set key``), for error messages.
+
+    Raises:
+        ScenarioError: With every override that does not parse or apply.
+    """
+    # Imported here: overrides uses this module's YAML reader for its values.
+    from esmsim.scenario.overrides import apply_override, parse_override
+
     origin: dict[Path, str] = {}
     problems: list[Issue] = []
     for text in overrides:
@@ -94,9 +112,7 @@ def load_scenario_with_warnings(
         origin[key] = f"--set {format_path(key)}"
     if problems:
         raise ScenarioError(problems)
-    scenario = scenario_from_dict(raw, file=file, lines=lines, origin=origin)
-    warnings = [issue for issue in check(scenario) if issue.severity == "warning"]
-    return scenario, _place(warnings, file, lines, origin)
+    return raw, lines, origin
 
 
 def scenario_from_dict(

@@ -1,4 +1,4 @@
-"""Schema of event source mappings (aws-behaviour.md §1.1, §2.1)."""
+"""Schema of event source mappings (docs/model.md §3, §4)."""
 
 from __future__ import annotations
 
@@ -142,7 +142,7 @@ class SqsMapping(Frozen):
         False,
         description=(
             "Deal arriving messages to one collecting poller at a time instead of spreading them over all "
-            "waiting pollers (the single-poller batching-window model of validation-anchors.md §3)."
+            "waiting pollers (the single-poller batching-window model of docs/validation.md §3)."
         ),
     )
 

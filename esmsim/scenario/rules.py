@@ -1,8 +1,9 @@
 """AWS's create-time rules (errors) and recommendations (warnings) that span several keys.
 
 Single-key ranges live in the schema; this module holds the rules that need the whole scenario:
-references between mappings, sources and functions, AWS's rejections (aws-behaviour.md §1.1, §2.1,
-V13, V17, V18, V19) and AWS's recommendations. Each rule is a small pure function of the scenario.
+references between mappings, sources and functions, AWS's rejections at create time and AWS's
+recommendations (docs/model.md lists them with their sources). Each rule is a small pure function
+of the scenario.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from esmsim.scenario.sources import DynamoDBSource, KinesisSource, SqsSource
 if TYPE_CHECKING:
     from esmsim.scenario.scenario import Scenario
 
-#: Lambda's on-demand init phase limit (aws-behaviour.md §4.1).
+#: Lambda's on-demand init phase limit (docs/model.md §5).
 INIT_LIMIT_S = 10.0
 
 

@@ -80,6 +80,13 @@ class Sweep(Frozen):
         overlap = set(self.grid) & set(self.zip)
         if overlap:
             raise ValueError(f"{', '.join(sorted(overlap))} is both in grid and in zip")
+        if "seed" in self.grid or "seed" in self.zip:
+            # Every point of a replication shares its random streams (common random numbers).
+            raise ValueError("seed cannot be swept: use sweep.replications for independent runs")
+        swept = {**self.grid, **self.zip}
+        for axis, chosen in (("x", self.plot.x), ("series", self.plot.series)):
+            if chosen is not None and chosen not in swept:
+                raise ValueError(f"plot.{axis}: {chosen!r} is not a swept key (swept: {', '.join(swept)})")
         return self
 
 

@@ -1,4 +1,4 @@
-"""Schema of event sources and the traffic that feeds them (aws-behaviour.md §2)."""
+"""Schema of event sources and the traffic that feeds them (docs/model.md §1, §2, §4)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 from esmsim.dists import ConstantSize, SizeDist
 from esmsim.scenario.base import Bytes, Frozen, PerSecond, Seconds, WholeSeconds, aws
 
-#: SQS's maximum message size since 2025 (aws-behaviour.md §2.1).
+#: SQS's maximum message size since 2025 (docs/model.md §2).
 SQS_MAX_MESSAGE_BYTES = 1024 * 1024
 
 

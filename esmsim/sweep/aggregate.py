@@ -10,7 +10,7 @@ import pandas as pd
 
 from esmsim import histogram
 from esmsim.keys import ALL_SUMMARY_KEYS
-from esmsim.sweep.spec import Point, run_id
+from esmsim.sweep.spec import Point
 
 # Student's t quantile at 0.975 by degrees of freedom (1..30); beyond 30 the normal's 1.96 is close.
 _T975 = (
@@ -48,26 +48,17 @@ def aggregate(runs: pd.DataFrame, points: list[Point], records: dict[str, dict[s
     rows = []
     for point in points:
         mine = ok[ok["point"] == point.index]
-        row: dict[str, Any] = {"point": point.index, **{k: runs_value(runs, k, point) for k in point.params}}
+        row: dict[str, Any] = {"point": point.index, **point.cells()}
         row["replications"] = len(mine)
         for metric in ALL_SUMMARY_KEYS:
             mean, low, high = mean_interval(mine[metric].to_numpy(dtype=float))
             row[metric], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = mean, low, high
         pooled = np.zeros(histogram.BUCKETS)
-        for replication in mine["replication"]:
-            hist = records.get(run_id(point, int(replication)), {}).get("histogram")
+        for rid in mine["run_id"]:
+            hist = records.get(rid, {}).get("histogram")
             if hist:
                 pooled[np.asarray(hist[0], dtype=int)] += np.asarray(hist[1], dtype=float)
         p50, p99 = histogram.percentiles(pooled, [50, 99])
         row["latency_p50_pooled_s"], row["latency_p99_pooled_s"] = float(p50), float(p99)
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def runs_value(runs: pd.DataFrame, key: str, point: Point) -> Any:
-    """A point's parameter value as the runs table holds it."""
-    if key in runs.columns:
-        mine = runs.loc[runs["point"] == point.index, key]
-        if len(mine):
-            return mine.iloc[0]
-    return point.params[key] if not isinstance(point.params[key], dict | list) else str(point.params[key])

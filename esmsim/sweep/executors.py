@@ -4,7 +4,8 @@
 * ``local`` / ``local:N``: a process pool (loky's: it needs no ``if __name__ == "__main__"`` guard
   and runs from notebooks) with N workers, by default one per core.
 * ``dask-local:N``: a Dask LocalCluster of N single-threaded worker processes (needs ``esmsim[dask]``).
-* ``dask://host:port``: an existing Dask scheduler; its workers need esmsim installed.
+* ``dask://host:port`` (or ``tcp://host:port``, Dask's own form): an existing Dask scheduler; its
+  workers need esmsim installed.
 
 Every executor returns ``concurrent.futures.Future`` objects, so results stream back the same way.
 """
@@ -89,8 +90,12 @@ def open_executor(spec: str) -> Iterator[ExecutorInfo]:
         executor = loky.get_reusable_executor(max_workers=workers, timeout=60)
         try:
             yield ExecutorInfo(executor, workers, f"local:{workers}")
-        finally:
-            executor.shutdown(wait=True)
+        except BaseException:
+            # Interrupted (Ctrl-C, an iterator closed early): runs in progress are not waited for;
+            # a resumed sweep runs them again.
+            executor.shutdown(wait=False, kill_workers=True)
+            raise
+        executor.shutdown(wait=True)
         return
     try:
         from distributed import Client, LocalCluster

@@ -34,12 +34,16 @@ def _describe(bound: Bound) -> str:
     return " and ".join(parts)
 
 
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _fmt(value: float) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4g}"
+    return "n/a" if _missing(value) else f"{value:.4g}"
 
 
 def _within(value: Any, bound: Bound) -> bool:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _missing(value):
         return False
     return (bound.max is None or value <= bound.max) and (bound.min is None or value >= bound.min)
 
@@ -54,7 +58,7 @@ def _violation(row: dict[str, Any], constraints: dict[str, Bound]) -> float:
     total = 0.0
     for metric, bound in constraints.items():
         value = row[metric]
-        if value is None or (isinstance(value, float) and math.isnan(value)):
+        if _missing(value):
             return math.inf
         scale = max(abs(bound.max or 0.0), abs(bound.min or 0.0), 1e-9)
         if bound.max is not None:
@@ -71,7 +75,6 @@ def recommend(table: pd.DataFrame, points: list[Point], objective: Objective) ->
     When none qualifies, the message names the constraint no configuration meets (or says that the
     constraints cannot all be met at once) and the configuration that comes closest.
     """
-    labels = {p.index: p for p in points}
     rows: list[dict[str, Any]] = [
         {str(k): v for k, v in r.items()} for r in table.to_dict("records") if r["replications"] > 0
     ]
@@ -79,19 +82,20 @@ def recommend(table: pd.DataFrame, points: list[Point], objective: Objective) ->
         return Recommendation(False, "no configuration finished a run: nothing to recommend")
     constraints = objective.constraints
     target = objective.minimize
-    feasible = [r for r in rows if meets(r, objective)]
+    # A configuration without a value to minimise (no record processed: no cost per record) cannot
+    # be the best; NaN would also sort first.
+    feasible = [r for r in rows if meets(r, objective) and not _missing(r[target])]
     if feasible:
         best = min(feasible, key=lambda r: (r[target], r["point"]))
-        point = labels[int(best["point"])]
+        point = points[int(best["point"])]
         checks = ", ".join(f"{m} {_fmt(best[m])} {_describe(b)}" for m, b in constraints.items())
-        message = (
-            f"cheapest configuration meeting the objective: {point.label()} ({target} {_fmt(best[target])}"
-        )
+        best_of = "cheapest configuration" if target.startswith("cost") else f"lowest {target}"
+        message = f"{best_of} meeting the objective: {point.label()} ({target} {_fmt(best[target])}"
         message += f"; {checks})" if checks else ")"
         return Recommendation(True, message, point.index, point.params, float(best[target]))
     binding = tuple(m for m, b in constraints.items() if not any(_within(r[m], b) for r in rows))
     closest = min(rows, key=lambda r: (_violation(r, constraints), r["point"]))
-    point = labels[int(closest["point"])]
+    point = points[int(closest["point"])]
     values = ", ".join(f"{m} {_fmt(closest[m])}" for m in constraints)
     if binding:
         what = " and ".join(f"{m} {_describe(constraints[m])}" for m in binding)

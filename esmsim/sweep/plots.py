@@ -120,11 +120,10 @@ def pareto_figure(
     front = pareto_front(table, COST, LATENCY_P99)
     rows = ran.set_index("point").loc[front].sort_values(LATENCY_P99) if front else ran.iloc[:0]
     ax.plot(rows[LATENCY_P99], rows[COST], color="C3", marker="o", label="Pareto frontier")
-    labels = {p.index: p for p in points}
     keys = list(points[0].params) if points else []
     for n, (index, row) in enumerate(zip(rows.index.tolist(), rows.to_dict("records"), strict=True)):
         text = " × ".join(
-            f"{v:g}" if isinstance(v, float) else str(v) for v in labels[int(index)].params.values()
+            f"{v:g}" if isinstance(v, float) else str(v) for v in points[int(index)].params.values()
         )
         # Frontier points fall left to right: alternate labels above and below the line.
         offset = (6, 8) if n % 2 == 0 else (6, -14)
@@ -151,15 +150,14 @@ def pareto_figure(
     return fig
 
 
-def write_plots(table: pd.DataFrame, plan: Any, out: Path) -> list[Path]:
+def write_plots(table: pd.DataFrame, sweep: Sweep, points: list[Point], out: Path) -> list[Path]:
     """Draw latency.png, cost.png and pareto.png into ``out`` (atomically)."""
-    sweep: Sweep = plan.sweep
-    points: list[Point] = plan.points
     keys = list(points[0].params) if points else []
     x, series = axes_keys(sweep, keys)
     recommended = None
     if sweep.objective is not None:
-        recommended = recommend(table, points, sweep.objective).point
+        verdict = recommend(table, points, sweep.objective)
+        recommended = verdict.point if verdict.met else None  # the closest miss is no recommendation
     figures = {
         "latency.png": latency_figure(table, x, series),
         "cost.png": cost_figure(table, x, series),

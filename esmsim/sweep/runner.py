@@ -17,15 +17,15 @@ from typing import Any
 import pandas as pd
 
 from esmsim._version import __version__
-from esmsim.errors import Issue, ScenarioError, format_path
-from esmsim.scenario.loader import read_raw, scenario_from_dict
-from esmsim.scenario.overrides import apply_override, parse_override
+from esmsim.errors import Issue, ScenarioError
+from esmsim.result import scenario_hash
+from esmsim.scenario.loader import apply_overrides, read_raw, scenario_from_dict
 from esmsim.scenario.scenario import Scenario, Sweep
 from esmsim.sweep.executors import open_executor
 from esmsim.sweep.objective import Recommendation, recommend
-from esmsim.sweep.spec import Point, base_hash, expand, run_id
-from esmsim.sweep.store import SweepStore, now_iso, runs_frame
-from esmsim.sweep.worker import run_task
+from esmsim.sweep.spec import Point, expand, run_id
+from esmsim.sweep.store import JOURNAL, SweepStore, now_iso, read_journal, runs_frame
+from esmsim.sweep.worker import failure, run_task
 
 
 @dataclass(frozen=True)
@@ -33,11 +33,12 @@ class SweepPlan:
     """A validated sweep: its points, replications and identity."""
 
     name: str
-    raw: dict[str, Any]
     sweep: Sweep
     points: list[Point]
     replications: int
     seed: int
+    #: The resolved scenario without its sweep section: the sweep section may change between
+    #: resumes (configurations already run are reused), the scenario may not.
     scenario_hash: str
     source: str | None  # the scenario file's text, when it came from a file
 
@@ -65,12 +66,7 @@ def plan(
         file = os.fspath(scenario)
         raw, lines = read_raw(scenario)
         source = Path(file).read_text(encoding="utf-8")
-    origin: dict[Any, str] = {}
-    for text in overrides:
-        key, value = parse_override(text)
-        raw = apply_override(raw, key, value)
-        lines = {p: n for p, n in lines.items() if p[: len(key)] != key}
-        origin[key] = f"--set {format_path(key)}"
+    raw, lines, origin = apply_overrides(raw, lines, overrides)
     validated = scenario_from_dict(raw, file=file, lines=lines, origin=origin)
     sweep = validated.sweep or Sweep()
     points = expand(raw, sweep, file=file)
@@ -79,7 +75,8 @@ def plan(
         raise ScenarioError([Issue(("sweep", "replications"), f"{reps} is below the minimum 1")])
     if overrides:
         source = (source or "") + "".join(f"\n# --set {text}" for text in overrides)
-    return SweepPlan(validated.name, raw, sweep, points, reps, validated.seed, base_hash(raw), source)
+    identity = scenario_hash(validated.model_copy(update={"sweep": None}))
+    return SweepPlan(validated.name, sweep, points, reps, validated.seed, identity, source)
 
 
 def _task(plan: SweepPlan, point: Point, replication: int) -> dict[str, Any]:
@@ -90,13 +87,6 @@ def _task(plan: SweepPlan, point: Point, replication: int) -> dict[str, Any]:
         "seed": plan.seed,
         "scenario": point.raw,
     }
-
-
-def _failure(task: dict[str, Any], error: BaseException) -> dict[str, Any]:
-    """A run whose worker itself failed (crashed, lost): recorded like a run that raised."""
-    base = {k: task[k] for k in ("run_id", "point", "replication", "seed")}
-    return {**base, "summary": None, "histogram": None, "wall_time_s": None,
-            "error": f"{type(error).__name__}: {error}", "traceback": None}  # fmt: skip
 
 
 def iter_sweep(
@@ -111,16 +101,17 @@ def iter_sweep(
 ) -> Iterator[dict[str, Any]]:
     """Run a sweep, yielding each run's result (summary, parameters, error) as it finishes.
 
-    With ``out``, results are journaled there as they arrive and the tables, manifest and plots are
-    written at the end (and on interruption); running the same sweep into the same ``out`` again
-    skips the runs already done. Works from scripts and notebooks without a ``__main__`` guard.
+    With ``out``, results are journaled there as they arrive, the tables and manifest are rewritten
+    every few seconds and at the end (also when interrupted), and the plots are drawn once the
+    sweep completes; running the same sweep into the same ``out`` again skips the runs already
+    done. Closing the iterator early (or Ctrl-C) cancels the runs not yet started. Works from
+    scripts and notebooks without a ``__main__`` guard.
     """
     the_plan = (
         scenario
         if isinstance(scenario, SweepPlan)
         else plan(scenario, overrides=overrides, replications=replications)
     )
-    by_index = {p.index: p for p in the_plan.points}
     store = None
     with open_executor(executor) as info:
         if out is not None:
@@ -136,7 +127,7 @@ def iter_sweep(
                 "started_at": now_iso(),
                 "points": [{"point": p.index, "params": p.params} for p in the_plan.points],
             }
-            store = SweepStore.open(Path(out), the_plan.scenario_hash, manifest)
+            store = SweepStore.open(Path(out), manifest)
         done = store.completed() if store else set()
         todo = [
             (point, r)
@@ -145,16 +136,16 @@ def iter_sweep(
             if run_id(point, r) not in done
         ]
         status = "interrupted"
+        queue = iter(todo)
+        running: dict[Future[Any], dict[str, Any]] = {}
+
+        def submit_next() -> None:
+            for point, replication in queue:
+                task = _task(the_plan, point, replication)
+                running[info.executor.submit(run_task, task)] = task
+                return
+
         try:
-            queue = iter(todo)
-            running: dict[Future[Any], dict[str, Any]] = {}
-
-            def submit_next() -> None:
-                for point, replication in queue:
-                    task = _task(the_plan, point, replication)
-                    running[info.executor.submit(run_task, task)] = task
-                    return
-
             for _ in range(2 * info.workers):  # a bounded window: results stream, memory stays flat
                 submit_next()
             while running:
@@ -165,26 +156,30 @@ def iter_sweep(
                     try:
                         record = future.result()
                     except Exception as error:  # the worker died, not the run
-                        record = _failure(task, error)
+                        record = failure(task, error)
                     if store:
                         store.append(record)
                         if store.due():
                             store.write(the_plan.points, the_plan.replications, "running", csv=csv)
-                    yield {**record, "params": by_index[record["point"]].params}
+                    yield {**record, "params": the_plan.points[record["point"]].params}
                     submit_next()
             status = "complete"
         finally:
+            for future in running:
+                future.cancel()  # not started yet: nobody will read its result
             if store:
-                runs, table = store.write(the_plan.points, the_plan.replications, status, csv=csv)
-                if plots and status == "complete" and not runs.empty:
-                    from esmsim.sweep.plots import write_plots
+                try:
+                    runs, table = store.write(the_plan.points, the_plan.replications, status, csv=csv)
+                    if plots and status == "complete" and not runs.empty:
+                        from esmsim.sweep.plots import write_plots
 
-                    write_plots(table, the_plan, Path(out))  # type: ignore[arg-type]
-                store.close()
+                        write_plots(table, the_plan.sweep, the_plan.points, store.out)
+                finally:
+                    store.close()
 
 
 def sweep(
-    scenario: str | os.PathLike[str] | Scenario | dict[str, Any],
+    scenario: str | os.PathLike[str] | Scenario | dict[str, Any] | SweepPlan,
     *,
     executor: str = "local",
     out: str | os.PathLike[str] | None = None,
@@ -198,12 +193,14 @@ def sweep(
     ``frame.attrs`` also holds ``aggregate`` (one row per configuration: means and 95 % intervals)
     and ``recommendation`` (the objective's verdict, when the sweep states one).
     """
-    the_plan = plan(scenario, overrides=overrides, replications=replications)
+    the_plan = (
+        scenario
+        if isinstance(scenario, SweepPlan)
+        else plan(scenario, overrides=overrides, replications=replications)
+    )
     records = {r["run_id"]: r for r in iter_sweep(the_plan, executor=executor, out=out, csv=csv, plots=plots)}
-    if out is not None:  # include runs a previous, interrupted sweep into `out` already did
-        from esmsim.sweep.store import JOURNAL, read_journal
-
-        records = {**read_journal(Path(out) / JOURNAL), **records}
+    if out is not None:  # the journal also holds the runs an earlier, interrupted sweep did
+        records = read_journal(Path(out) / JOURNAL)
     return analyse(the_plan, records)
 
 

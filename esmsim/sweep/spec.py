@@ -14,17 +14,17 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from esmsim.errors import Issue, Path, ScenarioError, format_path
+from esmsim.errors import Issue, Path, ScenarioError
 from esmsim.scenario.loader import scenario_from_dict
 from esmsim.scenario.overrides import apply_override, parse_key
-from esmsim.scenario.scenario import Scenario, Sweep
+from esmsim.scenario.scenario import Sweep
 
 
 @dataclass(frozen=True)
 class Point:
     """One configuration of a sweep."""
 
-    index: int
+    index: int  # its position in the sweep's list of points
     params: dict[str, Any]  # dotted key -> value, in the sweep's key order
     raw: dict[str, Any]  # the full scenario of this point, as plain data (no `sweep` section)
 
@@ -35,18 +35,28 @@ class Point:
 
     def label(self) -> str:
         """``mappings[0].batch_size=10, functions.f.memory_mb=512``."""
-        return ", ".join(f"{k}={v}" for k, v in self.params.items())
+        return label(self.params)
+
+    def cells(self) -> dict[str, Any]:
+        """The parameters as table cells (see :func:`cell`)."""
+        return {key: cell(value) for key, value in self.params.items()}
+
+
+def label(params: dict[str, Any]) -> str:
+    """Parameters as ``key=value, key=value``."""
+    return ", ".join(f"{k}={v}" for k, v in params.items())
+
+
+def cell(value: Any) -> Any:
+    """A parameter value as a table cell: numbers and text stay as they are, anything else is JSON."""
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value
+    return json.dumps(value, sort_keys=True)
 
 
 def run_id(point: Point, replication: int) -> str:
     """Identity of one run: its configuration and replication."""
     return hashlib.sha1(f"{point.key}|{replication}".encode()).hexdigest()[:16]
-
-
-def base_hash(raw: dict[str, Any]) -> str:
-    """Digest of a scenario without its sweep section: a changed scenario is a different sweep."""
-    base = {k: v for k, v in raw.items() if k != "sweep"}
-    return hashlib.sha256(json.dumps(base, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def combinations(sweep: Sweep) -> list[dict[str, Any]]:
@@ -85,14 +95,14 @@ def expand(raw: dict[str, Any], sweep: Sweep, *, file: str | None = None) -> lis
         raise ScenarioError(problems)
     points = []
     for index, params in enumerate(combinations(sweep)):
-        label = f"sweep point {index} ({', '.join(f'{k}={v}' for k, v in params.items())})"
+        where = f"sweep point {index} ({label(params)})"
         point_raw = base
         try:
             for key, value in params.items():
                 point_raw = apply_override(point_raw, paths[key], value)
-            scenario_from_dict(point_raw, file=file, origin={(): label})
+            scenario_from_dict(point_raw, file=file, origin={(): where})
         except ScenarioError as error:
-            problems.extend(issue.located(file, None, label) for issue in error.issues)
+            problems.extend(issue.located(file, None, where) for issue in error.issues)
             continue
         points.append(Point(index, params, point_raw))
     if problems:
@@ -100,9 +110,4 @@ def expand(raw: dict[str, Any], sweep: Sweep, *, file: str | None = None) -> lis
     return points
 
 
-def validated(point: Point) -> Scenario:
-    """The point's scenario (validated again: cheap, and what a worker does on its side)."""
-    return Scenario.model_validate(point.raw)
-
-
-__all__ = ["Point", "base_hash", "combinations", "expand", "format_path", "run_id", "validated"]
+__all__ = ["Point", "cell", "combinations", "expand", "label", "run_id"]

@@ -20,13 +20,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from esmsim.errors import Issue, ScenarioError
 from esmsim.keys import ALL_SUMMARY_KEYS
-from esmsim.report import atomic_write
-from esmsim.sweep.spec import Point
+from esmsim.report import atomic_write, json_default
+from esmsim.sweep.spec import Point, run_id
 
 MANIFEST = "manifest.json"
 JOURNAL = "runs.jsonl"
@@ -60,20 +59,20 @@ class SweepStore:
     """The output directory of one sweep."""
 
     out: Path
-    scenario_hash: str
     manifest: dict[str, Any]
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     _journal: Any = None
     _last_write: float = 0.0
 
     @classmethod
-    def open(cls, out: Path, scenario_hash: str, manifest: dict[str, Any]) -> SweepStore:
-        """Open (or create) ``out`` for a sweep of the scenario with ``scenario_hash``.
+    def open(cls, out: Path, manifest: dict[str, Any]) -> SweepStore:
+        """Open (or create) ``out`` for a sweep of the scenario with ``manifest["scenario_hash"]``.
 
         Raises:
             ScenarioError: ``out`` holds a sweep of a different scenario.
         """
         out.mkdir(parents=True, exist_ok=True)
+        scenario_hash = manifest["scenario_hash"]
         previous = out / MANIFEST
         if previous.exists():
             try:
@@ -91,7 +90,7 @@ class SweepStore:
                     ]
                 )
             manifest = {**manifest, "started_at": old.get("started_at", manifest["started_at"])}
-        store = cls(out, scenario_hash, manifest, read_journal(out / JOURNAL))
+        store = cls(out, manifest, read_journal(out / JOURNAL))
         store._journal = (out / JOURNAL).open("a", encoding="utf-8")
         return store
 
@@ -102,7 +101,7 @@ class SweepStore:
     def append(self, record: dict[str, Any]) -> None:
         """Journal one finished run."""
         self.records[record["run_id"]] = record
-        self._journal.write(json.dumps(record, default=_json_default) + "\n")
+        self._journal.write(json.dumps(record, default=json_default) + "\n")
         self._journal.flush()
         os.fsync(self._journal.fileno())
 
@@ -121,7 +120,6 @@ class SweepStore:
         _write_frame(runs, self.out / RUNS, csv)
         _write_frame(table, self.out / AGGREGATE, csv)
         failed = [r for r in runs.to_dict("records") if isinstance(r["error"], str)]
-        by_index = points_by_index(points)
         self.manifest.update(
             status=status,
             updated_at=now_iso(),
@@ -131,7 +129,7 @@ class SweepStore:
                 {
                     "point": int(row["point"]),
                     "replication": int(row["replication"]),
-                    "params": by_index[int(row["point"])].params,
+                    "params": points[int(row["point"])].params,
                     "error": row["error"],
                 }
                 for row in failed
@@ -140,7 +138,7 @@ class SweepStore:
         if status != "running":
             self.manifest["finished_at"] = now_iso()
         with atomic_write(self.out / MANIFEST) as handle:
-            json.dump(self.manifest, handle, indent=2, default=_json_default)
+            json.dump(self.manifest, handle, indent=2, default=json_default)
             handle.write("\n")
         self._last_write = time.monotonic()
         return runs, table
@@ -152,15 +150,8 @@ class SweepStore:
             self._journal = None
 
 
-def points_by_index(points: list[Point]) -> dict[int, Point]:
-    """Points keyed by their index."""
-    return {p.index: p for p in points}
-
-
 def runs_frame(records: dict[str, dict[str, Any]], points: list[Point], replications: int) -> pd.DataFrame:
     """One row per run of the current sweep: point, replication, seed, parameters, metrics."""
-    from esmsim.sweep.spec import run_id
-
     rows = []
     for point in points:
         for replication in range(replications):
@@ -173,7 +164,7 @@ def runs_frame(records: dict[str, dict[str, Any]], points: list[Point], replicat
                 "replication": replication,
                 "seed": record.get("seed"),
                 "run_id": record["run_id"],
-                **{key: _cell(value) for key, value in point.params.items()},
+                **point.cells(),
                 **{key: summary.get(key, math.nan) for key in ALL_SUMMARY_KEYS},
                 "wall_time_s": record.get("wall_time_s"),
                 "error": record.get("error"),
@@ -195,15 +186,6 @@ def runs_frame(records: dict[str, dict[str, Any]], points: list[Point], replicat
     return frame
 
 
-def _cell(value: Any) -> Any:
-    """A parameter value as a table cell: numbers stay numbers, anything else becomes text."""
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, int | float | str):
-        return value
-    return json.dumps(value, sort_keys=True)
-
-
 def _write_frame(frame: pd.DataFrame, path: Path, csv: bool) -> None:
     frame = _uniform_columns(frame)
     with atomic_write(path, "wb") as handle:
@@ -222,11 +204,3 @@ def _uniform_columns(frame: pd.DataFrame) -> pd.DataFrame:
             if len(kinds) > 1:
                 frame[column] = frame[column].map(lambda v: None if v is None else str(v))
     return frame
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -15,6 +15,20 @@ from typing import Any
 import numpy as np
 
 
+def failure(
+    task: dict[str, Any], error: BaseException, *, wall_time_s: float | None = None, tb: str | None = None
+) -> dict[str, Any]:
+    """A run that raised (or whose worker crashed or was lost): recorded with its error."""
+    return {
+        **{k: task[k] for k in ("run_id", "point", "replication", "seed")},
+        "summary": None,
+        "histogram": None,
+        "wall_time_s": wall_time_s,
+        "error": f"{type(error).__name__}: {error}",
+        "traceback": tb,
+    }
+
+
 def run_task(task: dict[str, Any]) -> dict[str, Any]:
     """Simulate one run described by ``task`` (keys: run_id, point, replication, seed, scenario)."""
     # Imported here so a worker process pays for the simulator once, on its first task.
@@ -22,25 +36,17 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
     from esmsim.scenario.scenario import Scenario
 
     started = time.perf_counter()
-    base = {k: task[k] for k in ("run_id", "point", "replication", "seed")}
     try:
         scenario = Scenario.model_validate(task["scenario"])
         result = simulate(scenario, seed=task["seed"], replication=task["replication"])
     except Exception as error:  # a failed run is recorded, the sweep goes on
-        frames = traceback.format_exception(error)[-3:]
-        return {
-            **base,
-            "summary": None,
-            "histogram": None,
-            "wall_time_s": time.perf_counter() - started,
-            "error": f"{type(error).__name__}: {error}",
-            "traceback": "".join(frames),
-        }
+        tb = "".join(traceback.format_exception(error)[-3:])
+        return failure(task, error, wall_time_s=time.perf_counter() - started, tb=tb)
     summary = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in result.summary.items()}
     hist = result.latency_histogram
     nonzero = np.flatnonzero(hist)
     return {
-        **base,
+        **{k: task[k] for k in ("run_id", "point", "replication", "seed")},
         "summary": summary,
         "histogram": [nonzero.tolist(), hist[nonzero].tolist()],
         "wall_time_s": time.perf_counter() - started,
