@@ -57,10 +57,6 @@ class ScenarioError(Exception):
         self.issues = list(issues)
         super().__init__("\n".join(issue.format() for issue in self.issues))
 
-    def located(self, file: str | None, lines: dict[Path, int], origin: dict[Path, str]) -> ScenarioError:
-        """Attach the file and the nearest known line to every issue."""
-        return ScenarioError([locate(issue, file, lines, origin) for issue in self.issues])
-
 
 def locate(issue: Issue, file: str | None, lines: dict[Path, int], origin: dict[Path, str]) -> Issue:
     """Pin one issue to the longest prefix of its path that has a known origin or line.

@@ -3,7 +3,8 @@
 Simulation time is float seconds, sizes are bytes, rates are events per second. Scenario files may
 write ``500ms``, ``5m``, ``2h``, ``200/s``, ``12000/min``, ``2KB`` or ``1MiB``; a bare number is taken
 in the base unit (seconds, per second, bytes). Sizes follow AWS's binary convention: ``KB`` = ``KiB``
-= 1,024 bytes, so ``256KB`` is SQS's 262,144-byte limit and ``6MB`` is Lambda's 6,291,456-byte payload.
+= 1,024 bytes, so ``1MB`` is SQS's 1,048,576-byte message limit and ``6MB`` is Lambda's
+6,291,456-byte payload.
 """
 
 from __future__ import annotations
@@ -34,73 +35,55 @@ SIZE_UNITS: dict[str, int] = {
     "gib": 1024**3,
 }
 
-_DURATION_RE = re.compile(rf"^\s*{_NUMBER}\s*([a-zA-Z]*)\s*$")
+#: A number with an optional unit (``500ms``, ``2KB``, ``30``).
+_QUANTITY_RE = re.compile(rf"^\s*{_NUMBER}\s*([a-zA-Z]*)\s*$")
 _RATE_RE = re.compile(rf"^\s*{_NUMBER}\s*/\s*([a-zA-Z]+)\s*$")
-_SIZE_RE = re.compile(rf"^\s*{_NUMBER}\s*([a-zA-Z]*)\s*$")
 
 
-def _plain_number(value: object, what: str) -> float:
+def _finite(number: float, value: object, what: str) -> float:
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite {what}, got {value!r}")
+    return number
+
+
+def _quantity(value: object, what: str, units: dict[str, float], base: str, examples: str) -> float:
+    """A number in the base unit, or a string of a number and one of ``units`` (none: ``base``)."""
     if isinstance(value, bool):
         raise ValueError(f"expected a {what}, got a boolean")
     if isinstance(value, int | float):
-        number = float(value)
-        if not math.isfinite(number):
-            raise ValueError(f"expected a finite {what}, got {value}")
-        return number
-    raise TypeError
+        return _finite(float(value), value, what)
+    if isinstance(value, str):
+        match = _QUANTITY_RE.match(value)
+        if match:
+            number, unit = match.groups()
+            scale = units.get(unit.lower() if unit else base)
+            if scale is not None:
+                return _finite(float(number) * scale, value, what)
+    raise ValueError(f"{value!r} is not a {what} (write e.g. {examples})")
 
 
 def parse_duration(value: object) -> float:
     """Return a duration in seconds from ``30``, ``30s``, ``500ms``, ``5m``, ``2h`` or ``1d``."""
-    try:
-        return _plain_number(value, "duration")
-    except TypeError:
-        pass
-    if isinstance(value, str):
-        match = _DURATION_RE.match(value)
-        if match:
-            number, unit = match.groups()
-            scale = DURATION_UNITS.get(unit.lower() if unit else "s")
-            if scale is not None:
-                return float(number) * scale
-    raise ValueError(
-        f"{value!r} is not a duration (write e.g. 500ms, 30s, 5m, 2h, 1d, or a number of seconds)"
-    )
+    return _quantity(value, "duration", DURATION_UNITS, "s", "500ms, 30s, 5m, 2h, 1d, or a number of seconds")
 
 
 def parse_rate(value: object) -> float:
     """Return a rate in events per second from ``200``, ``200/s``, ``12000/min`` or ``1e6/h``."""
-    try:
-        return _plain_number(value, "rate")
-    except TypeError:
-        pass
     if isinstance(value, str):
         match = _RATE_RE.match(value)
         if match:
             number, unit = match.groups()
             scale = DURATION_UNITS.get(unit.lower())
             if scale is not None:
-                return float(number) / scale
-        bare = _DURATION_RE.match(value)
-        if bare and not bare.group(2):
-            return float(bare.group(1))
-    raise ValueError(f"{value!r} is not a rate (write e.g. 200/s, 12000/min, 1e6/h, or a number per second)")
+                return _finite(float(number) / scale, value, "rate")
+    # Only a bare number is a rate without "/unit" (``200`` per second; ``200s`` is not a rate).
+    return _quantity(value, "rate", {"": 1.0}, "", "200/s, 12000/min, 1e6/h, or a number per second")
 
 
 def parse_size(value: object) -> float:
     """Return a size in bytes from ``512``, ``512B``, ``2KB``, ``1MiB`` (binary multiples, as AWS uses)."""
-    try:
-        return _plain_number(value, "size")
-    except TypeError:
-        pass
-    if isinstance(value, str):
-        match = _SIZE_RE.match(value)
-        if match:
-            number, unit = match.groups()
-            scale = SIZE_UNITS.get(unit.lower() if unit else "b")
-            if scale is not None:
-                return float(number) * scale
-    raise ValueError(f"{value!r} is not a size (write e.g. 512B, 2KB, 256KB, 1MB, or a number of bytes)")
+    units = {unit: float(scale) for unit, scale in SIZE_UNITS.items()}
+    return _quantity(value, "size", units, "b", "512B, 2KB, 256KB, 1MB, or a number of bytes")
 
 
 def format_duration(seconds: float) -> str:

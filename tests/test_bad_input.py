@@ -316,6 +316,40 @@ def test_stream_only_keys_on_an_sqs_mapping(tmp_path: Path, key: str, aws: str) 
     )
 
 
+@pytest.mark.parametrize("key", ["retry_backoff: {initial: 2s}", "enhanced_fan_out: true"])
+def test_esmsim_stream_knobs_on_an_sqs_mapping(tmp_path: Path, key: str) -> None:
+    # esmsim's own stream knobs (no AWS name) are named as stream-only too, not "did you mean".
+    check(
+        tmp_path,
+        {17: f"    batching_window: 0s\n    {key}"},
+        f"{{path}}:18: mappings[0].{key.split(':')[0]}: only for Kinesis and DynamoDB mappings, not valid "
+        "for SQS event sources",
+    )
+
+
+def test_source_type_comes_from_the_source() -> None:
+    # An internal tag: whatever a file writes, the mapping takes its type from the source it reads.
+    from esmsim.scenario.mappings import SqsMapping
+    from esmsim.scenario.scenario import Scenario
+
+    s = Scenario.model_validate(
+        {
+            "functions": {"f": {"timeout": 10}},
+            "sources": {"q": {"type": "sqs", "visibility_timeout": 60}},
+            "mappings": [{"source": "q", "function": "f", "source_type": "kinesis"}],
+        }
+    )
+    assert isinstance(s.mappings[0], SqsMapping)
+
+
+def test_huge_numbers_written_as_text_are_not_infinite(tmp_path: Path) -> None:
+    check(
+        tmp_path,
+        {5: "    timeout: 1e400s"},
+        "{path}:5: functions.orders.timeout: expected a finite duration, got '1e400s'",
+    )
+
+
 def test_on_failure_destination_on_an_sqs_mapping(tmp_path: Path) -> None:
     check(
         tmp_path,

@@ -175,3 +175,14 @@ def test_three_readers_of_a_dynamodb_stream_is_a_warning(tmp_path: Path) -> None
         "warning: mappings[2]: 3 mappings read DynamoDB stream 's': AWS advises at most 2 readers"
         in result.stderr
     )
+
+
+def test_kinesis_long_term_retention_cost_is_a_warning(tmp_path: Path) -> None:
+    path = tmp_path / "k.yaml"
+    path.write_text(BASE.replace("SOURCE_TYPE", "kinesis, retention: 30d").replace("EXTRA", ""))
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 0
+    assert (
+        f"{path}:4: warning: sources.s.retention: retention beyond 7 days is billed per GB-month stored, "
+        "which esmsim does not count: cost_source_usd is understated"
+    ) in result.stderr

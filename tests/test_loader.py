@@ -504,3 +504,16 @@ def test_formatter_drops_validator_steps_from_paths() -> None:
         "functions.f.duration.p99: must be greater than 0 s (got -1 s)",
         "sources.q.traffic.period: must be greater than 0 s (got 0 s)",
     ]
+
+
+def test_starting_position_timestamp_by_its_aws_name(tmp_path: Path) -> None:
+    # AWS's StartingPositionTimestamp is an accepted spelling: --set replaces it, and a rule about
+    # it points at its own line.
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "functions:\n  f: {timeout: 10}\nsources:\n  s: {type: kinesis, shards: 1}\nmappings:\n"
+        "  - source: s\n    function: f\n    StartingPosition: AT_TIMESTAMP\n"
+        "    StartingPositionTimestamp: -30\n"
+    )
+    s = load_scenario(path, ["mappings[0].starting_position_timestamp=7"])
+    assert s.mappings[0].starting_position_timestamp == 7  # type: ignore[union-attr]

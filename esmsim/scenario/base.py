@@ -28,29 +28,12 @@ PerSecond = Annotated[float, BeforeValidator(parse_rate)]
 Bytes = Annotated[float, BeforeValidator(parse_size)]
 
 
+#: AWS CamelCase names accepted for each snake_case key, for messages and line look-ups. Filled by
+#: :func:`aws` as the models are defined (importing ``esmsim.scenario`` defines them all).
+AWS_NAMES: dict[str, str] = {}
+
+
 def aws(name: str, aws_name: str, default: Any = ..., **constraints: Any) -> Any:
     """A field that also accepts AWS's CamelCase parameter name (``BatchSize`` for ``batch_size``)."""
+    AWS_NAMES.setdefault(name, aws_name)
     return Field(default, validation_alias=AliasChoices(name, aws_name), **constraints)
-
-
-#: AWS CamelCase names accepted for each snake_case key, for messages and line look-ups.
-AWS_NAMES: dict[str, str] = {
-    "batch_size": "BatchSize",
-    "batching_window": "MaximumBatchingWindowInSeconds",
-    "enabled": "Enabled",
-    "maximum_concurrency": "MaximumConcurrency",
-    "memory_mb": "MemorySize",
-    "timeout": "Timeout",
-    "reserved_concurrency": "ReservedConcurrentExecutions",
-    "provisioned_concurrency": "ProvisionedConcurrentExecutions",
-    "visibility_timeout": "VisibilityTimeout",
-    "retention": "MessageRetentionPeriod",
-    "delivery_delay": "DelaySeconds",
-    "max_message_size": "MaximumMessageSize",
-    "parallelization_factor": "ParallelizationFactor",
-    "starting_position": "StartingPosition",
-    "maximum_retry_attempts": "MaximumRetryAttempts",
-    "maximum_record_age": "MaximumRecordAgeInSeconds",
-    "bisect_batch_on_function_error": "BisectBatchOnFunctionError",
-    "tumbling_window": "TumblingWindowInSeconds",
-}

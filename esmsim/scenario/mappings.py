@@ -68,7 +68,11 @@ class ErrorBackoff(Frozen):
 
 
 class ThrottleRetry(Frozen):
-    """How a poller retries a throttled batch until the messages' visibility timeout (undocumented)."""
+    """How a throttled invoke is retried (AWS gives no spacing).
+
+    SQS: until the batch's visibility timeout would pass, then its messages reappear. Streams: until
+    the invoke is let through; throttles never count against ``maximum_retry_attempts``.
+    """
 
     initial: Seconds = Field(1.0, gt=0, description="First wait after a throttle (assumption).")
     multiplier: float = Field(2.0, ge=1, description="Each further wait is this much longer (assumption).")
@@ -135,14 +139,16 @@ class SqsMapping(Frozen):
         ge=0,
         description=(
             "Bytes of event metadata per record that count toward the 6 MB payload (message id, receipt "
-            "handle, attributes), estimated from AWS's sample SQS event."
+            "handle, attributes), estimated from AWS's sample SQS event. Per queue: the largest value of "
+            "its mappings applies."
         ),
     )
     single_poller_batching: bool = Field(
         False,
         description=(
             "Deal arriving messages to one collecting poller at a time instead of spreading them over all "
-            "waiting pollers (the single-poller batching-window model of docs/validation.md §3)."
+            "waiting pollers (the single-poller batching-window model of docs/validation.md §3). Per "
+            "queue: on when any of its mappings sets it."
         ),
     )
 

@@ -14,6 +14,7 @@ from pydantic import AliasChoices, BaseModel, Tag, ValidationError
 
 from esmsim.dists import AnyDist
 from esmsim.errors import Issue, Path, format_number, one_line, show_value
+from esmsim.scenario.base import AWS_NAMES
 from esmsim.scenario.functions import Account, Function
 from esmsim.scenario.mappings import SqsMapping, StreamMapping
 from esmsim.scenario.scenario import Scenario
@@ -23,31 +24,28 @@ from esmsim.units import format_duration, format_size
 # --------------------------------------------------------------------------------------------------
 # pydantic errors -> one sentence each
 
+
+def _only_in(model: type[BaseModel], other: type[BaseModel], aws_shapes: dict[str, str]) -> dict[str, str]:
+    """Keys of ``model`` that ``other`` lacks, in every spelling, each with the name AWS gives it.
+
+    ``aws_shapes`` names keys AWS sets inside a nested shape (``maximum_concurrency`` in
+    ``ScalingConfig``). Keys only esmsim has map to themselves.
+    """
+    own = {
+        f: aws_shapes.get(f, AWS_NAMES.get(f, f)) for f in model.model_fields if f not in other.model_fields
+    }
+    own.update(aws_shapes)
+    spellings = {AWS_NAMES[f]: name for f, name in own.items() if f in AWS_NAMES}
+    return {**own, **spellings, **{name: name for name in own.values()}}
+
+
 #: Keys of Kinesis/DynamoDB stream mappings that AWS rejects on an SQS mapping, with AWS's names.
-_STREAM_ONLY: dict[str, str] = {
-    "parallelization_factor": "ParallelizationFactor",
-    "starting_position": "StartingPosition",
-    "starting_position_timestamp": "StartingPositionTimestamp",
-    "maximum_retry_attempts": "MaximumRetryAttempts",
-    "maximum_record_age": "MaximumRecordAgeInSeconds",
-    "bisect_batch_on_function_error": "BisectBatchOnFunctionError",
-    "tumbling_window": "TumblingWindowInSeconds",
-    "on_failure": "DestinationConfig",
-    "destination_config": "DestinationConfig",
-}
-_STREAM_ONLY.update({aws: aws for aws in list(_STREAM_ONLY.values())})
+_STREAM_ONLY = _only_in(
+    StreamMapping, SqsMapping, {"on_failure": "DestinationConfig", "destination_config": "DestinationConfig"}
+)
 
 #: Keys of SQS mappings that AWS (or esmsim) rejects on a stream mapping.
-_SQS_ONLY: dict[str, str] = {
-    "maximum_concurrency": "ScalingConfig",
-    "MaximumConcurrency": "ScalingConfig",
-    "ScalingConfig": "ScalingConfig",
-    "poller_scaling": "poller_scaling",
-    "error_backoff": "error_backoff",
-    "polling": "polling",
-    "record_overhead": "record_overhead",
-    "single_poller_batching": "single_poller_batching",
-}
+_SQS_ONLY = _only_in(SqsMapping, StreamMapping, {"maximum_concurrency": "ScalingConfig"})
 
 #: Parameters AWS has that esmsim does not model: said plainly rather than as unknown keys.
 _NOT_MODELLED: dict[str, str] = {
@@ -225,6 +223,8 @@ def _unknown_key(key: str, parents: tuple[type[BaseModel], ...]) -> str:
                 "not valid for SQS event sources (AWS: DestinationConfig is not valid for SQS event sources; "
                 "failed messages go to the queue's dead-letter queue after max_receive_count receives)"
             )
+        if aws == key and key not in AWS_NAMES.values():  # esmsim's own knob, not an AWS parameter
+            return "only for Kinesis and DynamoDB mappings, not valid for SQS event sources"
         return f"not valid for SQS event sources (AWS: {aws} is not valid for SQS event sources)"
     close = _closest(key, list(accepted))
     if close:
@@ -232,7 +232,9 @@ def _unknown_key(key: str, parents: tuple[type[BaseModel], ...]) -> str:
     homes = [home for model, home in _HOMES if model not in parents and key in _accepted_keys(model)]
     if homes:
         return f"unknown key here ({key} belongs {homes[0]})"
-    canonical = sorted({_canonical_key(model, f) for model in parents for f in model.model_fields})
+    canonical = sorted(
+        {_canonical_key(model, f) for model in parents for f in model.model_fields if f != "source_type"}
+    )
     return f"unknown key (allowed: {', '.join(canonical)})"
 
 
@@ -251,6 +253,8 @@ def _accepted_keys(model: type[BaseModel]) -> dict[str, str]:
     by_name = bool(model.model_config.get("populate_by_name") or model.model_config.get("validate_by_name"))
     keys: dict[str, str] = {}
     for name, field in model.model_fields.items():
+        if name == "source_type":
+            continue  # set from the source the mapping reads, not written by users
         alias = field.validation_alias
         choices: list[str] = []
         if isinstance(alias, AliasChoices):

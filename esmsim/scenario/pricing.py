@@ -78,7 +78,10 @@ class Pricing(Frozen):
         "kinesis_put_payload_unit_bytes", "Size of a PUT payload unit (25 KB).", gt=0
     )
     kinesis_extended_retention_shard_hour_usd: float = _price(
-        "kinesis_extended_retention_shard_hour_usd", "Per shard-hour when retention exceeds 24 hours.", ge=0
+        "kinesis_extended_retention_shard_hour_usd",
+        "Per shard-hour when retention exceeds 24 hours (up to 7 days; stored GB-months beyond that "
+        "are not counted).",
+        ge=0,
     )
     kinesis_efo_consumer_shard_hour_usd: float = _price(
         "kinesis_efo_consumer_shard_hour_usd", "Per enhanced fan-out consumer-shard-hour.", ge=0

@@ -17,11 +17,13 @@ from esmsim.dists import LognormalDuration
 from esmsim.errors import Issue
 from esmsim.scenario.functions import Function
 from esmsim.scenario.mappings import SqsMapping, StreamMapping
-from esmsim.scenario.sources import DynamoDBSource, KinesisSource, SqsSource
+from esmsim.scenario.sources import DYNAMODB_RETENTION_S, DynamoDBSource, KinesisSource, SqsSource
 
 if TYPE_CHECKING:
     from esmsim.scenario.scenario import Scenario
 
+#: Kinesis retention beyond this is long-term retention, billed per GB-month (not modelled).
+LONG_TERM_RETENTION_S = 7 * 86400.0
 #: Lambda's on-demand init phase limit (docs/model.md §5).
 INIT_LIMIT_S = 10.0
 
@@ -109,7 +111,7 @@ def _shared_caps(s: Scenario) -> Iterator[Issue]:
         ]
         if fn.reserved_concurrency is None or len(capped) < 2:
             continue
-        total = sum(cap or 0 for _, cap in capped)
+        total = sum(cap for _, cap in capped)
         if total > fn.reserved_concurrency:
             yield Issue(
                 ("mappings", capped[-1][0], "maximum_concurrency"),
@@ -120,13 +122,11 @@ def _shared_caps(s: Scenario) -> Iterator[Issue]:
 
 
 def _queue_rules(s: Scenario) -> Iterator[Issue]:
-    mapped = {m.source for m in s.mappings}
+    """AWS's rules and recommendations for SQS queues."""
     for name, queue in s.sources.items():
-        if (
-            isinstance(queue, SqsSource)
-            and queue.max_receive_count is not None
-            and queue.max_receive_count < 5
-        ):
+        if not isinstance(queue, SqsSource):
+            continue
+        if queue.max_receive_count is not None and queue.max_receive_count < 5:
             yield Issue(
                 ("sources", name, "max_receive_count"),
                 f"{queue.max_receive_count} is under AWS's recommended 5: throttles and transient errors can "
@@ -135,9 +135,7 @@ def _queue_rules(s: Scenario) -> Iterator[Issue]:
             )
         size = queue.traffic.record_size
         bound = size.upper_bound()
-        if not isinstance(queue, SqsSource):
-            pass
-        elif math.isfinite(bound) and bound > queue.max_message_size:
+        if math.isfinite(bound) and bound > queue.max_message_size:
             yield Issue(
                 ("sources", name, "traffic", "record_size"),
                 f"records of up to {bound:g} bytes exceed the queue's maximum message size "
@@ -150,7 +148,13 @@ def _queue_rules(s: Scenario) -> Iterator[Issue]:
                 "cut to it",
                 "warning",
             )
-        t = queue.traffic
+
+
+def _source_rules(s: Scenario) -> Iterator[Issue]:
+    """Every source: it has traffic and a mapping reading it."""
+    mapped = {m.source for m in s.mappings}
+    for name, source in s.sources.items():
+        t = source.traffic
         if t.rate == 0 and not any(p.rate > 0 for p in t.schedule) and t.initial_backlog == 0:
             yield Issue(
                 ("sources", name, "traffic"),
@@ -160,6 +164,13 @@ def _queue_rules(s: Scenario) -> Iterator[Issue]:
         if name not in mapped:
             yield Issue(
                 ("sources", name), "no mapping reads this source: its records only accumulate", "warning"
+            )
+        if isinstance(source, KinesisSource) and source.retention > LONG_TERM_RETENTION_S:
+            yield Issue(
+                ("sources", name, "retention"),
+                "retention beyond 7 days is billed per GB-month stored, which esmsim does not count: "
+                "cost_source_usd is understated",
+                "warning",
             )
 
 
@@ -187,7 +198,7 @@ def _stream_rules(s: Scenario) -> Iterator[Issue]:
             )
         if ddb and m.enhanced_fan_out:
             yield Issue(("mappings", i, "enhanced_fan_out"), "enhanced fan-out is for Kinesis streams only")
-        if ddb and m.maximum_record_age > 86400:
+        if ddb and m.maximum_record_age > DYNAMODB_RETENTION_S:
             yield Issue(
                 ("mappings", i, "maximum_record_age"),
                 f"{m.maximum_record_age:g} s is longer than a DynamoDB stream keeps records (24 h): "
@@ -301,6 +312,7 @@ RULES: tuple[Callable[[Scenario], Iterator[Issue]], ...] = (
     _stream_rules,
     _shared_caps,
     _queue_rules,
+    _source_rules,
     _concurrency_rules,
     _function_rules,
     _run_rules,

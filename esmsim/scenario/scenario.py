@@ -102,7 +102,9 @@ class Scenario(Frozen):
     seed: int = Field(0, ge=0, description="Root of every random stream; same seed, same results.")
     account: Account = Field(default_factory=Account, description="The account's concurrency settings.")
     functions: dict[str, Function] = Field(min_length=1, description="Lambda functions by name.")
-    sources: dict[str, Source] = Field(min_length=1, description="Event sources (queues) by name.")
+    sources: dict[str, Source] = Field(
+        min_length=1, description="Event sources (queues and streams) by name."
+    )
     mappings: tuple[Mapping, ...] = Field(
         min_length=1, description="Event source mappings, source to function."
     )
@@ -126,7 +128,7 @@ class Scenario(Frozen):
                     sources.get(mapping.get("source")) if isinstance(mapping.get("source"), str) else None
                 )
                 kind = source.get("type") if isinstance(source, dict) else None
-                if kind in ("sqs", "kinesis", "dynamodb") and "source_type" not in mapping:
+                if kind in ("sqs", "kinesis", "dynamodb"):  # the source decides, never the user
                     mapping = {**mapping, "source_type": kind}
             mappings.append(mapping)
         return {**data, "mappings": mappings}
@@ -141,11 +143,3 @@ class Scenario(Frozen):
             # Not a ValueError: pydantic lets it through with the exact key paths intact.
             raise ScenarioError(errors)
         return self
-
-    def function_of(self, mapping: Mapping) -> Function:
-        """The function a mapping invokes."""
-        return self.functions[mapping.function]
-
-    def source_of(self, mapping: Mapping) -> Source:
-        """The source a mapping reads."""
-        return self.sources[mapping.source]

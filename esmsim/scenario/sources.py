@@ -133,7 +133,7 @@ class _StreamSource(Frozen):
         ),
     )
     idle_poll_interval: Seconds = Field(1.0, gt=0, description="How often an idle shard is polled.")
-    read_calls_per_second: float | None = Field(
+    read_calls_per_second: PerSecond | None = Field(
         5.0,
         gt=0,
         description="GetRecords calls a shard serves per second, shared by its consumers (null: no limit).",
@@ -166,7 +166,7 @@ class KinesisSource(_StreamSource):
         le=8760 * 3600,
         description="Records older than this leave the stream (24 h to 365 d).",
     )
-    write_records_per_second: float | None = Field(
+    write_records_per_second: PerSecond | None = Field(
         1000.0,
         gt=0,
         description="Records a shard accepts per second; producers retry the excess (null: no limit).",
@@ -189,7 +189,7 @@ class DynamoDBSource(_StreamSource):
     idle_poll_interval: Seconds = Field(
         0.25, gt=0, description="How often an idle shard is polled (AWS: 4 times a second)."
     )
-    read_calls_per_second: float | None = Field(
+    read_calls_per_second: PerSecond | None = Field(
         5.0, gt=0, description="GetRecords calls a shard serves per second (assumption: AWS does not say)."
     )
     read_bytes_per_second: Bytes | None = Field(
