@@ -89,13 +89,31 @@ class Polling(Frozen):
     )
 
 
-class SqsMapping(Frozen):
-    """An event source mapping from an SQS standard queue to a function."""
+class _MappingBase(Frozen):
+    """What every event source mapping has: the source it reads, the function it invokes."""
 
-    source_type: Literal["sqs"] = "sqs"
     source: str = Field(description="Name of a source under `sources`.")
     function: str = Field(description="Name of a function under `functions`.")
     enabled: bool = aws("enabled", "Enabled", True, description="A disabled mapping reads nothing.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _function_response_types(cls, data: Any) -> Any:
+        """AWS's ``FunctionResponseTypes: [ReportBatchItemFailures]`` sets report_batch_item_failures."""
+        if not isinstance(data, dict) or "FunctionResponseTypes" not in data:
+            return data
+        data = dict(data)
+        types = data.pop("FunctionResponseTypes")
+        if types not in ([], ["ReportBatchItemFailures"]):
+            raise ValueError("FunctionResponseTypes must be [] or [ReportBatchItemFailures]")
+        data.setdefault("report_batch_item_failures", bool(types))
+        return data
+
+
+class SqsMapping(_MappingBase):
+    """An event source mapping from an SQS standard queue to a function."""
+
+    source_type: Literal["sqs"] = "sqs"
     batch_size: int = aws(
         "batch_size",
         "BatchSize",
@@ -164,11 +182,6 @@ class SqsMapping(Frozen):
                 raise ValueError("ScalingConfig takes only MaximumConcurrency")
             if "MaximumConcurrency" in scaling:
                 data.setdefault("maximum_concurrency", scaling["MaximumConcurrency"])
-        if "FunctionResponseTypes" in data:
-            types = data.pop("FunctionResponseTypes")
-            if types not in ([], ["ReportBatchItemFailures"]):
-                raise ValueError("FunctionResponseTypes must be [] or [ReportBatchItemFailures]")
-            data.setdefault("report_batch_item_failures", bool(types))
         return data
 
     @field_validator("poller_scaling", mode="before")
@@ -207,13 +220,10 @@ class Destination(Frozen):
     )
 
 
-class StreamMapping(Frozen):
+class StreamMapping(_MappingBase):
     """An event source mapping from a Kinesis or DynamoDB stream to a function."""
 
     source_type: Literal["kinesis", "dynamodb"] = "kinesis"
-    source: str = Field(description="Name of a source under `sources`.")
-    function: str = Field(description="Name of a function under `functions`.")
-    enabled: bool = aws("enabled", "Enabled", True, description="A disabled mapping reads nothing.")
     batch_size: int = aws(
         "batch_size", "BatchSize", 100, ge=1, le=10000, description="Most records per invocation."
     )
@@ -285,11 +295,6 @@ class StreamMapping(Frozen):
         if not isinstance(data, dict):
             return data
         data = dict(data)
-        if "FunctionResponseTypes" in data:
-            types = data.pop("FunctionResponseTypes")
-            if types not in ([], ["ReportBatchItemFailures"]):
-                raise ValueError("FunctionResponseTypes must be [] or [ReportBatchItemFailures]")
-            data.setdefault("report_batch_item_failures", bool(types))
         if "DestinationConfig" in data:
             config = data.pop("DestinationConfig")
             target = config.get("OnFailure", {}).get("Destination", "") if isinstance(config, dict) else ""
