@@ -86,7 +86,8 @@ def validate(scenario_file: str, overrides: tuple[str, ...]) -> None:
     type=click.Path(file_okay=False),
     default="out",
     show_default=True,
-    help="Directory for summary.json, timeseries.parquet and timeseries.png.",
+    help="Directory for summary.json, timeseries.parquet, mapping_timeseries.parquet, "
+    "shard_timeseries.parquet (streams) and timeseries.png.",
 )
 @click.option("--no-plot", is_flag=True, help="Skip the PNG.")
 @_user_errors
@@ -149,8 +150,9 @@ def sweep(
     from tqdm.auto import tqdm
 
     from esmsim.sweep import analyse, iter_sweep, plan
+    from esmsim.sweep.plots import PLOT_FILES
     from esmsim.sweep.spec import run_id
-    from esmsim.sweep.store import JOURNAL, read_journal
+    from esmsim.sweep.store import JOURNAL, OUTPUT_FILES, read_journal
 
     the_plan = plan(scenario_file, overrides=overrides, replications=replications)
     keys = list(the_plan.points[0].params) if the_plan.points else []
@@ -189,14 +191,7 @@ def sweep(
     verdict = runs.attrs["recommendation"]
     if verdict is not None:
         click.echo(verdict.message)
-    for name in (
-        "runs.parquet",
-        "aggregate.parquet",
-        "manifest.json",
-        "latency.png",
-        "cost.png",
-        "pareto.png",
-    ):
+    for name in (*OUTPUT_FILES, *PLOT_FILES):
         if (out / name).exists():
             click.echo(f"wrote {out / name}")
     if failed:
@@ -252,11 +247,12 @@ def plot(sweep_dir: str, formats: tuple[str, ...]) -> None:
     from esmsim.scenario.scenario import Sweep
     from esmsim.sweep.plots import write_plots
     from esmsim.sweep.spec import Point
+    from esmsim.sweep.store import AGGREGATE, MANIFEST, export_csv
 
     out = Path(sweep_dir)
     try:
-        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-        table = pd.read_parquet(out / "aggregate.parquet")
+        manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+        table = pd.read_parquet(out / AGGREGATE)
     except (OSError, json.JSONDecodeError) as error:
         raise ScenarioError([Issue((), f"{sweep_dir}: not a sweep output directory ({error})")]) from None
     points = [Point(p["point"], p["params"], {}) for p in manifest["points"]]
@@ -264,7 +260,5 @@ def plot(sweep_dir: str, formats: tuple[str, ...]) -> None:
         for path in write_plots(table, Sweep.model_validate(manifest["sweep"]), points, out):
             click.echo(f"wrote {path}")
     if "csv" in formats:
-        for name in ("runs", "aggregate"):
-            frame = pd.read_parquet(out / f"{name}.parquet")
-            frame.to_csv(out / f"{name}.csv", index=False)
-            click.echo(f"wrote {out / f'{name}.csv'}")
+        for path in export_csv(out):
+            click.echo(f"wrote {path}")

@@ -65,10 +65,9 @@ def provisioned_concurrency_usd(
     environments: int, memory_mb: int, architecture: str, seconds: float, pricing: Pricing
 ) -> float:
     """Keeping ``environments`` provisioned for ``seconds``."""
+    arm = architecture == "arm64"
     rate = (
-        pricing.lambda_provisioned_gb_second_arm_usd
-        if architecture == "arm64"
-        else pricing.lambda_provisioned_gb_second_x86_usd
+        pricing.lambda_provisioned_gb_second_arm_usd if arm else pricing.lambda_provisioned_gb_second_x86_usd
     )
     return environments * memory_mb / 1024.0 * seconds * rate
 
@@ -105,7 +104,7 @@ def efo_consumer_usd(shards: int, seconds: float, bytes_delivered: float, pricin
 def destination_usd(kind: str, deliveries: int, pricing: Pricing) -> float:
     """Sending ``deliveries`` discarded-batch records to an on-failure destination."""
     if kind == "sqs":
-        return deliveries * pricing.sqs_request_per_million_usd / 1e6
+        return sqs_requests_usd(deliveries, pricing)
     if kind == "sns":
         return deliveries * pricing.sns_publish_per_million_usd / 1e6
     return deliveries * pricing.s3_put_per_thousand_usd / 1e3

@@ -1,4 +1,4 @@
-"""Mergeable latency histograms on fixed logarithmic buckets (1 % wide, 1 µs to about 116 days).
+"""Mergeable latency histograms on fixed logarithmic buckets (1 % wide, 1 µs to about 107 days).
 
 Exact percentiles need every sample; a run keeps them (numpy arrays) and reports exact summary
 percentiles. To combine runs (sweep replications) or to report a percentile per minute, a
@@ -16,7 +16,7 @@ import numpy as np
 GROWTH = 1.01
 #: Smallest latency resolved; anything below counts in bucket 0.
 LOW_S = 1e-6
-#: Number of buckets: from 1 µs up to LOW_S * GROWTH**BUCKETS (about 1e7 s).
+#: Number of buckets: from 1 µs up to LOW_S * GROWTH**BUCKETS (about 9.2e6 s).
 BUCKETS = 3000
 _LOG_GROWTH = math.log(GROWTH)
 

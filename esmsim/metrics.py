@@ -34,6 +34,7 @@ from esmsim.model.build import SAMPLE_PERIOD_S, World
 from esmsim.model.function import COLD, ERROR, PROVISIONED
 from esmsim.model.records import DLQ, DROPPED, EXPIRED, IN_FLIGHT, SUCCEEDED, WAITING
 from esmsim.model.sqs_queue import chunked_request_units
+from esmsim.model.stream_mapping import StreamMappingRuntime
 from esmsim.observe import Level, LevelStats, bin_edges, binned_sum, level_stats
 from esmsim.scenario.sources import KinesisSource
 
@@ -62,7 +63,7 @@ class ConservationError(AssertionError):
 
 @dataclass(frozen=True)
 class Observations:
-    """A run's numbers: summary, per-minute series, per-resource table, latency histogram."""
+    """A run's numbers: summary, latency histogram, and the per-minute and per-resource tables."""
 
     summary: dict[str, Any]
     timeseries: pd.DataFrame
@@ -182,11 +183,58 @@ def _table(rows: list[tuple[Any, ...]], width: int) -> np.ndarray:
 
 def _concurrency(inv: np.ndarray, mask: np.ndarray | None = None) -> Level:
     """Concurrency from the invocation log: +1 at each start, -1 at each end."""
-    rows = inv if mask is None else inv[mask]
     level = Level()
-    level.add_many(rows[:, START], 1.0)
-    level.add_many(rows[:, END], -1.0)
+    level.add_many(inv[:, START] if mask is None else inv[mask, START], 1.0)
+    level.add_many(inv[:, END] if mask is None else inv[mask, END], -1.0)
     return level
+
+
+def _concurrency_by_resource(
+    world: World, inv: np.ndarray, run: LevelStats, edges: np.ndarray
+) -> tuple[dict[int, LevelStats], dict[int, LevelStats]]:
+    """Concurrency statistics per mapping and per function (by index), each computed once.
+
+    A mapping or function that made every invocation shares the run's; a function fed by one
+    mapping shares that mapping's.
+    """
+    s = world.scenario
+
+    def of(mask: np.ndarray) -> LevelStats:
+        return run if mask.all() else level_stats(_concurrency(inv, mask), s.warmup, s.duration, edges)
+
+    by_mapping = {m.index: of(inv[:, MAPPING] == m.index) for m in world.mappings}
+    by_function = {}
+    for fn in world.functions.values():
+        feeding = [m.index for m in world.mappings if m.function is fn]
+        by_function[fn.index] = (
+            by_mapping[feeding[0]] if len(feeding) == 1 else of(inv[:, FUNCTION] == fn.index)
+        )
+    return by_mapping, by_function
+
+
+def _shard_samples(world: World, m: StreamMappingRuntime) -> np.ndarray:
+    """Each shard's unprocessed records at the end of every minute, as (minutes, shards)."""
+    return np.asarray(world.shard_backlog.get(m.index, []), dtype=float).reshape(-1, m.stream.shards)
+
+
+def _invocation_columns(
+    rows: np.ndarray, throttled_at: np.ndarray, edges: np.ndarray
+) -> dict[str, np.ndarray]:
+    """CloudWatch's per-minute invocation metrics of some invocations (a run's, or a mapping's)."""
+    nb = len(edges) - 1
+    start_at = rows[:, START]
+    n = binned_sum(start_at, np.ones(start_at.size), edges)
+    ages = rows[:, ITERATOR_AGE]
+    streaming = ~np.isnan(ages)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "Invocations": n,
+            "Errors": binned_sum(start_at, (rows[:, OUTCOME] >= ERROR).astype(float), edges),
+            "Throttles": binned_sum(throttled_at, np.ones(throttled_at.size), edges),
+            "Duration": binned_sum(start_at, rows[:, RUN] * 1000.0, edges) / n,
+            "IteratorAge": _binned_max(start_at[streaming], ages[streaming] * 1000.0, nb),
+            "BatchSize": binned_sum(start_at, rows[:, RECORDS], edges) / n,
+        }
 
 
 def _stream_backlog(world: World) -> Level:
@@ -200,8 +248,12 @@ def _stream_backlog(world: World) -> Level:
     return level
 
 
-def observe(world: World) -> Observations:
-    """Everything the summary, time series and resource table report for a finished run."""
+def observe(world: World, *, tables: bool = True) -> Observations:
+    """Everything the summary, time series and resource tables report for a finished run.
+
+    With ``tables=False`` only the summary and the latency histogram are computed (what a sweep
+    keeps); the time series and resource tables are left empty.
+    """
     s = world.scenario
     end, warmup = s.duration, s.warmup
     edges = bin_edges(end, SAMPLE_PERIOD_S)
@@ -225,7 +277,8 @@ def observe(world: World) -> Observations:
     else:
         stats["backlog"] = stats["stream_backlog"] if world.streams else stats["visible"]
 
-    cost = _cost(world, inv)
+    sqs_requests = _sqs_requests(world)
+    cost = _cost(world, inv, sqs_requests)
     counts = records.counts
     run_s = inv[:, RUN]
     ages = inv[:, ITERATOR_AGE]
@@ -267,7 +320,7 @@ def observe(world: World) -> Observations:
         "duration_mean_ms": float(run_s.mean() * 1000) if run_s.size else math.nan,
         "duration_p99_ms": float(np.percentile(run_s, 99) * 1000) if run_s.size else math.nan,
         "provisioned_invocations": int((inv[:, ENV] == PROVISIONED).sum()),
-        "sqs_requests": _sqs_requests(world),
+        "sqs_requests": sqs_requests,
         "sqs_empty_receives": int(sum(q.counts.total("empty_receives") for q in world.queues.values())),
         "visibility_overruns": int(sum(q.overrun_batches for q in world.queues.values())),
         "iterator_age_mean_s": float(ages.mean()) if ages.size else math.nan,
@@ -278,12 +331,17 @@ def observe(world: World) -> Observations:
         "duration_s": end,
         "warmup_s": warmup,
     }
+    latency_histogram = histogram.histogram(records.latency)
+    if not tables:
+        empty = pd.DataFrame()
+        return Observations(summary, empty, empty, latency_histogram, empty, empty)
+    by_mapping, by_function = _concurrency_by_resource(world, inv, stats["concurrency"], edges)
     return Observations(
         summary,
         _timeseries(world, edges, inv, thr, stats, records),
-        _resources(world, inv, thr),
-        histogram.histogram(records.latency),
-        _mapping_timeseries(world, edges, inv, thr),
+        _resources(world, inv, thr, by_mapping, by_function),
+        latency_histogram,
+        _mapping_timeseries(world, edges, inv, thr, by_mapping),
         _shard_timeseries(world, edges),
     )
 
@@ -302,7 +360,7 @@ def _sqs_requests(world: World) -> int:
     return int(sum(q.counts.total(name) for q in world.queues.values() for name in names))
 
 
-def _cost(world: World, inv: np.ndarray) -> CostBreakdown:
+def _cost(world: World, inv: np.ndarray, sqs_requests: int) -> CostBreakdown:
     s = world.scenario
     pricing = s.pricing
     compute = provisioned = 0.0
@@ -320,7 +378,7 @@ def _cost(world: World, inv: np.ndarray) -> CostBreakdown:
         provisioned += provisioned_concurrency_usd(
             spec.provisioned_concurrency, spec.memory_mb, spec.architecture, s.duration, pricing
         )
-    source = sqs_requests_usd(_sqs_requests(world), pricing)
+    source = sqs_requests_usd(sqs_requests, pricing)
     chunk = pricing.sqs_request_chunk_bytes
     producer = sqs_requests_usd(
         sum(chunked_request_units(q.rec.size, chunk) for q in world.queues.values()), pricing
@@ -360,26 +418,24 @@ def _timeseries(
     """One row per minute, CloudWatch's names first, esmsim's own after."""
     nb = len(edges) - 1
     start_at = inv[:, START]
-    ones = np.ones(inv.shape[0])
-    invocations = binned_sum(start_at, ones, edges)
+    calls = _invocation_columns(inv, thr[:, 0], edges)
     counts = [q.counts for q in world.queues.values()]
 
     def counter(name: str) -> np.ndarray:
         return np.sum([c.array(name) for c in counts], axis=0) if counts else np.zeros(nb)
 
     oldest = np.zeros(nb)
-    for samples in world.oldest_age.values():
-        oldest = np.maximum(oldest, np.asarray(samples[:nb], dtype=float))
-    streaming = ~np.isnan(inv[:, ITERATOR_AGE])
+    for ages in world.oldest_age.values():
+        oldest = np.maximum(oldest, np.asarray(ages, dtype=float))
     readers = [r for m in world.stream_mappings for r in m.readers]
     poll_ages = np.asarray([a for r in readers for a in r.record_ages], dtype=float).reshape(-1, 2)
     read_throttled = np.asarray([t for r in readers for t in r.throttled_calls], dtype=float)
     write_throttled = np.concatenate([np.empty(0), *(st.write_throttled() for st in world.streams.values())])
     shard_max = np.zeros(nb)
-    for series in world.shard_backlog.values():
-        if series:
-            peaks = [float(x.max()) if x.size else 0.0 for x in series[:nb]]
-            shard_max = np.maximum(shard_max, np.asarray(peaks, dtype=float))
+    for m in world.stream_mappings:
+        samples = _shard_samples(world, m)
+        if samples.size:
+            shard_max = np.maximum(shard_max, samples.max(axis=1))
     destination = np.zeros(nb)
     for m in world.stream_mappings:
         if m.spec.on_failure is not None:
@@ -395,12 +451,12 @@ def _timeseries(
         frame = pd.DataFrame(
             {
                 "time_s": edges[:-1],
-                "Invocations": invocations,
-                "Errors": binned_sum(start_at, (inv[:, OUTCOME] >= ERROR).astype(float), edges),
-                "Throttles": binned_sum(thr[:, 0], np.ones(thr.shape[0]), edges),
-                "Duration": binned_sum(start_at, inv[:, RUN] * 1000.0, edges) / invocations,
+                "Invocations": calls["Invocations"],
+                "Errors": calls["Errors"],
+                "Throttles": calls["Throttles"],
+                "Duration": calls["Duration"],
                 "ConcurrentExecutions": stats["concurrency"].bin_max,
-                "IteratorAge": _binned_max(start_at[streaming], inv[streaming, ITERATOR_AGE] * 1000.0, nb),
+                "IteratorAge": calls["IteratorAge"],
                 "NumberOfMessagesSent": records.sent,
                 "NumberOfMessagesReceived": counter("received"),
                 "NumberOfMessagesDeleted": deleted,
@@ -430,7 +486,7 @@ def _timeseries(
                 "BacklogMax": stats["backlog"].bin_max,
                 "StreamBacklog": stats["stream_backlog"].bin_mean,
                 "ShardBacklogMax": shard_max,
-                "BatchSize": binned_sum(start_at, inv[:, RECORDS], edges) / invocations,
+                "BatchSize": calls["BatchSize"],
                 "LatencyP50": p50,
                 "LatencyP99": p99,
             }
@@ -444,44 +500,33 @@ def mapping_label(index: int, source: str, function: str) -> str:
     return f"mappings[{index}]: {source} -> {function}"
 
 
-def _mapping_timeseries(world: World, edges: np.ndarray, inv: np.ndarray, thr: np.ndarray) -> pd.DataFrame:
+def _mapping_timeseries(
+    world: World, edges: np.ndarray, inv: np.ndarray, thr: np.ndarray, concurrency: dict[int, LevelStats]
+) -> pd.DataFrame:
     """One row per mapping and minute: what CloudWatch reports per event source mapping.
 
     The run's time series adds mappings up (IteratorAge is their maximum); this keeps them apart,
     so a stalled mapping is told from a healthy one reading the same stream.
     """
-    s = world.scenario
     nb = len(edges) - 1
     frames = []
     for m in world.mappings:
-        mine = inv[:, MAPPING] == m.index
-        rows = inv[mine]
-        start_at = rows[:, START]
-        n = binned_sum(start_at, np.ones(start_at.size), edges)
-        conc = level_stats(_concurrency(inv, mine), s.warmup, s.duration, edges)
-        throttled = thr[thr[:, 2] == m.index, 0]
-        ages = rows[:, ITERATOR_AGE]
-        streaming = ~np.isnan(ages)
+        calls = _invocation_columns(inv[inv[:, MAPPING] == m.index], thr[thr[:, 2] == m.index, 0], edges)
         backlog = np.full(nb, np.nan)
-        samples = world.shard_backlog.get(m.index)
-        if samples:
-            backlog = np.asarray(samples[:nb], dtype=float).reshape(nb, -1).max(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            frame = pd.DataFrame(
-                {
-                    "time_s": edges[:-1],
-                    "mapping": mapping_label(m.index, m.spec.source, m.spec.function),
-                    "Invocations": n,
-                    "Errors": binned_sum(start_at, (rows[:, OUTCOME] >= ERROR).astype(float), edges),
-                    "Throttles": binned_sum(throttled, np.ones(throttled.size), edges),
-                    "Duration": binned_sum(start_at, rows[:, RUN] * 1000.0, edges) / n,
-                    "ConcurrentExecutions": conc.bin_max,
-                    "IteratorAge": _binned_max(start_at[streaming], ages[streaming] * 1000.0, nb),
-                    "BatchSize": binned_sum(start_at, rows[:, RECORDS], edges) / n,
-                    "ShardBacklogMax": backlog,
-                }
-            )
-        frame.insert(0, "minute", np.arange(nb))
+        if isinstance(m, StreamMappingRuntime):
+            backlog = _shard_samples(world, m).max(axis=1)
+        frame = pd.DataFrame(
+            {
+                "minute": np.arange(nb),
+                "time_s": edges[:-1],
+                "mapping": mapping_label(m.index, m.spec.source, m.spec.function),
+                **{k: calls[k] for k in ("Invocations", "Errors", "Throttles", "Duration")},
+                "ConcurrentExecutions": concurrency[m.index].bin_max,
+                "IteratorAge": calls["IteratorAge"],
+                "BatchSize": calls["BatchSize"],
+                "ShardBacklogMax": backlog,
+            }
+        )
         frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -491,7 +536,7 @@ def _shard_timeseries(world: World, edges: np.ndarray) -> pd.DataFrame:
     nb = len(edges) - 1
     frames = []
     for m in world.stream_mappings:
-        samples = np.asarray(world.shard_backlog.get(m.index, [])[:nb], dtype=float).reshape(nb, -1)
+        samples = _shard_samples(world, m)
         for shard, reader in enumerate(m.readers):
             refused = np.asarray(reader.throttled_calls, dtype=float)
             frames.append(
@@ -511,16 +556,19 @@ def _shard_timeseries(world: World, edges: np.ndarray) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _resources(world: World, inv: np.ndarray, thr: np.ndarray) -> pd.DataFrame:
+def _resources(
+    world: World,
+    inv: np.ndarray,
+    thr: np.ndarray,
+    by_mapping: dict[int, LevelStats],
+    by_function: dict[int, LevelStats],
+) -> pd.DataFrame:
     """Per function, per mapping and per shard: what each did (for scenarios with several)."""
-    s = world.scenario
-    whole = bin_edges(s.duration, s.duration)
     rows: list[dict[str, Any]] = []
 
     def usage(
-        kind: str, name: str, mine: np.ndarray, throttled: np.ndarray, limit: int | None
+        kind: str, name: str, mine: np.ndarray, throttled: np.ndarray, limit: int | None, conc: LevelStats
     ) -> dict[str, Any]:
-        conc = level_stats(_concurrency(inv, mine), s.warmup, s.duration, whole)
         ages = inv[mine, ITERATOR_AGE]
         return {
             "kind": kind,
@@ -539,16 +587,18 @@ def _resources(world: World, inv: np.ndarray, thr: np.ndarray) -> pd.DataFrame:
 
     for name, fn in world.functions.items():
         mine = inv[:, FUNCTION] == fn.index
-        rows.append(usage("function", name, mine, thr[:, 1] == fn.index, fn.spec.reserved_concurrency))
+        limit = fn.spec.reserved_concurrency
+        rows.append(usage("function", name, mine, thr[:, 1] == fn.index, limit, by_function[fn.index]))
     for m in world.mappings:
         mine = inv[:, MAPPING] == m.index
-        limit = getattr(m.spec, "maximum_concurrency", None)
-        if limit is None and hasattr(m.spec, "parallelization_factor"):
-            limit = m.stream.shards * m.spec.parallelization_factor  # type: ignore[union-attr]
+        if isinstance(m, StreamMappingRuntime):
+            limit = m.stream.shards * m.spec.parallelization_factor
+        else:
+            limit = m.spec.maximum_concurrency
         label = mapping_label(m.index, m.spec.source, m.spec.function)
-        rows.append(usage("mapping", label, mine, thr[:, 2] == m.index, limit))
+        rows.append(usage("mapping", label, mine, thr[:, 2] == m.index, limit, by_mapping[m.index]))
     for m in world.stream_mappings:
-        samples = np.asarray(world.shard_backlog.get(m.index, []), dtype=float).reshape(-1, m.stream.shards)
+        samples = _shard_samples(world, m)
         for shard, (lo, hi) in enumerate(m.shard_rows):
             backlog = samples[:, shard] if samples.size else np.zeros(1)
             rows.append(

@@ -1,10 +1,10 @@
 """Observation: append-only event logs during a run, exact statistics after it.
 
 During a run the model only appends: one tuple per invocation, one ``(time, delta)`` per change of a
-level (concurrency, environments, pollers, backlog), one ``(time, value)`` per counter increment, or a
-whole numpy vector at once. Nothing is binned or averaged while the simulation runs. Afterwards the
-logs become exact step functions: time-weighted means (levels are averaged over time, not over
-samples), maxima, and 1-minute bins under CloudWatch's metric names.
+level (concurrency, environments, pollers, backlog), or a whole numpy vector at once. Nothing is
+binned or averaged while the simulation runs. Afterwards the logs become exact step functions:
+time-weighted means (levels are averaged over time, not over samples), maxima, and 1-minute bins
+under CloudWatch's metric names.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ class Level:
 
     Small changes (per batch, per invocation) are appended one by one or as short vectors. Changes
     of one per record are given as a whole sorted array with a sign (:meth:`add_sorted`): a source's
-    arrivals, say. Those are never merged or sorted with the rest, which keeps a run with tens of
-    millions of records cheap to observe (see :func:`level_stats`).
+    arrivals, say. While they only rise they are never merged with the rest, which keeps a run with
+    tens of millions of records cheap to observe; once some fall, one stable merge of the presorted
+    runs is cheaper (see :func:`level_stats`).
     """
 
     __slots__ = ("_d", "_sorted", "_t", "_vd", "_vt")
@@ -167,10 +168,10 @@ def bin_edges(end: float, bin_s: float) -> np.ndarray:
 def level_stats(level: Level, start: float, end: float, edges: np.ndarray) -> LevelStats:
     """Time-weighted mean over [start, end], maximum, and per-bin mean and maximum of a level.
 
-    Exact for a step function. Per-record sorted components are evaluated with binary searches
-    and prefix sums instead of being merged: between two small changes, components that only rise
-    keep the level rising, so its maxima lie just before or just after a small change, just before
-    a record that leaves (a component with sign -1), or just before a bin's end.
+    Exact for a step function. When every per-record component rises, they are evaluated with
+    binary searches and prefix sums instead of being merged: between two small changes the level
+    then only rises, so its maxima lie just before or just after a small change, or just before a
+    bin's end. When some fall (records leaving), everything is merged once (:func:`_folded`).
     """
     if any(sign < 0 for _, sign in level.sorted_parts):
         times, after = _folded(level)
@@ -214,12 +215,9 @@ def level_stats(level: Level, start: float, end: float, edges: np.ndarray) -> Le
     # Each candidate is (times, level there, side): a level just after changes at t belongs to the
     # bin holding t; one just before them (a left limit) to the bin holding the instant before t.
     candidates: list[tuple[np.ndarray, np.ndarray, Side]] = [(at_times, right, "right")]
-    if any(sign > 0 for _, sign in big):  # rising components: the level just before each change too
+    if big:  # rising components (only those stay unmerged): the level just before each change too
         before = np.concatenate([[0.0], after[last_at_time][:-1]]) + big_count(at_times, "left")
         candidates.append((at_times, before, "left"))
-    for at, sign in big:
-        if sign < 0:
-            candidates.append((at, _step_value(times, after, big, at, "left"), "left"))
     candidates.append((edges[:-1], _step_value(times, after, big, edges[:-1], "right"), "right"))
     nb = len(edges) - 1
     best = np.full(nb, -np.inf)

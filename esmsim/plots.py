@@ -14,7 +14,8 @@ def plot_run(result: RunResult) -> Figure:
     """The main time series of a run, one panel per question, minutes on the x axis.
 
     Panels: records in and out per second; latency p50 and p99; concurrency (maximum and mean per
-    minute, and the poller fleet); messages waiting, and records dead-lettered or expired.
+    minute, the SQS poller fleet, throttles); the backlog (SQS messages visible and in flight, stream
+    records not yet processed) and records dead-lettered, dropped or expired.
     """
     ts = result.timeseries
     minutes = ts["time_s"] / 60.0
@@ -39,24 +40,28 @@ def plot_run(result: RunResult) -> Figure:
     ax = axes[2]
     ax.plot(minutes, ts["ConcurrentExecutions"], label="ConcurrentExecutions (max)", color="tab:purple")
     ax.plot(minutes, ts["ConcurrencyMean"], label="concurrency (mean)", color="tab:purple", alpha=0.5)
-    ax.plot(minutes, ts["Pollers"], label="pollers", color="tab:orange", linestyle=":")
+    if ts["Pollers"].any():
+        ax.plot(minutes, ts["Pollers"], label="pollers", color="tab:orange", linestyle=":")
     throttles = ts["Throttles"]
     if throttles.sum() > 0:
         twin = ax.twinx()
-        twin.bar(minutes, throttles, width=0.8 / 1.0, alpha=0.3, color="tab:red", label="Throttles")
+        twin.bar(minutes, throttles, width=0.8, alpha=0.3, color="tab:red", label="Throttles")
         twin.set_ylabel("throttles/min")
     ax.set_ylabel("concurrency")
     ax.legend(loc="upper left")
 
     ax = axes[3]
-    ax.plot(
-        minutes, ts["ApproximateNumberOfMessagesVisible"], label="messages visible (mean)", color="tab:brown"
-    )
-    ax.plot(minutes, ts["ApproximateNumberOfMessagesNotVisible"], label="in flight (mean)", color="tab:cyan")
+    if result.scenario_has("sqs"):
+        visible = ts["ApproximateNumberOfMessagesVisible"]
+        ax.plot(minutes, visible, label="messages visible (mean)", color="tab:brown")
+        in_flight = ts["ApproximateNumberOfMessagesNotVisible"]
+        ax.plot(minutes, in_flight, label="in flight (mean)", color="tab:cyan")
+    if result.scenario_has("kinesis", "dynamodb"):
+        ax.plot(minutes, ts["StreamBacklog"], label="stream records not processed (mean)", color="tab:olive")
     lost = ts["RecordsDLQ"] + ts["RecordsExpired"] + ts["RecordsDropped"]
     if lost.sum() > 0:
         ax.plot(minutes, lost.cumsum(), label="dead-lettered, dropped or expired (total)", color="tab:red")
-    ax.set_ylabel("messages")
+    ax.set_ylabel("records")
     ax.set_xlabel("simulated time (min)")
     ax.legend(loc="upper left")
     for ax in axes:

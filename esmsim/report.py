@@ -137,16 +137,27 @@ def summary_lines(result: RunResult) -> list[str]:
         f"  cold starts         {_num(s['cold_starts'])}",
         "concurrency",
         f"  max {_num(s['concurrency_max'])}   mean {_num(s['concurrency_mean'])}   "
-        f"warm environments {_num(s['environments_mean'])}   pollers max {_num(s['pollers_max'])}",
-        "backlog (messages visible)",
+        f"warm environments {_num(s['environments_mean'])}"
+        + (f"   pollers max {_num(s['pollers_max'])}" if result.scenario_has("sqs") else ""),
+        "backlog (SQS messages visible + stream records not yet processed)",
         f"  max {_num(s['backlog_max'])}   mean {_num(s['backlog_mean'])}",
         "cost (us-east-1 list prices unless the scenario overrides them)",
         f"  this run            {_usd(s['cost_usd'])}  "
         f"(Lambda requests {_usd(s['cost_lambda_requests_usd'])}, "
         f"compute {_usd(s['cost_lambda_compute_usd'])}, source {_usd(s['cost_source_usd'])})",
         f"  per million records {_usd(s['cost_per_million_records_usd'])}",
-        f"  per month           {_usd(s['cost_per_month_usd'])}  (this traffic for 730 h)",
+        f"  per month           {_usd(s['cost_per_month_usd'])}  "
+        f"(this traffic for {result.scenario.pricing.month_hours:g} h)",
     ]
+    if result.scenario_has("kinesis", "dynamodb"):
+        streams = [
+            "streams",
+            f"  IteratorAge max {_seconds(s['iterator_age_max_s'])}   "
+            f"mean {_seconds(s['iterator_age_mean_s'])}   read throttles {_num(s['read_throttles'])}   "
+            f"write throttles {_num(s['write_throttles'])}",
+        ]
+        at = lines.index("cost (us-east-1 list prices unless the scenario overrides them)")
+        lines[at:at] = streams
     if result.warnings:
         lines += ["", "warnings", *(f"  {w}" for w in result.warnings)]
     return lines

@@ -23,10 +23,13 @@ def scenario_hash(scenario: Scenario) -> str:
 class RunResult:
     """One simulated run.
 
+    The four tables are empty for a run simulated with ``tables=False`` (as in sweeps).
+
     Attributes:
         summary: flat dict of the run's numbers (README.md's summary table lists the contract keys).
         timeseries: one row per simulated minute, columns named as CloudWatch names them.
-        resources: per function and per mapping counts.
+        resources: per function, per mapping and per shard: invocations, errors, throttles, cold
+            starts, concurrency, limits, iterator age; for shards records, backlog and read throttles.
         scenario: the resolved scenario that ran (every default filled in).
         seed: the seed of the run.
         replication: the replication index (random streams are per seed and replication).
@@ -54,6 +57,10 @@ class RunResult:
     warnings: tuple[str, ...] = field(default=())
     mapping_timeseries: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
     shard_timeseries: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+
+    def scenario_has(self, *source_types: str) -> bool:
+        """Whether the scenario has a source of one of these types (``sqs``, ``kinesis``, ``dynamodb``)."""
+        return any(source.type in source_types for source in self.scenario.sources.values())
 
     def provenance(self) -> dict[str, Any]:
         """What identifies this run: scenario name and hash, seed, replication, version, wall time."""

@@ -13,7 +13,9 @@ from esmsim.scenario.rules import check
 from esmsim.scenario.scenario import Scenario
 
 
-def simulate(scenario: Scenario, seed: int | None = None, replication: int = 0) -> RunResult:
+def simulate(
+    scenario: Scenario, seed: int | None = None, replication: int = 0, *, tables: bool = True
+) -> RunResult:
     """Run ``scenario`` once.
 
     Args:
@@ -22,6 +24,8 @@ def simulate(scenario: Scenario, seed: int | None = None, replication: int = 0) 
             ``pydantic.ValidationError`` (wrong types) or ``ScenarioError`` (AWS rules) naming the field.
         seed: overrides the scenario's seed.
         replication: which replication of the seed; each has independent random streams.
+        tables: build the time series and resource tables (False: summary and latency histogram
+            only, which is all a sweep keeps).
 
     Returns:
         The run's summary, time series and provenance. Same scenario, seed and replication give
@@ -35,7 +39,7 @@ def simulate(scenario: Scenario, seed: int | None = None, replication: int = 0) 
     world = build(scenario, Streams(seed, replication))
     world.start()
     world.run()
-    observed = observe(world)
+    observed = observe(world, tables=tables)
     warnings = tuple(issue.format() for issue in check(scenario) if issue.severity == "warning")
     return RunResult(
         summary=observed.summary,

@@ -211,10 +211,10 @@ def test_a_failing_run_is_recorded_and_the_sweep_goes_on(
 
     real = esmsim.run.simulate
 
-    def flaky(scenario: Scenario, seed: int | None = None, replication: int = 0) -> Any:
+    def flaky(scenario: Scenario, seed: int | None = None, replication: int = 0, **kwargs: Any) -> Any:
         if scenario.mappings[0].batch_size == 20 and scenario.functions["f"].memory_mb == 512:
             raise RuntimeError("boom")
-        return real(scenario, seed=seed, replication=replication)
+        return real(scenario, seed=seed, replication=replication, **kwargs)
 
     monkeypatch.setattr(esmsim.run, "simulate", flaky)
     path = write(tmp_path, tiny())

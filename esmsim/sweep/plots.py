@@ -150,6 +150,10 @@ def pareto_figure(
     return fig
 
 
+#: The figures a sweep draws, in the order they are reported.
+PLOT_FILES = ("latency.png", "cost.png", "pareto.png")
+
+
 def write_plots(table: pd.DataFrame, sweep: Sweep, points: list[Point], out: Path) -> list[Path]:
     """Draw latency.png, cost.png and pareto.png into ``out`` (atomically)."""
     keys = list(points[0].params) if points else []
@@ -158,13 +162,13 @@ def write_plots(table: pd.DataFrame, sweep: Sweep, points: list[Point], out: Pat
     if sweep.objective is not None:
         verdict = recommend(table, points, sweep.objective)
         recommended = verdict.point if verdict.met else None  # the closest miss is no recommendation
-    figures = {
-        "latency.png": latency_figure(table, x, series),
-        "cost.png": cost_figure(table, x, series),
-        "pareto.png": pareto_figure(table, points, recommended, sweep.objective),
-    }
+    figures = (
+        latency_figure(table, x, series),
+        cost_figure(table, x, series),
+        pareto_figure(table, points, recommended, sweep.objective),
+    )
     written = []
-    for name, figure in figures.items():
+    for name, figure in zip(PLOT_FILES, figures, strict=True):
         with atomic_write(out / name, "wb") as handle:
             figure.savefig(handle, format="png", dpi=110)
         written.append(out / name)

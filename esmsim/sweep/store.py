@@ -31,6 +31,8 @@ MANIFEST = "manifest.json"
 JOURNAL = "runs.jsonl"
 RUNS = "runs.parquet"
 AGGREGATE = "aggregate.parquet"
+#: The tables and manifest a sweep writes, in the order they are reported.
+OUTPUT_FILES = (RUNS, AGGREGATE, MANIFEST)
 
 
 def now_iso() -> str:
@@ -184,6 +186,17 @@ def runs_frame(records: dict[str, dict[str, Any]], points: list[Point], replicat
     for key in ALL_SUMMARY_KEYS:
         frame[key] = pd.to_numeric(frame[key], errors="coerce")
     return frame
+
+
+def export_csv(out: Path) -> list[Path]:
+    """CSV copies of a sweep directory's runs and aggregate tables (written atomically)."""
+    written = []
+    for name in (RUNS, AGGREGATE):
+        path = (out / name).with_suffix(".csv")
+        with atomic_write(path) as handle:
+            _uniform_columns(pd.read_parquet(out / name)).to_csv(handle, index=False)
+        written.append(path)
+    return written
 
 
 def _write_frame(frame: pd.DataFrame, path: Path, csv: bool) -> None:

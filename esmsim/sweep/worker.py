@@ -38,7 +38,7 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         scenario = Scenario.model_validate(task["scenario"])
-        result = simulate(scenario, seed=task["seed"], replication=task["replication"])
+        result = simulate(scenario, seed=task["seed"], replication=task["replication"], tables=False)
     except Exception as error:  # a failed run is recorded, the sweep goes on
         tb = "".join(traceback.format_exception(error)[-3:])
         return failure(task, error, wall_time_s=time.perf_counter() - started, tb=tb)
