@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+import esmsim
 from esmsim.cli import main
 from esmsim.keys import SUMMARY_KEYS
 from esmsim.scenario.reference import reference
@@ -134,6 +135,8 @@ def test_help_and_version(args: list[str]) -> None:
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0
     assert result.output
+    if args == ["--version"]:
+        assert esmsim.__version__ in result.output
 
 
 def test_readme_scenario_example_is_valid(tmp_path: Path) -> None:

@@ -144,16 +144,9 @@ def test_level_stats_match_brute_force(built: Built, window: tuple[float, float,
     exact_bin_max = [
         brute_max(events, edges[i], edges[i + 1], closed=i == last) for i in range(len(edges) - 1)
     ]
-    # A known bug (test_bin_max_counts_the_level_before_a_bin_edge_in_the_next_bin below) can charge
-    # the level just before a bin edge to the bin that starts there. Where that level is no higher than
-    # the bin's own maximum the bug cannot show, and the maxima must be exact; elsewhere they must lie
-    # between the truth and the truth with the level before the edge included.
-    with_left = [max(exact_bin_max[i], brute_value(events, edges[i], "left")) for i in range(len(edges) - 1)]
-    if with_left == exact_bin_max:
-        np.testing.assert_array_equal(stats.bin_max, exact_bin_max)
-    else:
-        assert np.all(stats.bin_max >= exact_bin_max)
-        assert np.all(stats.bin_max <= with_left)
+    # Exact, including where the level just before a bin edge is higher than anything inside the
+    # bin (it belongs to the bin before: test_bin_max_counts_the_level_before_a_bin_edge_in_the_next_bin).
+    np.testing.assert_array_equal(stats.bin_max, exact_bin_max)
 
 
 @settings(max_examples=200, deadline=None)
@@ -202,7 +195,7 @@ def test_bin_max_counts_the_level_before_a_bin_edge_in_the_next_bin() -> None:
     level.add(60.0, -1.0)
     stats = level_stats(level, 0.0, 120.0, bin_edges(120.0, 60.0))
     np.testing.assert_array_equal(stats.bin_mean, [0.5, 0.0])
-    np.testing.assert_array_equal(stats.bin_max, [1.0, 0.0])  # actual: [1, 1]
+    np.testing.assert_array_equal(stats.bin_max, [1.0, 0.0])  # (was [1, 1])
 
 
 def test_backlog_max_of_a_minute_that_starts_with_a_receive_emptying_the_queue() -> None:

@@ -30,7 +30,7 @@ from esmsim.model.traffic import cumulative_rate_at, rate_profile
 from esmsim.observe import Level
 from esmsim.run import simulate
 from esmsim.scenario.scenario import Scenario
-from tests.conftest import invocations, run_world, scenario
+from tests.conftest import assert_conserved, invocations, run_world, scenario
 
 #: Most records one example's traffic may offer (rate x duration), to keep an example fast.
 MAX_OFFERED = 2000
@@ -319,7 +319,9 @@ def summary_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 @given(sqs_scenarios())
 def test_conservation_of_records(s: Scenario) -> None:
     world = run_world(s)
-    summary = observe(world).summary  # raises ConservationError when the books do not balance
+    observed = observe(world)  # raises ConservationError when the books do not balance
+    summary = observed.summary
+    assert_conserved(world, summary, observed.timeseries)
     assert summary["records_in"] == (
         summary["records_succeeded"]
         + summary["records_dlq"]
@@ -681,7 +683,7 @@ def test_window_longer_than_the_visibility_timeout_keeps_records_causal() -> Non
 def test_provisioned_concurrency_of_unreserved_functions_fits_the_account() -> None:
     # Account limit 5 (nothing kept unreserved), two functions without reservations, each with 3
     # provisioned environments: 6 > 5. AWS rejects the second provisioned concurrency configuration;
-    # esmsim must either reject the scenario or keep concurrency within 5.
+    # esmsim must reject the scenario.
     fn = {"timeout": 10, "duration": "5s", "cold_start": "0s", "provisioned_concurrency": 3}
     queue = {"type": "sqs", "visibility_timeout": 60, "traffic": {"initial_backlog": 3}}
     raw = {
@@ -694,11 +696,9 @@ def test_provisioned_concurrency_of_unreserved_functions_fits_the_account() -> N
             {"source": "qb", "function": "b", "batch_size": 1},
         ],
     }
-    try:
-        s = Scenario.model_validate(raw)
-    except ScenarioError:
-        return  # rejected, as AWS does
-    assert simulate(s).summary["concurrency_max"] <= 5  # actual: 6
+    # Rejected, as AWS does (it was accepted and ran 6 at once).
+    with pytest.raises(ScenarioError, match="exceeds the unreserved concurrency available"):
+        Scenario.model_validate(raw)
 
 
 def test_batching_window_stops_before_the_message_that_would_pass_6_mb() -> None:

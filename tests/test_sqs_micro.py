@@ -11,9 +11,10 @@ import pytest
 
 from esmsim.model.function import ERROR, PARTIAL, SUCCESS, TIMEOUT
 from esmsim.model.records import DLQ, EXPIRED, SUCCEEDED
+from esmsim.model.sqs_queue import PAYLOAD_LIMIT_BYTES
 from esmsim.rng import Streams
 from esmsim.run import simulate
-from tests.conftest import invocations, run_world, scenario
+from tests.conftest import invocations, run_recording, run_world, scenario
 
 ONE_POLLER = {"initial": 1, "ceiling": 1, "min_pollers": 1, "idle_min_pollers": 1}
 
@@ -351,7 +352,8 @@ def test_payload_cap_limits_batches_of_large_messages() -> None:
 
 
 def test_batches_never_exceed_the_batch_size_when_the_payload_cap_could_bind() -> None:
-    # Sizes with a long tail make the 6 MB check necessary; it must never let a batch grow.
+    # Sizes with a long tail (median 100 KB: 50 of them make about 5 MB, with the tail more than
+    # 6 MB) make the 6 MB check necessary; it must never let a batch grow, and it must cut some.
     s = scenario(
         {
             "duration": 60,
@@ -359,19 +361,23 @@ def test_batches_never_exceed_the_batch_size_when_the_payload_cap_could_bind() -
                 "q": {
                     "traffic": {
                         "rate": "300/s",
-                        "record_size": {"dist": "lognormal", "median": "2KB", "p99": "400KB"},
+                        "record_size": {"dist": "lognormal", "median": "100KB", "p99": "400KB"},
                     }
                 }
             },
         },
         {"batch_size": 50, "batching_window": 1},
     )
-    world = run_world(s)
+    world, log = run_recording(s)
     inv = invocations(world)
     assert inv["records"].max() <= 50
-    # And every batch's payload stays within 6 MB.
     sizes = world.queues["q"].rec.size
-    assert sizes.max() * 50 > 6 * 1024 * 1024  # the cap could have bound
+    assert sizes.max() * 50 > PAYLOAD_LIMIT_BYTES  # the cap could have bound
+    # Every batch's payload (records plus their event metadata) stays within 6 MB.
+    overhead = s.mappings[0].record_overhead  # type: ignore[union-attr]
+    payloads = [float((sizes[rows] + overhead).sum()) for _, _, rows, _ in log]
+    assert max(payloads) <= PAYLOAD_LIMIT_BYTES
+    assert (inv["records"] < 50).any()  # and it did bind: some batches stopped short
 
 
 def test_initial_backlog_sent_before_time_zero_counts_its_wait_and_retention() -> None:

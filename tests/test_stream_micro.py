@@ -266,13 +266,22 @@ def test_a_poison_record_blocks_its_shard_until_it_expires() -> None:
 
 
 def test_iterator_age_is_send_time_minus_the_batch_last_record() -> None:
-    # Records at t = 1, 2, 3 (constant 1/s), one shard, 5 s window: the batch is sent when the
-    # window ends (5 s after the mapping's start) with the records of 1..5; its last record is 5 s
-    # old... IteratorAge = send time - arrival of the last record.
+    # Records at t = 1, 2, 3 (constant 1/s until the rate drops to 0 at 3.5), one shard, a 5 s
+    # window opened at 0: the batch is sent when the window ends, at 5, with the three records. Its
+    # last record was written at 3, so IteratorAge = send time - that record's arrival = 2 s.
     s = stream(
         {
             "duration": 5.5,
-            "sources": {"s": {"traffic": {"rate": "1/s", "pattern": "constant", "initial_backlog": 0}}},
+            "sources": {
+                "s": {
+                    "traffic": {
+                        "rate": "1/s",
+                        "pattern": "constant",
+                        "initial_backlog": 0,
+                        "schedule": [{"at": 3.5, "rate": 0}],
+                    }
+                }
+            },
         },
         {"batching_window": 5},
     )
@@ -281,6 +290,9 @@ def test_iterator_age_is_send_time_minus_the_batch_last_record() -> None:
     assert len(inv["start_at"]) == 1
     last = int(inv["records"][0]) - 1
     np.testing.assert_allclose(inv["iterator_age_s"], inv["start_at"] - world.streams["s"].accepted_at[last])
+    np.testing.assert_allclose(inv["start_at"], [5.0])
+    np.testing.assert_array_equal(inv["records"], [3])
+    np.testing.assert_allclose(inv["iterator_age_s"], [2.0])
 
 
 def test_two_consumers_share_a_shard_read_throughput() -> None:
