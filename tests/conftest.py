@@ -28,6 +28,10 @@ def stats_level(request: pytest.FixtureRequest) -> str:
     return str(request.config.getoption("--stats"))
 
 
+#: ``poller_scaling`` that pins an SQS mapping's fleet to one poller.
+ONE_POLLER: dict[str, Any] = {"initial": 1, "ceiling": 1, "min_pollers": 1, "idle_min_pollers": 1}
+
+
 def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     """Deep-merge ``extra`` into a copy of ``base`` (lists are replaced, dicts merged)."""
     out = copy.deepcopy(base)

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from esmsim import histogram
 from esmsim.observe import Counter, Level, bin_edges, binned_sum, level_stats
 from esmsim.run import simulate
-from tests.conftest import scenario
+from tests.conftest import ONE_POLLER, scenario
 
 # Times live on a quarter-second grid, so ties between changes, bin edges, start and end are common
 # and every sum below is exact in binary floating point.
@@ -202,14 +202,13 @@ def test_backlog_max_of_a_minute_that_starts_with_a_receive_emptying_the_queue()
     # Two messages wait at t=0; one poller, batch size 1, a 60 s function. The first message is
     # received at 0, the second at exactly 60, when the first invocation ends: from 60 on the queue
     # is empty, so minute 1 (60-120 s) has a mean and a maximum backlog of 0.
-    one_poller = {"initial": 1, "ceiling": 1, "min_pollers": 1, "idle_min_pollers": 1}
     s = scenario(
         {
             "duration": 180,
             "functions": {"f": {"duration": "60s", "timeout": 60}},
             "sources": {"q": {"visibility_timeout": 360, "traffic": {"initial_backlog": 2}}},
         },
-        {"batch_size": 1, "poller_scaling": one_poller},
+        {"batch_size": 1, "poller_scaling": ONE_POLLER},
     )
     ts = simulate(s).timeseries
     assert ts["Invocations"].tolist() == [1.0, 1.0, 0.0]

@@ -30,7 +30,7 @@ from esmsim.model.traffic import cumulative_rate_at, rate_profile
 from esmsim.observe import Level
 from esmsim.run import simulate
 from esmsim.scenario.scenario import Scenario
-from tests.conftest import assert_conserved, invocations, run_world, scenario
+from tests.conftest import ONE_POLLER, assert_conserved, invocations, run_world, scenario
 
 #: Most records one example's traffic may offer (rate x duration), to keep an example fast.
 MAX_OFFERED = 2000
@@ -601,8 +601,6 @@ def test_resolved_scenario_reloads_to_the_same_scenario(s: Scenario) -> None:
 
 
 # ------------------------------------------------------------------------------------------ regressions
-
-ONE_POLLER = {"initial": 1, "ceiling": 1, "min_pollers": 1, "idle_min_pollers": 1}
 
 
 def test_payload_cap_never_grows_a_batch_past_its_batch_size() -> None:

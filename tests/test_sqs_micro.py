@@ -14,9 +14,7 @@ from esmsim.model.records import DLQ, EXPIRED, SUCCEEDED
 from esmsim.model.sqs_queue import PAYLOAD_LIMIT_BYTES
 from esmsim.rng import Streams
 from esmsim.run import simulate
-from tests.conftest import invocations, run_recording, run_world, scenario
-
-ONE_POLLER = {"initial": 1, "ceiling": 1, "min_pollers": 1, "idle_min_pollers": 1}
+from tests.conftest import ONE_POLLER, invocations, run_recording, run_world, scenario
 
 
 def test_window_opens_at_first_record_and_flushes_at_its_end() -> None:

@@ -80,7 +80,7 @@ from esmsim.metrics import observe
 from esmsim.model.build import World
 from esmsim.model.records import SUCCEEDED
 from esmsim.scenario.scenario import Scenario
-from tests.conftest import invocations, run_world, scenario
+from tests.conftest import ONE_POLLER, invocations, run_world, scenario
 
 pytestmark = pytest.mark.statistical
 
@@ -384,7 +384,7 @@ def batching_scenario(lam: float, batch: int, window: int, duration: float, sing
         "record_overhead": 0,
     }
     if single:
-        mapping["poller_scaling"] = {"initial": 1, "ceiling": 1, "min_pollers": 1, "idle_min_pollers": 1}
+        mapping["poller_scaling"] = ONE_POLLER
     return scenario(
         {
             "name": f"window-{lam:g}-{batch}-{window}",
