@@ -38,6 +38,15 @@ class Account(Frozen):
         3000, ge=1, description="Initial burst (3,000 in us-east-1, us-west-2, eu-west-1)."
     )
     legacy_refill: PerSecond = Field(500 / 60, gt=0, description="Legacy refill, 500 environments a minute.")
+    invocation_rate_limit: PerSecond | None = Field(
+        None,
+        gt=0,
+        description=(
+            "Invocation requests the account accepts per second (any 1 s window), all functions together; "
+            "beyond it an invoke is throttled (FunctionInvocationRateLimitExceeded). Null: AWS's quota, "
+            "10 x concurrency_limit."
+        ),
+    )
     region: str = Field(
         "us-east-1", description="Informational; prices are us-east-1 unless `pricing` says otherwise."
     )
@@ -46,6 +55,13 @@ class Account(Frozen):
     @classmethod
     def _year_as_text(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @property
+    def invocation_rate(self) -> float:
+        """Invocation requests per second the account accepts (AWS: 10 x the concurrency quota)."""
+        if self.invocation_rate_limit is not None:
+            return self.invocation_rate_limit
+        return 10.0 * self.concurrency_limit
 
 
 class FunctionErrors(Frozen):
@@ -136,6 +152,13 @@ class Function(Frozen):
     )
     keep_alive: Seconds = Field(
         600.0, gt=0, description="Idle lifetime of a warm environment (undocumented by AWS: an assumption)."
+    )
+    reset_on_timeout: bool = Field(
+        True,
+        description=(
+            "A timed-out invocation resets its execution environment: the next invocation in it runs Init "
+            "again (a cold start). AWS documents the reset; false keeps the environment warm (what-if)."
+        ),
     )
     errors: FunctionErrors = Field(default_factory=FunctionErrors, description="How often it fails.")
     incidents: tuple[Incident, ...] = Field(
