@@ -1,4 +1,4 @@
-"""Cost arithmetic: pure functions of a run's invocation log, request counts and the price table.
+"""Cost arithmetic: pure functions of a run's billed durations, request counts and the price table.
 
 Lambda bills every invocation that ran (success or function error; throttles are free) one request
 plus memory x billed duration, rounded up to the billing granularity (1 ms), at the architecture's
@@ -13,11 +13,15 @@ Prices are first-tier list prices without free tiers: marginal cost.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from esmsim.scenario.pricing import Pricing
+from esmsim.scenario.scenario import Scenario
+from esmsim.scenario.mappings import StreamMapping
+from esmsim.scenario.sources import KinesisSource, SqsSource
 
 
 def billed_seconds(seconds: np.ndarray, granularity_ms: float) -> np.ndarray:
@@ -86,10 +90,14 @@ def kinesis_stream_usd(shards: int, retention_s: float, seconds: float, pricing:
     return hours * rate
 
 
-def kinesis_put_units_usd(sizes: np.ndarray, pricing: Pricing) -> float:
-    """Producers' PUT payload units: each record rounded up to 25 KB units."""
-    units = np.ceil(np.asarray(sizes) / pricing.kinesis_put_payload_unit_bytes).clip(min=1).sum()
-    return float(units) * pricing.kinesis_put_payload_unit_per_million_usd / 1e6
+def kinesis_put_units(sizes: np.ndarray, pricing: Pricing) -> float:
+    """Producers' PUT payload units of records of these sizes: each rounded up to 25 KB units."""
+    return float(np.ceil(np.asarray(sizes) / pricing.kinesis_put_payload_unit_bytes).clip(min=1).sum())
+
+
+def kinesis_put_units_usd(units: float, pricing: Pricing) -> float:
+    """Producers' PUT payload units, priced."""
+    return units * pricing.kinesis_put_payload_unit_per_million_usd / 1e6
 
 
 def efo_consumer_usd(shards: int, seconds: float, bytes_delivered: float, pricing: Pricing) -> float:
@@ -134,3 +142,53 @@ class CostBreakdown:
     def per_month(self, run_seconds: float, pricing: Pricing) -> float:
         """The run's cost scaled to a billing month (730 h by default) of the same traffic."""
         return self.total_usd * pricing.month_hours * 3600.0 / run_seconds
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a run used, as billed: the inputs of :func:`run_cost`."""
+
+    invocations: int
+    #: Per function (scenario order): billed seconds of on-demand and provisioned invocations,
+    #: without and with the INIT phase.
+    billed_s: np.ndarray
+    billed_init_s: np.ndarray
+    billed_provisioned_s: np.ndarray
+    billed_provisioned_init_s: np.ndarray
+    sqs_requests: float  # billed ReceiveMessage, DeleteMessageBatch and redrive requests
+    sqs_send_units: float  # producers' SendMessage requests (64 KB units)
+    kinesis_put_units: float  # producers' PUT payload units
+    efo_bytes: Mapping[int, float]  # per stream mapping with enhanced fan-out: bytes delivered
+    discarded_batches: Mapping[int, int]  # per stream mapping: batches sent to its destination
+
+
+def run_cost(scenario: Scenario, usage: Usage) -> CostBreakdown:
+    """A run's cost by part (docs/model.md §8)."""
+    pricing = scenario.pricing
+    compute = provisioned = 0.0
+    for i, spec in enumerate(scenario.functions.values()):
+        gb = spec.memory_mb / 1024.0
+        init = pricing.lambda_init_billed
+        on_demand_s = float((usage.billed_init_s if init else usage.billed_s)[i])
+        on_pc_s = float((usage.billed_provisioned_init_s if init else usage.billed_provisioned_s)[i])
+        compute += on_demand_s * gb * gb_second_rate(pricing, spec.architecture)
+        compute += on_pc_s * gb * gb_second_rate(pricing, spec.architecture, True)
+        provisioned += provisioned_concurrency_usd(
+            spec.provisioned_concurrency, spec.memory_mb, spec.architecture, scenario.duration, pricing
+        )
+    source = sqs_requests_usd(usage.sqs_requests, pricing)
+    producer = sqs_requests_usd(usage.sqs_send_units, pricing)
+    producer += kinesis_put_units_usd(usage.kinesis_put_units, pricing)
+    for stream in scenario.sources.values():
+        if isinstance(stream, KinesisSource):
+            source += kinesis_stream_usd(stream.shards, stream.retention, scenario.duration, pricing)
+    for i, mapping in enumerate(scenario.mappings):
+        stream = scenario.sources[mapping.source]
+        if not isinstance(mapping, StreamMapping) or isinstance(stream, SqsSource):
+            continue
+        if mapping.enhanced_fan_out:
+            bytes_delivered = usage.efo_bytes.get(i, 0.0)
+            source += efo_consumer_usd(stream.shards, scenario.duration, bytes_delivered, pricing)
+        if mapping.on_failure is not None:
+            source += destination_usd(mapping.on_failure.type, usage.discarded_batches.get(i, 0), pricing)
+    return CostBreakdown(lambda_requests_usd(usage.invocations, pricing), compute, provisioned, source, producer)

@@ -43,6 +43,17 @@ class RunResult:
             ShardBacklogMax): ``timeseries`` split by event source mapping.
         shard_timeseries: one row per stream mapping, shard and minute (``Backlog`` at the
             minute's end, ``ReadProvisionedThroughputExceeded``); empty without streams.
+        latency_method: how the summary's latency percentiles were computed (exact over every
+            record, or from the 1 % histogram once a run has too many records to keep).
+        invocations: a traced run's invocations, one row each (``start_s``, ``end_s``,
+            ``function``, ``mapping``, ``records``, ``bytes``, ``outcome``, ``environment``,
+            ``cold_start``, ``init_s``, ``run_s``, ``iterator_age_s``, ``shard``, ``lane``); empty
+            unless ``simulate(..., trace=True)``.
+        throttles: a traced run's throttled invokes (``time_s``, ``function``, ``mapping``,
+            ``reason`` as AWS names it); empty unless traced.
+        records: a traced run's records, one row per record and consumer (``source``,
+            ``consumer``, ``id``, ``sent_s``, ``done_s``, ``state``, ``receives``); empty unless
+            traced.
     """
 
     summary: dict[str, Any]
@@ -57,6 +68,10 @@ class RunResult:
     warnings: tuple[str, ...] = field(default=())
     mapping_timeseries: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
     shard_timeseries: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+    latency_method: str = "exact"
+    invocations: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+    throttles: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+    records: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
 
     def scenario_has(self, *source_types: str) -> bool:
         """Whether the scenario has a source of one of these types (``sqs``, ``kinesis``, ``dynamodb``)."""
@@ -77,6 +92,7 @@ class RunResult:
         """The summary with its provenance and the resolved scenario, ready for JSON."""
         return {
             "summary": self.summary,
+            "latency_method": self.latency_method,
             "provenance": self.provenance(),
             "warnings": list(self.warnings),
             "scenario": self.scenario.model_dump(mode="json", by_alias=True),

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import time
 
+import pandas as pd
+
 from esmsim._version import __version__
-from esmsim.metrics import observe
 from esmsim.model.build import build
+from esmsim.observe import resources, summary, timeseries
+from esmsim.observe import tables as event_tables
 from esmsim.result import RunResult
 from esmsim.rng import Streams
 from esmsim.scenario.rules import check
@@ -14,44 +18,61 @@ from esmsim.scenario.scenario import Scenario
 
 
 def simulate(
-    scenario: Scenario, seed: int | None = None, replication: int = 0, *, tables: bool = True
+    scenario: Scenario | str | os.PathLike[str],
+    seed: int | None = None,
+    replication: int = 0,
+    *,
+    tables: bool = True,
+    trace: bool = False,
 ) -> RunResult:
-    """Run ``scenario`` once.
+    """Run a scenario once.
 
     Args:
-        scenario: a scenario (``esmsim.load_scenario``, ``Scenario.model_validate`` or a
-            ``model_copy`` of one); it is validated again, so an invalid copy raises
-            ``pydantic.ValidationError`` (wrong types) or ``ScenarioError`` (AWS rules) naming the field.
+        scenario: a scenario (``esmsim.load_scenario``, ``Scenario.model_validate``), or the path of
+            a scenario file.
         seed: overrides the scenario's seed.
         replication: which replication of the seed; each has independent random streams.
         tables: build the time series and resource tables (False: summary and latency histogram
             only, which is all a sweep keeps).
+        trace: also keep every invocation, throttle and record outcome as tables
+            (``RunResult.invocations``, ``.throttles``, ``.records``); memory then grows with the
+            run's length, as the tables do.
 
     Returns:
         The run's summary, time series and provenance. Same scenario, seed and replication give
         identical results on any machine.
     """
-    # Validated again: a copy made with ``model_copy(update=...)`` skips pydantic's validation and
-    # the AWS rules, and a wrong value must fail here with its field name, not deep in the model.
-    scenario = Scenario.model_validate(scenario.model_dump(mode="json", by_alias=True, warnings=False))
+    if not isinstance(scenario, Scenario):
+        from esmsim.scenario.loader import load_scenario
+
+        scenario = load_scenario(scenario)
+    else:
+        # Validated again: a copy made with ``model_copy(update=...)`` skips pydantic's validation and
+        # the AWS rules, and a wrong value must fail here with its field name, not deep in the model.
+        scenario = Scenario.model_validate(scenario.model_dump(mode="json", by_alias=True, warnings=False))
     seed = scenario.seed if seed is None else seed
     started = time.perf_counter()
-    world = build(scenario, Streams(seed, replication))
+    world = build(scenario, Streams(seed, replication), trace=trace)
     world.start()
     world.run()
-    observed = observe(world, tables=tables)
-    warnings = tuple(issue.format() for issue in check(scenario) if issue.severity == "warning")
+    observed = world.recorder.close()
+    numbers, _ = summary.summary(scenario, observed)
+    empty = pd.DataFrame()
     return RunResult(
-        summary=observed.summary,
-        timeseries=observed.timeseries,
-        resources=observed.resources,
+        summary=numbers,
+        timeseries=timeseries.timeseries(scenario, observed) if tables else empty,
+        resources=resources.resources(scenario, observed) if tables else empty,
         scenario=scenario,
         seed=seed,
         replication=replication,
         version=__version__,
         wall_time_s=time.perf_counter() - started,
-        latency_histogram=observed.latency_histogram,
-        warnings=warnings,
-        mapping_timeseries=observed.mapping_timeseries,
-        shard_timeseries=observed.shard_timeseries,
+        latency_histogram=observed.outcomes.steady_histogram,
+        latency_method=summary.latency_method(observed),
+        warnings=tuple(issue.format() for issue in check(scenario) if issue.severity == "warning"),
+        mapping_timeseries=timeseries.mapping_timeseries(scenario, observed) if tables else empty,
+        shard_timeseries=timeseries.shard_timeseries(scenario, observed) if tables else empty,
+        invocations=event_tables.invocations(observed) if trace else empty,
+        throttles=event_tables.throttles(observed) if trace else empty,
+        records=event_tables.records(observed) if trace else empty,
     )

@@ -1,56 +1,97 @@
-"""Wire a scenario into a SimPy world: records, sources, functions, mappings on one environment."""
+"""Wire a scenario into a SimPy world: sources, functions, mappings and the recorder on one environment."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import simpy
 
+from esmsim.events import RecordState
 from esmsim.model.concurrency import AccountPool
 from esmsim.model.function import LambdaFunction
+from esmsim.model.invoke import Invoker
 from esmsim.model.sqs_mapping import SqsMappingRuntime
 from esmsim.model.sqs_queue import SqsQueue
 from esmsim.model.sqs_receive import SqsReceivers
 from esmsim.model.stream_mapping import StreamMappingRuntime
-from esmsim.model.stream_source import ShardReadLimits, StreamRecords, generate_stream_records
-from esmsim.model.traffic import generate_records
+from esmsim.model.stream_source import ShardLog, ShardReadLimits, StreamSource
+from esmsim.model.traffic import RecordFeed
+from esmsim.observe.outcomes import Consumer
+from esmsim.observe.recorder import Layout, Recorder
 from esmsim.rng import Streams
 from esmsim.scenario.mappings import SqsMapping, StreamMapping
 from esmsim.scenario.scenario import Scenario
 from esmsim.scenario.sources import SqsSource
 
-#: CloudWatch's metric period.
-SAMPLE_PERIOD_S = 60.0
+
+def mapping_label(index: int, source: str, function: str) -> str:
+    """How a mapping is named in tables: ``mappings[0]: queue -> function``."""
+    return f"mappings[{index}]: {source} -> {function}"
+
+
+def layout(scenario: Scenario) -> Layout:
+    """The recorder's names for a scenario's functions, mappings and record consumers."""
+    functions = tuple(scenario.functions)
+    labels = tuple(mapping_label(i, m.source, m.function) for i, m in enumerate(scenario.mappings))
+    consumers: list[Consumer] = []
+    for name, source in scenario.sources.items():
+        if isinstance(source, SqsSource):
+            consumers.append(Consumer(name, name, -1, "queue"))
+            continue
+        readers = [i for i, m in enumerate(scenario.mappings) if m.source == name]
+        consumers += [Consumer(labels[i], name, i, "stream") for i in readers]
+        if not readers:
+            consumers.append(Consumer(name, name, -1, "unread"))
+    return Layout(
+        functions=functions,
+        mappings=labels,
+        mapping_function=tuple(functions.index(m.function) for m in scenario.mappings),
+        consumers=tuple(consumers),
+        duration_s=scenario.duration,
+        warmup_s=scenario.warmup,
+        billing_granularity_ms=scenario.pricing.lambda_billing_granularity_ms,
+        horizon_s=horizon(scenario),
+    )
+
+
+def horizon(scenario: Scenario) -> float:
+    """How late the model may write a level change (see :mod:`esmsim.observe.levels`).
+
+    Lazily noticed changes (a message dealt to a collecting poller, an expiry noticed when a lane
+    wakes) come at the latest after a batching window, a scaler tick or a retry wait.
+    """
+    late = 0.0
+    for m in scenario.mappings:
+        late = max(late, m.batching_window, m.throttle_retry.maximum)
+        if isinstance(m, SqsMapping):
+            late = max(late, m.poller_scaling.tick)
+        else:
+            late = max(late, m.retry_backoff.maximum)
+    return 60.0 + late
 
 
 @dataclass
 class World:
-    """Everything a run simulates, and the logs it writes."""
+    """Everything a run simulates, and the recorder that observes it."""
 
     env: simpy.Environment
     scenario: Scenario
+    recorder: Recorder
     pool: AccountPool
     functions: dict[str, LambdaFunction]
     queues: dict[str, SqsQueue] = field(default_factory=dict)
     receivers: dict[str, SqsReceivers] = field(default_factory=dict)
-    streams: dict[str, StreamRecords] = field(default_factory=dict)
-    read_limits: dict[str, list[ShardReadLimits]] = field(default_factory=dict)
+    streams: dict[str, StreamSource] = field(default_factory=dict)
     mappings: list[SqsMappingRuntime | StreamMappingRuntime] = field(default_factory=list)
-    invocations: list[tuple[Any, ...]] = field(default_factory=list)
-    throttles: list[tuple[Any, ...]] = field(default_factory=list)
-    #: Per queue, the age of its oldest message at the end of each minute.
-    oldest_age: dict[str, list[float]] = field(default_factory=dict)
-    #: Per stream mapping (by index), records each shard has not processed, at the end of each minute.
-    shard_backlog: dict[int, list[np.ndarray]] = field(default_factory=dict)
-
-    @property
-    def sqs_mappings(self) -> list[SqsMappingRuntime]:
-        """The SQS mappings."""
-        return [m for m in self.mappings if isinstance(m, SqsMappingRuntime)]
+    #: One per source: generate the next block (given the time), its horizon, whether it is exhausted.
+    feeders: list[tuple[Callable[[float], None], Callable[[], float], Callable[[], bool]]] = field(
+        default_factory=list
+    )
+    #: Called once the run has ended, after the mappings closed their books.
+    finishers: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def stream_mappings(self) -> list[StreamMappingRuntime]:
@@ -58,104 +99,93 @@ class World:
         return [m for m in self.mappings if isinstance(m, StreamMappingRuntime)]
 
     def start(self) -> None:
-        """Start every mapping's processes and the per-minute sampler."""
+        """Generate the first traffic, start every mapping's processes and the recorder."""
+        for generate, horizon_of, exhausted in self.feeders:
+            self.env.process(self._feed(generate, horizon_of, exhausted))
         for mapping in self.mappings:
             mapping.start()
-        self.oldest_age = {name: [] for name in self.queues}
-        self.shard_backlog = {m.index: [] for m in self.stream_mappings}
-        self.env.process(self._sample_minutes())
+        for function in self.functions.values():
+            self.env.process(function.reaper(self.env))
+        self.recorder.start(self.env)
 
-    def _sample(self, now: float) -> None:
-        for name, queue in self.queues.items():
-            self.receivers[name].dispatch(now)
-            self.oldest_age[name].append(queue.oldest_age(now))
-        for m in self.stream_mappings:
-            self.shard_backlog[m.index].append(m.shard_backlog(now))
-
-    def _sample_minutes(self) -> Generator[simpy.Event, Any, None]:
-        """Gauges sampled once a minute (ApproximateAgeOfOldestMessage, per-shard backlog)."""
-        while True:
-            yield self.env.timeout(SAMPLE_PERIOD_S)
-            self._sample(self.env.now)
+    def _feed(
+        self, generate: Callable[[float], None], horizon_of: Callable[[], float], exhausted: Callable[[], bool]
+    ) -> Generator[simpy.Event, Any, None]:
+        """Keep at least one block of traffic generated beyond the present."""
+        env = self.env
+        generate(env.now)
+        while not exhausted():
+            before = horizon_of()
+            generate(env.now)
+            if exhausted():
+                return
+            # Wake when the older of the two blocks ahead begins to be consumed.
+            yield env.timeout(max(0.0, before - env.now))
 
     def run(self) -> None:
         """Simulate the scenario's duration and close the books."""
         end = self.scenario.duration
         self.env.run(until=end)
+        for generate, _, exhausted in self.feeders:  # the rest of the run's traffic, all waiting
+            while not exhausted():
+                generate(end)
         for receivers in self.receivers.values():
             receivers.finish(end)
         for queue in self.queues.values():
             queue.finish(end)
-        for function in self.functions.values():
-            function.finish(end)
         for mapping in self.stream_mappings:
             mapping.finish(end)
-        # SimPy stops before events at `until`: the last minute's sample is taken here.
-        bins = math.ceil(end / SAMPLE_PERIOD_S - 1e-9)
-        samples: list[list[Any]] = [*self.oldest_age.values(), *self.shard_backlog.values()]
-        for series in samples:
-            del series[bins:]
-        while any(len(series) < bins for series in samples):
-            self._sample(end)
+        for finish in self.finishers:
+            finish()
+        for function in self.functions.values():
+            function.environments.reap(end)
 
 
-def build(scenario: Scenario, streams: Streams) -> World:
+def build(scenario: Scenario, streams: Streams, *, trace: bool = False) -> World:
     """Create the world for one run of ``scenario`` with the run's random streams."""
     env = simpy.Environment()
+    recorder = Recorder(layout(scenario), trace=trace)
+    kinds = {s.type for s in scenario.sources.values()}
+    if "sqs" not in kinds:
+        recorder.share_level("backlog", "stream_backlog")
+    elif kinds == {"sqs"}:
+        recorder.share_level("backlog", "visible")
     reserved = sum(f.reserved_concurrency or 0 for f in scenario.functions.values())
     pc_unreserved = sum(
         f.provisioned_concurrency for f in scenario.functions.values() if f.reserved_concurrency is None
     )
     pool = AccountPool(scenario.account, reserved, pc_unreserved)
+    environments = recorder.level("environments")
     functions = {
-        name: LambdaFunction(name, i, spec, pool, streams)
+        name: LambdaFunction(name, i, spec, pool, streams, environments)
         for i, (name, spec) in enumerate(scenario.functions.items())
     }
-    world = World(env, scenario, pool, functions)
-    minutes = math.ceil(scenario.duration / SAMPLE_PERIOD_S - 1e-9)
+    world = World(env, scenario, recorder, pool, functions)
+    consumer_of = {(c.source, c.mapping): i for i, c in enumerate(recorder.layout.consumers)}
     for name, source in scenario.sources.items():
         readers = [m for m in scenario.mappings if m.source == name]
         poison = any(scenario.functions[m.function].errors.poison_record_rate > 0 for m in readers)
         if isinstance(source, SqsSource):
-            sqs_readers = [m for m in readers if isinstance(m, SqsMapping)]
-            records = generate_records(
-                source.traffic, scenario.duration, streams, name, source.max_message_size, draws=poison
-            )
-            queue = SqsQueue(
-                name,
-                records,
-                visibility_timeout_s=source.visibility_timeout,
-                retention_s=source.retention,
-                max_receive_count=source.max_receive_count,
-                delivery_delay_s=source.delivery_delay,
-                chunk_bytes=scenario.pricing.sqs_request_chunk_bytes,
-                record_overhead=max((m.record_overhead for m in sqs_readers), default=0.0),
-                minutes=minutes,
-            )
-            world.queues[name] = queue
-            single = any(m.single_poller_batching for m in sqs_readers)
-            world.receivers[name] = SqsReceivers(env, queue, single_poller=single)
-        else:
-            world.streams[name] = generate_stream_records(
-                source, scenario.duration, streams, name, draws=poison
-            )
-            world.read_limits[name] = [
-                ShardReadLimits(source.read_calls_per_second, source.read_bytes_per_second)
-                for _ in range(source.shards)
-            ]
+            _queue(world, name, source, [m for m in readers if isinstance(m, SqsMapping)], poison, streams)
+            continue
+        stream = StreamSource(
+            name, source, scenario.duration, streams, recorder, scenario.pricing, draws=poison
+        )
+        world.streams[name] = stream
+        world.feeders.append((stream.next_block, lambda s=stream: s.horizon, lambda s=stream: s.exhausted))
+        if not readers:
+            _unread(world, stream, consumer_of[(name, -1)])
+    limits = {
+        name: [ShardReadLimits(s.spec.read_calls_per_second, s.spec.read_bytes_per_second) for _ in s.shards]
+        for name, s in world.streams.items()
+    }
     for i, spec in enumerate(scenario.mappings):
         function = functions[spec.function]
+        invoker = Invoker(env, function, i, recorder, spec.throttle_retry, spec.report_batch_item_failures)
         if isinstance(spec, SqsMapping):
             world.mappings.append(
                 SqsMappingRuntime(
-                    env,
-                    i,
-                    spec,
-                    world.queues[spec.source],
-                    world.receivers[spec.source],
-                    function,
-                    world.invocations,
-                    world.throttles,
+                    env, i, spec, world.queues[spec.source], world.receivers[spec.source], invoker, recorder
                 )
             )
         else:
@@ -164,13 +194,81 @@ def build(scenario: Scenario, streams: Streams) -> World:
                 StreamMappingRuntime(
                     env,
                     i,
+                    recorder.layout.mappings[i],
                     spec,
                     world.streams[spec.source],
-                    world.read_limits[spec.source],
-                    function,
-                    world.invocations,
-                    world.throttles,
+                    limits[spec.source],
+                    invoker,
+                    recorder,
+                    consumer_of[(spec.source, i)],
                     streams,
                 )
             )
     return world
+
+
+def _queue(
+    world: World, name: str, source: SqsSource, readers: list[SqsMapping], poison: bool, streams: Streams
+) -> None:
+    """An SQS queue, its waiting pollers and its traffic."""
+    scenario = world.scenario
+    recorder = world.recorder
+    overhead = max((m.record_overhead for m in readers), default=0.0)
+    queue = SqsQueue(
+        name,
+        recorder.layout.consumers.index(Consumer(name, name, -1, "queue")),
+        recorder,
+        visibility_timeout_s=source.visibility_timeout,
+        retention_s=source.retention,
+        max_receive_count=source.max_receive_count,
+        delivery_delay_s=source.delivery_delay,
+        chunk_bytes=scenario.pricing.sqs_request_chunk_bytes,
+        record_overhead=overhead,
+        draws=poison,
+    )
+    world.queues[name] = queue
+    recorder.gauge("oldest_age", name, queue.oldest_age)
+    biggest = min(source.traffic.record_size.upper_bound(), source.max_message_size) + overhead
+    single = any(m.single_poller_batching for m in readers)
+    receivers = SqsReceivers(world.env, queue, biggest, single_poller=single)
+    world.receivers[name] = receivers
+    feed = RecordFeed(
+        source.traffic, scenario.duration, streams, name, source.max_message_size, draws=poison
+    )
+
+    def generate(now: float) -> None:
+        queue.extend(feed.next_block())
+        receivers.on_extend(now)
+
+    world.feeders.append((generate, lambda: feed.horizon, lambda: feed.exhausted))
+
+
+def _unread(world: World, stream: StreamSource, consumer: int) -> None:
+    """A stream nobody reads: its records wait until retention removes them."""
+    outcomes = world.recorder.outcomes
+    end = world.scenario.duration
+    retention = stream.retention_s
+    left = [0]  # records still in the stream at the end (columns kept only when tracing)
+    kept: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def on_rows(log: ShardLog, start: int, stop: int) -> None:
+        fifo = log.fifo
+        sent = fifo.column("sent_at", start, stop)
+        expiry = fifo.column("accepted_at", start, stop) + retention
+        outcomes.arrived(consumer, stop - start)
+        gone = expiry <= end
+        ids = np.arange(start, stop)
+        outcomes.ended(consumer, sent[gone], expiry[gone], RecordState.EXPIRED, ids=ids[gone])
+        left[0] += int(np.count_nonzero(~gone))
+        if outcomes.tracing:
+            kept.append((sent[~gone].copy(), ids[~gone]))
+
+    def at_end() -> None:
+        if kept:
+            for sent, ids in kept:
+                outcomes.census(consumer, sent, RecordState.WAITING, ids=ids)
+        else:
+            outcomes.census_count(consumer, RecordState.WAITING, left[0])
+
+    stream.subscribe(on_rows)
+    world.finishers.append(at_end)

@@ -1,23 +1,16 @@
-"""Account-level concurrency: the unreserved pool and the scaling-rate buckets (docs/model.md §6).
+"""Account-level limits: the unreserved pool, the scaling-rate buckets and the invoke rate quota.
 
-Limits here change during a run only through their owners (a function's in-use count, the bucket's
-tokens), so plain counters serve; no ``simpy.Resource`` is involved. Acquiring never waits: AWS
-answers an invoke that exceeds a limit with a 429 at once, and the caller decides how to retry.
+Limits here change during a run only through their owners (a function's in-use count, a bucket's
+tokens), so plain counters serve; no ``simpy.Resource`` is involved. Admission never waits: AWS
+answers an invoke that exceeds a limit with a 429 at once, and the caller decides how to retry
+(docs/model.md §6).
 """
 
 from __future__ import annotations
 
-from esmsim.scenario.functions import Account
+import math
 
-# Why an invoke was throttled (a 429), in the order they are checked.
-RESERVED_LIMIT = 1  # ReservedFunctionConcurrentInvocationLimitExceeded
-ACCOUNT_LIMIT = 2  # ConcurrentInvocationLimitExceeded
-SCALING_RATE = 3  # the function (or, legacy, the account) may not add environments this fast
-THROTTLE_REASONS = {
-    RESERVED_LIMIT: "ReservedFunctionConcurrentInvocationLimitExceeded",
-    ACCOUNT_LIMIT: "ConcurrentInvocationLimitExceeded",
-    SCALING_RATE: "ScalingRateExceeded",
-}
+from esmsim.scenario.functions import Account
 
 
 class TokenBucket:
@@ -46,8 +39,38 @@ class TokenBucket:
         return False
 
 
+class RateWindow:
+    """At most ``limit`` admissions in any window of ``window_s`` seconds (a sliding window).
+
+    AWS's invocation quota is a request rate (10 x the account's concurrency per second). A token
+    bucket would let twice the rate through in the second after an idle spell; a sliding window
+    never does: an admission is refused while the ``limit``-th most recent one lies within the
+    last ``window_s``.
+    """
+
+    __slots__ = ("_i", "_ring", "window_s")
+
+    def __init__(self, limit: float, window_s: float = 1.0) -> None:
+        self._ring = [-math.inf] * max(1, int(limit))  # the last `limit` admission times, oldest at _i
+        self._i = 0
+        self.window_s = window_s
+
+    def allows(self, now: float) -> bool:
+        """Whether an admission at ``now`` stays within the limit (nothing is spent)."""
+        return self._ring[self._i] <= now - self.window_s
+
+    def admit(self, now: float) -> None:
+        """Count an admission at ``now`` (after :meth:`allows` said yes)."""
+        ring = self._ring
+        i = self._i
+        ring[i] = now
+        i += 1
+        self._i = 0 if i == len(ring) else i
+
+
 class AccountPool:
-    """What all functions of the account share: unreserved concurrency, and the legacy burst bucket."""
+    """What all functions of the account share: unreserved concurrency, the invoke rate quota and
+    (before November 2023) the burst bucket."""
 
     def __init__(self, account: Account, reserved_total: int, provisioned_unreserved: int) -> None:
         self.limit = account.concurrency_limit
@@ -58,6 +81,7 @@ class AccountPool:
         self.legacy_bucket = (
             TokenBucket(account.legacy_burst, account.legacy_refill) if account.scaling == "legacy" else None
         )
+        self.rate = RateWindow(account.invocation_rate)
         self.account = account
 
     def function_bucket(self) -> TokenBucket | None:

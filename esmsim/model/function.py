@@ -1,58 +1,39 @@
-"""A Lambda function: concurrency, execution environments, durations and failures.
+"""A Lambda function: how long an invocation runs and how it ends.
 
-An invocation first acquires concurrency (never waiting: a limit answers 429 at once), then an
-execution environment: a free provisioned one, else the most recently used warm one, else a new one
-(a cold start, which the scaling-rate bucket must allow). Its outcome and duration are decided when
-it starts, as values (design rule 4); the caller spends one SimPy timeout on it.
+Its outcome and duration are decided when the invocation starts, as values (design rule 4): the
+caller spends one SimPy timeout on it. Admission (concurrency, the invoke rate, environments) is
+:class:`esmsim.model.lambda_env.Environments`'s; the two meet in :mod:`esmsim.model.invoke`.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections.abc import Generator
+from typing import Any
 
 import numpy as np
+import simpy
 
 from esmsim.dists import Sampler, UniformSource
-from esmsim.model.concurrency import ACCOUNT_LIMIT, RESERVED_LIMIT, SCALING_RATE, AccountPool
-from esmsim.model.records import Ids, RecordTable
-from esmsim.observe import Level
+from esmsim.events import COLD_KINDS, Outcome
+from esmsim.model.concurrency import AccountPool
+from esmsim.model.lambda_env import Environments
+from esmsim.observe.levels import BinnedLevel
 from esmsim.rng import Streams
 from esmsim.scenario.functions import Function
 
-# Invocation outcomes.
-SUCCESS = 0  # every record processed
-PARTIAL = 1  # the handler reported batch item failures: a successful invocation to Lambda
-ERROR = 2  # the handler threw: a function error, the whole batch fails
-TIMEOUT = 3  # the handler ran past the function timeout: a function error
-OUTCOME_NAMES = ("success", "partial", "error", "timeout")
-
-# Execution environment an invocation ran in.
-WARM = 0
-COLD = 1
-PROVISIONED = 2
+_SUCCESS, _PARTIAL, _ERROR, _TIMEOUT = (int(o) for o in Outcome)
 
 
 class LambdaFunction:
-    """State of one function: busy and idle environments, concurrency in use, random streams."""
+    """One function: its environments and the random streams that decide its invocations."""
 
-    def __init__(self, name: str, index: int, spec: Function, pool: AccountPool, streams: Streams) -> None:
+    def __init__(
+        self, name: str, index: int, spec: Function, pool: AccountPool, streams: Streams, level: BinnedLevel
+    ) -> None:
         self.name = name
         self.index = index
         self.spec = spec
-        self.pool = pool
-        self.reserved = spec.reserved_concurrency
-        pc = spec.provisioned_concurrency
-        self.pc_free = pc
-        # On-demand environments may not use the slots provisioned concurrency holds.
-        self.on_demand_cap = None if self.reserved is None else self.reserved - pc
-        self.on_demand_in_use = 0
-        self.idle: deque[float] = deque()  # idle-since times of warm on-demand environments, oldest first
-        self.bucket = pool.function_bucket()
-        # Concurrency itself is read off the invocation log afterwards; environments live longer.
-        self.environments = Level()
-        if pc:
-            self.environments.add(0.0, pc)
-        self.keep_alive_s = spec.keep_alive
+        self.environments = Environments(spec, pool, level)
         self.timeout_s = spec.timeout
         self.per_record_s = spec.per_record
         self.cpu_factor = spec.cpu_factor
@@ -65,53 +46,12 @@ class LambdaFunction:
         self.poison_rate = spec.errors.poison_record_rate
         self.incidents = tuple((i.start, i.end, i) for i in spec.incidents)
 
-    # ------------------------------------------------------------------ concurrency and environments
-    def acquire(self, now: float) -> int:
-        """Start an invocation: the environment kind (>= 0), or minus a throttle reason."""
-        if self.pc_free:
-            self.pc_free -= 1
-            return PROVISIONED
-        pool = self.pool
-        if self.on_demand_cap is not None:
-            if self.on_demand_in_use >= self.on_demand_cap:
-                return -RESERVED_LIMIT
-        elif pool.unreserved_in_use >= pool.unreserved_limit:
-            return -ACCOUNT_LIMIT
-        idle = self.idle
-        keep = self.keep_alive_s
-        while idle and idle[0] + keep <= now:
-            self.environments.add(idle.popleft() + keep, -1)
-        if idle:
-            idle.pop()
-            kind = WARM
-        else:
-            bucket = self.bucket or pool.legacy_bucket
-            if bucket is not None and not bucket.take(now):
-                return -SCALING_RATE
-            self.environments.add(now, 1)
-            kind = COLD
-        self.on_demand_in_use += 1
-        if self.on_demand_cap is None:
-            pool.unreserved_in_use += 1
-        return kind
+    def reaper(self, env: simpy.Environment, every_s: float = 60.0) -> Generator[simpy.Event, Any, None]:
+        """Retire expired idle environments at least every ``every_s`` (see lambda_env)."""
+        while True:
+            yield env.timeout(every_s)
+            self.environments.reap(env.now)
 
-    def release(self, now: float, kind: int) -> None:
-        """End an invocation: its environment goes back to the warm pool."""
-        if kind == PROVISIONED:
-            self.pc_free += 1
-            return
-        self.on_demand_in_use -= 1
-        if self.on_demand_cap is None:
-            self.pool.unreserved_in_use -= 1
-        self.idle.append(now)
-
-    def finish(self, end: float) -> None:
-        """Retire environments whose idle lifetime ended before the end of the run."""
-        keep = self.keep_alive_s
-        while self.idle and self.idle[0] + keep <= end:
-            self.environments.add(self.idle.popleft() + keep, -1)
-
-    # ------------------------------------------------------------------ what an invocation does
     def conditions(self, now: float) -> tuple[float, float, float]:
         """Duration multiplier, invocation error rate and record error rate in effect at ``now``."""
         multiplier, error_rate, record_rate = 1.0, self.error_rate, self.record_error_rate
@@ -125,30 +65,31 @@ class LambdaFunction:
         return multiplier, error_rate, record_rate
 
     def plan(
-        self, now: float, kind: int, n: int, ids: Ids, records: RecordTable, item_failures: bool
+        self, now: float, kind: int, n: int, draws: np.ndarray | None, item_failures: bool
     ) -> tuple[float, float, int, np.ndarray | None]:
-        """Decide an invocation: ``(init_s, run_s, outcome, failed)``.
+        """Decide an invocation of ``n`` records: ``(init_s, run_s, outcome, failed)``.
 
-        ``failed`` is a boolean mask over the batch for a PARTIAL outcome (records reported in
-        ``batchItemFailures``), else None. Poison records fail every time; transient record errors
-        and invocation errors are drawn from the function's own streams.
+        ``draws`` are the records' poison draws (a record is poison for this function when its
+        draw is below the poison rate). ``failed`` is a boolean mask over the batch for a PARTIAL
+        outcome (the records reported in ``batchItemFailures``), else None. Poison records fail
+        every time; transient record errors and invocation errors come from the function's streams.
         """
-        init_s = self.inits.next() if kind == COLD else 0.0
+        init_s = self.inits.next() if kind in COLD_KINDS else 0.0
         if self.incidents:
             multiplier, error_rate, record_rate = self.conditions(now)
         else:
             multiplier, error_rate, record_rate = 1.0, self.error_rate, self.record_error_rate
         run_s = (self.durations.next() + self.per_record_s * n) * self.cpu_factor * multiplier
         if run_s > self.timeout_s:
-            return init_s, self.timeout_s, TIMEOUT, None
+            return init_s, self.timeout_s, _TIMEOUT, None
         if error_rate and self.uniforms.next() < error_rate:
-            return init_s, run_s, ERROR, None
+            return init_s, run_s, _ERROR, None
         failed = None
-        if self.poison_rate and records.draw is not None:
-            failed = records.draw[ids] < self.poison_rate
+        if self.poison_rate and draws is not None:
+            failed = draws < self.poison_rate
         if record_rate:
             transient = self.record_rng.random(n) < record_rate
             failed = transient if failed is None else failed | transient
         if failed is not None and failed.any():
-            return (init_s, run_s, PARTIAL, failed) if item_failures else (init_s, run_s, ERROR, None)
-        return init_s, run_s, SUCCESS, None
+            return (init_s, run_s, _PARTIAL, failed) if item_failures else (init_s, run_s, _ERROR, None)
+        return init_s, run_s, _SUCCESS, None

@@ -1,9 +1,14 @@
-"""Records as columns of numpy arrays: what a source holds, never SimPy processes.
+"""Records as columns of numpy arrays, held only while they are in the system.
 
-A record is a row index into a :class:`RecordTable`. Batches are ``slice`` objects (contiguous or
-strided runs of rows, which index numpy arrays as views) or integer index arrays. Per-record outcome
-columns (``state``, ``done_at``) are written with one vectorised assignment per
-batch, so a batch of 10,000 records costs about what a batch of one costs.
+A record is never a SimPy process, nor a Python object: it is a row of a few numpy columns (when it
+was sent, its size, its poison draw ...). A :class:`RecordFifo` holds a source's records in arrival
+order, addressed by a position that counts from the start of the run and never changes. Records
+are appended a block at a time as traffic is generated, and dropped from the front once nobody
+needs them: memory follows the records in the system (backlog and in flight), not the length of
+the run.
+
+Arrays are replaced, never modified in place, when the FIFO grows or compacts, so a view taken of
+a range (a batch being invoked) stays a valid snapshot for as long as it is held.
 """
 
 from __future__ import annotations
@@ -12,19 +17,8 @@ from typing import TypeAlias
 
 import numpy as np
 
-#: A batch or part of one: a slice of rows, or an array of row indices.
+#: A batch or part of one: a slice of positions, or an array of positions.
 Ids: TypeAlias = slice | np.ndarray
-
-# Record states. A record ends in exactly one of SUCCEEDED, DLQ, DROPPED, EXPIRED, or is still
-# WAITING / IN_FLIGHT when the run ends: that is the conservation law every run checks.
-WAITING = 0
-IN_FLIGHT = 1
-SUCCEEDED = 2
-DLQ = 3
-DROPPED = 4
-EXPIRED = 5
-
-STATE_NAMES = ("waiting", "in_flight", "succeeded", "dlq", "dropped", "expired")
 
 
 def count(ids: Ids) -> int:
@@ -35,45 +29,70 @@ def count(ids: Ids) -> int:
     return int(ids.shape[0])
 
 
-def as_array(parts: list[Ids]) -> Ids:
-    """Merge batch parts into one index (a single part is returned unchanged)."""
-    if len(parts) == 1:
-        return parts[0]
-    return np.concatenate(
-        [np.arange(p.start, p.stop, p.step or 1) if isinstance(p, slice) else p for p in parts]
-    )
+class RecordFifo:
+    """Columns of records in arrival order; positions ``[low, top)`` are held.
 
-
-class RecordTable:
-    """Columns for every record a source receives during a run.
-
-    ``arrival_at`` is when a producer sent the record (sorted), ``size`` its payload in bytes and
-    ``draw`` a uniform number fixed at arrival that decides whether it is a poison record for a given
-    function (a record is poison for a function whose poison rate exceeds its draw), so every sweep
-    point sees the same poison records; it is None when no function has poison records.
-    ``done_at`` holds when a record reached its final state and is meaningful only for finished rows
-    (``state >= SUCCEEDED``); unfinished rows hold 0.
+    ``arrays[name][pos - base]`` is column ``name`` of the record at position ``pos``.
     """
 
-    __slots__ = ("arrival_at", "dealt", "done_at", "draw", "retries", "size", "state")
+    __slots__ = ("_capacity", "arrays", "base", "low", "top")
 
-    def __init__(self, arrival_at: np.ndarray, size: np.ndarray, draw: np.ndarray | None) -> None:
-        n = arrival_at.shape[0]
-        self.arrival_at = arrival_at
-        self.size = size
-        self.draw = draw
-        self.state = np.zeros(n, dtype=np.int8)
-        #: Receives that ended without a delete (the message's ApproximateReceiveCount is one more
-        #: while it is in flight). Only touched when a batch fails, never on the success path.
-        self.retries = np.zeros(n, dtype=np.int32)
-        self.done_at = np.zeros(n)  # zeroed pages cost nothing until written
-        #: Received the moment it arrived, by a poller that was waiting for it (never visible).
-        self.dealt = np.zeros(n, dtype=bool)
+    def __init__(self, dtypes: dict[str, type | np.dtype]) -> None:
+        self.arrays: dict[str, np.ndarray] = {name: np.empty(0, dtype=dt) for name, dt in dtypes.items()}
+        self.base = 0  # position of index 0 of the arrays
+        self.low = 0  # first position still held
+        self.top = 0  # one past the last position
+        self._capacity = 0
 
     def __len__(self) -> int:
-        return int(self.arrival_at.shape[0])
+        return self.top - self.low
 
-    def state_counts(self) -> dict[str, int]:
-        """How many records are in each state."""
-        counts = np.bincount(self.state, minlength=len(STATE_NAMES))
-        return {name: int(counts[i]) for i, name in enumerate(STATE_NAMES)}
+    def append(self, columns: dict[str, np.ndarray]) -> None:
+        """Add records at the end (every column, same length)."""
+        n = next(iter(columns.values())).shape[0]
+        if n == 0:
+            return
+        live = self.top - self.low
+        if self.top - self.base + n > self._capacity:
+            # Compact (drop what was released) and grow; amortised O(1) per record.
+            capacity = max(2 * (live + n), 1024)
+            start = self.low - self.base
+            for name, array in self.arrays.items():
+                fresh = np.empty(capacity, dtype=array.dtype)
+                fresh[:live] = array[start : start + live]
+                self.arrays[name] = fresh
+            self.base = self.low
+            self._capacity = capacity
+        at = self.top - self.base
+        for name, array in self.arrays.items():
+            array[at : at + n] = columns[name]
+        self.top += n
+
+    def drop_before(self, position: int) -> None:
+        """Release every record before ``position`` (its memory is reclaimed at a later append)."""
+        self.low = max(self.low, min(position, self.top))
+
+    def column(self, name: str, start: int, stop: int, step: int = 1) -> np.ndarray:
+        """A view of column ``name`` for positions ``[start, stop)`` (every ``step``-th)."""
+        base = self.base
+        return self.arrays[name][start - base : stop - base : step]
+
+    def at(self, name: str, position: int) -> float:
+        """One value of column ``name``."""
+        return float(self.arrays[name][position - self.base])
+
+    def gather(self, name: str, ids: Ids) -> np.ndarray:
+        """Column ``name`` of a batch part (a view for a slice, a copy for an index array)."""
+        if isinstance(ids, slice):
+            return self.column(name, ids.start, ids.stop, ids.step or 1)
+        return self.arrays[name][ids - self.base]
+
+    def search(self, name: str, value: float, side: str = "right", start: int | None = None) -> int:
+        """Position of the first record from ``start`` (default: ``low``) with ``name`` above ``value``.
+
+        With ``side="left"``: at or above. The column must be sorted over the held range.
+        """
+        base = self.base
+        lo = (self.low if start is None else start) - base
+        array = self.arrays[name][lo : self.top - base]
+        return base + lo + int(array.searchsorted(value, side=side))  # type: ignore[call-overload]

@@ -1,12 +1,13 @@
 """An SQS standard queue: visible messages, in-flight batches, visibility timeouts, DLQ, retention.
 
-Messages are rows of a :class:`RecordTable`. Fresh messages are the rows from ``head`` on, visible
-from their arrival (plus the queue's delivery delay). A receive takes a slice of rows; the batch it
-forms carries its visibility deadline. Success deletes the rows. Anything not deleted when the
-deadline passes becomes visible again (or goes to the DLQ once it has been received
-``max_receive_count`` times, or expires once older than the retention period). All of this happens
-lazily, when somebody next looks at the queue, with timestamps exact to the event: no SimPy event
-is spent on a message.
+Fresh messages (never received) are rows of a :class:`RecordFifo`, from ``head`` on, visible from
+their arrival plus the queue's delivery delay; they are generated a block at a time as the run
+advances. A receive takes a slice of them; the batch it forms carries its messages' columns with
+it (:class:`Messages`), so the FIFO drops rows as soon as no poller holds them. Success deletes a
+batch's messages; anything not deleted when its deadline passes becomes visible again (or goes to
+the DLQ once received ``max_receive_count`` times, or expires once older than the retention
+period). All of this happens lazily, when somebody next looks at the queue, with timestamps exact
+to the event: no SimPy event is spent on a message.
 
 Visible messages are received oldest first: redelivered ones (which were received before any
 message still waiting) ahead of fresh ones. Waiting pollers (long polls, batching windows) live in
@@ -16,69 +17,133 @@ message still waiting) ahead of fresh ones. Waiting pollers (long polls, batchin
 from __future__ import annotations
 
 import heapq
-import itertools
 import math
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 
-from esmsim.model.records import DLQ, EXPIRED, SUCCEEDED, Ids, RecordTable, as_array, count
-from esmsim.observe import Level
+from esmsim.events import RecordState
+from esmsim.model.invoke import fit_payload
+from esmsim.model.records import Ids, RecordFifo
+from esmsim.observe.recorder import Recorder
 
-#: Lambda's synchronous invocation payload limit, which caps a batch (docs/model.md §3).
-PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
 #: Messages per DeleteMessageBatch / ReceiveMessage call.
 SQS_BATCH_API_MAX = 10
 
+_SUCCEEDED, _DLQ, _EXPIRED = RecordState.SUCCEEDED, RecordState.DLQ, RecordState.EXPIRED
+
+
+class Messages:
+    """Received messages as columns: id (position in the queue), sent time, size, poison draw, and
+    receives that ended without a delete.
+
+    Messages taken in one run of fresh rows keep views of the queue's columns and make their ids
+    and receive counts only when asked (on the success path nobody asks).
+    """
+
+    __slots__ = ("_ids", "_retries", "draw", "sent_at", "size")
+
+    def __init__(
+        self,
+        ids: np.ndarray | slice,
+        sent_at: np.ndarray,
+        size: np.ndarray,
+        draw: np.ndarray | None,
+        retries: np.ndarray | None,
+    ) -> None:
+        self._ids = ids
+        self.sent_at = sent_at
+        self.size = size
+        self.draw = draw
+        self._retries = retries
+
+    def __len__(self) -> int:
+        return int(self.sent_at.shape[0])
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Each message's position in the queue."""
+        ids = self._ids
+        if isinstance(ids, slice):
+            ids = self._ids = np.arange(ids.start, ids.stop, ids.step or 1)
+        return ids
+
+    @property
+    def retries(self) -> np.ndarray:
+        """Receives that ended without a delete, per message."""
+        if self._retries is None:
+            self._retries = np.zeros(len(self), dtype=np.int32)
+        return self._retries
+
+    @retries.setter
+    def retries(self, value: np.ndarray) -> None:
+        self._retries = value
+
+    def select(self, which: np.ndarray | slice) -> Messages:
+        """The messages at ``which`` (a mask, an index array or a slice)."""
+        return Messages(
+            self.ids[which],
+            self.sent_at[which],
+            self.size[which],
+            None if self.draw is None else self.draw[which],
+            self.retries[which],
+        )
+
+    @staticmethod
+    def join(parts: list[Messages]) -> Messages:
+        """Several message sets as one (a single part is returned as it is)."""
+        if len(parts) == 1:
+            return parts[0]
+        draws = [p.draw for p in parts]
+        return Messages(
+            np.concatenate([p.ids for p in parts]),
+            np.concatenate([p.sent_at for p in parts]),
+            np.concatenate([p.size for p in parts]),
+            None if any(d is None for d in draws) else np.concatenate(draws),  # type: ignore[arg-type]
+            np.concatenate([p.retries for p in parts]),
+        )
+
+
+#: What a receive hands over: fresh rows (a slice of positions) or redelivered messages.
+Part = Ids | Messages
+
 
 class Batch:
-    """Messages handed to one poller in one receive, with their shared visibility deadline."""
+    """Messages handed to one poller in one receive, with their shared visibility deadline.
 
-    __slots__ = ("ids", "n", "nbytes", "received_at", "released", "visible_at")
+    It is what the invoke step invokes (:class:`esmsim.model.invoke.Attempt`).
+    """
 
-    def __init__(self, ids: Ids, n: int, nbytes: float, received_at: float, visible_at: float):
-        self.ids = ids
-        self.n = n
+    __slots__ = ("messages", "n", "nbytes", "on_overrun", "received_at", "released", "serial", "visible_at")
+
+    shard = -1
+    lane = -1
+    stored_at = math.nan
+
+    def __init__(self, messages: Messages, nbytes: float, received_at: float, visible_at: float) -> None:
+        self.messages = messages
+        self.n = len(messages)
         self.nbytes = nbytes
         self.received_at = received_at
         self.visible_at = visible_at
         self.released = False  # its visibility deadline is pending: undeleted rows will reappear
+        self.serial = 0
+        self.on_overrun: Callable[[Batch, float], None] | None = None
 
-    def index(self) -> np.ndarray:
-        """The batch's rows as an index array."""
-        ids = self.ids
-        return np.arange(ids.start, ids.stop, ids.step or 1) if isinstance(ids, slice) else ids
+    @property
+    def draws(self) -> np.ndarray | None:
+        """The messages' poison draws."""
+        return self.messages.draw
 
+    def prepare(self, now: float) -> bool:
+        """A queue's batch does not change while it is retried."""
+        return True
 
-class QueueCounts:
-    """Per-minute API and message counts of a queue, summed in place (one list per counter)."""
-
-    NAMES = ("received", "receives", "empty_receives", "receive_units", "deletes", "dlq_writes")
-
-    def __init__(self, minutes: int, period_s: float = 60.0) -> None:
-        self.per_s = 1.0 / period_s
-        self.last = minutes - 1
-        size = minutes + 1  # plus one bin for events at the very end of the run
-        self.received = [0.0] * size  # messages received (NumberOfMessagesReceived)
-        self.receives = [0.0] * size  # ReceiveMessage calls that returned messages
-        self.empty_receives = [0.0] * size  # long polls that returned nothing
-        self.receive_units = [0.0] * size  # billed ReceiveMessage requests (64 KB chunks)
-        self.deletes = [0.0] * size  # DeleteMessageBatch calls
-        self.dlq_writes = [0.0] * size  # messages redriven to the dead-letter queue
-
-    def minute(self, at: float) -> int:
-        """The bin of time ``at`` (the end of the run falls in a spare bin folded into the last)."""
-        return int(at * self.per_s)
-
-    def array(self, name: str) -> np.ndarray:
-        """One counter per minute."""
-        values = np.asarray(getattr(self, name), dtype=float)
-        values[self.last] += values[self.last + 1 :].sum()
-        return values[: self.last + 1]
-
-    def total(self, name: str) -> float:
-        """One counter over the run."""
-        return float(sum(getattr(self, name)))
+    def started(self, start: float, end: float) -> None:
+        """If the invocation outlasts the visibility timeout, the messages reappear meanwhile."""
+        if end >= self.visible_at and self.on_overrun is not None:
+            self.on_overrun(self, start)
 
 
 class SqsQueue:
@@ -87,7 +152,8 @@ class SqsQueue:
     def __init__(
         self,
         name: str,
-        records: RecordTable,
+        consumer: int,
+        recorder: Recorder,
         *,
         visibility_timeout_s: float,
         retention_s: float,
@@ -95,37 +161,129 @@ class SqsQueue:
         delivery_delay_s: float = 0.0,
         chunk_bytes: float = 65536.0,
         record_overhead: float = 0.0,
-        minutes: int = 1,
+        draws: bool = False,
     ) -> None:
         self.name = name
-        self.rec = records
+        self.consumer = consumer
+        self.recorder = recorder
+        self.outcomes = recorder.outcomes
         self.visibility_timeout_s = visibility_timeout_s
         self.retention_s = retention_s
         self.max_receive_count = max_receive_count or 0
+        self.delay_s = delivery_delay_s
         self.chunk_bytes = chunk_bytes
-        n = len(records)
-        #: When each message first becomes visible (arrival plus delivery delay), sorted.
-        self.visible_from = records.arrival_at + delivery_delay_s if delivery_delay_s else records.arrival_at
-        self.head = 0  # first fresh row never received
-        self.max_size = float(records.size.max()) if n else 0.0
         #: Bytes of event metadata per record counted toward the payload cap.
         self.overhead = record_overhead
-        #: Running payload bytes (record plus metadata) of rows 0..i: any run's payload in two look-ups.
-        self.cum_payload = np.cumsum(records.size + record_overhead)
-        self.redelivered: deque[np.ndarray] = deque()  # visible again after a visibility timeout
+        columns: dict[str, type] = {"sent_at": float, "visible_at": float, "size": float, "cum": float}
+        if draws:
+            columns["draw"] = float
+        self.fifo = RecordFifo(columns)
+        self.draws = draws
+        self.head = 0  # first fresh position never received
+        self.redelivered: deque[Messages] = deque()  # visible again after a visibility timeout
         self.n_redelivered = 0
         self._deadlines: list[tuple[float, int, Batch]] = []
-        self._seq = 0
-        self._oldest = 0
+        self._serial = 0
+        self.in_flight: dict[int, Batch] = {}  # batches whose messages are not all done with
+        self._cum_total = 0.0
+        self._max_payload = 0.0  # largest payload of a generated message (record plus metadata)
+        self._retention_watermark = math.inf
         self._arrived = 0  # cache of arrived(): rows visible before _next_visible
-        self._next_visible = float(self.visible_from[0]) if n else math.inf
-        self._retention_watermark = (float(records.arrival_at[0]) if n else math.inf) + retention_s
-        #: (time, change of visible messages, change of in-flight messages), one per batch-level event.
-        self.flows: list[tuple[float, float, float]] = []
-        self.counts = QueueCounts(minutes)
+        self._next_visible = math.inf
+        self._cache_columns()
         self.overrun_batches = 0  # batches whose visibility timeout passed before they finished
-        self._never_received: list[slice] = []  # fresh rows that expired while waiting
-        self._expired_redelivered: list[np.ndarray] = []  # expiry times of redelivered rows
+        self.visible = recorder.level("visible")
+        self.backlog = recorder.level("backlog")
+        self.in_flight_level = recorder.level("in_flight")
+        self._post_visible = self.visible.post
+        self._post_backlog = None if self.backlog is self.visible else self.backlog.post
+        self._post_in_flight = self.in_flight_level.post
+        self.received = recorder.counter("NumberOfMessagesReceived", name)
+        self.receive_calls = recorder.counter("receives", name)
+        self.empty_receives = recorder.counter("NumberOfEmptyReceives", name)
+        self.receive_units = recorder.counter("receive_units", name)
+        self.deletes = recorder.counter("NumberOfMessagesDeleted", name)
+        self.delete_calls = recorder.counter("delete_calls", name)
+        self.dlq_writes = recorder.counter("dlq_writes", name)
+        self.sent = recorder.counter("NumberOfMessagesSent", name)
+        self.held_by_pollers: Callable[[], list[Part]] = list  # set by the receivers
+
+    # ----------------------------------------------------------------------------- records
+    def extend(self, block: dict[str, np.ndarray]) -> None:
+        """Append a block of newly generated messages (all sent later than any before them)."""
+        sent = block["sent_at"]
+        n = sent.shape[0]
+        if n == 0:
+            return
+        size = block["size"]
+        visible_at = sent + self.delay_s if self.delay_s else sent
+        cum = self._cum_total + np.cumsum(size + self.overhead)
+        self._cum_total = float(cum[-1])
+        columns = {"sent_at": sent, "visible_at": visible_at, "size": size, "cum": cum}
+        if self.draws:
+            columns["draw"] = block["draw"]
+        if self.fifo.top == self.head:
+            self._retention_watermark = min(self._retention_watermark, float(sent[0]) + self.retention_s)
+        # One row before the oldest still needed stays: its running payload total starts the next.
+        self.fifo.drop_before(self._lowest_needed() - 1)
+        self.fifo.append(columns)
+        self._cache_columns()
+        self._max_payload = max(self._max_payload, float(size.max()) + self.overhead)
+        if self._arrived < self.fifo.top and self._next_visible == math.inf:
+            self._next_visible = float(self._visible_col[self._arrived - self._base])
+        self.outcomes.arrived(self.consumer, n)
+        self.sent.add_many(sent)
+        # Producers' SendMessage requests (reported apart from the mapping's cost).
+        self.recorder.add_total("sqs_send_units", chunked_request_units(size, self.chunk_bytes))
+        self._visible(visible_at, 1.0)
+
+    def _cache_columns(self) -> None:
+        """The FIFO's arrays (replaced only when it grows): read directly on the hot path."""
+        arrays = self.fifo.arrays
+        self._base = self.fifo.base
+        self._sent_col = arrays["sent_at"]
+        self._visible_col = arrays["visible_at"]
+        self._size_col = arrays["size"]
+        self._cum_col = arrays["cum"]
+        self._draw_col = arrays.get("draw")
+
+    def _lowest_needed(self) -> int:
+        """Fresh rows before this position are held by nobody: received into batches, or expired."""
+        lowest = self.head
+        for part in self.held_by_pollers():
+            if isinstance(part, slice):
+                lowest = min(lowest, part.start)
+        return lowest
+
+    def _visible(self, at: float | np.ndarray, delta: float) -> None:
+        """Messages become visible (+) or stop being visible (-)."""
+        if isinstance(at, np.ndarray):
+            self.visible.add_many(at, delta)
+            if self._post_backlog is not None:
+                self.backlog.add_many(at, delta)
+        else:
+            self._post_visible((at, delta))
+            if self._post_backlog is not None:
+                self._post_backlog((at, delta))
+
+    def fresh_visible_at(self, position: int) -> float:
+        """When the fresh message at ``position`` becomes visible."""
+        return self.fifo.at("visible_at", position)
+
+    def column(self, name: str, part: Ids) -> np.ndarray:
+        """Column ``name`` of fresh rows (a view for a slice)."""
+        return self.fifo.gather(name, part)
+
+    def payload(self, part: Ids) -> float:
+        """Payload bytes (with event metadata) of fresh rows."""
+        if isinstance(part, slice) and (part.step or 1) == 1:
+            return self.fifo.at("cum", part.stop - 1) - self._before(part.start)
+        sizes = self.fifo.gather("size", part)
+        return float(sizes.sum()) + sizes.shape[0] * self.overhead
+
+    def _before(self, position: int) -> float:
+        """Running payload total before ``position`` (the FIFO keeps the row before the first needed)."""
+        return float(self._cum_col[position - 1 - self._base]) if position > 0 else 0.0
 
     # ----------------------------------------------------------------------------- looking
     def refresh(self, now: float) -> None:
@@ -137,110 +295,136 @@ class SqsQueue:
             self._expire_due(now)
 
     def arrived(self, now: float) -> int:
-        """Rows that have become visible by ``now`` (received or not)."""
+        """Position one past the last fresh message visible by ``now`` (received or not)."""
         if now < self._next_visible:
             return self._arrived
+        top = self.fifo.top
+        base = self._base
+        visible = self._visible_col
         arrived = self._arrived + 1  # usually exactly one more arrival since the last look
-        if arrived < len(self.visible_from) and self.visible_from[arrived] <= now:
-            arrived = int(self.visible_from.searchsorted(now, side="right"))
+        if arrived < top and visible[arrived - base] <= now:
+            arrived += int(visible[arrived - base : top - base].searchsorted(now, side="right"))
         self._arrived = arrived
-        self._next_visible = (
-            float(self.visible_from[arrived]) if arrived < len(self.visible_from) else math.inf
-        )
+        self._next_visible = float(visible[arrived - base]) if arrived < top else math.inf
         return arrived
 
-    def visible(self, now: float) -> int:
+    def visible_now(self, now: float) -> int:
         """Messages a receive would find right now (call :meth:`refresh` first)."""
         return self.arrived(now) - self.head + self.n_redelivered
 
     def next_fresh_at(self) -> float:
-        """When the next never-received message becomes visible (``inf`` when there is none)."""
-        return float(self.visible_from[self.head]) if self.head < len(self.visible_from) else math.inf
+        """When the next never-received message becomes visible (``inf`` if none is known yet)."""
+        return self.fresh_visible_at(self.head) if self.head < self.fifo.top else math.inf
 
     def next_deadline(self) -> float:
         """The earliest pending visibility deadline (``inf`` when none)."""
         return self._deadlines[0][0] if self._deadlines else math.inf
 
     def oldest_age(self, now: float) -> float:
-        """Age of the oldest message not yet deleted, dead-lettered or expired (0 when empty)."""
-        arrived = self.arrived(now)
-        start = self._oldest
-        if start < arrived:
-            pending = np.flatnonzero(self.rec.state[start:arrived] < SUCCEEDED)
-            # Rows before the first pending one are finished for good: never look at them again.
-            self._oldest = start + (int(pending[0]) if pending.size else arrived - start)
-        if self._oldest < arrived:
-            return now - float(self.rec.arrival_at[self._oldest])
-        return 0.0
+        """Age of the oldest message not yet deleted, dead-lettered or expired (0 when empty).
+
+        Read-only: what the once-a-minute sample of ApproximateAgeOfOldestMessage sees.
+        """
+        oldest = math.inf
+        if self.head < self.fifo.top and self.fresh_visible_at(self.head) <= now:
+            oldest = self.fifo.at("sent_at", self.head)
+        for pool in self.redelivered:
+            oldest = min(oldest, float(pool.sent_at.min()))
+        for batch in self.in_flight.values():
+            if len(batch.messages):
+                oldest = min(oldest, float(batch.messages.sent_at.min()))
+        for part in self.held_by_pollers():
+            sent = part.sent_at if isinstance(part, Messages) else self.fifo.gather("sent_at", part)
+            if sent.shape[0]:
+                oldest = min(oldest, float(sent.min()))
+        return max(0.0, now - oldest) if math.isfinite(oldest) else 0.0
 
     # ----------------------------------------------------------------------------- receiving
-    def take(self, now: float, max_n: int, bytes_left: float) -> tuple[list[Ids], int, float, bool]:
+    def take(self, now: float, max_n: int, bytes_left: float) -> tuple[list[Part], int, float, bool]:
         """Receive up to ``max_n`` visible messages fitting in ``bytes_left`` (redeliveries first).
 
         Returns the parts taken, their count, their payload bytes (records plus per-record event
         metadata) and whether the payload cap stopped the take. :meth:`form_batch` turns parts into
         an in-flight batch.
         """
-        parts: list[Ids] = []
+        parts: list[Part] = []
         n = 0
         nbytes = 0.0
         capped = False
         while self.n_redelivered and n < max_n and not capped:
             pool = self.redelivered[0]
-            k, part_bytes, capped = self._fit(self.rec.size[pool[: max_n - n]], bytes_left - nbytes)
+            head = pool.size[: max_n - n]
+            k, part_bytes, capped = fit_payload(np.cumsum(head + self.overhead), bytes_left - nbytes)
             if k == 0:
                 break
-            if k == pool.size:
+            if k == len(pool):
                 self.redelivered.popleft()
+                parts.append(pool)
             else:
-                self.redelivered[0] = pool[k:]
+                self.redelivered[0] = pool.select(slice(k, None))
+                parts.append(pool.select(slice(0, k)))
             self.n_redelivered -= k
-            parts.append(pool[:k])
             n += k
             nbytes += part_bytes
-            self.flows.append((now, -k, k))
         if n < max_n and not capped:
             start = self.head
             k = min(max_n - n, self.arrived(now) - start)
             if k > 0:
-                # Prefix sums put the payload of any run of fresh rows two look-ups away.
-                cum = self.cum_payload
-                before = float(cum[start - 1]) if start else 0.0
-                if k * (self.max_size + self.overhead) > bytes_left - nbytes:
-                    fits = int(cum.searchsorted(before + bytes_left - nbytes, side="right")) - start
-                    capped = fits < k
-                    k = min(k, fits)
+                room = bytes_left - nbytes
+                base = self._base
+                cum = self._cum_col
+                before = float(cum[start - 1 - base]) if start > 0 else 0.0
+                if k * self._max_payload > room:  # the 6 MB cap might bind: find where
+                    k, part_bytes, capped = fit_payload(cum[start - base : start + k - base], room, before)
+                else:
+                    part_bytes = float(cum[start + k - 1 - base]) - before
                 if k > 0:
                     parts.append(slice(start, start + k))
                     self.head = start + k
                     n += k
-                    nbytes += float(cum[start + k - 1]) - before
-                    self.flows.append((now, -k, k))
+                    nbytes += part_bytes
+        if n:
+            self._post_visible((now, -n))
+            if self._post_backlog is not None:
+                self._post_backlog((now, -n))
+            self._post_in_flight((now, n))
         return parts, n, nbytes, capped
 
-    def _fit(self, sizes: np.ndarray, bytes_left: float) -> tuple[int, float, bool]:
-        """How many of ``sizes`` fit in ``bytes_left``; their bytes; whether the cap stopped it."""
-        if sizes.size == 0:
-            return 0, 0.0, False
-        cumulative = np.cumsum(sizes + self.overhead)
-        k = int(cumulative.searchsorted(bytes_left, side="right"))
-        return k, float(cumulative[k - 1]) if k else 0.0, k < sizes.size
+    def messages(self, parts: list[Part]) -> Messages:
+        """Received parts as one set of message columns."""
+        if len(parts) == 1 and type(parts[0]) is slice and parts[0].step is None:
+            part = parts[0]  # the usual case: one run of fresh rows, as views
+            a, b = part.start - self._base, part.stop - self._base
+            draw = self._draw_col
+            return Messages(part, self._sent_col[a:b], self._size_col[a:b], None if draw is None else draw[a:b], None)
+        fifo = self.fifo
+        out = []
+        for part in parts:
+            if isinstance(part, Messages):
+                out.append(part)
+                continue
+            out.append(
+                Messages(
+                    part,
+                    fifo.gather("sent_at", part),
+                    fifo.gather("size", part),
+                    fifo.gather("draw", part) if self.draws else None,
+                    None,
+                )
+            )
+        return Messages.join(out)
 
-    def payload(self, part: Ids) -> float:
-        """Payload bytes (with event metadata) of a part."""
-        if isinstance(part, slice) and (part.step or 1) == 1:
-            cum = self.cum_payload
-            return float(cum[part.stop - 1] - (cum[part.start - 1] if part.start else 0.0))
-        return float(self.rec.size[part].sum()) + count(part) * self.overhead
-
-    def form_batch(self, parts: list[Ids], n: int, nbytes: float, received_at: float) -> Batch:
+    def form_batch(self, parts: list[Part], nbytes: float, received_at: float) -> Batch:
         """Turn received parts into a batch whose visibility timeout runs from ``received_at``.
 
         Its deadline is not scheduled yet: most batches are deleted before it, and a deadline only
         matters once the poller lets go of a batch with rows undeleted (:meth:`release`).
         """
-        batch = Batch(as_array(parts), n, nbytes, received_at, received_at + self.visibility_timeout_s)
-        self.counts.received[int(received_at * self.counts.per_s)] += n
+        batch = Batch(self.messages(parts), nbytes, received_at, received_at + self.visibility_timeout_s)
+        self._serial += 1
+        batch.serial = self._serial
+        self.in_flight[batch.serial] = batch
+        self.received.post((received_at, batch.n))
         return batch
 
     def release(self, batch: Batch) -> None:
@@ -251,19 +435,16 @@ class SqsQueue:
         """
         if not batch.released:
             batch.released = True
-            self._seq += 1
-            heapq.heappush(self._deadlines, (batch.visible_at, self._seq, batch))
+            heapq.heappush(self._deadlines, (batch.visible_at, batch.serial, batch))
 
     def count_receives(self, now: float, calls: int, empty_calls: int, nbytes: float) -> None:
         """Account ReceiveMessage calls: those that returned messages, and empty long polls."""
-        counts = self.counts
-        m = int(now * counts.per_s)
         if calls:
-            counts.receives[m] += calls
-            counts.receive_units[m] += max(calls, math.ceil(nbytes / self.chunk_bytes))
+            self.receive_calls.post((now, calls))
+            self.receive_units.post((now, max(calls, math.ceil(nbytes / self.chunk_bytes))))
         if empty_calls:
-            counts.empty_receives[m] += empty_calls
-            counts.receive_units[m] += empty_calls
+            self.empty_receives.post((now, empty_calls))
+            self.receive_units.post((now, empty_calls))
 
     # ----------------------------------------------------------------------------- finishing
     def complete(self, batch: Batch, now: float, failed: np.ndarray | None) -> None:
@@ -274,19 +455,28 @@ class SqsQueue:
         if now >= batch.visible_at:
             self._complete_overrun(batch, now, failed)
             return
-        rec = self.rec
+        messages = batch.messages
         if failed is None:
-            done: Ids = batch.ids
-            n_done = batch.n
+            done = messages
+            del self.in_flight[batch.serial]
         else:
-            kept = batch.index()[~failed]
-            done, n_done = kept, int(kept.shape[0])
+            done = messages.select(~failed)
+            batch.messages = messages.select(failed)
             self.release(batch)  # the failed rows reappear at the deadline
-        if n_done:
-            rec.state[done] = SUCCEEDED
-            rec.done_at[done] = now
-            self.flows.append((now, 0, -n_done))
-            self.counts.deletes[int(now * self.counts.per_s)] += math.ceil(n_done / SQS_BATCH_API_MAX)
+        self._delete(done, now)
+        self._post_in_flight((now, -len(done)))
+
+    def _delete(self, done: Messages, now: float) -> None:
+        n = len(done)
+        if n:
+            if self.outcomes.tracing:
+                self.outcomes.ended(
+                    self.consumer, done.sent_at, now, _SUCCEEDED, ids=done.ids, receives=done.retries + 1
+                )
+            else:
+                self.outcomes.ended(self.consumer, done.sent_at, now, _SUCCEEDED)
+            self.deletes.post((now, n))
+            self.delete_calls.post((now, math.ceil(n / SQS_BATCH_API_MAX)))
 
     def _complete_overrun(self, batch: Batch, now: float, failed: np.ndarray | None) -> None:
         """The visibility timeout passed before the batch finished: its rows are visible again.
@@ -297,110 +487,104 @@ class SqsQueue:
         """
         self.overrun_batches += 1
         self.refresh(now)
-        rows = batch.index() if failed is None else batch.index()[~failed]
-        waiting = [pool[np.isin(pool, rows)] for pool in self.redelivered]
-        visible_again = np.concatenate(waiting) if waiting else np.empty(0, dtype=np.int64)
-        if visible_again.size:
-            self.rec.state[visible_again] = SUCCEEDED
-            self.rec.done_at[visible_again] = now
-            kept = (pool[~np.isin(pool, visible_again)] for pool in self.redelivered)
-            self.redelivered = deque(pool for pool in kept if pool.size)
-            self.n_redelivered -= int(visible_again.size)
-            self.flows.append((now, -int(visible_again.size), 0))
-            self.counts.deletes[int(now * self.counts.per_s)] += math.ceil(
-                visible_again.size / SQS_BATCH_API_MAX
-            )
+        rows = batch.messages.ids if failed is None else batch.messages.ids[~failed]
+        kept: deque[Messages] = deque()
+        deleted = []
+        for pool in self.redelivered:
+            hit = np.isin(pool.ids, rows)
+            if hit.any():
+                deleted.append(pool.select(hit))
+                pool = pool.select(~hit)
+            if len(pool):
+                kept.append(pool)
+        if deleted:
+            done = Messages.join(deleted)
+            self.redelivered = kept
+            self.n_redelivered -= len(done)
+            self._visible(now, -len(done))
+            self._delete(done, now)
 
     def _return(self, batch: Batch) -> None:
         """A batch's visibility deadline passed: undeleted messages reappear, dead-letter or expire."""
-        rec = self.rec
         at = batch.visible_at
-        rows = batch.index()
-        rows = rows[rec.state[rows] < SUCCEEDED]
-        if rows.size == 0:
+        self.in_flight.pop(batch.serial, None)
+        messages = batch.messages
+        if not len(messages):
             return
-        self.flows.append((at, 0, -int(rows.size)))
-        expiry = rec.arrival_at[rows] + self.retention_s
+        batch.messages = messages.select(slice(0, 0))  # nothing of it is in flight any more
+        self.in_flight_level.add(at, -len(messages))
+        expiry = messages.sent_at + self.retention_s
         old = expiry <= at
         if old.any():
-            rec.state[rows[old]] = EXPIRED
-            rec.done_at[rows[old]] = expiry[old]
-            rows = rows[~old]
-        if self.max_receive_count:
+            gone = messages.select(old)
+            self.outcomes.ended(
+                self.consumer, gone.sent_at, expiry[old], _EXPIRED, ids=gone.ids, receives=gone.retries + 1
+            )
+            messages = messages.select(~old)
+        if self.max_receive_count and len(messages):
             # Received retries + 1 times by now: SQS redrives once that reaches maxReceiveCount.
-            dead = rec.retries[rows] + 1 >= self.max_receive_count
+            dead = messages.retries + 1 >= self.max_receive_count
             if dead.any():
-                rec.state[rows[dead]] = DLQ
-                rec.done_at[rows[dead]] = at
-                self.counts.dlq_writes[self.counts.minute(at)] += int(dead.sum())
-                rows = rows[~dead]
-        if rows.size:
-            rec.retries[rows] += 1
-            self.redelivered.append(rows)
-            self.n_redelivered += int(rows.size)
-            self.flows.append((at, int(rows.size), 0))
-            oldest = float(rec.arrival_at[rows].min()) + self.retention_s
+                gone = messages.select(dead)
+                self.outcomes.ended(self.consumer, gone.sent_at, at, _DLQ, ids=gone.ids, receives=gone.retries + 1)
+                self.dlq_writes.add(at, len(gone))
+                messages = messages.select(~dead)
+        if len(messages):
+            messages.retries = messages.retries + 1
+            self.redelivered.append(messages)
+            self.n_redelivered += len(messages)
+            self._visible(at, len(messages))
+            oldest = float(messages.sent_at.min()) + self.retention_s
             self._retention_watermark = min(self._retention_watermark, oldest)
 
     def _expire_due(self, now: float) -> None:
-        rec = self.rec
+        fifo = self.fifo
         cutoff = now - self.retention_s
-        arrival_at = rec.arrival_at
-        if self.head < len(arrival_at) and arrival_at[self.head] <= cutoff:
-            stop = int(arrival_at.searchsorted(cutoff, side="right"))
+        if self.head < fifo.top and fifo.at("sent_at", self.head) <= cutoff:
+            stop = fifo.search("sent_at", cutoff, "right", start=self.head)
             part = slice(self.head, stop)
-            rec.state[part] = EXPIRED
-            rec.done_at[part] = arrival_at[part] + self.retention_s
-            self._never_received.append(part)
+            sent = fifo.gather("sent_at", part)
+            expiry = sent + self.retention_s
+            self.outcomes.ended(self.consumer, sent, expiry, _EXPIRED, ids=part, receives=0)
+            self._visible(expiry, -1.0)
             self.head = stop
         if self.n_redelivered:
-            kept: deque[np.ndarray] = deque()
+            kept: deque[Messages] = deque()
             for pool in self.redelivered:
-                expiry = arrival_at[pool] + self.retention_s
+                expiry = pool.sent_at + self.retention_s
                 old = expiry <= now
                 if old.any():
-                    rec.state[pool[old]] = EXPIRED
-                    rec.done_at[pool[old]] = expiry[old]
-                    self._expired_redelivered.append(expiry[old])
-                    pool = pool[~old]
-                if pool.size:
+                    gone = pool.select(old)
+                    self.outcomes.ended(
+                        self.consumer, gone.sent_at, expiry[old], _EXPIRED, ids=gone.ids, receives=gone.retries
+                    )
+                    self._visible(expiry[old], -1.0)
+                    pool = pool.select(~old)
+                if len(pool):
                     kept.append(pool)
             self.redelivered = kept
-            self.n_redelivered = sum(int(pool.size) for pool in kept)
+            self.n_redelivered = sum(len(pool) for pool in kept)
         # Nothing can expire before the oldest waiting message does (head only moves forward).
-        oldest = [float(arrival_at[self.head])] if self.head < len(arrival_at) else []
-        oldest += [float(arrival_at[pool].min()) for pool in self.redelivered]
+        oldest = [fifo.at("sent_at", self.head)] if self.head < fifo.top else []
+        oldest += [float(pool.sent_at.min()) for pool in self.redelivered]
         self._retention_watermark = min(oldest, default=math.inf) + self.retention_s
 
     def finish(self, end: float) -> None:
-        """Close the books at the end of the run (deadlines and expiry up to ``end``)."""
+        """Close the books at the end of the run: deadlines and expiry up to ``end``, then a census
+        of what is still waiting (in the queue) or in flight (in batches)."""
         self.refresh(end)
-
-    def levels(self, end: float) -> tuple[Level, Level]:
-        """Visible and in-flight levels: the batch-level changes plus per-record sorted components.
-
-        A fresh message is visible from its arrival until a receive takes it (a batch-level change),
-        unless a poller was waiting for it (``dealt``): then it was in flight from its arrival. One
-        that expired without ever being received leaves the visible count when it expires.
-        """
-        rec = self.rec
-        arrived = self.arrived(end)
-        dealt = rec.dealt[:arrived]
-        visible, in_flight = Level(), Level()
-        if self.flows:
-            flat = np.fromiter(
-                itertools.chain.from_iterable(self.flows), dtype=float, count=3 * len(self.flows)
+        fifo = self.fifo
+        if self.head < fifo.top:
+            part = slice(self.head, fifo.top)
+            self.outcomes.census(
+                self.consumer, fifo.gather("sent_at", part), RecordState.WAITING, ids=part, receives=0
             )
-            flows = flat.reshape(-1, 3)
-            visible.add_many(flows[:, 0], flows[:, 1])
-            in_flight.add_many(flows[:, 0], flows[:, 2])
-        visible.add_sorted(self.visible_from[:arrived][~dealt], +1)
-        in_flight.add_sorted(self.visible_from[:arrived][dealt], +1)
-        for part in self._never_received:
-            visible.add_sorted(rec.done_at[part], -1)
-        if self._expired_redelivered:
-            visible.add_many(np.concatenate(self._expired_redelivered), -1.0)
-        return visible, in_flight
+        for pool in self.redelivered:
+            self.outcomes.census(self.consumer, pool.sent_at, RecordState.WAITING, pool.ids, pool.retries)
+        for batch in self.in_flight.values():
+            m = batch.messages
+            self.outcomes.census(self.consumer, m.sent_at, RecordState.IN_FLIGHT, m.ids, m.retries + 1)
+        self.recorder.add_total("visibility_overruns", self.overrun_batches)
 
 
 def chunked_request_units(sizes: np.ndarray, chunk_bytes: float) -> int:

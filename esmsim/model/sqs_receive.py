@@ -12,7 +12,8 @@ arriving messages round-robin, one each in turn: several pollers batching indepe
 batches than one poller would (docs/validation.md §3). With ``single_poller_batching`` only the
 oldest collector receives messages, which reproduces the single-poller closed forms exactly.
 
-Because arrival times are known in advance, the moment the next collector completes is computed
+Because arrival times are known in advance (as far as traffic has been generated; the queue calls
+:meth:`SqsReceivers.on_extend` when more is), the moment the next collector completes is computed
 directly, and the messages that arrived in between are dealt as strided slices: one SimPy event per
 completed batch, never one per message.
 """
@@ -21,16 +22,16 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
+import simpy
 
+from esmsim.events import RecordState
 from esmsim.model.alarm import Alarm
-from esmsim.model.records import IN_FLIGHT, Ids, count
-from esmsim.model.sqs_queue import PAYLOAD_LIMIT_BYTES, Batch, SqsQueue
-
-if TYPE_CHECKING:
-    import simpy
+from esmsim.model.invoke import PAYLOAD_LIMIT_BYTES, fit_payload
+from esmsim.model.records import count
+from esmsim.model.sqs_queue import Batch, Messages, Part, SqsQueue
 
 #: The value an armed long poll wakes with (as opposed to a batch handed to it).
 WAKE = "wake"
@@ -68,11 +69,11 @@ class Collector:
 
     def __init__(self, event: simpy.Event, owner: ReceiverOwner, now: float, max_record_bytes: float) -> None:
         self.event = event
-        self.armed = False  # its event is already scheduled to fire at the next arrival
+        self.armed = False  # a wake-up at the next arrival is scheduled for it
         self.owner = owner
         self.since = now
-        self.parts: list[Ids] = []
-        self.dealt: list[Ids] = []  # parts dealt from fresh arrivals while waiting
+        self.parts: list[Part] = []
+        self.dealt: list[slice] = []  # parts dealt from fresh arrivals while waiting
         self.held = 0
         self.need = owner.batch_size
         self.nbytes = 0.0
@@ -96,7 +97,9 @@ def _empty_polls(c: Collector, until: float) -> int:
 class SqsReceivers:
     """The pollers waiting on one queue, and the dealing of what arrives to them."""
 
-    def __init__(self, env: simpy.Environment, queue: SqsQueue, *, single_poller: bool = False) -> None:
+    def __init__(
+        self, env: simpy.Environment, queue: SqsQueue, max_record_bytes: float, *, single_poller: bool = False
+    ) -> None:
         self.env = env
         self.queue = queue
         self.single = single_poller
@@ -105,7 +108,15 @@ class SqsReceivers:
         self.ring: list[Collector] = []  # batching window: round-robin dealing
         self.rr = 0  # ring position that gets the next arrival
         self._alarm = Alarm(env, self._wake)
-        self._max_record_bytes = queue.max_size + queue.overhead
+        #: The largest payload one record can have (its size distribution's bound, cut to the queue's
+        #: maximum message size, plus event metadata): it decides whether the 6 MB cap can bind.
+        self._max_record_bytes = max_record_bytes
+        queue.held_by_pollers = self.held_parts
+
+    def held_parts(self) -> list[Part]:
+        """Messages waiting pollers hold (dealt to them, not yet in a batch)."""
+        waiting = [*self.fifo, *self.ring] + ([self.head_waiter] if self.head_waiter else [])
+        return [p for c in waiting for p in c.parts]
 
     # ------------------------------------------------------------------ the pollers' side
     def receive(self, owner: ReceiverOwner, now: float) -> Batch | Collector:
@@ -118,7 +129,7 @@ class SqsReceivers:
         parts, n, nbytes, capped = queue.take(now, owner.batch_size, PAYLOAD_LIMIT_BYTES)
         if n and (n == owner.batch_size or capped or owner.window_s == 0):
             queue.count_receives(now, math.ceil(n / owner.max_messages), 0, nbytes)
-            return queue.form_batch(parts, n, nbytes, now)
+            return self._form(parts, nbytes, now)
         collector = Collector(self.env.event(), owner, now, self._max_record_bytes)
         if n:
             collector.parts = parts
@@ -132,7 +143,7 @@ class SqsReceivers:
             owner.idle_collectors += 1
         if owner.window_s == 0:
             if self.head_waiter is None:
-                self._arm(collector, now)
+                self._arm(collector, now, parked=False)
             else:
                 self.fifo.append(collector)
             if queue.next_deadline() < self._alarm.at:
@@ -141,6 +152,11 @@ class SqsReceivers:
             self.ring.append(collector)
             self._reschedule(now, self._ring_next()[0])
         return collector
+
+    def _form(self, parts: list[Part], nbytes: float, now: float) -> Batch:
+        batch = self.queue.form_batch(parts, nbytes, now)
+        batch.on_overrun = self.release
+        return batch
 
     def woken(self, collector: Collector, now: float) -> Batch | Collector:
         """The armed long poll woke at the arrival it waited for: take it, pass the turn on.
@@ -154,30 +170,41 @@ class SqsReceivers:
         parts, n, nbytes, _ = queue.take(now, owner.batch_size, PAYLOAD_LIMIT_BYTES)
         if not n:
             collector.event = self.env.event()
-            self._arm(collector, now)
+            self._arm(collector, now, parked=False)
             return collector
         owner.idle_collectors -= 1
         queue.count_receives(now, math.ceil(n / owner.max_messages), _empty_polls(collector, now), nbytes)
         if self.fifo:
-            self._arm(self.fifo.popleft(), now)
-        return queue.form_batch(parts, n, nbytes, now)
+            self._arm(self.fifo.popleft(), now, parked=True)
+        return self._form(parts, nbytes, now)
 
-    def _arm(self, collector: Collector, now: float) -> None:
+    def _arm(self, collector: Collector, now: float, *, parked: bool) -> None:
         """Make ``collector`` the long poll that the next arriving message wakes.
 
-        Its event is triggered in the future, at the next arrival, so waking a waiting poller costs
-        one event. Arrival times are known in advance; a message that becomes visible earlier
-        (a redelivery) is served by the dispatcher to the other waiters, or taken at this wake.
+        A collector its poller has not yet waited on gets a timeout as its event (one SimPy event
+        per wake); one already waiting is woken by a timeout's callback. Arrival times are known in
+        advance; a message that becomes visible earlier (a redelivery) is served by the dispatcher
+        to the other waiters, or taken at this wake.
         """
         self.head_waiter = collector
         at = self.queue.next_fresh_at()
         collector.armed = at < math.inf
-        if collector.armed:
+        if not collector.armed:
+            return  # nothing known to arrive yet: on_extend arms it once traffic is generated
+        delay = max(0.0, at - now)
+        if not parked:
+            collector.event = self.env.timeout(delay, WAKE)
+        else:
             event = collector.event
-            # What Event.succeed() does, with a delay: SimPy's Timeout is built the same way.
-            event._ok = True
-            event._value = WAKE
-            self.env.schedule(event, delay=max(0.0, at - now))
+            self.env.timeout(delay).callbacks.append(lambda _: event.succeed(WAKE))
+
+    def on_extend(self, now: float) -> None:
+        """More traffic was generated: arm a long poll waiting for it, re-plan the windows."""
+        head = self.head_waiter
+        if head is not None and not head.armed:
+            self._arm(head, now, parked=True)
+        if self.ring:
+            self._reschedule(now, self._ring_next()[0])
 
     def release(self, batch: Batch, now: float) -> None:
         """A poller gives up a batch with undeleted rows: make sure a waiter wakes when they reappear."""
@@ -236,22 +263,25 @@ class SqsReceivers:
         """Hand visible messages (redeliveries) to waiting long polls that are not armed."""
         queue = self.queue
         head = self.head_waiter
-        if head is not None and not head.armed and queue.visible(now) > 0:
+        if head is not None and not head.armed and queue.visible_now(now) > 0:
             self.fifo.appendleft(head)  # no arrival will wake it: serve it like the others
             self.head_waiter = None
-        while self.fifo and queue.visible(now) > 0:
+        while self.fifo and queue.visible_now(now) > 0:
             c = self.fifo.popleft()
             owner = c.owner
             owner.idle_collectors -= 1
             parts, n, nbytes, _ = queue.take(now, owner.batch_size, PAYLOAD_LIMIT_BYTES)
             queue.count_receives(now, math.ceil(n / owner.max_messages), _empty_polls(c, now), nbytes)
-            c.event.succeed(queue.form_batch(parts, n, nbytes, now))
+            c.event.succeed(self._form(parts, nbytes, now))
 
     def _ring_next(self) -> tuple[float, int, int]:
-        """The earliest ring completion: ``(time, ring index, rows to deal up to)``."""
+        """The earliest ring completion: ``(time, ring index, rows to deal up to)``.
+
+        Rows not generated yet are unknown: a completion they would bring is found again once the
+        queue generates them (:meth:`on_extend`).
+        """
         queue = self.queue
-        visible_from = queue.visible_from
-        total = len(visible_from)
+        total = queue.fifo.top
         head = queue.head
         ring = self.ring
         n = len(ring)
@@ -263,24 +293,24 @@ class SqsReceivers:
             c = ring[i]
             last = head + o + (c.need - 1) * step
             room = min(room, last + 1)
-            t, upto = (float(visible_from[last]), last + 1) if last < total else (math.inf, total)
+            t, upto = (queue.fresh_visible_at(last), last + 1) if last < total else (math.inf, total)
             if c.held:
                 deadline = c.window_end
             else:
                 first = head + o
-                deadline = float(visible_from[first]) + c.owner.window_s if first < total else math.inf
+                deadline = queue.fresh_visible_at(first) + c.owner.window_s if first < total else math.inf
             if deadline < t:
                 t = deadline
-                upto = int(np.searchsorted(visible_from, deadline, side="right"))
+                upto = queue.fifo.search("visible_at", deadline, "right", start=head)
             if c.tracks_bytes:
                 stop = min(head + o + c.need * step, total)
                 if stop > head + o:
-                    sizes = queue.rec.size[head + o : stop : step] + queue.overhead
-                    j = int(np.searchsorted(np.cumsum(sizes), c.nbytes_left(), side="right"))
-                    if j < sizes.size:
+                    sizes = queue.column("size", slice(head + o, stop, step)) + queue.overhead
+                    j, _, capped = fit_payload(np.cumsum(sizes), c.nbytes_left())
+                    if capped:
                         over = head + o + j * step
-                        if visible_from[over] <= t:
-                            t, upto = float(visible_from[over]), over  # the record that does not fit waits
+                        if queue.fresh_visible_at(over) <= t:
+                            t, upto = queue.fresh_visible_at(over), over  # the record that does not fit waits
             if t < best_t:
                 best_t, best_i, best_upto = t, i, upto
         return best_t, best_i, min(best_upto, room)
@@ -295,22 +325,26 @@ class SqsReceivers:
         ring = self.ring
         n = len(ring)
         step = 1 if self.single else n
-        visible_from = queue.visible_from
         for o in range(min(step, m)):
             c = ring[(self.rr + o) % n]
             part = slice(head + o, upto, step)
             k = count(part)
             if not c.held:
-                c.first_at = float(visible_from[head + o])
+                c.first_at = queue.fresh_visible_at(head + o)
                 c.window_end = c.first_at + c.owner.window_s
                 c.owner.idle_collectors -= 1
             c.parts.append(part)
             c.dealt.append(part)
-            queue.rec.dealt[part] = True
             c.held += k
             c.need -= k
             if c.tracks_bytes:
                 c.nbytes += queue.payload(part)
+        # Dealt messages were received the moment they arrived: never visible, in flight at once.
+        arrived_at = queue.column("visible_at", slice(head, upto))
+        queue.visible.add_many(arrived_at, -1.0)
+        if queue.backlog is not queue.visible:
+            queue.backlog.add_many(arrived_at, -1.0)
+        queue.in_flight_level.add_many(arrived_at, 1.0)
         if not self.single:
             self.rr = (self.rr + m) % n
         queue.head = upto
@@ -352,7 +386,7 @@ class SqsReceivers:
         owner = c.owner
         calls = c.calls
         if c.dealt:
-            rows_at = np.concatenate([queue.visible_from[p] for p in c.dealt])
+            rows_at = np.concatenate([queue.column("visible_at", p) for p in c.dealt])
             # Messages closer together than a round trip come back in one ReceiveMessage call.
             bursts = 1 + int(np.count_nonzero(np.diff(rows_at) > owner.round_trip_s))
             calls += max(bursts, math.ceil(rows_at.size / owner.max_messages))
@@ -361,7 +395,7 @@ class SqsReceivers:
         self._count_empty(c, now, calls=calls)
         # The batch's visibility clock starts when it is complete: a clock per message would let a
         # message come back before a later one in its batch was even sent (window > visibility).
-        c.event.succeed(queue.form_batch(c.parts, c.held, c.nbytes, now))
+        c.event.succeed(self._form(c.parts, c.nbytes, now))
 
     def _count_empty(self, c: Collector, now: float, calls: int = 0) -> None:
         self.queue.count_receives(now, calls, _empty_polls(c, c.first_at if c.held else now), c.nbytes)
@@ -377,11 +411,12 @@ class SqsReceivers:
         self._reschedule(now, self.dispatch(now))
 
     def finish(self, end: float) -> None:
-        """At the end of the run, rows held by waiting pollers are in flight."""
+        """At the end of the run, messages held by waiting pollers are in flight."""
         self.dispatch(end)
-        rec = self.queue.rec
+        queue = self.queue
         waiting = [*self.fifo, *self.ring] + ([self.head_waiter] if self.head_waiter else [])
         for c in waiting:
             self._count_empty(c, end)
-            for p in c.parts:
-                rec.state[p] = IN_FLIGHT
+            if c.parts:
+                m: Messages = queue.messages(c.parts)
+                queue.outcomes.census(queue.consumer, m.sent_at, RecordState.IN_FLIGHT, m.ids, m.retries + 1)

@@ -3,6 +3,8 @@
 Each shard is split into lanes by partition key (one lane when the factor is 1); a lane processes
 its records strictly in order, one batch at a time, so records of one key are never processed
 concurrently or out of order and a shard runs at most ``parallelization_factor`` batches at once.
+A lane keeps its own copy of the records it has yet to finish (:class:`Lane`), so a stalled lane
+holds its own backlog and nothing else.
 
 A lane forms a batch when it has ``batch_size`` records fetched, the 6 MB payload is reached, or its
 batching window has passed: the window starts when the lane's previous invocation completes (AWS).
@@ -10,7 +12,7 @@ A failing batch blocks its lane: it is retried (after ``retry_backoff``) until i
 records expire or grow older than ``maximum_record_age``, or it has failed more than
 ``maximum_retry_attempts`` times; bisect splits it instead, and a partial batch response resumes at
 the lowest failed record. Discarded records go to the on-failure destination or are dropped.
-Throttled invokes are retried without counting as retries.
+Throttled invokes are retried by the invoke step without counting as retries.
 """
 
 from __future__ import annotations
@@ -24,82 +26,117 @@ import numpy as np
 import simpy
 
 from esmsim.dists import UniformSource
-from esmsim.model.function import PARTIAL, SUCCESS, LambdaFunction
-from esmsim.model.records import DLQ, DROPPED, EXPIRED, SUCCEEDED, Ids
-from esmsim.model.sqs_queue import PAYLOAD_LIMIT_BYTES
-from esmsim.model.stream_reader import ShardReader
-from esmsim.model.stream_retry import backoff, bisect, checkpoint, retries_exhausted, retry_delay
-from esmsim.model.stream_source import ShardReadLimits, StreamRecords, efo_delivery
+from esmsim.events import Outcome, RecordState
+from esmsim.model.invoke import GAVE_UP, PAYLOAD_LIMIT_BYTES, Invoker, fit_payload
+from esmsim.model.records import RecordFifo
+from esmsim.model.stream_reader import EfoDelivery, ShardReader
+from esmsim.model.stream_retry import bisect, checkpoint, retries_exhausted, retry_delay
+from esmsim.model.stream_source import ShardLog, ShardReadLimits, StreamSource
+from esmsim.observe.recorder import Recorder
 from esmsim.rng import Streams
 from esmsim.scenario.mappings import StreamMapping
 from esmsim.scenario.sources import KinesisSource
 
-
-class Pending:
-    """A batch a lane is working on: lane positions ``[start, end)``, failures so far, earliest retry."""
-
-    __slots__ = ("end", "failures", "not_before", "start", "throttles")
-
-    def __init__(self, start: int, end: int, failures: int = 0, not_before: float = 0.0) -> None:
-        self.start = start
-        self.end = end
-        self.failures = failures
-        self.not_before = not_before
-        self.throttles = 0
+_SUCCESS, _PARTIAL = int(Outcome.SUCCESS), int(Outcome.PARTIAL)
 
 
 class Lane:
-    """One ordered sub-stream of a shard (all of it when the parallelization factor is 1)."""
+    """One ordered sub-stream of a shard (all of it when the parallelization factor is 1).
 
-    __slots__ = (
-        "accepted",
-        "pending",
-        "pos",
-        "reader",
-        "rows",
-        "shard",
-        "size",
-        "start_row",
-        "trim_after",
-        "window_start",
-    )
+    Its records are positions of its own FIFO, counted from its first record; ``seq`` is each
+    record's position in the shard log, which the reader's progress is measured in.
+    """
 
-    def __init__(
-        self,
-        shard: int,
-        reader: ShardReader,
-        rows: np.ndarray | None,
-        start_row: int,
-        stop_row: int,
-        accepted: np.ndarray,
-    ) -> None:
+    __slots__ = ("fifo", "index", "pending", "pos", "reader", "shard", "trim_after", "window_start")
+
+    def __init__(self, shard: int, index: int, reader: ShardReader, draws: bool) -> None:
         self.shard = shard
+        self.index = index
         self.reader = reader
-        #: Stream rows of the lane in order; None when the lane is the contiguous run [start_row, ...).
-        self.rows = rows
-        self.start_row = start_row
-        self.size = int(rows.size) if rows is not None else stop_row - start_row
-        self.accepted = accepted  # accepted_at of the lane's rows, in order
+        columns: dict[str, type] = {"seq": np.int64, "sent_at": float, "accepted_at": float, "size": float}
+        if draws:
+            columns["draw"] = float
+        self.fifo = RecordFifo(columns)
         self.pos = 0  # lane positions below this are in a batch already (or finished)
         self.pending: deque[Pending] = deque()
         self.window_start = 0.0
         self.trim_after = -math.inf  # no record of the lane expires or ages out before this time
 
-    def ids(self, start: int, end: int) -> Ids:
-        """Stream rows of lane positions ``[start, end)``."""
-        if self.rows is None:
-            return slice(self.start_row + start, self.start_row + end)
-        return self.rows[start:end]
+    @property
+    def top(self) -> int:
+        """One past the lane's last record generated so far."""
+        return self.fifo.top
 
     def row(self, position: int) -> int:
-        """The stream row at a lane position."""
-        return self.start_row + position if self.rows is None else int(self.rows[position])
+        """The shard log position of a lane position."""
+        return int(self.fifo.arrays["seq"][position - self.fifo.base])
 
     def fetched(self, fetched_row: int) -> int:
-        """How many of the lane's rows lie below ``fetched_row``."""
-        if self.rows is None:
-            return max(0, min(fetched_row - self.start_row, self.size))
-        return int(self.rows.searchsorted(fetched_row))
+        """The first lane position whose record lies at or after shard position ``fetched_row``."""
+        fifo = self.fifo
+        if fifo.top == fifo.low or self.row(fifo.top - 1) < fetched_row:
+            return fifo.top
+        return fifo.search("seq", fetched_row, "left")
+
+    def release_finished(self) -> None:
+        """Forget the records before the lane's oldest unfinished one."""
+        oldest = self.pending[0].start if self.pending else self.pos
+        self.fifo.drop_before(min(oldest, self.pos))
+
+
+class Pending:
+    """A batch a lane is working on: lane positions ``[start, end)``, failures so far, earliest retry.
+
+    It is what the invoke step invokes (:class:`esmsim.model.invoke.Attempt`): before each attempt
+    it drops records that expired or aged out meanwhile.
+    """
+
+    __slots__ = (
+        "draws",
+        "end",
+        "failures",
+        "lane",
+        "mapping",
+        "n",
+        "nbytes",
+        "not_before",
+        "shard",
+        "start",
+        "stored_at",
+    )
+
+    def __init__(self, mapping: StreamMappingRuntime, lane: Lane, start: int, end: int, failures: int = 0) -> None:
+        self.mapping = mapping
+        self.lane = lane.index
+        self.shard = lane.shard
+        self.start = start
+        self.end = end
+        self.failures = failures
+        self.not_before = 0.0
+        self.n = 0
+        self.nbytes = 0.0
+        self.draws: np.ndarray | None = None
+        self.stored_at = math.nan
+
+    def prepare(self, now: float) -> bool:
+        """Trim what may no longer be sent; describe what is left (False: nothing)."""
+        m = self.mapping
+        lane = m.lanes[self.lane]
+        self.start = m.trim(lane, self.start, self.end, now)
+        if self.start >= self.end:
+            lane.pending.popleft()
+            lane.release_finished()
+            return False
+        fifo = lane.fifo
+        self.n = self.end - self.start
+        sizes = fifo.column("size", self.start, self.end)
+        self.nbytes = float(sizes.sum()) * m.expansion + self.n * m.overhead
+        self.draws = fifo.column("draw", self.start, self.end) if m.draws else None
+        self.stored_at = fifo.at("accepted_at", self.end - 1)  # IteratorAge: the batch's last record
+        return True
+
+    def started(self, start: float, end: float) -> None:
+        """Nothing to do: a stream's records stay in the lane until the invocation ends."""
 
 
 class StreamMappingRuntime:
@@ -109,107 +146,168 @@ class StreamMappingRuntime:
         self,
         env: simpy.Environment,
         index: int,
+        label: str,
         spec: StreamMapping,
-        stream: StreamRecords,
+        source: StreamSource,
         limits: list[ShardReadLimits],
-        function: LambdaFunction,
-        invocations: list[tuple[Any, ...]],
-        throttles: list[tuple[Any, ...]],
+        invoker: Invoker,
+        recorder: Recorder,
+        consumer: int,
         streams: Streams,
     ) -> None:
         self.env = env
         self.index = index
         self.spec = spec
-        self.stream = stream
-        self.function = function
-        self._log_invocation = invocations.append
-        self._log_throttle = throttles.append
+        self.source = source
+        self.invoker = invoker
+        self.recorder = recorder
+        self.outcomes = recorder.outcomes
+        self.consumer = consumer
         self.jitter = UniformSource(streams.get("retry_jitter", f"mappings[{index}]"))
-        n = len(stream)
-        #: This mapping's outcome for every record of the stream (streams are not consumed).
-        self.state = np.zeros(n, dtype=np.int8)
-        self.done_at = np.zeros(n)
-        self.in_scope = np.zeros(n, dtype=bool)
-        self.discarded_batches = 0  # batches sent to the destination, or dropped
-        self.finished = np.zeros(stream.shards, dtype=np.int64)  # records finished per shard
+        src = source.spec
+        self.expansion = src.payload_expansion
+        self.overhead = src.record_overhead
+        self.draws = source.draws
+        self.stream_backlog = recorder.level("stream_backlog")
+        self.backlog = recorder.level("backlog")
+        shards = src.shards
+        self.finished = np.zeros(shards, dtype=np.int64)  # records finished per shard
+        self.arrived = recorder.tally(f"shard_records:{index}", shards)  # in-scope records per shard
+        self.scope_start = np.full(shards, -1, dtype=np.int64)  # first in-scope position per shard
         self.readers: list[ShardReader] = []
         self.lanes: list[Lane] = []
-        self.shard_rows: list[tuple[int, int]] = []  # per shard, the rows this mapping reads
-        src = stream.spec
         efo = spec.enhanced_fan_out
         # Enhanced fan-out is Kinesis only (the scenario rules refuse it on DynamoDB streams).
         assert not efo or isinstance(src, KinesisSource)
-        for shard in range(stream.shards):
-            lo, hi = int(stream.offsets[shard]), int(stream.offsets[shard + 1])
-            start = lo + self._start_offset(lo, hi)
-            self.in_scope[start:hi] = True
-            self.shard_rows.append((start, hi))
-            delivery = None
-            if efo:
-                assert isinstance(src, KinesisSource)
-                pushed = stream.accepted_at[lo:hi] + src.efo_propagation_delay
-                delivery = efo_delivery(pushed, stream.table.size[lo:hi], src.efo_bytes_per_second)
-            reader = ShardReader(env, stream, shard, start, None if efo else limits[shard], delivery)
+        iterator_ages = recorder.maximum("GetRecords.IteratorAgeMilliseconds")
+        run_throttled = recorder.counter("ReadProvisionedThroughputExceeded")
+        for shard, log in enumerate(source.shards):
+            delivery = EfoDelivery(src) if efo and isinstance(src, KinesisSource) else None
+            reader = ShardReader(
+                env,
+                source,
+                log,
+                None if efo else limits[shard],
+                delivery,
+                read_throttled=recorder.counter("ReadProvisionedThroughputExceeded", f"{label}#{shard}"),
+                run_read_throttled=run_throttled,
+                iterator_ages=iterator_ages,
+            )
             self.readers.append(reader)
-            factor = spec.parallelization_factor
-            if factor == 1:
-                self.lanes.append(Lane(shard, reader, None, start, hi, stream.accepted_at[start:hi]))
-                continue
-            lane_of = np.minimum((stream.key_lane_draw[start:hi] * factor).astype(np.int64), factor - 1)
-            for lane in range(factor):
-                rows = start + np.flatnonzero(lane_of == lane)
-                self.lanes.append(Lane(shard, reader, rows, start, hi, stream.accepted_at[rows]))
+            if delivery is None:
+                source.add_reader(shard, reader)
+            for lane in range(spec.parallelization_factor):
+                self.lanes.append(Lane(shard, len(self.lanes), reader, self.draws))
+        source.subscribe(self._on_rows, self._after_block)
+        recorder.gauge("shard_backlog", label, self.shard_backlog)
 
-    def _start_offset(self, lo: int, hi: int) -> int:
-        """Rows of a shard before the mapping's starting position."""
+    # ------------------------------------------------------------------ records arriving
+    def _in_scope(self, log: ShardLog, start: int, stop: int) -> np.ndarray:
+        """Which of the shard's new positions the mapping reads (its starting position)."""
         position = self.spec.starting_position
         if position == "TRIM_HORIZON":
-            return 0
+            return np.ones(stop - start, dtype=bool)
         if position == "LATEST":
-            return int(np.count_nonzero(self.stream.initial[lo:hi]))
+            return ~log.fifo.column("initial", start, stop)
         ts = self.spec.starting_position_timestamp or 0.0
-        return int(self.stream.accepted_at[lo:hi].searchsorted(ts, side="left"))
+        return log.fifo.column("accepted_at", start, stop) >= ts
+
+    def _on_rows(self, log: ShardLog, start: int, stop: int) -> None:
+        shard = log.index
+        scope = self._in_scope(log, start, stop)
+        if not scope.any():
+            if self.scope_start[shard] < 0:
+                self.readers[shard].skip_to(stop)  # before the scope: never read
+            return
+        first = start + int(np.argmax(scope))  # the scope is a suffix of the shard's records
+        rows = np.arange(first, stop)
+        if self.scope_start[shard] < 0:
+            self.scope_start[shard] = first
+            self.readers[shard].skip_to(first)
+        fifo = log.fifo
+        sent = fifo.column("sent_at", first, stop)
+        accepted = fifo.column("accepted_at", first, stop)
+        size = fifo.column("size", first, stop)
+        draw = fifo.column("draw", first, stop) if self.draws else None
+        self.outcomes.arrived(self.consumer, rows.size)
+        self.arrived[shard] += rows.size
+        self.stream_backlog.add_many(accepted, 1.0)
+        if self.backlog is not self.stream_backlog:
+            self.backlog.add_many(accepted, 1.0)
+        reader = self.readers[shard]
+        if reader.efo is not None:
+            reader.efo.extend(log, first, stop)
+        factor = self.spec.parallelization_factor
+        base = shard * factor
+        if factor == 1:
+            parts = [(self.lanes[base], slice(None))]
+        else:
+            draws = self.source.key_lane_draw[fifo.column("key", first, stop)]
+            lane_of = np.minimum((draws * factor).astype(np.int64), factor - 1)
+            parts = [(self.lanes[base + k], lane_of == k) for k in range(factor)]
+        for lane, which in parts:
+            columns = {"seq": rows[which], "sent_at": sent[which], "accepted_at": accepted[which], "size": size[which]}
+            if draw is not None:
+                columns["draw"] = draw[which]
+            if columns["seq"].size:
+                lane.fifo.append(columns)
+
+    def _after_block(self) -> None:
+        now = self.env.now
+        for reader in self.readers:
+            reader.on_extend(now)
 
     def start(self) -> None:
         """Start one process per lane."""
         if not self.spec.enabled:
             return
         for lane in self.lanes:
-            if lane.size:
-                self.env.process(self._lane(lane))
+            self.env.process(self._lane(lane))
 
     # ------------------------------------------------------------------ outcomes
-    def _finish(self, lane: Lane, start: int, end: int, state: int, at: float | np.ndarray) -> None:
-        ids = lane.ids(start, end)
-        self.state[ids] = state
-        self.done_at[ids] = at
+    def _finish(self, lane: Lane, start: int, end: int, state: RecordState, at: float | np.ndarray) -> None:
+        fifo = lane.fifo
+        self.outcomes.ended(
+            self.consumer, fifo.column("sent_at", start, end), at, state, ids=fifo.column("seq", start, end)
+        )
         self.finished[lane.shard] += end - start
+        if isinstance(at, np.ndarray):
+            self.stream_backlog.add_many(at, -1.0)
+            if self.backlog is not self.stream_backlog:
+                self.backlog.add_many(at, -1.0)
+        else:
+            self.stream_backlog.add(at, -(end - start))
+            if self.backlog is not self.stream_backlog:
+                self.backlog.add(at, -(end - start))
 
     def _discard(self, lane: Lane, start: int, end: int, now: float) -> None:
         """Records given up on: to the on-failure destination, or dropped."""
         if end > start:
-            self._finish(lane, start, end, DLQ if self.spec.on_failure else DROPPED, now)
-            self.discarded_batches += 1
+            self._finish(lane, start, end, RecordState.DLQ if self.spec.on_failure else RecordState.DROPPED, now)
+            self.recorder.add_total(f"discarded_batches:{self.index}", 1)
 
-    def _trim(self, lane: Lane, start: int, end: int, now: float) -> int:
+    def trim(self, lane: Lane, start: int, end: int, now: float) -> int:
         """Expire or discard the records at the front of ``[start, end)`` that may no longer be sent."""
         if now < lane.trim_after or start >= end:
             return start
-        accepted = lane.accepted
-        retention = self.stream.retention_s
-        if accepted[start] + retention <= now:
-            cut = start + int(accepted[start:end].searchsorted(now - retention, side="right"))
-            self._finish(lane, start, cut, EXPIRED, accepted[start:cut] + retention)
-            start = cut
+        fifo = lane.fifo
+        accepted = fifo.column("accepted_at", start, end)
+        retention = self.source.retention_s
+        if accepted[0] + retention <= now:
+            k = int(accepted.searchsorted(now - retention, side="right"))
+            self._finish(lane, start, start + k, RecordState.EXPIRED, accepted[:k] + retention)
+            start += k
+            accepted = accepted[k:]
         age = self.spec.maximum_record_age
-        if age >= 0 and start < end and accepted[start] < now - age:
-            cut = start + int(accepted[start:end].searchsorted(now - age, side="left"))
-            self._discard(lane, start, cut, now)
-            start = cut
+        if age >= 0 and start < end and accepted[0] < now - age:
+            k = int(accepted.searchsorted(now - age, side="left"))
+            self._discard(lane, start, start + k, now)
+            start += k
+            accepted = accepted[k:]
         if start < end and start == min(lane.pos, (lane.pending[0].start if lane.pending else lane.pos)):
             # Records behind the lane's oldest unfinished one are younger: nothing to check before this.
             limit = retention if age < 0 else min(retention, age)
-            lane.trim_after = float(accepted[start]) + limit
+            lane.trim_after = float(accepted[0]) + limit
         return start
 
     # ------------------------------------------------------------------ the lane
@@ -219,56 +317,52 @@ class StreamMappingRuntime:
             batch = lane.pending[0]
             if now < batch.not_before:
                 return batch.not_before
-            batch.start = self._trim(lane, batch.start, batch.end, now)
+            batch.start = self.trim(lane, batch.start, batch.end, now)
             if batch.start < batch.end:
                 return batch
             lane.pending.popleft()
-        if lane.pos < lane.size:
-            lane.pos = self._trim(lane, lane.pos, lane.size, now)
-        if lane.pos >= lane.size:
-            return None
+        if lane.pos < lane.top:
+            lane.pos = self.trim(lane, lane.pos, lane.top, now)
+        lane.release_finished()
         reader = lane.reader
+        if lane.pos >= lane.top:
+            # Nothing in hand: wait for the next record (it may not be generated yet).
+            return None if self.source.exhausted else reader.wait(lane, lane.pos, math.inf, now)
+        batch_size = self.spec.batch_size
         fetched = lane.fetched(reader.fetched_by(now)) - lane.pos
-        if fetched < self.spec.batch_size:
+        if fetched < batch_size:
             reader.top_up(now)
             fetched = lane.fetched(reader.fetched_by(now)) - lane.pos
-        batch_size = self.spec.batch_size
         window_end = lane.window_start + self.spec.batching_window
         if fetched <= 0:
-            return lane.reader.wait(lane.row(lane.pos), math.inf, now)
+            return reader.wait(lane, lane.pos, math.inf, now)
         n = min(fetched, batch_size)
         n, capped = self._fit(lane, lane.pos, n)
         if n >= batch_size or capped or now >= window_end:
-            batch = Pending(lane.pos, lane.pos + n)
+            batch = Pending(self, lane, lane.pos, lane.pos + n)
             lane.pos += n
             lane.pending.append(batch)
             return batch
-        wanted = min(batch_size, lane.size - lane.pos)
-        if fetched >= wanted:
-            # Every record the lane will ever see is in hand and the batch is still short of the batch
-            # size: only the window's end is left to wait for (waiting on a fetched row would wake
-            # at once, again and again).
+        if self.source.exhausted and fetched >= lane.top - lane.pos:
+            # Every record the lane will ever see is in hand and the batch is still short of the
+            # batch size: only the window's end is left to wait for (waiting on a fetched record
+            # would wake at once, again and again).
             return float(window_end)
-        return lane.reader.wait(lane.row(lane.pos + wanted - 1), window_end, now)
+        return reader.wait(lane, lane.pos + batch_size - 1, window_end, now)
 
     def _fit(self, lane: Lane, start: int, n: int) -> tuple[int, bool]:
         """How many of ``n`` records from ``start`` fit the 6 MB payload; whether the cap bound."""
-        src = self.stream.spec
-        per_record_max = self.stream.max_size * src.payload_expansion + src.record_overhead
+        per_record_max = self.source.max_size * self.expansion + self.overhead
         if n * per_record_max <= PAYLOAD_LIMIT_BYTES:
             return n, False
-        sizes = (
-            self.stream.table.size[lane.ids(start, start + n)] * src.payload_expansion + src.record_overhead
-        )
-        fits = int(np.cumsum(sizes).searchsorted(PAYLOAD_LIMIT_BYTES, side="right"))
-        return max(1, min(n, fits)), fits < n
+        sizes = lane.fifo.column("size", start, start + n) * self.expansion + self.overhead
+        fits, _, capped = fit_payload(np.cumsum(sizes), PAYLOAD_LIMIT_BYTES)
+        return max(1, fits), capped
 
     def _lane(self, lane: Lane) -> Generator[simpy.Event, Any, None]:
         env = self.env
-        function = self.function
         spec = self.spec
-        records = self.stream.table
-        accepted_at = self.stream.accepted_at
+        invoke = self.invoker.invoke
         while True:
             now = env.now
             nxt = self._next(lane, now)
@@ -281,40 +375,21 @@ class StreamMappingRuntime:
                 yield nxt
                 continue
             batch = nxt
-            kind = function.acquire(now)
-            if kind < 0:
-                # Throttled: retried with backoff, not counted against maximum_retry_attempts.
-                self._log_throttle((now, function.index, self.index, -kind))
-                retry = spec.throttle_retry
-                batch.throttles += 1
-                batch.not_before = now + backoff(
-                    batch.throttles, retry.initial, retry.multiplier, retry.maximum
-                )
-                continue
-            batch.throttles = 0
-            n = batch.end - batch.start
-            ids = lane.ids(batch.start, batch.end)
-            init_s, run_s, outcome, failed = function.plan(
-                now, kind, n, ids, records, spec.report_batch_item_failures
-            )
-            busy_s = init_s + run_s
-            end = now + busy_s
-            age = now - float(accepted_at[lane.row(batch.end - 1)])  # IteratorAge: the batch's last record
-            self._log_invocation(
-                (now, end, function.index, self.index, n, outcome, init_s, run_s, kind, age, lane.shard)
-            )
-            yield env.timeout(busy_s)
-            function.release(end, kind)
+            outcome, failed, _, end, _ = yield from invoke(batch)
+            if outcome == GAVE_UP:
+                continue  # throttled until every record of the batch expired or aged out
             lane.window_start = end
-            if outcome == SUCCESS:
-                self._finish(lane, batch.start, batch.end, SUCCEEDED, end)
+            if outcome == _SUCCESS:
+                self._finish(lane, batch.start, batch.end, RecordState.SUCCEEDED, end)
                 lane.pending.popleft()
+                lane.release_finished()
                 continue
+            n = batch.end - batch.start
             done = 0
-            if outcome == PARTIAL:
+            if outcome == _PARTIAL:
                 assert failed is not None
                 done = checkpoint(failed)
-                self._finish(lane, batch.start, batch.start + done, SUCCEEDED, end)
+                self._finish(lane, batch.start, batch.start + done, RecordState.SUCCEEDED, end)
                 batch.start += done
                 n -= done
             if spec.bisect_batch_on_function_error and n > 1 and done == 0:
@@ -322,26 +397,53 @@ class StreamMappingRuntime:
                 # before it is done above; a batch whose first record failed is split in halves.
                 lane.pending.popleft()
                 first, second = bisect(batch.start, batch.end)
-                lane.pending.appendleft(Pending(*second, batch.failures, end))
-                lane.pending.appendleft(Pending(*first, batch.failures, end))
+                later = Pending(self, lane, *second, batch.failures)
+                earlier = Pending(self, lane, *first, batch.failures)
+                later.not_before = earlier.not_before = end
+                lane.pending.appendleft(later)
+                lane.pending.appendleft(earlier)
                 continue
             batch.failures += 1
             if retries_exhausted(batch.failures, spec.maximum_retry_attempts):
                 self._discard(lane, batch.start, batch.end, end)
                 lane.pending.popleft()
+                lane.release_finished()
             else:
                 batch.not_before = end + retry_delay(batch.failures, spec.retry_backoff, self.jitter.next())
 
+    # ------------------------------------------------------------------ observation and the end
     def shard_backlog(self, now: float) -> np.ndarray:
-        """Records each shard has received (within the mapping's scope) and the mapping not finished."""
-        accepted = self.stream.accepted_at
-        arrived = np.array([accepted[lo:hi].searchsorted(now, side="right") for lo, hi in self.shard_rows])
-        return np.maximum(arrived - self.finished, 0)
+        """Records each shard has stored (within the mapping's scope) and the mapping not finished.
+
+        Read-only: what the once-a-minute sample of each shard's backlog sees.
+        """
+        stored = np.array([log.accepted_by(now) for log in self.source.shards], dtype=np.int64)
+        in_scope = np.where(self.scope_start >= 0, stored - self.scope_start, 0)
+        return np.maximum(in_scope - self.finished, 0)
 
     def finish(self, end: float) -> None:
-        """Records still unprocessed whose retention ended before the end of the run expire."""
-        pending = self.in_scope & (self.state < SUCCEEDED)
-        expiry = self.stream.accepted_at + self.stream.retention_s
-        gone = pending & (expiry <= end)
-        self.state[gone] = EXPIRED
-        self.done_at[gone] = expiry[gone]
+        """Records still unprocessed whose retention ended before the end of the run expire; the
+        rest are counted as still waiting."""
+        retention = self.source.retention_s
+        for lane in self.lanes:
+            fifo = lane.fifo
+            # Pending batches cover [pending[0].start, pos) in order: unfinished is everything from there.
+            start = min(lane.pending[0].start if lane.pending else lane.pos, lane.pos)
+            if start >= fifo.top:
+                continue
+            accepted = fifo.column("accepted_at", start, fifo.top)
+            k = int(accepted.searchsorted(end - retention, side="right"))  # accepted never decreases
+            if k:
+                self._finish(lane, start, start + k, RecordState.EXPIRED, accepted[:k] + retention)
+                start += k
+            if start < fifo.top:
+                self.outcomes.census(
+                    self.consumer,
+                    fifo.column("sent_at", start, fifo.top),
+                    RecordState.WAITING,
+                    ids=fifo.column("seq", start, fifo.top),
+                )
+        for reader in self.readers:
+            self.recorder.add_total("getrecords_calls", reader.calls)
+            self.recorder.add_total("read_throttles", reader.read_throttles)
+            self.recorder.add_total(f"bytes_delivered:{self.index}", reader.bytes_delivered(end))

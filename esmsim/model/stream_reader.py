@@ -8,35 +8,82 @@ bytes, within the shard's read limits shared by all its polling consumers; a cal
 is refused (ReadProvisionedThroughputExceeded) and tried again when they allow.
 
 An enhanced fan-out consumer gets records pushed when they are available, within its own 2 MiB/s
-per shard: the delivery times are known in advance, so waking a lane costs one event.
+per shard: the delivery times are known as soon as the records are generated, so waking a lane
+costs one event.
 
 Lanes wait here for "enough records fetched" or "my batching window ended", whichever comes first;
-the reader schedules one wake-up for the earliest of its polls and its lanes' deadlines.
+the reader schedules one wake-up for the earliest of its polls and its lanes' deadlines. Positions
+are the shard log's (:class:`esmsim.model.stream_source.ShardLog`).
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
+import simpy
 
 from esmsim.model.alarm import Alarm
-from esmsim.model.stream_source import ShardReadLimits, StreamRecords
+from esmsim.model.records import RecordFifo
+from esmsim.model.stream_source import ShardLog, ShardReadLimits, StreamSource, WriteLimiter
+from esmsim.observe.levels import BinnedMax, BinnedSum
+from esmsim.scenario.sources import KinesisSource
 
-if TYPE_CHECKING:
-    import simpy
+
+class LaneRows(Protocol):
+    """What a waiter needs of its lane: which shard position each of its records has."""
+
+    @property
+    def top(self) -> int:
+        """One past the lane's last record generated so far."""
+        ...
+
+    def row(self, position: int) -> int:
+        """The shard position of a lane position."""
+        ...
 
 
 class Waiter:
-    """A lane waiting for records: until row ``need_row`` is fetched, or ``deadline``."""
+    """A lane waiting until its record at lane position ``need`` is fetched, or ``deadline``.
 
-    __slots__ = ("deadline", "event", "need_row")
+    The record may not be generated yet; the reader learns its shard position when it is, so a
+    lane wakes only for its own reasons, never because traffic was generated.
+    """
 
-    def __init__(self, event: simpy.Event, need_row: int, deadline: float) -> None:
+    __slots__ = ("deadline", "event", "lane", "need")
+
+    def __init__(self, event: simpy.Event, lane: LaneRows, need: int, deadline: float) -> None:
         self.event = event
-        self.need_row = need_row
+        self.lane = lane
+        self.need = need
         self.deadline = deadline
+
+    def need_row(self) -> float:
+        """The shard position to be fetched (``inf`` while the record is not generated)."""
+        lane = self.lane
+        return lane.row(self.need) if self.need < lane.top else math.inf
+
+
+class EfoDelivery:
+    """When each record of a shard reaches an enhanced fan-out consumer, block by block."""
+
+    def __init__(self, spec: KinesisSource) -> None:
+        self.delay_s = spec.efo_propagation_delay
+        self._limiter = WriteLimiter(None, spec.efo_bytes_per_second)
+        self.fifo = RecordFifo({"delivered_at": float, "cum": float})
+        self._cum = 0.0
+
+    def extend(self, log: ShardLog, start: int, stop: int) -> None:
+        """Schedule the deliveries of the shard's new records ``[start, stop)``."""
+        if self.fifo.top < start:  # positions align with the shard log's
+            gap = start - self.fifo.top
+            self.fifo.append({"delivered_at": np.full(gap, -math.inf), "cum": np.full(gap, self._cum)})
+        sizes = log.fifo.column("size", start, stop)
+        pushed = log.fifo.column("accepted_at", start, stop) + self.delay_s
+        cum = self._cum + np.cumsum(sizes)
+        self._cum = float(cum[-1])
+        self.fifo.append({"delivered_at": self._limiter.accept(pushed, sizes), "cum": cum})
 
 
 class ShardReader:
@@ -45,51 +92,76 @@ class ShardReader:
     def __init__(
         self,
         env: simpy.Environment,
-        stream: StreamRecords,
-        shard: int,
-        start_row: int,
+        source: StreamSource,
+        log: ShardLog,
         limits: ShardReadLimits | None,
-        delivery_at: np.ndarray | None,
+        efo: EfoDelivery | None,
+        *,
+        read_throttled: BinnedSum,
+        run_read_throttled: BinnedSum,
+        iterator_ages: BinnedMax,
     ) -> None:
         self.env = env
-        self.stream = stream
-        self.lo = int(stream.offsets[shard])
-        self.hi = int(stream.offsets[shard + 1])
-        self.fetched = max(self.lo, start_row)  # rows below this are in the consumer's hands
+        self.source = source
+        self.log = log
+        self.fetched = 0  # positions below this are in the consumer's hands (or out of its scope)
         self.limits = limits
-        #: Enhanced fan-out: when each row of the shard reaches the consumer (None: polling).
-        self.delivery_at = delivery_at
-        spec = stream.spec
+        #: Enhanced fan-out: when each position of the shard reaches the consumer (None: polling).
+        self.efo = efo
+        spec = source.spec
         self.idle_interval = spec.idle_poll_interval
         self.max_records = spec.max_records_per_call
         self.max_bytes = spec.max_bytes_per_call
         self.last_poll_at = 0.0
         self.more_waiting = False  # the last call left available records behind (call limits)
         self._retry_at = 0.0  # after a refused call, the next attempt waits for the limits
-        calls_per_s = stream.spec.read_calls_per_second
-        self.own_gap = 1.0 / calls_per_s if (calls_per_s and delivery_at is None) else 0.0
+        calls_per_s = spec.read_calls_per_second
+        self.own_gap = 1.0 / calls_per_s if (calls_per_s and efo is None) else 0.0
         self.waiters: list[Waiter] = []
         self._alarm = Alarm(env, self._wake)
-        # Observations, read by the mapping afterwards.
+        self._ran_dry = False  # when last planned, every generated record had been fetched
         self.calls = 0
         self.empty_calls = 0
-        self.throttled_calls: list[float] = []
-        self.record_ages: list[tuple[float, float]] = []  # (poll time, GetRecords.IteratorAge in s)
+        self.read_throttles = 0
+        self._read_throttled = read_throttled
+        self._run_read_throttled = run_read_throttled
+        self._iterator_ages = iterator_ages
         self.bytes_read = 0.0
+
+    def skip_to(self, position: int) -> None:
+        """The mapping's scope starts at ``position``: nothing before it is read."""
+        self.fetched = max(self.fetched, position)
 
     # ------------------------------------------------------------------ for lanes
     def fetched_by(self, now: float) -> int:
-        """Rows fetched by ``now`` (for enhanced fan-out: delivered)."""
-        if self.delivery_at is not None:
-            return self.lo + int(self.delivery_at.searchsorted(now, side="right"))
+        """Positions fetched by ``now`` (for enhanced fan-out: delivered)."""
+        efo = self.efo
+        if efo is not None:
+            fifo = efo.fifo
+            if fifo.top == fifo.low or fifo.at("delivered_at", fifo.top - 1) <= now:
+                delivered = fifo.top
+            else:
+                delivered = fifo.search("delivered_at", now, "right")
+            fifo.drop_before(delivered - 1)  # the last one delivered keeps the running byte count
+            return max(delivered, self.fetched)
         return self.fetched
 
-    def wait(self, need_row: int, deadline: float, now: float) -> simpy.Event:
-        """An event that fires once row ``need_row`` is fetched or at ``deadline``."""
-        waiter = Waiter(self.env.event(), need_row, deadline)
+    def wait(self, lane: LaneRows, need: int, deadline: float, now: float) -> simpy.Event:
+        """An event that fires once ``lane``'s record at position ``need`` is fetched, or at ``deadline``."""
+        waiter = Waiter(self.env.event(), lane, need, deadline)
         self.waiters.append(waiter)
         self._reschedule(now)
         return waiter.event
+
+    def on_extend(self, now: float) -> None:
+        """More records were generated: waiting lanes may now have a poll (or a push) to wait for.
+
+        A polling reader that still had records to fetch already has its next poll planned: asking
+        again now would read the waiting ones "back to back" at this arbitrary moment. Only a reader
+        that had run out of known records plans anew.
+        """
+        if self.waiters and (self.efo is not None or self._ran_dry):
+            self._reschedule(now)
 
     def top_up(self, now: float) -> None:
         """Read what is waiting in the shard now, if a call is due.
@@ -97,18 +169,18 @@ class ShardReader:
         The poller keeps reading back to back while a lane is busy, so a lane forming a batch sees
         what arrived meanwhile.
         """
-        if self.delivery_at is not None or self.fetched >= self.hi:
+        if self.efo is not None or self.fetched >= self.log.fifo.top:
             return
-        if self.stream.available_at[self.fetched] <= now and self._next_poll(now) <= now:
+        if self.log.fifo.at("available_at", self.fetched) <= now and self._next_poll(now) <= now:
             self._poll(now)
 
     # ------------------------------------------------------------------ polling
     def _next_poll(self, now: float) -> float:
-        """When the shard will next be read, if a lane needs records (``inf`` if nothing will come)."""
-        stream = self.stream
-        if self.fetched >= self.hi:
+        """When the shard will next be read, if a lane needs records (``inf`` if none is known)."""
+        fifo = self.log.fifo
+        if self.fetched >= fifo.top:
             return math.inf
-        available = float(stream.available_at[self.fetched])
+        available = fifo.at("available_at", self.fetched)
         if available <= now:
             at = now  # records are waiting: read them back to back
         else:
@@ -121,25 +193,31 @@ class ShardReader:
 
     def _poll(self, now: float) -> None:
         """One GetRecords call (or a refused one) at ``now``."""
-        stream = self.stream
+        log = self.log
+        fifo = log.fifo
         if self.limits is not None and self.limits.ready_at(now) > now:
             # Another consumer used the shard's read throughput: this call is refused.
-            self.throttled_calls.append(now)
+            self.read_throttles += 1
+            self._read_throttled.add(now)
+            self._run_read_throttled.add(now)
             self._retry_at = self.limits.ready_at(now)
             return
+        top = fifo.top
         # GetRecords never returns records past their retention: start after them.
-        if self.fetched < self.hi and stream.accepted_at[self.fetched] + stream.retention_s <= now:
-            cutoff = now - stream.retention_s
-            self.fetched += int(stream.accepted_at[self.fetched : self.hi].searchsorted(cutoff, side="right"))
-        available = int(stream.available_at[self.fetched : self.hi].searchsorted(now, side="right"))
+        retention = self.source.retention_s
+        if self.fetched < top and fifo.at("accepted_at", self.fetched) + retention <= now:
+            self.fetched = fifo.search("accepted_at", now - retention, "right", start=self.fetched)
+        available = fifo.search("available_at", now, "right", start=self.fetched) - self.fetched
         count = min(available, self.max_records)
         budget = self.max_bytes
         if self.limits is not None:
-            budget = min(budget, max(self.limits.bytes_available(now), stream.max_size))
+            # What the shard's byte bucket still allows (a call returns at least one record).
+            budget = min(budget, self.limits.bytes_available(now))
         if count:
             start = self.fetched
-            before = float(stream.cum_size[start - 1]) if start else 0.0
-            fits = int(stream.cum_size[start : start + count].searchsorted(before + budget, side="right"))
+            before = fifo.at("cum", start) - fifo.at("size", start)
+            cum = fifo.column("cum", start, start + count)
+            fits = int(cum.searchsorted(before + budget, side="right"))
             count = max(1, min(count, fits))  # a call always returns at least one record
         self.calls += 1
         self.last_poll_at = now
@@ -147,37 +225,50 @@ class ShardReader:
             self.empty_calls += 1
             self.more_waiting = False
             return
-        nbytes = stream.bytes_between(self.fetched, self.fetched + count)
+        nbytes = log.bytes_between(self.fetched, self.fetched + count)
         if self.limits is not None:
             self.limits.spend(now, nbytes)
         self.bytes_read += nbytes
         self.fetched += count
         self.more_waiting = count < available
-        self.record_ages.append((now, now - float(stream.accepted_at[self.fetched - 1])))
+        age = now - fifo.at("accepted_at", self.fetched - 1)
+        self._iterator_ages.add(now, age * 1000.0)
 
     # ------------------------------------------------------------------ waking lanes
     def _reschedule(self, now: float) -> None:
         if not self.waiters:
             return
         t = min(w.deadline for w in self.waiters)
-        if self.delivery_at is not None:
+        efo = self.efo
+        if efo is not None:
+            fifo = efo.fifo
             for w in self.waiters:
-                if w.need_row < self.hi:
-                    t = min(t, float(self.delivery_at[w.need_row - self.lo]))
-        elif any(w.need_row >= self.fetched for w in self.waiters):
+                row = w.need_row()
+                if fifo.low <= row < fifo.top:
+                    t = min(t, fifo.at("delivered_at", int(row)))
+        elif any(w.need_row() >= self.fetched for w in self.waiters):
             t = min(t, self._next_poll(now))
+        self._ran_dry = self.fetched >= self.log.fifo.top
         self._alarm.request(t, now)
 
     def _wake(self, now: float) -> None:
-        needy = self.delivery_at is None and any(w.need_row >= self.fetched for w in self.waiters)
+        needy = self.efo is None and any(w.need_row() >= self.fetched for w in self.waiters)
         if needy and self._next_poll(now) <= now:
             self._poll(now)
         fetched = self.fetched_by(now)
         still = []
         for w in self.waiters:
-            if w.need_row < fetched or w.deadline <= now:
+            if w.need_row() < fetched or w.deadline <= now:
                 w.event.succeed()
             else:
                 still.append(w)
         self.waiters = still
         self._reschedule(now)
+
+    def bytes_delivered(self, end: float) -> float:
+        """Bytes an enhanced fan-out consumer received by ``end`` (GetRecords bytes for polling)."""
+        efo = self.efo
+        if efo is None:
+            return self.bytes_read
+        delivered = min(self.fetched_by(end), efo.fifo.top)
+        return efo.fifo.at("cum", delivered - 1) if delivered > 0 else 0.0

@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+from esmsim.model.backoff import backoff
 from esmsim.scenario.mappings import RetryBackoff
-
-
-def backoff(attempt: int, initial: float, multiplier: float, maximum: float) -> float:
-    """``initial * multiplier**(attempt-1)`` capped at ``maximum``, without overflowing for large attempts."""
-    if initial <= 0:
-        return 0.0
-    if multiplier <= 1:
-        return min(initial, maximum)
-    log_delay = math.log(initial) + (attempt - 1) * math.log(multiplier)
-    return maximum if log_delay >= math.log(maximum) else math.exp(log_delay)
 
 
 def retry_delay(attempt: int, params: RetryBackoff, uniform: float = 0.5) -> float:

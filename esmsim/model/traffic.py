@@ -10,9 +10,10 @@ of one replication see identical traffic.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from esmsim.model.records import RecordTable
 from esmsim.rng import Streams
 from esmsim.scenario.sources import Traffic
 
@@ -82,25 +83,49 @@ def invert_cumulative_rate(t: np.ndarray, r: np.ndarray, targets: np.ndarray) ->
     return np.asarray(t0 + tau)
 
 
-def arrival_times(traffic: Traffic, duration_s: float, rng: np.random.Generator) -> np.ndarray:
-    """Sorted arrival times in (0, duration] (the initial backlog is added separately)."""
-    t, r = rate_profile(traffic, duration_s)
-    total = cumulative_rate_at(t, r, duration_s)
-    if total <= 0:
-        return np.empty(0)
-    chunks: list[np.ndarray] = []
-    reached = 0.0
-    k = 0
-    while reached < total:
-        if traffic.pattern == "poisson":
-            marks = reached + np.cumsum(rng.exponential(1.0, CHUNK))
+class ArrivalFeed:
+    """A source's arrival times in blocks of :data:`CHUNK` unit-rate marks, generated on demand.
+
+    The marks are drawn in fixed chunks from the source's ``arrivals`` stream, whoever asks and
+    whenever, so the arrivals are the same however a run consumes them (common random numbers).
+    """
+
+    def __init__(self, traffic: Traffic, duration_s: float, rng: np.random.Generator) -> None:
+        self.traffic = traffic
+        self.duration_s = duration_s
+        self._rng = rng
+        self._t, self._r = rate_profile(traffic, duration_s)
+        self._total = cumulative_rate_at(self._t, self._r, duration_s)
+        self._reached = 0.0
+        self._k = 0
+        self.exhausted = self._total <= 0
+
+    def next_chunk(self) -> np.ndarray:
+        """The next sorted arrival times in (0, duration] (empty once the run's arrivals are out)."""
+        if self.exhausted:
+            return np.empty(0)
+        if self.traffic.pattern == "poisson":
+            # Summed on from the last mark, in order: the same marks whatever the chunk size.
+            gaps = self._rng.exponential(1.0, CHUNK)
+            marks = np.cumsum(np.concatenate([[self._reached], gaps]))[1:]
         else:
-            marks = np.arange(k + 1, k + CHUNK + 1, dtype=float)
-            k += CHUNK
-        reached = float(marks[-1])
-        chunks.append(marks[marks <= total])
-    targets = np.concatenate(chunks)
-    return np.asarray(np.minimum(invert_cumulative_rate(t, r, targets), duration_s))
+            marks = np.arange(self._k + 1, self._k + CHUNK + 1, dtype=float)
+            self._k += CHUNK
+        self._reached = float(marks[-1])
+        if self._reached >= self._total:
+            self.exhausted = True
+        marks = marks[marks <= self._total]
+        times = invert_cumulative_rate(self._t, self._r, marks)
+        return np.asarray(np.minimum(times, self.duration_s))
+
+
+def arrival_times(traffic: Traffic, duration_s: float, rng: np.random.Generator) -> np.ndarray:
+    """Every arrival time of a run at once, sorted in (0, duration] (the initial backlog aside)."""
+    feed = ArrivalFeed(traffic, duration_s, rng)
+    chunks = [feed.next_chunk()]
+    while not feed.exhausted:
+        chunks.append(feed.next_chunk())
+    return np.concatenate(chunks)
 
 
 def backlog_times(traffic: Traffic) -> np.ndarray:
@@ -111,20 +136,42 @@ def backlog_times(traffic: Traffic) -> np.ndarray:
     return np.linspace(-span, 0.0, n, endpoint=False) + span / n
 
 
-def generate_records(
-    traffic: Traffic, duration_s: float, streams: Streams, source: str, max_size: float, *, draws: bool
-) -> RecordTable:
-    """All records a queue receives in a run, initial backlog first (sent by time 0).
+class RecordFeed:
+    """A source's records (send time, size, poison draw), generated block by block.
 
-    ``draws``: whether to draw each record's poison number (needed only when some function has
-    poison records; the draws come from their own stream either way, so they never shift others).
+    The first block holds the initial backlog (sent by time 0) and the first chunk of arrivals;
+    each further block holds the next chunk. Sizes and poison draws come from their own streams in
+    record order, so block boundaries change nothing.
     """
-    arrivals = arrival_times(traffic, duration_s, streams.get("arrivals", source))
-    if traffic.initial_backlog:
-        arrivals = np.concatenate([backlog_times(traffic), arrivals])
-    n = arrivals.shape[0]
-    sizes = traffic.record_size.sample(streams.get("sizes", source), n)
-    if traffic.record_size.upper_bound() > max_size:
-        sizes = np.minimum(sizes, max_size)
-    poison = np.asarray(streams.get("poison", source).random(n)) if draws else None
-    return RecordTable(arrivals, sizes, poison)
+
+    def __init__(
+        self, traffic: Traffic, duration_s: float, streams: Streams, source: str, max_size: float, *, draws: bool
+    ) -> None:
+        self.traffic = traffic
+        self._arrivals = ArrivalFeed(traffic, duration_s, streams.get("arrivals", source))
+        self._sizes = streams.get("sizes", source)
+        self._poison = streams.get("poison", source) if draws else None
+        self._cut = max_size if traffic.record_size.upper_bound() > max_size else None
+        self._first = True
+        self.exhausted = False
+        #: Every record sent before this time has been generated (``inf`` once all are).
+        self.horizon = -math.inf
+
+    def next_block(self) -> dict[str, np.ndarray]:
+        """The next block: ``sent_at`` (sorted), ``size`` and, when drawn, ``draw``."""
+        sent = self._arrivals.next_chunk()
+        if self._first:
+            self._first = False
+            if self.traffic.initial_backlog:
+                sent = np.concatenate([backlog_times(self.traffic), sent])
+        n = sent.shape[0]
+        sizes = self.traffic.record_size.sample(self._sizes, n)
+        if self._cut is not None:
+            sizes = np.minimum(sizes, self._cut)
+        block = {"sent_at": sent, "size": np.asarray(sizes, dtype=float)}
+        if self._poison is not None:
+            block["draw"] = np.asarray(self._poison.random(n))
+        self.exhausted = self._arrivals.exhausted
+        # Later records are sent at or after this block's last one (arrivals are sorted).
+        self.horizon = math.inf if self.exhausted else (float(sent[-1]) if n else self.horizon)
+        return block

@@ -1,0 +1,142 @@
+"""The one place a batch becomes a Lambda invocation, for every event source mapping.
+
+``admit -> plan -> record -> wait -> release``: the function admits the invocation or throttles it
+with a reason (:mod:`esmsim.model.lambda_env`); a throttled invoke is retried with one exponential
+back-off until the caller's deadline; the function decides duration and outcome
+(:mod:`esmsim.model.function`); the recorder gets one typed row; one SimPy timeout covers the
+invocation; the environment goes back idle (reset if the invocation timed out). Lambda's own
+limits on a batch live here too: the 6 MB synchronous payload (:func:`fit_payload`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator
+from typing import Any, Protocol, TypeAlias
+
+import numpy as np
+import simpy
+
+from esmsim.events import Outcome
+from esmsim.model.backoff import backoff
+from esmsim.model.function import LambdaFunction
+from esmsim.observe.recorder import Recorder
+from esmsim.scenario.mappings import ThrottleRetry
+
+#: Lambda's synchronous invocation payload limit, which caps every batch a mapping sends.
+PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
+
+#: An invocation's course: ``(outcome, failed, start, end, throttles)``. ``outcome`` is an
+#: :class:`~esmsim.events.Outcome`, or :data:`GAVE_UP` when the caller's deadline passed while
+#: throttled (or nothing was left to send); ``failed`` masks the batch's failed records for PARTIAL.
+Invoked: TypeAlias = tuple[int, np.ndarray | None, float, float, int]
+GAVE_UP = -1
+_TIMEOUT = int(Outcome.TIMEOUT)
+
+
+def fit_payload(cumulative: np.ndarray, room: float, offset: float = 0.0) -> tuple[int, float, bool]:
+    """How many leading records fit in ``room`` payload bytes.
+
+    Args:
+        cumulative: running payload totals of the candidate records (record bytes plus event
+            metadata): ``cumulative[i] - offset`` is the payload of the first ``i + 1``.
+        room: bytes left under the cap.
+        offset: what ``cumulative`` counts before the first candidate (prefix sums of a source).
+
+    Returns:
+        ``(k, nbytes, capped)``: how many fit, their payload, and whether the cap stopped them.
+    """
+    k = int(cumulative.searchsorted(offset + room, side="right"))
+    nbytes = float(cumulative[k - 1]) - offset if k else 0.0
+    return k, nbytes, k < cumulative.shape[0]
+
+
+class Attempt(Protocol):
+    """A batch as the invoke step sees it."""
+
+    n: int  # records
+    nbytes: float  # payload bytes
+    draws: np.ndarray | None  # the records' poison draws
+    stored_at: float  # when the source stored the batch's last record (streams; NaN for queues)
+    shard: int  # -1 for queues
+    lane: int  # -1 for queues
+
+    def prepare(self, now: float) -> bool:
+        """Bring the batch up to ``now`` before an attempt; False when nothing is left to send."""
+        ...
+
+    def started(self, start: float, end: float) -> None:
+        """The invocation was admitted at ``start`` and will end at ``end``."""
+        ...
+
+
+class Invoker:
+    """Invokes one function on behalf of one mapping."""
+
+    __slots__ = ("admitted", "env", "function", "item_failures", "mapping", "recorder", "retry", "throttled")
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        function: LambdaFunction,
+        mapping: int,
+        recorder: Recorder,
+        retry: ThrottleRetry,
+        item_failures: bool,
+    ) -> None:
+        self.env = env
+        self.function = function
+        self.mapping = mapping
+        self.recorder = recorder
+        self.retry = retry
+        self.item_failures = item_failures
+        #: Invokes admitted and throttled so far (a poller fleet's back-off watches them as they happen).
+        self.admitted = 0
+        self.throttled = 0
+
+    def invoke(self, batch: Attempt, give_up_at: float = math.inf) -> Generator[simpy.Event, Any, Invoked]:
+        """Invoke the function with ``batch``; throttled attempts are retried until ``give_up_at``."""
+        env = self.env
+        function = self.function
+        environments = function.environments
+        now = env.now
+        throttles = 0
+        while True:
+            if not batch.prepare(now):
+                return GAVE_UP, None, now, now, throttles
+            kind = environments.acquire(now)
+            if kind >= 0:
+                break
+            self.recorder.throttle(now, function.index, self.mapping, -kind)
+            self.throttled += 1
+            throttles += 1
+            retry = self.retry
+            delay = backoff(throttles, retry.initial, retry.multiplier, retry.maximum)
+            if now + delay >= give_up_at:
+                return GAVE_UP, None, now, now, throttles
+            yield env.timeout(delay)
+            now = env.now
+        self.admitted += 1
+        n = batch.n
+        init_s, run_s, outcome, failed = function.plan(now, kind, n, batch.draws, self.item_failures)
+        busy_s = init_s + run_s
+        end = now + busy_s  # exactly the time SimPy will resume at: no rounding differences
+        self.recorder.invocation(
+            now,
+            end,
+            function.index,
+            self.mapping,
+            n,
+            batch.nbytes,
+            outcome,
+            kind,
+            init_s,
+            run_s,
+            now - batch.stored_at,
+            batch.shard,
+            batch.lane,
+        )
+        batch.started(now, end)
+        yield env.timeout(busy_s)
+        environments.release(end, kind, outcome == _TIMEOUT)
+        return outcome, failed, now, end, throttles

@@ -1,0 +1,313 @@
+"""Quantities observed while a run goes: step functions (levels), per-minute sums and maxima.
+
+A level (concurrency, pollers, messages visible, stream backlog) is a step function written as
+changes ``(time, delta)``. Nothing is kept per change once its minute is done: changes wait in a
+small buffer until the recorder declares a time ``W`` before which no more can come, then they are
+folded, in time order, into each bin's exact time-weighted mean and maximum. Memory is bounded by
+the changes of the last few minutes, not by the length of the run.
+
+Changes may be written ahead of their time (an invocation's end is known when it starts; a
+queue's arrivals when they are generated). A change that arrives after its bin was folded (a
+lazily noticed expiry, say) is still applied exactly to the means; the maximum of its own bin can
+then only be bounded from above, so it is counted in :attr:`BinnedLevel.late` and tests check it
+stays zero where the model guarantees timely changes.
+
+Semantics, as CloudWatch-style 1-minute bins need them: the level at ``t`` includes every change
+at ``t`` (several changes at one instant count together, so a -1 and a +1 at one instant never
+show as a momentary dip or spike); a bin ``[a, b)`` holds the level right after the changes at
+``a`` and every value taken inside; the last bin is closed and also holds the changes at the end
+of the run. Changes before 0 count at 0 (records already in a source when the run starts);
+changes after the end are ignored.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def bin_edges(end: float, bin_s: float) -> np.ndarray:
+    """Edges of ``bin_s`` bins covering [0, end] (the last bin may be shorter)."""
+    n = max(1, int(np.ceil(end / bin_s - 1e-9)))
+    return np.minimum(np.arange(n + 1, dtype=float) * bin_s, end)
+
+
+def bin_index(times: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """The bin of each time (the end of the run belongs to the last bin; outside times are clipped)."""
+    width = float(edges[1] - edges[0])
+    # A division, not a multiplication by 1/width: 120 * (1/60) is just under 2.
+    idx = (np.asarray(times, dtype=float) / width).astype(np.int64)
+    return np.clip(idx, 0, len(edges) - 2, out=idx)
+
+
+def _pairs(rows: list[tuple[float, float]]) -> np.ndarray:
+    """A list of ``(time, value)`` tuples as an (n, 2) array (fromiter: far faster than np.array)."""
+    flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=float, count=2 * len(rows))
+    return flat.reshape(-1, 2)
+
+
+@dataclass(frozen=True)
+class LevelStats:
+    """Exact statistics of a step function over a run."""
+
+    mean: float  # time-weighted, over [warmup, end]
+    maximum: float  # over the whole run
+    bin_mean: np.ndarray  # time-weighted mean per bin
+    bin_max: np.ndarray  # maximum per bin
+    bin_end: np.ndarray  # level at the end of each bin (after every change before the bin's end)
+
+
+class BinnedLevel:
+    """A level folded into per-bin statistics as the run goes (see the module docstring)."""
+
+    __slots__ = (
+        "_area",
+        "_changes",
+        "_max",
+        "_pending",
+        "_run_area",
+        "_start_value",
+        "_vd",
+        "_vt",
+        "done_until",
+        "edges",
+        "end",
+        "late",
+        "level",
+        "post",
+        "warmup",
+    )
+
+    def __init__(self, edges: np.ndarray, warmup: float = 0.0) -> None:
+        self.edges = edges
+        self.end = float(edges[-1])
+        self.warmup = warmup
+        nb = len(edges) - 1
+        self._area = np.zeros(nb)
+        self._max = np.full(nb, -np.inf)
+        self._start_value = np.zeros(nb)  # the level at each bin's start, once folded
+        self._run_area = 0.0
+        self._changes: list[tuple[float, float]] = []
+        #: ``post((time, delta))``: the cheapest way to write one change (a bound list append).
+        self.post = self._changes.append
+        self._vt: list[np.ndarray] = []
+        self._vd: list[np.ndarray] = []
+        self._pending = 0
+        #: Every change before this time has been folded.
+        self.done_until = 0.0
+        #: The level right after every folded change.
+        self.level = 0.0
+        #: Changes that came after their time was folded (see the module docstring).
+        self.late = 0
+
+    # ------------------------------------------------------------------ writing
+    def add(self, at: float, delta: float) -> None:
+        """The level changes by ``delta`` at time ``at``."""
+        self._changes.append((at, delta))
+
+    def add_many(self, at: np.ndarray, delta: float | np.ndarray) -> None:
+        """Several changes at once (a scalar delta applies to every time)."""
+        if at.size:
+            self._vt.append(np.asarray(at, dtype=float))
+            self._vd.append(np.broadcast_to(np.asarray(delta, dtype=float), at.shape))
+            self._pending += at.size
+
+    # ------------------------------------------------------------------ folding
+    def fold(self, until: float) -> None:
+        """Fold every change before ``until`` (no change before it may come later)."""
+        until = min(until, self.end)
+        if until <= self.done_until and not self._changes and not self._vt:
+            return
+        times, deltas = self._take(until)
+        late = times < self.done_until
+        if late.any():
+            self._apply_late(times[late], deltas[late])
+            times, deltas = times[~late], deltas[~late]
+        if until > self.done_until:
+            self._fold_window(times, deltas, until)
+
+    def _take(self, until: float) -> tuple[np.ndarray, np.ndarray]:
+        """Remove and return the pending changes before ``until`` (times before 0 count at 0)."""
+        parts_t: list[np.ndarray] = []
+        parts_d: list[np.ndarray] = []
+        if self._changes:
+            pairs = _pairs(self._changes)
+            t, d = pairs[:, 0], pairs[:, 1]
+            keep = t >= until
+            parts_t.append(t[~keep])
+            parts_d.append(d[~keep])
+            self._changes.clear()  # in place: ``post`` stays bound to this list
+            if keep.any():
+                self._changes.extend(zip(t[keep].tolist(), d[keep].tolist(), strict=True))
+        kept_t, kept_d = [], []
+        for t, d in zip(self._vt, self._vd, strict=True):
+            keep = t >= until
+            if keep.all():
+                kept_t.append(t)
+                kept_d.append(d)
+                continue
+            parts_t.append(t[~keep])
+            parts_d.append(d[~keep])
+            if keep.any():
+                kept_t.append(t[keep])
+                kept_d.append(d[keep])
+        self._vt, self._vd = kept_t, kept_d
+        self._pending = sum(t.size for t in kept_t)
+        if not parts_t:
+            return np.empty(0), np.empty(0)
+        return np.maximum(np.concatenate(parts_t), 0.0), np.concatenate(parts_d)
+
+    def _fold_window(self, times: np.ndarray, deltas: np.ndarray, until: float) -> None:
+        """Fold changes in [done_until, until), in time order, into the bins they fall in."""
+        edges = self.edges
+        start = self.done_until
+        # Markers (zero changes) at the window's start, every bin edge inside it and the warm-up,
+        # so no interval between consecutive points crosses a bin edge or the warm-up. Put after
+        # the changes and sorted stably, each marker follows the changes at its instant.
+        inner = edges[(edges > start) & (edges < until)]
+        warm = [self.warmup] if start < self.warmup < until else []
+        markers = np.concatenate([[start], inner, warm])
+        all_t = np.concatenate([times, markers])
+        order = np.argsort(all_t, kind="stable")
+        t = all_t[order]
+        value = self.level + np.cumsum(np.concatenate([deltas, np.zeros(markers.size)])[order])
+        # The level at every edge marker, right after the changes at it: where each bin starts.
+        position = np.empty_like(order)
+        position[order] = np.arange(order.size)
+        edge_markers = times.size + np.flatnonzero(np.isin(markers, edges))
+        for i in edge_markers.tolist():
+            b = int(bin_index(np.array([all_t[i]]), edges)[0])
+            if all_t[i] == edges[b]:
+                self._start_value[b] = value[position[i]]
+        # Only the value after every change at an instant counts (changes at one time count together).
+        last = np.append(t[1:] != t[:-1], True)
+        t, value = t[last], value[last]
+        bins = bin_index(t, edges)
+        first = np.flatnonzero(np.append(True, bins[1:] != bins[:-1]))  # t is sorted, so bins are too
+        present = bins[first]
+        self._max[present] = np.maximum(self._max[present], np.maximum.reduceat(value, first))
+        areas = value * np.diff(np.append(t, until))
+        self._area[present] += np.add.reduceat(areas, first)
+        self._run_area += float(areas[t >= self.warmup].sum())
+        self.level = float(value[-1])
+        self.done_until = until
+
+    def _apply_late(self, times: np.ndarray, deltas: np.ndarray) -> None:
+        """Changes whose time was already folded: exact for means, an upper bound for maxima."""
+        edges = self.edges
+        done = self.done_until
+        nb = len(edges) - 1
+        for t, d in zip(times.tolist(), deltas.tolist(), strict=True):
+            self.late += 1
+            b0 = int(bin_index(np.array([t]), edges)[0])
+            overlap = np.maximum(np.minimum(edges[1:], done) - np.maximum(edges[:-1], t), 0.0)
+            self._area += d * overlap
+            self._run_area += d * max(0.0, done - max(t, self.warmup))
+            starts = edges[:-1]
+            self._max[(np.arange(nb) > b0) & (starts < done)] += d
+            self._start_value[(starts >= t) & (starts < done)] += d
+            if d > 0 and math.isfinite(self._max[b0]):
+                self._max[b0] += d
+            self.level += d
+
+    # ------------------------------------------------------------------ reading
+    def stats(self) -> LevelStats:
+        """Fold everything up to the end of the run and return its statistics."""
+        self.fold(self.end)
+        # What is still pending lies at or after the end: changes exactly at the end count in the
+        # closed last bin (as the level's final value), later ones are outside the run.
+        times, deltas = self._take(math.inf)
+        final = self.level + float(deltas[times <= self.end].sum())
+        widths = np.diff(self.edges)
+        bin_max = np.where(np.isfinite(self._max), self._max, self._start_value)
+        bin_max[-1] = max(bin_max[-1], final)
+        bin_end = np.append(self._start_value[1:], final)
+        bin_mean = np.divide(self._area, widths, out=np.zeros_like(widths), where=widths > 0)
+        span = self.end - self.warmup
+        mean = self._run_area / span if span > 0 else 0.0
+        return LevelStats(mean, max(0.0, float(bin_max.max())), bin_mean, bin_max, bin_end)
+
+
+class BinnedSum:
+    """A count or sum per bin, written one value (or one array) at a time."""
+
+    __slots__ = ("_rows", "_sums", "_total", "_vt", "_vv", "edges", "post")
+
+    def __init__(self, edges: np.ndarray) -> None:
+        self.edges = edges
+        self._sums = np.zeros(len(edges) - 1)
+        self._total = 0.0
+        self._rows: list[tuple[float, float]] = []
+        #: ``post((time, value))``: the cheapest way to add one value (a bound list append).
+        self.post = self._rows.append
+        self._vt: list[np.ndarray] = []
+        self._vv: list[np.ndarray] = []
+
+    def add(self, at: float, value: float = 1.0) -> None:
+        """Add ``value`` in the bin of time ``at``."""
+        self._rows.append((at, value))
+
+    def add_many(self, at: np.ndarray, values: float | np.ndarray = 1.0) -> None:
+        """Add values at several times."""
+        if at.size:
+            self._vt.append(np.asarray(at, dtype=float))
+            self._vv.append(np.broadcast_to(np.asarray(values, dtype=float), at.shape))
+
+    def fold(self) -> None:
+        """Bin what was written since the last fold (the order of writes does not matter)."""
+        times, values = self._vt, self._vv
+        if self._rows:
+            pairs = _pairs(self._rows)
+            self._rows.clear()  # in place: ``post`` stays bound to this list
+            times = [*times, pairs[:, 0]]
+            values = [*values, pairs[:, 1]]
+        if not times:
+            return
+        t, v = np.concatenate(times), np.concatenate(values)
+        self._vt, self._vv = [], []
+        self._sums += np.bincount(bin_index(t, self.edges), weights=v, minlength=len(self._sums))
+        self._total += float(v.sum())
+
+    @property
+    def total(self) -> float:
+        """The sum over the run."""
+        self.fold()
+        return self._total
+
+    def array(self) -> np.ndarray:
+        """The sum per bin."""
+        self.fold()
+        return self._sums.copy()
+
+
+class BinnedMax:
+    """The largest value seen per bin (NaN where none)."""
+
+    __slots__ = ("_width", "edges", "maxima")
+
+    def __init__(self, edges: np.ndarray) -> None:
+        self.edges = edges
+        self._width = float(edges[1] - edges[0])
+        self.maxima = [-math.inf] * (len(edges) - 1)
+
+    def add(self, at: float, value: float) -> None:
+        """Note ``value`` at time ``at``."""
+        b = min(max(int(at / self._width), 0), len(self.maxima) - 1)
+        if value > self.maxima[b]:
+            self.maxima[b] = value
+
+    def add_many(self, at: np.ndarray, values: np.ndarray) -> None:
+        """Note several values."""
+        if at.size:
+            out = np.full(len(self.maxima), -np.inf)
+            np.maximum.at(out, bin_index(at, self.edges), values)
+            for b in np.flatnonzero(np.isfinite(out)).tolist():
+                self.maxima[b] = max(self.maxima[b], float(out[b]))
+
+    def array(self) -> np.ndarray:
+        """The maximum per bin, NaN for bins without values."""
+        values = np.asarray(self.maxima, dtype=float)
+        return np.where(np.isfinite(values), values, np.nan)

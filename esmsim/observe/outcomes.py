@@ -1,0 +1,286 @@
+"""What becomes of records: counted per consumer and per minute, latencies folded as records end.
+
+A consumer is whoever processes a source's records: a queue's mappings together (a message is
+consumed once), each mapping reading a stream (streams are not consumed: every reader processes
+every record), or nobody (an unread stream, whose records only wait or expire). The model reports
+records as they arrive and as they end; here they become counts, per-minute bins and latency
+histograms, and are forgotten. Nothing is kept per record unless the run is traced.
+
+Latency is from a record's arrival at the source to the end of the invocation that processed it
+successfully. The summary's percentiles are exact (numpy over every steady-state latency) while
+a run has at most :data:`EXACT_LATENCY_LIMIT` of them; beyond that they are read from the 1 %
+histogram, within 0.5 % (``latency_method`` in the result says which). Means and maxima are
+always exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from esmsim import histogram
+from esmsim.events import RecordState
+from esmsim.observe.levels import bin_index
+
+#: Steady-state latencies kept for exact percentiles (80 MB of float64); beyond it, the histogram.
+EXACT_LATENCY_LIMIT = 10_000_000
+#: Pending ends folded once this many records wait.
+FOLD_RECORDS = 1 << 16
+
+STATES = len(RecordState)
+
+
+class ConservationError(AssertionError):
+    """Records were created or lost: a bug in the simulator, never a user error."""
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """One consumer of a source's records."""
+
+    label: str  # the queue's name, or the mapping's label (``mappings[0]: stream -> fn``)
+    source: str
+    mapping: int  # the mapping's index, -1 for a queue (all its mappings) or an unread stream
+    kind: str  # "queue", "stream", or "unread"
+
+
+@dataclass
+class OutcomeTotals:
+    """Everything the outcomes of a run reduce to."""
+
+    consumers: list[Consumer]
+    arrived: np.ndarray  # per consumer
+    by_state: np.ndarray  # (consumers, states): final states and, from the census, waiting/in flight
+    per_minute: np.ndarray  # (consumers, states, minutes): records reaching a final state per minute
+    steady_histogram: np.ndarray  # latency histogram of steady-state records
+    steady_exact: np.ndarray | None  # every steady-state latency, or None beyond the limit
+    steady_count: int
+    steady_sum: float
+    steady_max: float
+    steady_done: int  # successes that ended after the warm-up (throughput)
+    minute_p50: np.ndarray  # per minute, from that minute's histogram (every record, warm-up included)
+    minute_p99: np.ndarray
+    trace: dict[str, np.ndarray] | None = field(default=None, repr=False)
+
+
+class Outcomes:
+    """Record outcomes of one run, folded as they come (see the module docstring)."""
+
+    def __init__(
+        self, consumers: list[Consumer], edges: np.ndarray, warmup: float, *, trace: bool = False
+    ) -> None:
+        self.consumers = consumers
+        self.edges = edges
+        self.warmup = warmup
+        self.nb = len(edges) - 1
+        n = len(consumers)
+        self._arrived = np.zeros(n, dtype=np.int64)
+        self._census = np.zeros((n, STATES), dtype=np.int64)
+        self._per_minute = np.zeros((n, STATES, self.nb))
+        self._pending: list[tuple[int, np.ndarray, float | np.ndarray, int, Any, Any]] = []
+        self._pending_n = 0
+        self._steady_hist = np.zeros(histogram.BUCKETS, dtype=np.int64)
+        self._exact: list[np.ndarray] | None = []
+        self._steady_count = 0
+        self._steady_sum = 0.0
+        self._steady_max = -np.inf
+        self._steady_done = 0
+        self._minute_hist: dict[int, np.ndarray] = {}
+        self._p50 = np.full(self.nb, np.nan)
+        self._p99 = np.full(self.nb, np.nan)
+        self._closed_minutes = 0
+        self._trace: list[tuple[np.ndarray, ...]] | None = [] if trace else None
+
+    @property
+    def tracing(self) -> bool:
+        """Whether every record's fate is kept (a traced run)."""
+        return self._trace is not None
+
+    # ------------------------------------------------------------------ writing
+    def arrived(self, consumer: int, n: int) -> None:
+        """``n`` records entered ``consumer``'s scope."""
+        self._arrived[consumer] += n
+
+    def ended(
+        self,
+        consumer: int,
+        sent_at: np.ndarray,
+        done_at: float | np.ndarray,
+        state: RecordState,
+        ids: slice | np.ndarray | None = None,
+        receives: np.ndarray | int | None = None,
+    ) -> None:
+        """Records of ``consumer`` reached a final state.
+
+        Args:
+            consumer: the consumer's index.
+            sent_at: when each was sent (latency counts from here).
+            done_at: when they ended (one time for all, or one each).
+            state: SUCCEEDED, DLQ, DROPPED or EXPIRED.
+            ids: the records' ids in their source (kept only when tracing).
+            receives: SQS receive counts (kept only when tracing).
+        """
+        if sent_at.size == 0:
+            return
+        self._pending.append((consumer, sent_at, done_at, int(state), ids, receives))
+        self._pending_n += sent_at.size
+        if self._pending_n >= FOLD_RECORDS:
+            self.fold()
+
+    def census(
+        self,
+        consumer: int,
+        sent_at: np.ndarray,
+        state: RecordState,
+        ids: slice | np.ndarray | None = None,
+        receives: np.ndarray | int | None = None,
+    ) -> None:
+        """At the end of the run: records still WAITING or IN_FLIGHT at ``consumer``."""
+        if sent_at.size == 0:
+            return
+        self._census[consumer, int(state)] += sent_at.size
+        if self._trace is not None:
+            self._trace_rows(consumer, sent_at, np.full(sent_at.size, np.nan), int(state), ids, receives)
+
+    def census_count(self, consumer: int, state: RecordState, n: int) -> None:
+        """Like :meth:`census`, for records whose columns were not kept (an unread stream's)."""
+        self._census[consumer, int(state)] += n
+
+    # ------------------------------------------------------------------ folding
+    def fold(self) -> None:
+        """Fold every pending end into the counts and histograms."""
+        if not self._pending:
+            return
+        pending, self._pending, self._pending_n = self._pending, [], 0
+        sizes = np.fromiter((p[1].shape[0] for p in pending), dtype=np.int64, count=len(pending))
+        consumer = np.repeat(np.fromiter((p[0] for p in pending), np.int64, len(pending)), sizes)
+        state = np.repeat(np.fromiter((p[3] for p in pending), np.int64, len(pending)), sizes)
+        sent = np.concatenate([p[1] for p in pending])
+        scalar = np.fromiter((not isinstance(p[2], np.ndarray) for p in pending), bool, len(pending))
+        if scalar.all():  # the usual case: a batch's records end together
+            done = np.repeat(np.fromiter((p[2] for p in pending), float, len(pending)), sizes)
+        else:
+            done = np.concatenate(
+                [np.full(p[1].shape[0], p[2]) if s else np.asarray(p[2], dtype=float) for p, s in zip(pending, scalar, strict=True)]
+            )
+        minute = bin_index(done, self.edges)
+        # Only the minutes these records ended in (few: most end "now").
+        lo = int(minute.min())
+        span = int(minute.max()) - lo + 1
+        key = (consumer * STATES + state) * span + (minute - lo)
+        counts = np.bincount(key, minlength=len(self.consumers) * STATES * span)
+        self._per_minute[:, :, lo : lo + span] += counts.reshape(len(self.consumers), STATES, span)
+        ok = state == RecordState.SUCCEEDED
+        if ok.any():
+            self._fold_latency(sent[ok], done[ok], minute[ok])
+        if self._trace is not None:
+            for p in pending:
+                self._trace_rows(p[0], p[1], p[2], p[3], p[4], p[5])
+
+    def _fold_latency(self, sent: np.ndarray, done: np.ndarray, minute: np.ndarray) -> None:
+        latency = done - sent
+        self._steady_done += int(np.count_nonzero(done >= self.warmup))
+        steady = latency[sent >= self.warmup] if self.warmup > 0 else latency
+        if steady.size:
+            self._steady_hist += histogram.histogram(steady)
+            self._steady_count += steady.size
+            self._steady_sum += float(steady.sum())
+            self._steady_max = max(self._steady_max, float(steady.max()))
+            if self._exact is not None:
+                if self._steady_count <= EXACT_LATENCY_LIMIT:
+                    self._exact.append(steady)
+                else:
+                    self._exact = None
+        # Per-minute histograms for the minutes these records ended in (few: records end "now").
+        lo = int(minute.min())
+        span = int(minute.max()) - lo + 1
+        key = (minute - lo) * histogram.BUCKETS + histogram.bucket_of(latency)
+        counts = np.bincount(key, minlength=span * histogram.BUCKETS).reshape(span, histogram.BUCKETS)
+        for offset in np.flatnonzero(counts.sum(axis=1)).tolist():
+            m = lo + offset
+            if m in self._minute_hist:
+                self._minute_hist[m] += counts[offset]
+            else:
+                self._minute_hist[m] = counts[offset].copy()
+
+    def close_minutes(self, until: float) -> None:
+        """Turn the latency histograms of minutes that ended by ``until`` into their percentiles."""
+        self.fold()
+        edges = self.edges
+        while self._closed_minutes < self.nb and edges[self._closed_minutes + 1] <= until:
+            self._close_minute(self._closed_minutes)
+            self._closed_minutes += 1
+
+    def _close_minute(self, m: int) -> None:
+        counts = self._minute_hist.pop(m, None)
+        if counts is not None:
+            self._p50[m], self._p99[m] = histogram.percentiles(counts, [50, 99])
+
+    def _trace_rows(
+        self,
+        consumer: int,
+        sent: np.ndarray,
+        done: float | np.ndarray,
+        state: int,
+        ids: slice | np.ndarray | None,
+        receives: np.ndarray | int | None,
+    ) -> None:
+        assert self._trace is not None
+        n = sent.size
+        if isinstance(ids, slice):
+            ids = np.arange(ids.start, ids.stop, ids.step or 1)
+        self._trace.append(
+            (
+                np.full(n, consumer, dtype=np.int32),
+                np.full(n, -1, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64),
+                np.asarray(sent, dtype=float).copy(),
+                np.broadcast_to(np.asarray(done, dtype=float), (n,)).copy(),
+                np.full(n, state, dtype=np.int8),
+                np.broadcast_to(np.asarray(-1 if receives is None else receives, dtype=np.int32), (n,)).copy(),
+            )
+        )
+
+    # ------------------------------------------------------------------ reading
+    def close(self) -> OutcomeTotals:
+        """Fold everything, check conservation, and return the totals."""
+        self.fold()
+        for m in range(self._closed_minutes, self.nb):
+            self._close_minute(m)
+        self._closed_minutes = self.nb
+        by_state = self._per_minute.sum(axis=2).round().astype(np.int64) + self._census
+        total = by_state.sum(axis=1)
+        for i, consumer in enumerate(self.consumers):
+            if total[i] != self._arrived[i]:
+                raise ConservationError(
+                    f"{consumer.label}: {self._arrived[i]} records arrived but {total[i]} are accounted for "
+                    f"({dict(zip([s.name for s in RecordState], by_state[i].tolist(), strict=True))})"
+                )
+        trace = None
+        if self._trace is not None:
+            names = ("consumer", "id", "sent_s", "done_s", "state", "receives")
+            columns = list(zip(*self._trace, strict=True)) if self._trace else [() for _ in names]
+            empty = (np.int32, np.int64, float, float, np.int8, np.int32)
+            trace = {
+                name: np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
+                for name, parts, dtype in zip(names, columns, empty, strict=True)
+            }
+        exact = None
+        if self._exact is not None:
+            exact = np.concatenate(self._exact) if self._exact else np.empty(0)
+        return OutcomeTotals(
+            consumers=self.consumers,
+            arrived=self._arrived.copy(),
+            by_state=by_state,
+            per_minute=self._per_minute,
+            steady_histogram=self._steady_hist,
+            steady_exact=exact,
+            steady_count=self._steady_count,
+            steady_sum=self._steady_sum,
+            steady_max=self._steady_max if self._steady_count else np.nan,
+            steady_done=self._steady_done,
+            minute_p50=self._p50,
+            minute_p99=self._p99,
+            trace=trace,
+        )

@@ -1,0 +1,75 @@
+"""Per function, per mapping and per shard: what each did (for scenarios with several)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from esmsim.observe.levels import LevelStats
+from esmsim.observe.recorder import Observed
+from esmsim.observe.timeseries import counter_series, shard_samples
+from esmsim.scenario.mappings import StreamMapping
+from esmsim.scenario.scenario import Scenario
+
+
+def _age_max(observed: Observed, mappings: list[int]) -> float:
+    ages = observed.mapping_age_max[mappings] if mappings else np.empty(0)
+    return float(np.nanmax(ages)) if ages.size and not np.isnan(ages).all() else math.nan
+
+
+def resources(scenario: Scenario, observed: Observed) -> pd.DataFrame:
+    """One row per function, mapping and shard."""
+    rows: list[dict[str, Any]] = []
+    layout = observed.layout
+
+    def usage(kind: str, name: str, totals: dict[str, np.ndarray], i: int, limit: int | None,
+              conc: LevelStats, mappings: list[int]) -> dict[str, Any]:
+        return {
+            "kind": kind,
+            "name": name,
+            "invocations": int(totals["invocations"][i]),
+            "invocation_errors": int(totals["errors"][i]),
+            "throttles": int(totals["throttles"][i]),
+            "cold_starts": int(totals["cold_starts"][i]),
+            "concurrency_max": conc.maximum,
+            "concurrency_mean": conc.mean,
+            "limit": limit,
+            "iterator_age_max_s": _age_max(observed, mappings) / 1000.0,
+        }
+
+    for f, name in enumerate(layout.functions):
+        feeding = [i for i, fn in enumerate(layout.mapping_function) if fn == f]
+        spec = scenario.functions[name]
+        rows.append(
+            usage("function", name, observed.function_totals, f, spec.reserved_concurrency,
+                  observed.concurrency_by_function[f], feeding)
+        )
+    for i, label in enumerate(layout.mappings):
+        m = scenario.mappings[i]
+        if isinstance(m, StreamMapping):
+            limit: int | None = scenario.sources[m.source].shards * m.parallelization_factor  # type: ignore[union-attr]
+        else:
+            limit = m.maximum_concurrency
+        rows.append(usage("mapping", label, observed.mapping_totals, i, limit, observed.concurrency_by_mapping[i], [i]))
+    for consumer in observed.outcomes.consumers:
+        if consumer.kind != "stream":
+            continue
+        samples = shard_samples(observed, consumer.label)
+        records = observed.tallies.get(f"shard_records:{consumer.mapping}", np.zeros(samples.shape[1]))
+        for shard in range(samples.shape[1]):
+            backlog = samples[:, shard]
+            refused = counter_series(observed, "ReadProvisionedThroughputExceeded", f"{consumer.label}#{shard}")
+            rows.append(
+                {
+                    "kind": "shard",
+                    "name": f"mappings[{consumer.mapping}] shard {shard}",
+                    "records": int(records[shard]),
+                    "backlog_max": float(backlog.max()) if backlog.size else 0.0,
+                    "backlog_end": float(backlog[-1]) if backlog.size else 0.0,
+                    "read_throttles": int(refused.sum()),
+                }
+            )
+    return pd.DataFrame(rows)

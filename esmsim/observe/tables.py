@@ -1,0 +1,86 @@
+"""The public event tables of a traced run: invocations, throttles and records, with names.
+
+Rows are the recorder's typed rows; here ids become names (functions, mappings, outcomes,
+environment kinds, AWS's throttle reasons, record states), so notebooks, benchmarks and tests read
+what happened without touching the model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from esmsim.events import EnvKind, Outcome, RecordState, ThrottleReason
+from esmsim.observe.recorder import Observed
+
+
+def _names(codes: np.ndarray, names: list[str]) -> pd.Categorical:
+    return pd.Categorical.from_codes(codes.astype(np.int64), categories=names)
+
+
+def invocations(observed: Observed) -> pd.DataFrame:
+    """One row per invocation, in start order."""
+    table = observed.invocation_table
+    assert table is not None, "invocations are kept only for a traced run (simulate(..., trace=True))"
+    layout = observed.layout
+    env = table["environment"].astype(np.int64)
+    order = np.argsort(table["start_s"], kind="stable")
+    frame = pd.DataFrame(
+        {
+            "start_s": table["start_s"],
+            "end_s": table["end_s"],
+            "function": _names(table["function"], list(layout.functions)),
+            "mapping": _names(table["mapping"], list(layout.mappings)),
+            "records": table["records"].astype(np.int64),
+            "bytes": table["bytes"],
+            "outcome": _names(table["outcome"], [o.name.lower() for o in Outcome]),
+            "environment": _names(env, [k.name.lower() for k in EnvKind]),
+            "cold_start": np.isin(env, [int(k) for k in EnvKind if k.cold_start]),
+            "init_s": table["init_s"],
+            "run_s": table["run_s"],
+            "iterator_age_s": table["iterator_age_s"],
+            "shard": table["shard"].astype(np.int64),
+            "lane": table["lane"].astype(np.int64),
+        }
+    )
+    return frame.iloc[order].reset_index(drop=True)
+
+
+def throttles(observed: Observed) -> pd.DataFrame:
+    """One row per throttled invoke (a 429), with AWS's reason."""
+    table = observed.throttle_table
+    assert table is not None, "throttles are kept only for a traced run (simulate(..., trace=True))"
+    layout = observed.layout
+    reasons = ["", *(r.aws_name for r in ThrottleReason)]
+    order = np.argsort(table["time_s"], kind="stable")
+    frame = pd.DataFrame(
+        {
+            "time_s": table["time_s"],
+            "function": _names(table["function"], list(layout.functions)),
+            "mapping": _names(table["mapping"], list(layout.mappings)),
+            "reason": _names(table["reason"], reasons).remove_unused_categories(),
+        }
+    )
+    return frame.iloc[order].reset_index(drop=True)
+
+
+def records(observed: Observed) -> pd.DataFrame:
+    """One row per record and consumer: when it was sent, when it ended and how (NaN: still there)."""
+    trace = observed.outcomes.trace
+    assert trace is not None, "records are kept only for a traced run (simulate(..., trace=True))"
+    consumers = observed.outcomes.consumers
+    consumer = trace["consumer"].astype(np.int64)
+    sources = list(dict.fromkeys(c.source for c in consumers))
+    source_of = np.array([sources.index(c.source) for c in consumers], dtype=np.int64)
+    frame = pd.DataFrame(
+        {
+            "source": _names(source_of[consumer] if consumer.size else consumer, sources),
+            "consumer": _names(consumer, [c.label for c in consumers]),
+            "id": trace["id"],
+            "sent_s": trace["sent_s"],
+            "done_s": trace["done_s"],
+            "state": _names(trace["state"], [s.name.lower() for s in RecordState]),
+            "receives": trace["receives"],
+        }
+    )
+    return frame.sort_values(["consumer", "id"], kind="stable").reset_index(drop=True)
