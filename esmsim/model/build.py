@@ -249,24 +249,28 @@ def _unread(world: World, stream: StreamSource, consumer: int) -> None:
     end = world.scenario.duration
     retention = stream.retention_s
     left = [0]  # records still in the stream at the end (columns kept only when tracing)
-    kept: list[tuple[np.ndarray, np.ndarray]] = []
+    kept: list[tuple[np.ndarray, np.ndarray, dict[str, Any]]] = []
 
     def on_rows(log: ShardLog, start: int, stop: int) -> None:
         fifo = log.fifo
         sent = fifo.column("sent_at", start, stop)
-        expiry = fifo.column("accepted_at", start, stop) + retention
+        stored = fifo.column("accepted_at", start, stop)
+        expiry = stored + retention
         outcomes.arrived(consumer, stop - start)
         gone = expiry <= end
         ids = np.arange(start, stop)
-        outcomes.ended(consumer, sent[gone], expiry[gone], RecordState.EXPIRED, ids=ids[gone])
+        keys = fifo.column("key", start, stop)
+        detail = {"shard": log.index, "key": keys[gone], "stored_s": stored[gone]} if outcomes.tracing else None
+        outcomes.ended(consumer, sent[gone], expiry[gone], RecordState.EXPIRED, ids=ids[gone], detail=detail)
         left[0] += int(np.count_nonzero(~gone))
         if outcomes.tracing:
-            kept.append((sent[~gone].copy(), ids[~gone]))
+            rest = {"shard": log.index, "key": keys[~gone].copy(), "stored_s": stored[~gone].copy()}
+            kept.append((sent[~gone].copy(), ids[~gone], rest))
 
     def at_end() -> None:
-        if kept:
-            for sent, ids in kept:
-                outcomes.census(consumer, sent, RecordState.WAITING, ids=ids)
+        if outcomes.tracing:
+            for sent, ids, detail in kept:
+                outcomes.census(consumer, sent, RecordState.WAITING, ids=ids, detail=detail)
         else:
             outcomes.census_count(consumer, RecordState.WAITING, left[0])
 

@@ -471,7 +471,7 @@ class SqsQueue:
         if n:
             if self.outcomes.tracing:
                 self.outcomes.ended(
-                    self.consumer, done.sent_at, now, _SUCCEEDED, ids=done.ids, receives=done.retries + 1
+                    self.consumer, done.sent_at, now, _SUCCEEDED, ids=done.ids, detail={"receives": done.retries + 1}
                 )
             else:
                 self.outcomes.ended(self.consumer, done.sent_at, now, _SUCCEEDED)
@@ -518,7 +518,7 @@ class SqsQueue:
         if old.any():
             gone = messages.select(old)
             self.outcomes.ended(
-                self.consumer, gone.sent_at, expiry[old], _EXPIRED, ids=gone.ids, receives=gone.retries + 1
+                self.consumer, gone.sent_at, expiry[old], _EXPIRED, ids=gone.ids, detail={"receives": gone.retries + 1}
             )
             messages = messages.select(~old)
         if self.max_receive_count and len(messages):
@@ -526,7 +526,7 @@ class SqsQueue:
             dead = messages.retries + 1 >= self.max_receive_count
             if dead.any():
                 gone = messages.select(dead)
-                self.outcomes.ended(self.consumer, gone.sent_at, at, _DLQ, ids=gone.ids, receives=gone.retries + 1)
+                self.outcomes.ended(self.consumer, gone.sent_at, at, _DLQ, ids=gone.ids, detail={"receives": gone.retries + 1})
                 self.dlq_writes.add(at, len(gone))
                 messages = messages.select(~dead)
         if len(messages):
@@ -545,7 +545,7 @@ class SqsQueue:
             part = slice(self.head, stop)
             sent = fifo.gather("sent_at", part)
             expiry = sent + self.retention_s
-            self.outcomes.ended(self.consumer, sent, expiry, _EXPIRED, ids=part, receives=0)
+            self.outcomes.ended(self.consumer, sent, expiry, _EXPIRED, ids=part, detail={"receives": 0})
             self._visible(expiry, -1.0)
             self.head = stop
         if self.n_redelivered:
@@ -556,7 +556,7 @@ class SqsQueue:
                 if old.any():
                     gone = pool.select(old)
                     self.outcomes.ended(
-                        self.consumer, gone.sent_at, expiry[old], _EXPIRED, ids=gone.ids, receives=gone.retries
+                        self.consumer, gone.sent_at, expiry[old], _EXPIRED, ids=gone.ids, detail={"receives": gone.retries}
                     )
                     self._visible(expiry[old], -1.0)
                     pool = pool.select(~old)
@@ -577,13 +577,17 @@ class SqsQueue:
         if self.head < fifo.top:
             part = slice(self.head, fifo.top)
             self.outcomes.census(
-                self.consumer, fifo.gather("sent_at", part), RecordState.WAITING, ids=part, receives=0
+                self.consumer, fifo.gather("sent_at", part), RecordState.WAITING, ids=part, detail={"receives": 0}
             )
         for pool in self.redelivered:
-            self.outcomes.census(self.consumer, pool.sent_at, RecordState.WAITING, pool.ids, pool.retries)
+            self.outcomes.census(
+                self.consumer, pool.sent_at, RecordState.WAITING, pool.ids, {"receives": pool.retries}
+            )
         for batch in self.in_flight.values():
             m = batch.messages
-            self.outcomes.census(self.consumer, m.sent_at, RecordState.IN_FLIGHT, m.ids, m.retries + 1)
+            self.outcomes.census(
+                self.consumer, m.sent_at, RecordState.IN_FLIGHT, m.ids, {"receives": m.retries + 1}
+            )
         self.recorder.add_total("visibility_overruns", self.overrun_batches)
 
 

@@ -53,7 +53,13 @@ class Lane:
         self.shard = shard
         self.index = index
         self.reader = reader
-        columns: dict[str, type] = {"seq": np.int64, "sent_at": float, "accepted_at": float, "size": float}
+        columns: dict[str, type] = {
+            "seq": np.int64,
+            "sent_at": float,
+            "accepted_at": float,
+            "size": float,
+            "key": np.int32,
+        }
         if draws:
             columns["draw"] = float
         self.fifo = RecordFifo(columns)
@@ -228,6 +234,7 @@ class StreamMappingRuntime:
         sent = fifo.column("sent_at", first, stop)
         accepted = fifo.column("accepted_at", first, stop)
         size = fifo.column("size", first, stop)
+        key = fifo.column("key", first, stop)
         draw = fifo.column("draw", first, stop) if self.draws else None
         self.outcomes.arrived(self.consumer, rows.size)
         self.arrived[shard] += rows.size
@@ -242,11 +249,17 @@ class StreamMappingRuntime:
         if factor == 1:
             parts = [(self.lanes[base], slice(None))]
         else:
-            draws = self.source.key_lane_draw[fifo.column("key", first, stop)]
+            draws = self.source.key_lane_draw[key]
             lane_of = np.minimum((draws * factor).astype(np.int64), factor - 1)
             parts = [(self.lanes[base + k], lane_of == k) for k in range(factor)]
         for lane, which in parts:
-            columns = {"seq": rows[which], "sent_at": sent[which], "accepted_at": accepted[which], "size": size[which]}
+            columns = {
+                "seq": rows[which],
+                "sent_at": sent[which],
+                "accepted_at": accepted[which],
+                "size": size[which],
+                "key": key[which],
+            }
             if draw is not None:
                 columns["draw"] = draw[which]
             if columns["seq"].size:
@@ -265,10 +278,26 @@ class StreamMappingRuntime:
             self.env.process(self._lane(lane))
 
     # ------------------------------------------------------------------ outcomes
+    def _detail(self, lane: Lane, start: int, end: int) -> dict[str, Any] | None:
+        """What a traced run's records table shows of these records (None when not tracing)."""
+        if not self.outcomes.tracing:
+            return None
+        fifo = lane.fifo
+        return {
+            "shard": lane.shard,
+            "key": fifo.column("key", start, end),
+            "stored_s": fifo.column("accepted_at", start, end),
+        }
+
     def _finish(self, lane: Lane, start: int, end: int, state: RecordState, at: float | np.ndarray) -> None:
         fifo = lane.fifo
         self.outcomes.ended(
-            self.consumer, fifo.column("sent_at", start, end), at, state, ids=fifo.column("seq", start, end)
+            self.consumer,
+            fifo.column("sent_at", start, end),
+            at,
+            state,
+            ids=fifo.column("seq", start, end),
+            detail=self._detail(lane, start, end),
         )
         self.finished[lane.shard] += end - start
         if isinstance(at, np.ndarray):
@@ -442,6 +471,7 @@ class StreamMappingRuntime:
                     fifo.column("sent_at", start, fifo.top),
                     RecordState.WAITING,
                     ids=fifo.column("seq", start, fifo.top),
+                    detail=self._detail(lane, start, fifo.top),
                 )
         for reader in self.readers:
             self.recorder.add_total("getrecords_calls", reader.calls)

@@ -30,6 +30,8 @@ EXACT_LATENCY_LIMIT = 10_000_000
 FOLD_RECORDS = 1 << 16
 
 STATES = len(RecordState)
+#: Columns of a traced run's records table, in the order they are kept.
+TRACE_COLUMNS = ("consumer", "id", "sent_s", "done_s", "state", "receives", "shard", "key", "stored_s")
 
 
 class ConservationError(AssertionError):
@@ -110,7 +112,7 @@ class Outcomes:
         done_at: float | np.ndarray,
         state: RecordState,
         ids: slice | np.ndarray | None = None,
-        receives: np.ndarray | int | None = None,
+        detail: dict[str, Any] | None = None,
     ) -> None:
         """Records of ``consumer`` reached a final state.
 
@@ -120,11 +122,12 @@ class Outcomes:
             done_at: when they ended (one time for all, or one each).
             state: SUCCEEDED, DLQ, DROPPED or EXPIRED.
             ids: the records' ids in their source (kept only when tracing).
-            receives: SQS receive counts (kept only when tracing).
+            detail: more columns for the records table, kept only when tracing: ``receives`` (SQS),
+                ``shard``, ``key`` and ``stored_s`` (streams); a scalar or one value per record.
         """
         if sent_at.size == 0:
             return
-        self._pending.append((consumer, sent_at, done_at, int(state), ids, receives))
+        self._pending.append((consumer, sent_at, done_at, int(state), ids, detail))
         self._pending_n += sent_at.size
         if self._pending_n >= FOLD_RECORDS:
             self.fold()
@@ -135,14 +138,14 @@ class Outcomes:
         sent_at: np.ndarray,
         state: RecordState,
         ids: slice | np.ndarray | None = None,
-        receives: np.ndarray | int | None = None,
+        detail: dict[str, Any] | None = None,
     ) -> None:
         """At the end of the run: records still WAITING or IN_FLIGHT at ``consumer``."""
         if sent_at.size == 0:
             return
         self._census[consumer, int(state)] += sent_at.size
         if self._trace is not None:
-            self._trace_rows(consumer, sent_at, np.full(sent_at.size, np.nan), int(state), ids, receives)
+            self._trace_rows(consumer, sent_at, np.full(sent_at.size, np.nan), int(state), ids, detail)
 
     def census_count(self, consumer: int, state: RecordState, n: int) -> None:
         """Like :meth:`census`, for records whose columns were not kept (an unread stream's)."""
@@ -225,20 +228,29 @@ class Outcomes:
         done: float | np.ndarray,
         state: int,
         ids: slice | np.ndarray | None,
-        receives: np.ndarray | int | None,
+        detail: dict[str, Any] | None,
     ) -> None:
         assert self._trace is not None
         n = sent.size
         if isinstance(ids, slice):
             ids = np.arange(ids.start, ids.stop, ids.step or 1)
+        detail = detail or {}
+
+        def column(name: str, default: float, dtype: Any) -> np.ndarray:
+            value = detail.get(name, default)
+            return np.broadcast_to(np.asarray(value, dtype=dtype), (n,)).copy()
+
         self._trace.append(
             (
                 np.full(n, consumer, dtype=np.int32),
-                np.full(n, -1, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64),
+                np.full(n, -1, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64).copy(),
                 np.asarray(sent, dtype=float).copy(),
                 np.broadcast_to(np.asarray(done, dtype=float), (n,)).copy(),
                 np.full(n, state, dtype=np.int8),
-                np.broadcast_to(np.asarray(-1 if receives is None else receives, dtype=np.int32), (n,)).copy(),
+                column("receives", -1, np.int32),
+                column("shard", -1, np.int32),
+                column("key", -1, np.int64),
+                column("stored_s", np.nan, float),
             )
         )
 
@@ -259,9 +271,9 @@ class Outcomes:
                 )
         trace = None
         if self._trace is not None:
-            names = ("consumer", "id", "sent_s", "done_s", "state", "receives")
+            names = TRACE_COLUMNS
             columns = list(zip(*self._trace, strict=True)) if self._trace else [() for _ in names]
-            empty = (np.int32, np.int64, float, float, np.int8, np.int32)
+            empty = (np.int32, np.int64, float, float, np.int8, np.int32, np.int32, np.int64, float)
             trace = {
                 name: np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
                 for name, parts, dtype in zip(names, columns, empty, strict=True)

@@ -65,7 +65,13 @@ def throttles(observed: Observed) -> pd.DataFrame:
 
 
 def records(observed: Observed) -> pd.DataFrame:
-    """One row per record and consumer: when it was sent, when it ended and how (NaN: still there)."""
+    """One row per record and consumer: when it was sent, when it ended and how (NaN: still there).
+
+    ``id`` is the record's position in its queue (in arrival order, the initial backlog first) or
+    in its shard (``shard``); ``key`` is a stream record's partition key and ``stored_s`` when the
+    stream stored it; ``receives`` an SQS message's receive count. Columns that do not apply hold
+    -1 (NaN for times).
+    """
     trace = observed.outcomes.trace
     assert trace is not None, "records are kept only for a traced run (simulate(..., trace=True))"
     consumers = observed.outcomes.consumers
@@ -79,8 +85,11 @@ def records(observed: Observed) -> pd.DataFrame:
             "id": trace["id"],
             "sent_s": trace["sent_s"],
             "done_s": trace["done_s"],
+            "shard": trace["shard"],
+            "key": trace["key"],
+            "stored_s": trace["stored_s"],
             "state": _names(trace["state"], [s.name.lower() for s in RecordState]),
             "receives": trace["receives"],
         }
     )
-    return frame.sort_values(["consumer", "id"], kind="stable").reset_index(drop=True)
+    return frame.sort_values(["consumer", "shard", "id"], kind="stable").reset_index(drop=True)
