@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from esmsim.scenario.mappings import StreamMapping
 from esmsim.scenario.pricing import Pricing
 from esmsim.scenario.scenario import Scenario
-from esmsim.scenario.mappings import StreamMapping
 from esmsim.scenario.sources import KinesisSource, SqsSource
 
 
@@ -191,4 +191,6 @@ def run_cost(scenario: Scenario, usage: Usage) -> CostBreakdown:
             source += efo_consumer_usd(stream.shards, scenario.duration, bytes_delivered, pricing)
         if mapping.on_failure is not None:
             source += destination_usd(mapping.on_failure.type, usage.discarded_batches.get(i, 0), pricing)
-    return CostBreakdown(lambda_requests_usd(usage.invocations, pricing), compute, provisioned, source, producer)
+    return CostBreakdown(
+        lambda_requests_usd(usage.invocations, pricing), compute, provisioned, source, producer
+    )

@@ -1,6 +1,6 @@
-"""The vocabulary the model and the observers share: how invocations end, where they ran, why a
-request was throttled, and what became of a record.
+"""The vocabulary the model and the observers share.
 
+How invocations end, where they ran, why a request was throttled, and what became of a record.
 These are the values written into the recorder's rows and shown (by name) in the public event
 tables, so they live apart from both the model that produces them and the observers that read
 them: neither side has to import the other to agree on what a number means.

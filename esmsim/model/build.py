@@ -109,7 +109,10 @@ class World:
         self.recorder.start(self.env)
 
     def _feed(
-        self, generate: Callable[[float], None], horizon_of: Callable[[], float], exhausted: Callable[[], bool]
+        self,
+        generate: Callable[[float], None],
+        horizon_of: Callable[[], float],
+        exhausted: Callable[[], bool],
     ) -> Generator[simpy.Event, Any, None]:
         """Keep at least one block of traffic generated beyond the present."""
         env = self.env
@@ -172,7 +175,7 @@ def build(scenario: Scenario, streams: Streams, *, trace: bool = False) -> World
             name, source, scenario.duration, streams, recorder, scenario.pricing, draws=poison
         )
         world.streams[name] = stream
-        world.feeders.append((stream.next_block, lambda s=stream: s.horizon, lambda s=stream: s.exhausted))
+        world.feeders.append((stream.next_block, _horizon_of(stream), _exhausted(stream)))
         if not readers:
             _unread(world, stream, consumer_of[(name, -1)])
     limits = {
@@ -207,6 +210,14 @@ def build(scenario: Scenario, streams: Streams, *, trace: bool = False) -> World
     return world
 
 
+def _horizon_of(stream: StreamSource) -> Callable[[], float]:
+    return lambda: stream.horizon
+
+
+def _exhausted(stream: StreamSource) -> Callable[[], bool]:
+    return lambda: stream.exhausted
+
+
 def _queue(
     world: World, name: str, source: SqsSource, readers: list[SqsMapping], poison: bool, streams: Streams
 ) -> None:
@@ -232,9 +243,7 @@ def _queue(
     single = any(m.single_poller_batching for m in readers)
     receivers = SqsReceivers(world.env, queue, biggest, single_poller=single)
     world.receivers[name] = receivers
-    feed = RecordFeed(
-        source.traffic, scenario.duration, streams, name, source.max_message_size, draws=poison
-    )
+    feed = RecordFeed(source.traffic, scenario.duration, streams, name, source.max_message_size, draws=poison)
 
     def generate(now: float) -> None:
         queue.extend(feed.next_block())
@@ -260,7 +269,9 @@ def _unread(world: World, stream: StreamSource, consumer: int) -> None:
         gone = expiry <= end
         ids = np.arange(start, stop)
         keys = fifo.column("key", start, stop)
-        detail = {"shard": log.index, "key": keys[gone], "stored_s": stored[gone]} if outcomes.tracing else None
+        detail = (
+            {"shard": log.index, "key": keys[gone], "stored_s": stored[gone]} if outcomes.tracing else None
+        )
         outcomes.ended(consumer, sent[gone], expiry[gone], RecordState.EXPIRED, ids=ids[gone], detail=detail)
         left[0] += int(np.count_nonzero(~gone))
         if outcomes.tracing:

@@ -69,8 +69,10 @@ class RateWindow:
 
 
 class AccountPool:
-    """What all functions of the account share: unreserved concurrency, the invoke rate quota and
-    (before November 2023) the burst bucket."""
+    """What all functions of the account share.
+
+    Unreserved concurrency, the invoke rate quota and (before November 2023) the burst bucket.
+    """
 
     def __init__(self, account: Account, reserved_total: int, provisioned_unreserved: int) -> None:
         self.limit = account.concurrency_limit

@@ -54,12 +54,35 @@ def fit_payload(cumulative: np.ndarray, room: float, offset: float = 0.0) -> tup
 class Attempt(Protocol):
     """A batch as the invoke step sees it."""
 
-    n: int  # records
-    nbytes: float  # payload bytes
-    draws: np.ndarray | None  # the records' poison draws
-    stored_at: float  # when the source stored the batch's last record (streams; NaN for queues)
-    shard: int  # -1 for queues
-    lane: int  # -1 for queues
+    @property
+    def n(self) -> int:
+        """Records."""
+        ...
+
+    @property
+    def nbytes(self) -> float:
+        """Payload bytes (records plus event metadata)."""
+        ...
+
+    @property
+    def draws(self) -> np.ndarray | None:
+        """The records' poison draws."""
+        ...
+
+    @property
+    def stored_at(self) -> float:
+        """When the source stored the batch's last record (streams; NaN for queues)."""
+        ...
+
+    @property
+    def shard(self) -> int:
+        """The shard (-1 for queues)."""
+        ...
+
+    @property
+    def lane(self) -> int:
+        """The lane (-1 for queues)."""
+        ...
 
     def prepare(self, now: float) -> bool:
         """Bring the batch up to ``now`` before an attempt; False when nothing is left to send."""

@@ -46,9 +46,9 @@ class Environments:
         "on_demand_cap",
         "on_demand_in_use",
         "pc_ready",
-        "post",
         "pc_reset",
         "pool",
+        "post",
         "reset_on_timeout",
     )
 
@@ -113,7 +113,7 @@ class Environments:
     def release(self, now: float, kind: int, timed_out: bool) -> None:
         """End an invocation: its environment goes idle (reset, if it timed out)."""
         reset = timed_out and self.reset_on_timeout
-        if kind == _PC or kind == _PC_REINIT:
+        if kind in (_PC, _PC_REINIT):
             if reset:
                 self.pc_reset += 1
             else:

@@ -13,7 +13,8 @@ a range (a batch being invoked) stays a valid snapshot for as long as it is held
 
 from __future__ import annotations
 
-from typing import TypeAlias
+from collections.abc import Mapping
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -37,7 +38,7 @@ class RecordFifo:
 
     __slots__ = ("_capacity", "arrays", "base", "low", "top")
 
-    def __init__(self, dtypes: dict[str, type | np.dtype]) -> None:
+    def __init__(self, dtypes: Mapping[str, Any]) -> None:
         self.arrays: dict[str, np.ndarray] = {name: np.empty(0, dtype=dt) for name, dt in dtypes.items()}
         self.base = 0  # position of index 0 of the arrays
         self.low = 0  # first position still held
@@ -85,7 +86,7 @@ class RecordFifo:
         """Column ``name`` of a batch part (a view for a slice, a copy for an index array)."""
         if isinstance(ids, slice):
             return self.column(name, ids.start, ids.stop, ids.step or 1)
-        return self.arrays[name][ids - self.base]
+        return np.asarray(self.arrays[name][ids - self.base])
 
     def search(self, name: str, value: float, side: str = "right", start: int | None = None) -> int:
         """Position of the first record from ``start`` (default: ``low``) with ``name`` above ``value``.

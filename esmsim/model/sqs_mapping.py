@@ -19,7 +19,8 @@ import simpy
 from esmsim.events import Outcome
 from esmsim.model.invoke import GAVE_UP, Invoker
 from esmsim.model.scaling import backed_off, failing_share, next_target, poller_floor
-from esmsim.model.sqs_queue import Batch, SqsQueue
+from esmsim.model.sqs_messages import Batch
+from esmsim.model.sqs_queue import SqsQueue
 from esmsim.model.sqs_receive import WAKE, Collector, SqsReceivers
 from esmsim.observe.recorder import Recorder
 from esmsim.scenario.mappings import SqsMapping

@@ -26,124 +26,13 @@ import numpy as np
 from esmsim.events import RecordState
 from esmsim.model.invoke import fit_payload
 from esmsim.model.records import Ids, RecordFifo
+from esmsim.model.sqs_messages import Batch, Messages, Part
 from esmsim.observe.recorder import Recorder
 
 #: Messages per DeleteMessageBatch / ReceiveMessage call.
 SQS_BATCH_API_MAX = 10
 
 _SUCCEEDED, _DLQ, _EXPIRED = RecordState.SUCCEEDED, RecordState.DLQ, RecordState.EXPIRED
-
-
-class Messages:
-    """Received messages as columns: id (position in the queue), sent time, size, poison draw, and
-    receives that ended without a delete.
-
-    Messages taken in one run of fresh rows keep views of the queue's columns and make their ids
-    and receive counts only when asked (on the success path nobody asks).
-    """
-
-    __slots__ = ("_ids", "_retries", "draw", "sent_at", "size")
-
-    def __init__(
-        self,
-        ids: np.ndarray | slice,
-        sent_at: np.ndarray,
-        size: np.ndarray,
-        draw: np.ndarray | None,
-        retries: np.ndarray | None,
-    ) -> None:
-        self._ids = ids
-        self.sent_at = sent_at
-        self.size = size
-        self.draw = draw
-        self._retries = retries
-
-    def __len__(self) -> int:
-        return int(self.sent_at.shape[0])
-
-    @property
-    def ids(self) -> np.ndarray:
-        """Each message's position in the queue."""
-        ids = self._ids
-        if isinstance(ids, slice):
-            ids = self._ids = np.arange(ids.start, ids.stop, ids.step or 1)
-        return ids
-
-    @property
-    def retries(self) -> np.ndarray:
-        """Receives that ended without a delete, per message."""
-        if self._retries is None:
-            self._retries = np.zeros(len(self), dtype=np.int32)
-        return self._retries
-
-    @retries.setter
-    def retries(self, value: np.ndarray) -> None:
-        self._retries = value
-
-    def select(self, which: np.ndarray | slice) -> Messages:
-        """The messages at ``which`` (a mask, an index array or a slice)."""
-        return Messages(
-            self.ids[which],
-            self.sent_at[which],
-            self.size[which],
-            None if self.draw is None else self.draw[which],
-            self.retries[which],
-        )
-
-    @staticmethod
-    def join(parts: list[Messages]) -> Messages:
-        """Several message sets as one (a single part is returned as it is)."""
-        if len(parts) == 1:
-            return parts[0]
-        draws = [p.draw for p in parts]
-        return Messages(
-            np.concatenate([p.ids for p in parts]),
-            np.concatenate([p.sent_at for p in parts]),
-            np.concatenate([p.size for p in parts]),
-            None if any(d is None for d in draws) else np.concatenate(draws),  # type: ignore[arg-type]
-            np.concatenate([p.retries for p in parts]),
-        )
-
-
-#: What a receive hands over: fresh rows (a slice of positions) or redelivered messages.
-Part = Ids | Messages
-
-
-class Batch:
-    """Messages handed to one poller in one receive, with their shared visibility deadline.
-
-    It is what the invoke step invokes (:class:`esmsim.model.invoke.Attempt`).
-    """
-
-    __slots__ = ("messages", "n", "nbytes", "on_overrun", "received_at", "released", "serial", "visible_at")
-
-    shard = -1
-    lane = -1
-    stored_at = math.nan
-
-    def __init__(self, messages: Messages, nbytes: float, received_at: float, visible_at: float) -> None:
-        self.messages = messages
-        self.n = len(messages)
-        self.nbytes = nbytes
-        self.received_at = received_at
-        self.visible_at = visible_at
-        self.released = False  # its visibility deadline is pending: undeleted rows will reappear
-        self.serial = 0
-        self.on_overrun: Callable[[Batch, float], None] | None = None
-
-    @property
-    def draws(self) -> np.ndarray | None:
-        """The messages' poison draws."""
-        return self.messages.draw
-
-    def prepare(self, now: float) -> bool:
-        """A queue's batch does not change while it is retried."""
-        return True
-
-    def started(self, start: float, end: float) -> None:
-        """If the invocation outlasts the visibility timeout, the messages reappear meanwhile."""
-        if end >= self.visible_at and self.on_overrun is not None:
-            self.on_overrun(self, start)
 
 
 class SqsQueue:
@@ -279,7 +168,7 @@ class SqsQueue:
         if isinstance(part, slice) and (part.step or 1) == 1:
             return self.fifo.at("cum", part.stop - 1) - self._before(part.start)
         sizes = self.fifo.gather("size", part)
-        return float(sizes.sum()) + sizes.shape[0] * self.overhead
+        return float(sizes.sum()) + float(sizes.shape[0]) * self.overhead
 
     def _before(self, position: int) -> float:
         """Running payload total before ``position`` (the FIFO keeps the row before the first needed)."""
@@ -392,11 +281,14 @@ class SqsQueue:
 
     def messages(self, parts: list[Part]) -> Messages:
         """Received parts as one set of message columns."""
-        if len(parts) == 1 and type(parts[0]) is slice and parts[0].step is None:
-            part = parts[0]  # the usual case: one run of fresh rows, as views
-            a, b = part.start - self._base, part.stop - self._base
+        first = parts[0]
+        if len(parts) == 1 and isinstance(first, slice) and first.step is None:
+            # The usual case: one run of fresh rows, as views.
+            a, b = first.start - self._base, first.stop - self._base
             draw = self._draw_col
-            return Messages(part, self._sent_col[a:b], self._size_col[a:b], None if draw is None else draw[a:b], None)
+            return Messages(
+                first, self._sent_col[a:b], self._size_col[a:b], None if draw is None else draw[a:b], None
+            )
         fifo = self.fifo
         out = []
         for part in parts:
@@ -471,7 +363,12 @@ class SqsQueue:
         if n:
             if self.outcomes.tracing:
                 self.outcomes.ended(
-                    self.consumer, done.sent_at, now, _SUCCEEDED, ids=done.ids, detail={"receives": done.retries + 1}
+                    self.consumer,
+                    done.sent_at,
+                    now,
+                    _SUCCEEDED,
+                    ids=done.ids,
+                    detail={"receives": done.retries + 1},
                 )
             else:
                 self.outcomes.ended(self.consumer, done.sent_at, now, _SUCCEEDED)
@@ -518,7 +415,12 @@ class SqsQueue:
         if old.any():
             gone = messages.select(old)
             self.outcomes.ended(
-                self.consumer, gone.sent_at, expiry[old], _EXPIRED, ids=gone.ids, detail={"receives": gone.retries + 1}
+                self.consumer,
+                gone.sent_at,
+                expiry[old],
+                _EXPIRED,
+                ids=gone.ids,
+                detail={"receives": gone.retries + 1},
             )
             messages = messages.select(~old)
         if self.max_receive_count and len(messages):
@@ -526,7 +428,9 @@ class SqsQueue:
             dead = messages.retries + 1 >= self.max_receive_count
             if dead.any():
                 gone = messages.select(dead)
-                self.outcomes.ended(self.consumer, gone.sent_at, at, _DLQ, ids=gone.ids, detail={"receives": gone.retries + 1})
+                self.outcomes.ended(
+                    self.consumer, gone.sent_at, at, _DLQ, ids=gone.ids, detail={"receives": gone.retries + 1}
+                )
                 self.dlq_writes.add(at, len(gone))
                 messages = messages.select(~dead)
         if len(messages):
@@ -556,7 +460,12 @@ class SqsQueue:
                 if old.any():
                     gone = pool.select(old)
                     self.outcomes.ended(
-                        self.consumer, gone.sent_at, expiry[old], _EXPIRED, ids=gone.ids, detail={"receives": gone.retries}
+                        self.consumer,
+                        gone.sent_at,
+                        expiry[old],
+                        _EXPIRED,
+                        ids=gone.ids,
+                        detail={"receives": gone.retries},
                     )
                     self._visible(expiry[old], -1.0)
                     pool = pool.select(~old)
@@ -570,14 +479,21 @@ class SqsQueue:
         self._retention_watermark = min(oldest, default=math.inf) + self.retention_s
 
     def finish(self, end: float) -> None:
-        """Close the books at the end of the run: deadlines and expiry up to ``end``, then a census
-        of what is still waiting (in the queue) or in flight (in batches)."""
+        """Close the books at the end of the run.
+
+        Deadlines and expiry up to ``end``, then a census of what is still waiting (in the queue)
+        or in flight (in batches).
+        """
         self.refresh(end)
         fifo = self.fifo
         if self.head < fifo.top:
             part = slice(self.head, fifo.top)
             self.outcomes.census(
-                self.consumer, fifo.gather("sent_at", part), RecordState.WAITING, ids=part, detail={"receives": 0}
+                self.consumer,
+                fifo.gather("sent_at", part),
+                RecordState.WAITING,
+                ids=part,
+                detail={"receives": 0},
             )
         for pool in self.redelivered:
             self.outcomes.census(

@@ -31,7 +31,8 @@ from esmsim.events import RecordState
 from esmsim.model.alarm import Alarm
 from esmsim.model.invoke import PAYLOAD_LIMIT_BYTES, fit_payload
 from esmsim.model.records import count
-from esmsim.model.sqs_queue import Batch, Messages, Part, SqsQueue
+from esmsim.model.sqs_messages import Batch, Messages, Part
+from esmsim.model.sqs_queue import SqsQueue
 
 #: The value an armed long poll wakes with (as opposed to a batch handed to it).
 WAKE = "wake"
@@ -196,7 +197,11 @@ class SqsReceivers:
             collector.event = self.env.timeout(delay, WAKE)
         else:
             event = collector.event
-            self.env.timeout(delay).callbacks.append(lambda _: event.succeed(WAKE))
+
+            def wake(_: simpy.Event) -> None:
+                event.succeed(WAKE)
+
+            self.env.timeout(delay).callbacks.append(wake)
 
     def on_extend(self, now: float) -> None:
         """More traffic was generated: arm a long poll waiting for it, re-plan the windows."""

@@ -111,7 +111,9 @@ class Pending:
         "stored_at",
     )
 
-    def __init__(self, mapping: StreamMappingRuntime, lane: Lane, start: int, end: int, failures: int = 0) -> None:
+    def __init__(
+        self, mapping: StreamMappingRuntime, lane: Lane, start: int, end: int, failures: int = 0
+    ) -> None:
         self.mapping = mapping
         self.lane = lane.index
         self.shard = lane.shard
@@ -202,7 +204,7 @@ class StreamMappingRuntime:
             self.readers.append(reader)
             if delivery is None:
                 source.add_reader(shard, reader)
-            for lane in range(spec.parallelization_factor):
+            for _ in range(spec.parallelization_factor):
                 self.lanes.append(Lane(shard, len(self.lanes), reader, self.draws))
         source.subscribe(self._on_rows, self._after_block)
         recorder.gauge("shard_backlog", label, self.shard_backlog)
@@ -312,7 +314,9 @@ class StreamMappingRuntime:
     def _discard(self, lane: Lane, start: int, end: int, now: float) -> None:
         """Records given up on: to the on-failure destination, or dropped."""
         if end > start:
-            self._finish(lane, start, end, RecordState.DLQ if self.spec.on_failure else RecordState.DROPPED, now)
+            self._finish(
+                lane, start, end, RecordState.DLQ if self.spec.on_failure else RecordState.DROPPED, now
+            )
             self.recorder.add_total(f"discarded_batches:{self.index}", 1)
 
     def trim(self, lane: Lane, start: int, end: int, now: float) -> int:
@@ -451,8 +455,11 @@ class StreamMappingRuntime:
         return np.maximum(in_scope - self.finished, 0)
 
     def finish(self, end: float) -> None:
-        """Records still unprocessed whose retention ended before the end of the run expire; the
-        rest are counted as still waiting."""
+        """Close the books at the end of the run.
+
+        Records still unprocessed whose retention ended before the end of the run expire; the rest
+        are counted as still waiting.
+        """
         retention = self.source.retention_s
         for lane in self.lanes:
             fifo = lane.fifo

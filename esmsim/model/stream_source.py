@@ -56,7 +56,14 @@ class WriteLimiter:
     pair is iterated to its fixed point. Accepted times never decrease: a shard stores in order.
     """
 
-    __slots__ = ("_bytes_before", "_count", "_max_bytes_term", "_max_count_term", "bytes_per_s", "records_per_s")
+    __slots__ = (
+        "_bytes_before",
+        "_count",
+        "_max_bytes_term",
+        "_max_count_term",
+        "bytes_per_s",
+        "records_per_s",
+    )
 
     def __init__(self, records_per_s: float | None, bytes_per_s: float | None) -> None:
         self.records_per_s = records_per_s
@@ -83,7 +90,9 @@ class WriteLimiter:
                 bound = np.maximum(bound, (index + 1 - r) / r + running)
             if self.bytes_per_s is not None:
                 b = self.bytes_per_s
-                running = np.maximum(self._max_bytes_term, np.maximum.accumulate(previous - bytes_before[:-1] / b))
+                running = np.maximum(
+                    self._max_bytes_term, np.maximum.accumulate(previous - bytes_before[:-1] / b)
+                )
                 bound = np.maximum(bound, (bytes_before[1:] - b) / b + running)
             accepted = np.maximum(previous, bound)
             if np.array_equal(accepted, previous):
@@ -171,7 +180,9 @@ class StreamSource:
         self.shards = [ShardLog(s, draws) for s in range(spec.shards)]
         kinesis = isinstance(spec, KinesisSource)
         self._limiters = [
-            WriteLimiter(spec.write_records_per_second, spec.write_bytes_per_second) if kinesis else None
+            WriteLimiter(spec.write_records_per_second, spec.write_bytes_per_second)
+            if isinstance(spec, KinesisSource)
+            else None
             for _ in range(spec.shards)
         ]
         self.retention_s = spec.retention
@@ -188,8 +199,11 @@ class StreamSource:
         self.draws = draws
 
     def subscribe(self, on_rows: Subscriber, after_block: Callable[[], None] | None = None) -> None:
-        """Call ``on_rows(shard, start, stop)`` for every shard's new records of every block, and
-        ``after_block()`` once a block is fully delivered."""
+        """Follow the stream's new records.
+
+        ``on_rows(shard, start, stop)`` is called for every shard's new records of every block, and
+        ``after_block()`` once a block is fully delivered.
+        """
         self._subscribers.append(on_rows)
         if after_block is not None:
             self._after_block.append(after_block)

@@ -145,7 +145,14 @@ class RecordFeed:
     """
 
     def __init__(
-        self, traffic: Traffic, duration_s: float, streams: Streams, source: str, max_size: float, *, draws: bool
+        self,
+        traffic: Traffic,
+        duration_s: float,
+        streams: Streams,
+        source: str,
+        max_size: float,
+        *,
+        draws: bool,
     ) -> None:
         self.traffic = traffic
         self._arrivals = ArrivalFeed(traffic, duration_s, streams.get("arrivals", source))

@@ -166,7 +166,10 @@ class Outcomes:
             done = np.repeat(np.fromiter((p[2] for p in pending), float, len(pending)), sizes)
         else:
             done = np.concatenate(
-                [np.full(p[1].shape[0], p[2]) if s else np.asarray(p[2], dtype=float) for p, s in zip(pending, scalar, strict=True)]
+                [
+                    np.full(p[1].shape[0], p[2]) if s else np.asarray(p[2], dtype=float)
+                    for p, s in zip(pending, scalar, strict=True)
+                ]
             )
         minute = bin_index(done, self.edges)
         # Only the minutes these records ended in (few: most end "now").

@@ -25,8 +25,15 @@ def resources(scenario: Scenario, observed: Observed) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     layout = observed.layout
 
-    def usage(kind: str, name: str, totals: dict[str, np.ndarray], i: int, limit: int | None,
-              conc: LevelStats, mappings: list[int]) -> dict[str, Any]:
+    def usage(
+        kind: str,
+        name: str,
+        totals: dict[str, np.ndarray],
+        i: int,
+        limit: int | None,
+        conc: LevelStats,
+        mappings: list[int],
+    ) -> dict[str, Any]:
         return {
             "kind": kind,
             "name": name,
@@ -44,8 +51,15 @@ def resources(scenario: Scenario, observed: Observed) -> pd.DataFrame:
         feeding = [i for i, fn in enumerate(layout.mapping_function) if fn == f]
         spec = scenario.functions[name]
         rows.append(
-            usage("function", name, observed.function_totals, f, spec.reserved_concurrency,
-                  observed.concurrency_by_function[f], feeding)
+            usage(
+                "function",
+                name,
+                observed.function_totals,
+                f,
+                spec.reserved_concurrency,
+                observed.concurrency_by_function[f],
+                feeding,
+            )
         )
     for i, label in enumerate(layout.mappings):
         m = scenario.mappings[i]
@@ -53,7 +67,11 @@ def resources(scenario: Scenario, observed: Observed) -> pd.DataFrame:
             limit: int | None = scenario.sources[m.source].shards * m.parallelization_factor  # type: ignore[union-attr]
         else:
             limit = m.maximum_concurrency
-        rows.append(usage("mapping", label, observed.mapping_totals, i, limit, observed.concurrency_by_mapping[i], [i]))
+        rows.append(
+            usage(
+                "mapping", label, observed.mapping_totals, i, limit, observed.concurrency_by_mapping[i], [i]
+            )
+        )
     for consumer in observed.outcomes.consumers:
         if consumer.kind != "stream":
             continue
@@ -61,7 +79,9 @@ def resources(scenario: Scenario, observed: Observed) -> pd.DataFrame:
         records = observed.tallies.get(f"shard_records:{consumer.mapping}", np.zeros(samples.shape[1]))
         for shard in range(samples.shape[1]):
             backlog = samples[:, shard]
-            refused = counter_series(observed, "ReadProvisionedThroughputExceeded", f"{consumer.label}#{shard}")
+            refused = counter_series(
+                observed, "ReadProvisionedThroughputExceeded", f"{consumer.label}#{shard}"
+            )
             rows.append(
                 {
                     "kind": "shard",

@@ -141,7 +141,7 @@ def summary(scenario: Scenario, observed: Observed) -> tuple[dict[str, Any], Cos
         "duration_mean_ms": observed.run_s_sum / invocations * 1000 if invocations else math.nan,
         "duration_p99_ms": _duration_p99_ms(observed),
         "provisioned_invocations": observed.provisioned_invocations,
-        "sqs_requests": int(round(usage(observed).sqs_requests)),
+        "sqs_requests": round(usage(observed).sqs_requests),
         "sqs_empty_receives": int(counter_total(observed, "NumberOfEmptyReceives")),
         "visibility_overruns": int(observed.totals.get("visibility_overruns", 0)),
         "iterator_age_mean_s": observed.age_sum / observed.age_count if observed.age_count else math.nan,

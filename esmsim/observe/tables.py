@@ -14,8 +14,9 @@ from esmsim.events import EnvKind, Outcome, RecordState, ThrottleReason
 from esmsim.observe.recorder import Observed
 
 
-def _names(codes: np.ndarray, names: list[str]) -> pd.Categorical:
-    return pd.Categorical.from_codes(codes.astype(np.int64), categories=names)
+def _names(codes: np.ndarray, names: list[str]) -> pd.Categorical[str]:
+    """Integer codes as a categorical of names."""
+    return pd.Categorical.from_codes(codes.astype(np.int64), categories=pd.Index(names))
 
 
 def invocations(observed: Observed) -> pd.DataFrame:

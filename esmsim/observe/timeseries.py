@@ -33,12 +33,12 @@ def _maximum(observed: Observed, name: str) -> np.ndarray:
     if not found:
         return np.full(nb, np.nan)
     with np.errstate(invalid="ignore"):
-        return np.fmax.reduce(found)
+        return np.asarray(np.fmax.reduce(found))
 
 
 def _per_minute_mean(total: np.ndarray, count: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
-        return total / count
+        return np.asarray(total / count)
 
 
 def shard_samples(observed: Observed, label: str) -> np.ndarray:
@@ -90,8 +90,12 @@ def timeseries(scenario: Scenario, observed: Observed) -> pd.DataFrame:
             "ApproximateNumberOfMessagesNotVisible": level(observed, "in_flight").bin_mean,
             "ApproximateAgeOfOldestMessage": oldest,
             "GetRecords.IteratorAgeMilliseconds": _maximum(observed, "GetRecords.IteratorAgeMilliseconds"),
-            "ReadProvisionedThroughputExceeded": counter_series(observed, "ReadProvisionedThroughputExceeded", ""),
-            "WriteProvisionedThroughputExceeded": counter_series(observed, "WriteProvisionedThroughputExceeded"),
+            "ReadProvisionedThroughputExceeded": counter_series(
+                observed, "ReadProvisionedThroughputExceeded", ""
+            ),
+            "WriteProvisionedThroughputExceeded": counter_series(
+                observed, "WriteProvisionedThroughputExceeded"
+            ),
             "DroppedEventCount": finished[RecordState.DROPPED],
             "OnFailureDestinationDeliveredEventCount": destination,
             "ColdStarts": series["ColdStarts"].sum(axis=0),
@@ -119,7 +123,7 @@ def _nanmax_rows(values: np.ndarray, nb: int) -> np.ndarray:
     if values.size == 0:
         return np.full(nb, np.nan)
     with np.errstate(invalid="ignore"):
-        return np.fmax.reduce(values, axis=0)
+        return np.asarray(np.fmax.reduce(values, axis=0))
 
 
 def mapping_timeseries(scenario: Scenario, observed: Observed) -> pd.DataFrame:

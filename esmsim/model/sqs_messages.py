@@ -1,0 +1,126 @@
+"""Received SQS messages and the batches pollers invoke with.
+
+Messages carry their own columns once received (:class:`Messages`), so the queue's store of fresh
+messages can forget them; a :class:`Batch` is what the invoke step invokes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from esmsim.model.records import Ids
+
+
+class Messages:
+    """Received messages as columns.
+
+    Each message's id (its position in the queue), sent time, size, poison draw, and receives that
+    ended without a delete. Messages taken in one run of fresh rows keep views of the queue's
+    columns and make their ids and receive counts only when asked (on the success path, nobody).
+    """
+
+    __slots__ = ("_ids", "_retries", "draw", "sent_at", "size")
+
+    def __init__(
+        self,
+        ids: np.ndarray | slice,
+        sent_at: np.ndarray,
+        size: np.ndarray,
+        draw: np.ndarray | None,
+        retries: np.ndarray | None,
+    ) -> None:
+        self._ids = ids
+        self.sent_at = sent_at
+        self.size = size
+        self.draw = draw
+        self._retries = retries
+
+    def __len__(self) -> int:
+        return int(self.sent_at.shape[0])
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Each message's position in the queue."""
+        ids = self._ids
+        if isinstance(ids, slice):
+            ids = self._ids = np.arange(ids.start, ids.stop, ids.step or 1)
+        return ids
+
+    @property
+    def retries(self) -> np.ndarray:
+        """Receives that ended without a delete, per message."""
+        if self._retries is None:
+            self._retries = np.zeros(len(self), dtype=np.int32)
+        return self._retries
+
+    @retries.setter
+    def retries(self, value: np.ndarray) -> None:
+        self._retries = value
+
+    def select(self, which: np.ndarray | slice) -> Messages:
+        """The messages at ``which`` (a mask, an index array or a slice)."""
+        return Messages(
+            self.ids[which],
+            self.sent_at[which],
+            self.size[which],
+            None if self.draw is None else self.draw[which],
+            self.retries[which],
+        )
+
+    @staticmethod
+    def join(parts: list[Messages]) -> Messages:
+        """Several message sets as one (a single part is returned as it is)."""
+        if len(parts) == 1:
+            return parts[0]
+        draws = [p.draw for p in parts]
+        return Messages(
+            np.concatenate([p.ids for p in parts]),
+            np.concatenate([p.sent_at for p in parts]),
+            np.concatenate([p.size for p in parts]),
+            None if any(d is None for d in draws) else np.concatenate(draws),  # type: ignore[arg-type]
+            np.concatenate([p.retries for p in parts]),
+        )
+
+
+#: What a receive hands over: fresh rows (a slice of positions) or redelivered messages.
+Part = Ids | Messages
+
+
+class Batch:
+    """Messages handed to one poller in one receive, with their shared visibility deadline.
+
+    It is what the invoke step invokes (:class:`esmsim.model.invoke.Attempt`).
+    """
+
+    __slots__ = ("messages", "n", "nbytes", "on_overrun", "received_at", "released", "serial", "visible_at")
+
+    shard = -1
+    lane = -1
+    stored_at = math.nan
+
+    def __init__(self, messages: Messages, nbytes: float, received_at: float, visible_at: float) -> None:
+        self.messages = messages
+        self.n = len(messages)
+        self.nbytes = nbytes
+        self.received_at = received_at
+        self.visible_at = visible_at
+        self.released = False  # its visibility deadline is pending: undeleted rows will reappear
+        self.serial = 0
+        self.on_overrun: Callable[[Batch, float], None] | None = None
+
+    @property
+    def draws(self) -> np.ndarray | None:
+        """The messages' poison draws."""
+        return self.messages.draw
+
+    def prepare(self, now: float) -> bool:
+        """A queue's batch does not change while it is retried."""
+        return True
+
+    def started(self, start: float, end: float) -> None:
+        """If the invocation outlasts the visibility timeout, the messages reappear meanwhile."""
+        if end >= self.visible_at and self.on_overrun is not None:
+            self.on_overrun(self, start)
