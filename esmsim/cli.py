@@ -90,16 +90,27 @@ def validate(scenario_file: str, overrides: tuple[str, ...]) -> None:
     "shard_timeseries.parquet (streams) and timeseries.png.",
 )
 @click.option("--no-plot", is_flag=True, help="Skip the PNG.")
+@click.option(
+    "--trace",
+    is_flag=True,
+    help="Also write every invocation, throttle (with AWS's reason) and record outcome as "
+    "invocations.parquet, throttles.parquet and records.parquet (memory and files grow with the run).",
+)
 @_user_errors
 def run(
-    scenario_file: str, overrides: tuple[str, ...], seed: int | None, out_dir: str, no_plot: bool
+    scenario_file: str,
+    overrides: tuple[str, ...],
+    seed: int | None,
+    out_dir: str,
+    no_plot: bool,
+    trace: bool,
 ) -> None:
     """Run one scenario and write its summary, time series and plot."""
     from esmsim.report import print_summary, write_run
     from esmsim.run import simulate
 
     scenario = _load(scenario_file, overrides)
-    result = simulate(scenario, seed=seed)
+    result = simulate(scenario, seed=seed, trace=trace)
     print_summary(result, click.echo)
     written = write_run(result, Path(out_dir), plot=not no_plot)
     for path in written:

@@ -58,7 +58,8 @@ def write_run(result: RunResult, out_dir: Path, *, plot: bool = True) -> list[Pa
     """Write a run's files into ``out_dir``, each atomically.
 
     ``summary.json``, ``timeseries.parquet``, ``mapping_timeseries.parquet``,
-    ``shard_timeseries.parquet`` (streams only) and, unless ``plot`` is False, ``timeseries.png``.
+    ``shard_timeseries.parquet`` (streams only), for a traced run ``invocations.parquet``,
+    ``throttles.parquet`` and ``records.parquet``, and unless ``plot`` is False ``timeseries.png``.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -72,8 +73,14 @@ def write_run(result: RunResult, out_dir: Path, *, plot: bool = True) -> list[Pa
         "mapping_timeseries.parquet": result.mapping_timeseries,
         "shard_timeseries.parquet": result.shard_timeseries,
     }
+    if result.traced:
+        tables |= {
+            "invocations.parquet": result.invocations,
+            "throttles.parquet": result.throttles,
+            "records.parquet": result.records,
+        }
     for name, table in tables.items():
-        if table.empty and name != "timeseries.parquet":
+        if table.empty and name not in ("timeseries.parquet", "throttles.parquet"):
             continue  # no shards: no shard table
         path = out_dir / name
         with atomic_write(path, "wb") as handle:
@@ -109,6 +116,13 @@ def _usd(value: float) -> str:
     return f"${value:,.2f}" if value >= 1 else f"${value:,.4f}"
 
 
+def _reasons(reasons: dict[str, int]) -> str:
+    """Throttle counts by AWS's reason, for the summary line."""
+    if not reasons:
+        return ""
+    return "  (" + ", ".join(f"{name} {_num(n)}" for name, n in reasons.items()) + ")"
+
+
 def summary_lines(result: RunResult) -> list[str]:
     """The summary as aligned lines of text."""
     s = result.summary
@@ -133,7 +147,7 @@ def summary_lines(result: RunResult) -> list[str]:
         f"  invocations         {_num(s['invocations'])}  (mean batch {_num(s['batch_size_mean'])} records, "
         f"mean duration {_num(s['duration_mean_ms'])} ms)",
         f"  errors              {_num(s['invocation_errors'])}",
-        f"  throttles           {_num(s['throttles'])}",
+        f"  throttles           {_num(s['throttles'])}" + _reasons(result.throttle_reasons),
         f"  cold starts         {_num(s['cold_starts'])}",
         "concurrency",
         f"  max {_num(s['concurrency_max'])}   mean {_num(s['concurrency_mean'])}   "

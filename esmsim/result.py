@@ -51,6 +51,11 @@ class RunResult:
             unless ``simulate(..., trace=True)``.
         throttles: a traced run's throttled invokes (``time_s``, ``function``, ``mapping``,
             ``reason`` as AWS names it); empty unless traced.
+        throttle_reasons: throttles by the reason AWS gives
+            (``ReservedFunctionConcurrentInvocationLimitExceeded``,
+            ``ConcurrentInvocationLimitExceeded``, ``FunctionInvocationRateLimitExceeded``,
+            ``ExecutionEnvironmentScalingRateExceeded``), traced or not.
+        traced: whether the run kept its event tables (``simulate(..., trace=True)``).
         records: a traced run's records, one row per record and consumer (``source``,
             ``consumer``, ``id``, ``sent_s``, ``done_s``, ``state``, ``receives``); empty unless
             traced.
@@ -69,6 +74,8 @@ class RunResult:
     mapping_timeseries: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
     shard_timeseries: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
     latency_method: str = "exact"
+    throttle_reasons: dict[str, int] = field(default_factory=dict)
+    traced: bool = False
     invocations: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
     throttles: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
     records: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
@@ -93,6 +100,7 @@ class RunResult:
         return {
             "summary": self.summary,
             "latency_method": self.latency_method,
+            "throttle_reasons": self.throttle_reasons,
             "provenance": self.provenance(),
             "warnings": list(self.warnings),
             "scenario": self.scenario.model_dump(mode="json", by_alias=True),

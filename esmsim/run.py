@@ -69,6 +69,8 @@ def simulate(
         wall_time_s=time.perf_counter() - started,
         latency_histogram=observed.outcomes.steady_histogram,
         latency_method=summary.latency_method(observed),
+        throttle_reasons=observed.throttles_by_reason,
+        traced=trace,
         warnings=tuple(issue.format() for issue in check(scenario) if issue.severity == "warning"),
         mapping_timeseries=timeseries.mapping_timeseries(scenario, observed) if tables else empty,
         shard_timeseries=timeseries.shard_timeseries(scenario, observed) if tables else empty,
