@@ -1,10 +1,10 @@
-"""esmsim.observe and esmsim.histogram against brute force.
+"""esmsim.observe.levels and esmsim.histogram against brute force.
 
 Levels are checked against an independent evaluation of the step function: every change time is a
 breakpoint, the level on [T_k, T_k+1) is the sum of every delta at times <= T_k, so several changes at
-one instant count together: at equal times decreases apply first, and a -1 and a +1 at one instant
-never make a momentary spike. Means are exact integrals of that function; maxima are maxima over its
-values.
+one instant count together and a -1 and a +1 at one instant never make a momentary spike. Means are
+exact integrals of that function; maxima are maxima over its values. Levels are folded as a run
+goes (the recorder folds once a minute); folding in steps must change nothing.
 """
 
 from __future__ import annotations
@@ -19,32 +19,31 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from esmsim import histogram
-from esmsim.observe import Counter, Level, bin_edges, binned_sum, level_stats
+from esmsim.observe.levels import BinnedLevel, BinnedMax, BinnedSum, bin_edges
 from esmsim.run import simulate
-from tests.conftest import ONE_POLLER, scenario
+from tests.helpers import ONE_POLLER, scenario
 
 # Times live on a quarter-second grid, so ties between changes, bin edges, start and end are common
 # and every sum below is exact in binary floating point.
 QUARTER = 0.25
 BIN_WIDTHS = (0.5, 1.0, 2.5, 5.0, 7.25, 60.0)
+CHANNELS = ("add", "post", "many_scalar", "many_vector")
 
 
 @dataclass
-class Built:
-    """A level built through the public API, and the same changes as a plain list for brute force."""
+class Changes:
+    """Changes of a level as a plain list (for brute force), each with the channel that writes it."""
 
-    level: Level
     events: list[tuple[float, float]] = field(default_factory=list)
+    channels: list[str] = field(default_factory=list)
 
 
 @st.composite
-def levels(draw: st.DrawFn) -> Built:
-    """A level made of intervals [a, b): +w at a and -w at b, so it never goes negative.
+def changes(draw: st.DrawFn) -> Changes:
+    """Intervals [a, b): +w at a and -w at b, so the level never goes negative.
 
-    Each interval goes to one channel: ``add`` (one change at a time), ``add_many`` (vectors, with a
-    scalar or a per-time delta), ``add_sorted`` (sorted arrays with sign +1 / -1, w = 1) or a sorted
-    +1 closed by a small -1 (a queue's arrivals and receives), so every way the model feeds a level
-    is mixed in one step function.
+    Each change goes to one way of writing a level (``add``, ``post``, ``add_many`` with a scalar or
+    a per-time delta), so every way the model feeds a level is mixed in one step function.
     """
     rows = draw(
         st.lists(
@@ -52,57 +51,44 @@ def levels(draw: st.DrawFn) -> Built:
                 st.integers(0, 200),  # start, in quarters
                 st.integers(0, 40),  # length, in quarters (0: a +w and a -w at one instant)
                 st.integers(1, 3),  # weight
-                st.sampled_from(["add", "many_scalar", "many_vector", "sorted", "arrive_then_take"]),
+                st.sampled_from(CHANNELS),
+                st.sampled_from(CHANNELS),
             ),
             max_size=30,
         )
     )
-    built = Built(Level())
-    many_scalar: list[float] = []
-    many_vector: list[tuple[float, float]] = []
-    sorted_up: list[float] = []
-    sorted_down: list[float] = []
-    for start_q, length_q, weight, channel in rows:
+    out = Changes()
+    for start_q, length_q, weight, up, down in rows:
         a, b = start_q * QUARTER, (start_q + length_q) * QUARTER
-        if channel == "add":
-            built.level.add(a, weight)
-            built.level.add(b, -weight)
-        elif channel == "many_scalar":
-            many_scalar.append(a)
-            sorted_down.append(b)  # the matching -1 comes through the sorted channel
-            weight = 1
-        elif channel == "many_vector":
-            many_vector += [(a, weight), (b, -weight)]
-        elif channel == "arrive_then_take":
-            # As a queue's backlog: a record arrives (sorted +1) and a receive takes it (a small -1).
-            sorted_up.append(a)
-            built.level.add(b, -1.0)
-            weight = 1
-        else:
-            sorted_up.append(a)
-            sorted_down.append(b)
-            weight = 1
-        built.events += [(a, weight), (b, -weight)]
-    if many_scalar:
-        built.level.add_many(np.array(many_scalar), 1.0)
-    if many_vector:
-        t, d = np.array(many_vector).T
-        built.level.add_many(t, d)
-    # Sorted components may be split into several arrays of the same sign.
-    for times, sign in ((sorted_up, +1), (sorted_down, -1)):
-        times = sorted(times)
-        cut = draw(st.integers(0, len(times)))
-        for part in (times[:cut], times[cut:]):
-            built.level.add_sorted(np.array(part, dtype=float), sign)
-    return built
+        out.events += [(a, float(weight)), (b, -float(weight))]
+        out.channels += [up, down]
+    return out
 
 
 @st.composite
 def windows(draw: st.DrawFn) -> tuple[float, float, float]:
-    """``(start, end, bin width)``: end on the quarter grid, start before it."""
+    """``(warm-up, end, bin width)``: end on the quarter grid, warm-up before it."""
     end_q = draw(st.integers(1, 240))
     start_q = draw(st.integers(0, end_q - 1))
     return start_q * QUARTER, end_q * QUARTER, draw(st.sampled_from(BIN_WIDTHS))
+
+
+def write(level: BinnedLevel, events: list[tuple[float, float]], channels: list[str]) -> None:
+    """Write changes through their channels (vector channels get one array per call)."""
+    vector_t, vector_d, scalar_t = [], [], []
+    for (t, d), channel in zip(events, channels, strict=True):
+        if channel == "add":
+            level.add(t, d)
+        elif channel == "post":
+            level.post((t, d))
+        elif channel == "many_vector":
+            vector_t.append(t)
+            vector_d.append(d)
+        else:
+            level.add_many(np.array([t]), d)
+            scalar_t.append(t)
+    if vector_t:
+        level.add_many(np.array(vector_t), np.array(vector_d))
 
 
 def brute_value(events: list[tuple[float, float]], x: float, side: str = "right") -> float:
@@ -124,78 +110,126 @@ def brute_max(events: list[tuple[float, float]], lo: float, hi: float, *, closed
     return max(brute_value(events, x) for x in [lo, *inside])
 
 
-@settings(max_examples=300, deadline=None)
-@given(levels(), windows())
-def test_level_stats_match_brute_force(built: Built, window: tuple[float, float, float]) -> None:
-    start, end, width = window
-    events = [(t, d) for t, d in built.events if t <= end]  # changes after the run never happen
-    edges = bin_edges(end, width)
-    stats = level_stats(built.level, start, end, edges)
-
-    assert stats.mean == pytest.approx(brute_integral(events, start, end) / (end - start), abs=1e-9)
+def check_exact(
+    level: BinnedLevel, events: list[tuple[float, float]], warmup: float, edges: np.ndarray
+) -> None:
+    end = float(edges[-1])
+    events = [(t, d) for t, d in events if t <= end]  # changes after the run never happen
+    stats = level.stats()
+    assert stats.mean == pytest.approx(brute_integral(events, warmup, end) / (end - warmup), abs=1e-9)
     expected_bin_mean = [brute_integral(events, a, b) / (b - a) for a, b in itertools.pairwise(edges)]
     np.testing.assert_allclose(stats.bin_mean, expected_bin_mean, atol=1e-9)
     # The level at the end of each bin includes the changes at that instant.
     np.testing.assert_array_equal(stats.bin_end, [brute_value(events, b) for b in edges[1:]])
     # The level starts at 0 and never goes negative, so the run's maximum is the largest value on [0, end].
     assert stats.maximum == brute_max(events, 0.0, end, closed=True)
-
     last = len(edges) - 2
     exact_bin_max = [
         brute_max(events, edges[i], edges[i + 1], closed=i == last) for i in range(len(edges) - 1)
     ]
-    # Exact, including where the level just before a bin edge is higher than anything inside the
-    # bin (it belongs to the bin before: test_bin_max_counts_the_level_before_a_bin_edge_in_the_next_bin).
+    # Exact, including where the level just before a bin edge is higher than anything inside the bin
+    # (it belongs to the bin before: test_bin_max_counts_the_level_before_a_bin_edge_in_the_next_bin).
     np.testing.assert_array_equal(stats.bin_max, exact_bin_max)
+    assert level.late == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(changes(), windows())
+def test_level_written_at_once_matches_brute_force(c: Changes, window: tuple[float, float, float]) -> None:
+    warmup, end, width = window
+    edges = bin_edges(end, width)
+    level = BinnedLevel(edges, warmup)
+    write(level, c.events, c.channels)
+    check_exact(level, c.events, warmup, edges)
+
+
+@settings(max_examples=300, deadline=None)
+@given(changes(), windows(), st.data())
+def test_level_folded_as_the_run_goes_matches_brute_force(
+    c: Changes, window: tuple[float, float, float], data: st.DataObject
+) -> None:
+    # The recorder folds once a minute: a change may be written any time before its own time is
+    # folded (ahead of time, as an invocation's end is), never after. Folding in steps changes nothing.
+    warmup, end, width = window
+    edges = bin_edges(end, width)
+    folds = sorted(data.draw(st.lists(st.integers(0, 244), max_size=8)))
+    level = BinnedLevel(edges, warmup)
+    pending = list(range(len(c.events)))
+    for fold_q in [*folds, None]:
+        until = math.inf if fold_q is None else fold_q * QUARTER
+        due = [i for i in pending if c.events[i][0] < until]
+        early = [i for i in pending if i not in due and data.draw(st.booleans())]  # written ahead
+        now = due + early
+        write(level, [c.events[i] for i in now], [c.channels[i] for i in now])
+        pending = [i for i in pending if i not in now]
+        if fold_q is not None:
+            level.fold(until)
+    check_exact(level, c.events, warmup, edges)
 
 
 @settings(max_examples=200, deadline=None)
-@given(levels(), st.lists(st.integers(-4, 244), min_size=1, max_size=20))
-def test_level_value_matches_brute_force(built: Built, xs_q: list[int]) -> None:
-    xs = np.array(xs_q, dtype=float) * QUARTER
-    for side in ("right", "left"):
-        expected = [brute_value(built.events, x, side) for x in xs]
-        np.testing.assert_array_equal(built.level.value(xs, side), expected)  # type: ignore[arg-type]
-
-
-@settings(max_examples=100, deadline=None)
-@given(levels(), levels(), windows())
-def test_merged_level_is_the_sum_of_its_parts(a: Built, b: Built, window: tuple[float, float, float]) -> None:
-    start, end, width = window
+@given(changes(), windows(), st.integers(0, 244))
+def test_late_changes_keep_means_exact_and_bound_maxima(
+    c: Changes, window: tuple[float, float, float], fold_q: int
+) -> None:
+    # Changes written after their time was folded (a lazily noticed expiry): the means stay exact;
+    # the maxima can only be bounded from above, and every late change is counted.
+    warmup, end, width = window
     edges = bin_edges(end, width)
-    merged = a.level.merged(b.level)
-    xs = np.arange(0, end + QUARTER, QUARTER)
-    np.testing.assert_array_equal(merged.value(xs), a.level.value(xs) + b.level.value(xs))
-    together = level_stats(merged, start, end, edges)
-    parts = [level_stats(x.level, start, end, edges) for x in (a, b)]
-    assert together.mean == pytest.approx(parts[0].mean + parts[1].mean, abs=1e-9)
-    # A copy is independent of later changes to the original.
-    copy = a.level.copy()
-    a.level.add(0.0, 1000.0)
-    np.testing.assert_array_equal(copy.value(xs) + 1000.0, a.level.value(xs))
+    until = fold_q * QUARTER
+    level = BinnedLevel(edges, warmup)
+    early = [i for i, (t, _) in enumerate(c.events) if t >= until or i % 2 == 0]
+    late = [i for i in range(len(c.events)) if i not in early]
+    write(level, [c.events[i] for i in early], [c.channels[i] for i in early])
+    level.fold(until)
+    write(level, [c.events[i] for i in late], [c.channels[i] for i in late])
+    events = [(t, d) for t, d in c.events if t <= end]
+    stats = level.stats()
+    assert stats.mean == pytest.approx(brute_integral(events, warmup, end) / (end - warmup), abs=1e-9)
+    expected_bin_mean = [brute_integral(events, a, b) / (b - a) for a, b in itertools.pairwise(edges)]
+    np.testing.assert_allclose(stats.bin_mean, expected_bin_mean, atol=1e-9)
+    last = len(edges) - 2
+    exact_bin_max = [
+        brute_max(events, edges[i], edges[i + 1], closed=i == last) for i in range(len(edges) - 1)
+    ]
+    assert (stats.bin_max >= np.array(exact_bin_max) - 1e-9).all()
+    assert level.late == sum(1 for i in late if c.events[i][0] < min(until, end))
 
 
 def test_bin_max_ignores_a_zero_length_spike() -> None:
     # +1 and -1 at the same instant (an invocation ending as another starts) leave the level at 1.
-    level = Level()
+    level = BinnedLevel(bin_edges(30.0, 30.0))
     level.add(0.0, 1.0)
     level.add(10.0, -1.0)
     level.add_many(np.array([10.0]), 1.0)
     level.add(20.0, -1.0)
-    stats = level_stats(level, 0.0, 30.0, bin_edges(30.0, 30.0))
+    stats = level.stats()
     assert stats.maximum == 1.0
     assert stats.mean == pytest.approx(20.0 / 30.0)
 
 
 def test_bin_max_counts_the_level_before_a_bin_edge_in_the_next_bin() -> None:
-    # Level 1 on [30, 60), 0 from 60 on: a record arrives at 30 (a sorted +1, as arrivals are) and is
-    # taken at exactly 60 (a small -1, as a receive is). The bin [60, 120) never sees anything but 0.
-    level = Level()
-    level.add_sorted(np.array([30.0]), +1)
+    # Level 1 on [30, 60), 0 from 60 on: a record arrives at 30 (an array of +1, as arrivals are) and
+    # is taken at exactly 60 (a -1, as a receive is). The bin [60, 120) never sees anything but 0.
+    level = BinnedLevel(bin_edges(120.0, 60.0))
+    level.add_many(np.array([30.0]), 1.0)
     level.add(60.0, -1.0)
-    stats = level_stats(level, 0.0, 120.0, bin_edges(120.0, 60.0))
+    stats = level.stats()
     np.testing.assert_array_equal(stats.bin_mean, [0.5, 0.0])
-    np.testing.assert_array_equal(stats.bin_max, [1.0, 0.0])  # (was [1, 1])
+    np.testing.assert_array_equal(stats.bin_max, [1.0, 0.0])
+
+
+def test_changes_before_zero_count_at_zero_and_after_the_end_are_ignored() -> None:
+    # Records already in a source at the start were sent before 0; an invocation still running at
+    # the end ends after it.
+    level = BinnedLevel(bin_edges(60.0, 60.0))
+    level.add_many(np.array([-30.0, -1.0]), 1.0)
+    level.add(30.0, -1.0)
+    level.add(90.0, -1.0)
+    stats = level.stats()
+    assert stats.bin_mean.tolist() == [1.5]
+    assert stats.bin_end.tolist() == [1.0]
+    assert stats.maximum == 2.0
 
 
 def test_backlog_max_of_a_minute_that_starts_with_a_receive_emptying_the_queue() -> None:
@@ -243,34 +277,41 @@ def test_bin_edges(end: float, width: float, expected: list[float]) -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(
-    st.lists(st.tuples(st.integers(-8, 250), st.integers(-3, 5)), max_size=40),
+    st.lists(
+        st.tuples(st.integers(0, 250), st.integers(-3, 5), st.sampled_from(["add", "post", "many"])),
+        max_size=40,
+    ),
     st.integers(1, 240),
     st.sampled_from(BIN_WIDTHS),
 )
-def test_binned_sum_matches_brute_force(rows: list[tuple[int, int]], end_q: int, width: float) -> None:
+def test_binned_sum_matches_brute_force(rows: list[tuple[int, int, str]], end_q: int, width: float) -> None:
+    # Counts by time: anything at or after the end of the run lands in the last bin (events at the
+    # end itself belong to it; later ones cannot happen in a run).
     end = end_q * QUARTER
     edges = bin_edges(end, width)
-    times = np.array([t * QUARTER for t, _ in rows], dtype=float)
-    values = np.array([v for _, v in rows], dtype=float)
+    counter = BinnedSum(edges)
     expected = np.zeros(len(edges) - 1)
-    for t, v in zip(times, values, strict=True):
-        if 0 <= t <= end:  # outside the run: ignored; the end itself belongs to the last bin
-            i = min(int(np.searchsorted(edges, t, side="right")) - 1, len(edges) - 2)
-            expected[i] += v
-    np.testing.assert_array_equal(binned_sum(times, values, edges), expected)
+    for t_q, v, channel in rows:
+        t = t_q * QUARTER
+        if channel == "add":
+            counter.add(t, v)
+        elif channel == "post":
+            counter.post((t, float(v)))
+        else:
+            counter.add_many(np.array([t]), float(v))
+        i = min(int(np.searchsorted(edges, t, side="right")) - 1, len(edges) - 2)
+        expected[i] += v
+    np.testing.assert_array_equal(counter.array(), expected)
+    assert counter.total == sum(v for _, v, _ in rows)
 
 
-def test_counter_totals_and_arrays() -> None:
-    counter = Counter()
-    counter.add(1.0)
-    counter.add(2.0, 3.0)
-    counter.add_many(np.array([4.0, 5.0]), 2.0)
-    counter.add_many(np.array([6.0]), np.array([0.5]))
-    counter.add_many(np.array([]), 100.0)  # nothing to count
-    times, values = counter.arrays()
-    np.testing.assert_array_equal(times, [1, 2, 4, 5, 6])
-    np.testing.assert_array_equal(values, [1, 3, 2, 2, 0.5])
-    assert counter.total() == 1 + 3 + 2 + 2 + 0.5
+def test_binned_max_keeps_each_bins_largest_value() -> None:
+    maxima = BinnedMax(bin_edges(180.0, 60.0))
+    maxima.add(10.0, 3.0)
+    maxima.add(50.0, 7.0)
+    maxima.add_many(np.array([61.0, 119.0]), np.array([2.0, 5.0]))
+    np.testing.assert_array_equal(maxima.array()[:2], [7.0, 5.0])
+    assert np.isnan(maxima.array()[2])  # nothing in the last minute
 
 
 # ---------------------------------------------------------------------------------------------- histogram
