@@ -13,17 +13,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from esmsim.model.build import build
 from esmsim.model.traffic import (
+    RecordFeed,
     arrival_times,
     cumulative_rate_at,
-    generate_records,
     invert_cumulative_rate,
     rate_profile,
 )
 from esmsim.rng import Streams
 from esmsim.scenario.sources import Traffic
-from tests.conftest import scenario
+from tests.helpers import scenario, traced
+
+
+def generate_records(
+    t: Traffic, duration_s: float, streams: Streams, source: str, max_size: float, *, draws: bool
+) -> dict[str, np.ndarray]:
+    """Every record of a run, its blocks joined (sent_at, size and, when drawn, draw)."""
+    feed = RecordFeed(t, duration_s, streams, source, max_size, draws=draws)
+    blocks = [feed.next_block()]
+    while not feed.exhausted:
+        blocks.append(feed.next_block())
+    return {name: np.concatenate([b[name] for b in blocks]) for name in blocks[0]}
 
 
 def traffic(**fields: Any) -> Traffic:
@@ -220,31 +230,33 @@ def test_arrivals_are_sorted_and_inside_the_run(
 def test_initial_backlog_arrives_at_time_zero_before_the_traffic() -> None:
     t = traffic(rate=2, initial_backlog=7)
     rec = generate_records(t, 60.0, Streams(3), "q", 1024 * 1024, draws=False)
-    np.testing.assert_array_equal(rec.arrival_at[:7], 0.0)
-    assert np.all(rec.arrival_at[7:] > 0)
+    np.testing.assert_array_equal(rec["sent_at"][:7], 0.0)
+    assert np.all(rec["sent_at"][7:] > 0)
     # The traffic after the backlog is exactly what the arrivals stream gives without a backlog.
-    np.testing.assert_array_equal(rec.arrival_at[7:], arrival_times(t, 60.0, Streams(3).get("arrivals", "q")))
-    assert len(rec) == rec.size.size == rec.state.size
+    np.testing.assert_array_equal(rec["sent_at"][7:], arrival_times(t, 60.0, Streams(3).get("arrivals", "q")))
+    assert rec["sent_at"].size == rec["size"].size
 
 
 def test_record_sizes_are_clipped_at_the_maximum_message_size() -> None:
     # A lognormal with p99 of 200 KB and a 4 KB limit: the tail is cut to the limit, the rest untouched.
     t = traffic(rate=20, record_size={"dist": "lognormal", "median": "2KB", "p99": "200KB"})
     rec = generate_records(t, 100.0, Streams(5), "q", 4096.0, draws=False)
-    raw = t.record_size.sample(Streams(5).get("sizes", "q"), len(rec))
-    np.testing.assert_array_equal(rec.size, np.minimum(raw, 4096.0))
-    assert (rec.size == 4096.0).any()
-    assert (rec.size < 4096.0).any()
+    raw = t.record_size.sample(Streams(5).get("sizes", "q"), rec["size"].size)
+    np.testing.assert_array_equal(rec["size"], np.minimum(raw, 4096.0))
+    assert (rec["size"] == 4096.0).any()
+    assert (rec["size"] < 4096.0).any()
 
 
 def test_bounded_sizes_under_the_limit_are_not_touched() -> None:
     t = traffic(rate=20, record_size={"dist": "uniform", "low": "1KB", "high": "4KB"})
     rec = generate_records(t, 100.0, Streams(5), "q", 1024 * 1024, draws=False)
-    np.testing.assert_array_equal(rec.size, t.record_size.sample(Streams(5).get("sizes", "q"), len(rec)))
+    sizes = t.record_size.sample(Streams(5).get("sizes", "q"), rec["size"].size)
+    np.testing.assert_array_equal(rec["size"], sizes)
 
 
 def test_the_queue_clips_sizes_at_its_max_message_size() -> None:
-    # The scenario's max_message_size reaches the records through build().
+    # The scenario's max_message_size reaches the records. Batches of one message without event
+    # metadata: each invocation's payload is its message's size.
     s = scenario(
         {
             "sources": {
@@ -256,49 +268,65 @@ def test_the_queue_clips_sizes_at_its_max_message_size() -> None:
                     },
                 }
             }
-        }
+        },
+        {"batch_size": 1},
     )
-    rec = build(s, Streams(1)).queues["q"].rec
-    assert rec.size.max() == 2048.0
-    assert rec.size.min() < 2048.0
+    sizes = traced(s).invocations["bytes"]
+    assert sizes.max() == 2048.0
+    assert sizes.min() < 2048.0
 
 
-def test_poison_draws_exist_only_for_queues_read_by_a_function_with_poison_records() -> None:
+def test_poison_draws_decide_poison_records_only_where_a_function_has_them() -> None:
+    # A record is poison for a function whose poison rate exceeds the record's draw: with rate 1 every
+    # record of a queue the poisoned function reads fails, with rate 0 none does. The clean function
+    # reading the shared queue sees none of them as poison.
     s = scenario(
         {
+            "duration": 30,
             "functions": {
-                "f": {"errors": {"poison_record_rate": 0.1}},
+                "f": {"errors": {"poison_record_rate": 1.0}},
                 "clean": {"timeout": 10, "duration": "100ms", "cold_start": "0s"},
             },
             "sources": {
                 "q": {"traffic": {"rate": "5/s"}},
                 "other": {"type": "sqs", "visibility_timeout": 30, "traffic": {"rate": "5/s"}},
-                "shared": {"type": "sqs", "visibility_timeout": 30, "traffic": {"rate": "5/s"}},
             },
             "mappings": [
                 {"source": "q", "function": "f"},
                 {"source": "other", "function": "clean"},
-                {"source": "shared", "function": "clean"},
-                {"source": "shared", "function": "f"},
             ],
         }
     )
-    queues = build(s, Streams(1)).queues
-    assert queues["other"].rec.draw is None
-    for name in ("q", "shared"):  # read by the poisoned function (alone, or next to a clean one)
-        draw = queues[name].rec.draw
-        assert draw is not None
-        assert draw.shape == queues[name].rec.arrival_at.shape
-        assert draw.min() >= 0
-        assert draw.max() < 1
-        np.testing.assert_array_equal(draw, Streams(1).get("poison", name).random(draw.size))
+    inv = traced(s).invocations
+    by_function = inv.groupby(inv["function"].astype(str), observed=True)["outcome"].agg(
+        lambda o: set(o.astype(str))
+    )
+    assert by_function["f"] == {"error"}
+    assert by_function["clean"] == {"success"}
 
 
 def test_poison_draws_do_not_shift_arrivals_or_sizes() -> None:
     t = traffic(rate=10, initial_backlog=3, record_size={"dist": "exponential", "mean": "2KB"})
     with_draws = generate_records(t, 60.0, Streams(9), "q", 1024 * 1024, draws=True)
     without = generate_records(t, 60.0, Streams(9), "q", 1024 * 1024, draws=False)
-    assert without.draw is None
-    assert with_draws.draw is not None
-    np.testing.assert_array_equal(with_draws.arrival_at, without.arrival_at)
-    np.testing.assert_array_equal(with_draws.size, without.size)
+    assert "draw" not in without
+    draw = with_draws["draw"]
+    assert draw.min() >= 0
+    assert draw.max() < 1
+    np.testing.assert_array_equal(draw, Streams(9).get("poison", "q").random(draw.size))
+    np.testing.assert_array_equal(with_draws["sent_at"], without["sent_at"])
+    np.testing.assert_array_equal(with_draws["size"], without["size"])
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1000])
+def test_blocks_join_to_the_same_records_whatever_their_size(
+    chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Records are generated a block at a time as a run advances; the block size must not change a
+    # single record (arrival marks are summed on in order, sizes and draws drawn in record order).
+    t = traffic(rate=25, initial_backlog=11, record_size={"dist": "lognormal", "median": "1KB", "p99": "8KB"})
+    whole = generate_records(t, 80.0, Streams(4), "q", 1024 * 1024, draws=True)
+    monkeypatch.setattr("esmsim.model.traffic.CHUNK", chunk)
+    blocks = generate_records(t, 80.0, Streams(4), "q", 1024 * 1024, draws=True)
+    for name in whole:
+        np.testing.assert_array_equal(blocks[name], whole[name])
