@@ -2,19 +2,33 @@
 
 Every expected time below follows from AWS's documented rules and the modelling choices in
 docs/model.md; the comment on each test derives it.
+
+Runs are read through the public API: a traced run's ``invocations``, ``throttles`` and
+``records`` tables (tests/helpers.py), and the summary and time series.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from esmsim.model.function import ERROR, PARTIAL, SUCCESS, TIMEOUT
-from esmsim.model.records import DLQ, EXPIRED, SUCCEEDED
-from esmsim.model.sqs_queue import PAYLOAD_LIMIT_BYTES
 from esmsim.rng import Streams
 from esmsim.run import simulate
-from tests.conftest import ONE_POLLER, invocations, run_recording, run_world, scenario
+from tests.helpers import ONE_POLLER, assert_conserved, invocations_of, records_of, scenario, traced
+
+#: Lambda's synchronous invocation payload limit (6 MB), which caps every batch a mapping sends.
+PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
+
+
+def states(records: pd.DataFrame) -> np.ndarray:
+    """The records' final states as plain strings ("succeeded", "dlq", ...)."""
+    return records["state"].astype(str).to_numpy()
+
+
+def outcomes(invocations: pd.DataFrame) -> list[str]:
+    """The invocations' outcomes as plain strings ("success", "partial", "error", "timeout")."""
+    return list(invocations["outcome"].astype(str))
 
 
 def test_window_opens_at_first_record_and_flushes_at_its_end() -> None:
@@ -31,9 +45,14 @@ def test_window_opens_at_first_record_and_flushes_at_its_end() -> None:
             "poller_scaling": ONE_POLLER,
         },
     )
-    inv = invocations(run_world(s))
-    np.testing.assert_allclose(inv["start_at"], [6, 12, 18, 24])
+    result = traced(s)
+    inv = invocations_of(result, 0)
+    np.testing.assert_allclose(inv["start_s"], [6, 12, 18, 24])
     np.testing.assert_array_equal(inv["records"], [6, 6, 6, 6])
+    # The records of 1..6 end with the first invocation (6.1), those of 7..12 with the second.
+    rec = records_of(result, "q")
+    np.testing.assert_allclose(rec["done_s"][:12], [6.1] * 6 + [12.1] * 6)
+    assert_conserved(result)
 
 
 def test_full_batch_flushes_before_the_window_ends() -> None:
@@ -54,14 +73,15 @@ def test_full_batch_flushes_before_the_window_ends() -> None:
             "poller_scaling": ONE_POLLER,
         },
     )
-    world = run_world(s)
-    inv = invocations(world)
-    np.testing.assert_allclose(inv["start_at"], [2.0, 4.0])
+    result = traced(s)
+    inv = invocations_of(result, 0)
+    np.testing.assert_allclose(inv["start_s"], [2.0, 4.0])
     np.testing.assert_array_equal(inv["records"], [20, 20])
     # Record 21 (t=2.1) arrived while the poller was invoking: it waited and joined the second batch.
-    rec = world.queues["q"].rec
-    assert rec.state[20] == SUCCEEDED
-    assert rec.done_at[20] == pytest.approx(4.15)
+    rec = records_of(result, "q")
+    assert rec["sent_s"][20] == pytest.approx(2.1)
+    assert rec["state"][20] == "succeeded"
+    assert rec["done_s"][20] == pytest.approx(4.15)
 
 
 def test_window_opens_when_the_previous_invocation_completes_under_backlog() -> None:
@@ -80,8 +100,8 @@ def test_window_opens_when_the_previous_invocation_completes_under_backlog() -> 
             "poller_scaling": ONE_POLLER,
         },
     )
-    inv = invocations(run_world(s))
-    np.testing.assert_allclose(inv["start_at"], [5.0])
+    inv = invocations_of(traced(s), 0)
+    np.testing.assert_allclose(inv["start_s"], [5.0])
     np.testing.assert_array_equal(inv["records"], [8])
 
 
@@ -95,14 +115,15 @@ def test_failed_message_is_retried_after_the_visibility_timeout_then_dead_letter
             "sources": {"q": {"max_receive_count": 3, "traffic": {"initial_backlog": 1}}},
         }
     )
-    world = run_world(s)
-    inv = invocations(world)
-    np.testing.assert_allclose(inv["start_at"], [0, 30, 60])
-    assert set(inv["outcome"]) == {ERROR}
-    rec = world.queues["q"].rec
-    assert rec.state[0] == DLQ
-    assert rec.done_at[0] == pytest.approx(90)
-    assert rec.retries[0] == 2
+    result = traced(s)
+    inv = invocations_of(result, 0)
+    np.testing.assert_allclose(inv["start_s"], [0, 30, 60])
+    assert set(outcomes(inv)) == {"error"}
+    rec = records_of(result, "q")
+    assert list(states(rec)) == ["dlq"]
+    assert rec["done_s"][0] == pytest.approx(90)
+    assert rec["receives"][0] == 3  # received 3 times: 2 retries
+    assert_conserved(result)
 
 
 @pytest.mark.parametrize("max_receive_count", [1, 2, 5])
@@ -114,11 +135,14 @@ def test_dead_letter_after_exactly_max_receive_count_receives(max_receive_count:
             "sources": {"q": {"max_receive_count": max_receive_count, "traffic": {"initial_backlog": 4}}},
         }
     )
-    result = simulate(s)
+    result = traced(s)
     assert result.summary["records_dlq"] == 4
     # Each of the 4 messages was invoked exactly max_receive_count times (batches of up to 10).
     assert result.summary["invocations"] == max_receive_count
     assert result.summary["invocation_errors"] == max_receive_count
+    rec = records_of(result, "q")
+    assert (states(rec) == "dlq").all()
+    assert (rec["receives"] == max_receive_count).all()
 
 
 def test_partial_batch_response_returns_exactly_the_failed_messages() -> None:
@@ -132,18 +156,23 @@ def test_partial_batch_response_returns_exactly_the_failed_messages() -> None:
         },
         {"report_batch_item_failures": True},
     )
+    # Poison draws come from the "poison" stream of the queue, one per message in arrival order
+    # (docs/model.md): the same messages are poison whatever the mapping does.
     poison = Streams(1).get("poison", "q").random(10) < 0.3
     assert 0 < poison.sum() < 10, "the seed must give a mixed batch"
-    world = run_world(s)
-    inv = invocations(world)
-    np.testing.assert_allclose(inv["start_at"], [0, 30])
+    result = traced(s)
+    inv = invocations_of(result, 0)
+    np.testing.assert_allclose(inv["start_s"], [0, 30])
     np.testing.assert_array_equal(inv["records"], [10, poison.sum()])
-    assert list(inv["outcome"]) == [PARTIAL, PARTIAL]
-    rec = world.queues["q"].rec
-    np.testing.assert_array_equal(rec.state == DLQ, poison)
-    np.testing.assert_array_equal(rec.state == SUCCEEDED, ~poison)
-    np.testing.assert_allclose(rec.done_at[~poison], 0.1)
-    np.testing.assert_allclose(rec.done_at[poison], 60)
+    assert outcomes(inv) == ["partial", "partial"]
+    rec = records_of(result, "q")
+    np.testing.assert_array_equal(rec["id"], np.arange(10))
+    np.testing.assert_array_equal(states(rec) == "dlq", poison)
+    np.testing.assert_array_equal(states(rec) == "succeeded", ~poison)
+    np.testing.assert_allclose(rec["done_s"][~poison], 0.1)
+    np.testing.assert_allclose(rec["done_s"][poison], 60)
+    np.testing.assert_array_equal(rec["receives"], np.where(poison, 2, 1))
+    assert_conserved(result)
 
 
 def test_without_partial_batch_response_one_poison_message_fails_the_whole_batch() -> None:
@@ -153,11 +182,13 @@ def test_without_partial_batch_response_one_poison_message_fails_the_whole_batch
             "sources": {"q": {"max_receive_count": 2, "traffic": {"initial_backlog": 10}}},
         }
     )
-    world = run_world(s)
-    inv = invocations(world)
+    result = traced(s)
+    inv = invocations_of(result, 0)
     np.testing.assert_array_equal(inv["records"], [10, 10])
-    assert list(inv["outcome"]) == [ERROR, ERROR]
-    assert (world.queues["q"].rec.state == DLQ).all()
+    assert outcomes(inv) == ["error", "error"]
+    rec = records_of(result, "q")
+    assert len(rec) == 10
+    assert (states(rec) == "dlq").all()
 
 
 def test_maximum_concurrency_is_a_hard_cap_without_throttles() -> None:
@@ -177,6 +208,11 @@ def test_maximum_concurrency_is_a_hard_cap_without_throttles() -> None:
     assert result.summary["concurrency_max"] == 5
     assert result.summary["pollers_max"] <= 5
     assert result.summary["throttles"] == 0
+
+
+def _fleet(times: np.ndarray, per_minute: int, ceiling: int) -> np.ndarray:
+    """The documented ramp: 5 pollers at 0, then per_minute/60 more at each 1 s tick, up to the ceiling."""
+    return np.asarray(np.minimum(5 + per_minute // 60 * np.floor(times), ceiling), dtype=float)
 
 
 @pytest.mark.parametrize(
@@ -206,11 +242,23 @@ def test_poller_fleet_ramps_by_the_documented_rate_to_its_ceiling(
         },
         {"poller_scaling": preset},
     )
-    world = run_world(s)
-    pollers = world.mappings[0].pollers
     times = np.array([t for t, _ in checks])
-    np.testing.assert_array_equal(pollers.value(times), [n for _, n in checks])
-    assert pollers.value(np.array([duration - 1.0]))[0] <= ceiling
+    np.testing.assert_array_equal(_fleet(times, per_minute, ceiling), [n for _, n in checks])
+    result = traced(s)
+    # The fleet's per-minute time-weighted mean is the ramp's, exactly: a fine grid of the step
+    # function (constant between ticks) averaged over each minute (the last one may be shorter).
+    grid = np.arange(0.0, duration, 0.25) + 0.125
+    minute = (grid // 60).astype(int)
+    expected_means = np.bincount(minute, _fleet(grid, per_minute, ceiling)) / np.bincount(minute)
+    np.testing.assert_allclose(result.timeseries["Pollers"], expected_means)
+    assert result.summary["pollers_max"] == _fleet(np.array([duration - 1.0]), per_minute, ceiling)[0]
+    assert result.summary["pollers_max"] <= ceiling
+    # Under the backlog every poller is invoking (10 s each, back to back) from the moment it is
+    # added, so the function's concurrency at the check times is the fleet's size.
+    inv = invocations_of(result, 0)
+    np.testing.assert_array_equal(
+        [int(((inv["start_s"] <= t) & (inv["end_s"] > t)).sum()) for t in times], [n for _, n in checks]
+    )
 
 
 def test_throttled_batch_is_retried_with_backoff_then_given_up_before_its_visibility_timeout() -> None:
@@ -230,15 +278,16 @@ def test_throttled_batch_is_retried_with_backoff_then_given_up_before_its_visibi
             "throttle_retry": {"initial": "1s", "multiplier": 2, "maximum": "30s"},
         },
     )
-    world = run_world(s)
-    throttle_times = [t for t, *_ in world.throttles]
-    np.testing.assert_allclose(throttle_times, [0, 1, 3, 7, 15])
-    inv = invocations(world)
-    np.testing.assert_allclose(inv["start_at"], [0, 30])
-    rec = world.queues["q"].rec
-    assert list(rec.state) == [SUCCEEDED, SUCCEEDED]
-    np.testing.assert_allclose(rec.done_at, [20, 50])
-    assert list(rec.retries) == [0, 1]
+    result = traced(s)
+    throttles = result.throttles
+    np.testing.assert_allclose(throttles["time_s"], [0, 1, 3, 7, 15])
+    assert set(throttles["reason"].astype(str)) == {"ReservedFunctionConcurrentInvocationLimitExceeded"}
+    inv = invocations_of(result, 0)
+    np.testing.assert_allclose(inv["start_s"], [0, 30])
+    rec = records_of(result, "q")
+    assert list(states(rec)) == ["succeeded", "succeeded"]
+    np.testing.assert_allclose(rec["done_s"], [20, 50])
+    assert list(rec["receives"]) == [1, 2]  # message 1's first receive was spent on the throttles
 
 
 def test_messages_expire_after_the_retention_period() -> None:
@@ -250,15 +299,17 @@ def test_messages_expire_after_the_retention_period() -> None:
         },
         {"enabled": False},
     )
-    world = run_world(s)
-    rec = world.queues["q"].rec
-    expired = rec.arrival_at + 60 <= 150
-    np.testing.assert_array_equal(rec.state == EXPIRED, expired)
-    np.testing.assert_allclose(rec.done_at[expired], rec.arrival_at[expired] + 60)
-    result = simulate(s)
+    result = traced(s)
+    rec = records_of(result, "q")
+    sent = rec["sent_s"].to_numpy()
+    expired = sent + 60 <= 150
+    np.testing.assert_array_equal(states(rec) == "expired", expired)
+    np.testing.assert_allclose(rec["done_s"][expired], sent[expired] + 60)
+    assert (states(rec)[~expired] == "waiting").all()
     assert result.summary["records_expired"] == expired.sum() == 90
     # Backlog: 1..60 messages over the first minute, then a steady 60 (one in, one out a second).
     assert result.summary["backlog_max"] == 60
+    assert_conserved(result)
 
 
 def test_cold_starts_follow_the_idle_lifetime() -> None:
@@ -269,14 +320,17 @@ def test_cold_starts_follow_the_idle_lifetime() -> None:
         "functions": {"f": {"cold_start": "300ms"}},
         "sources": {"q": {"traffic": {"rate": "3/h", "pattern": "constant"}}},
     }
-    short = simulate(scenario({**base, "functions": {"f": {"cold_start": "300ms", "keep_alive": "10m"}}}))
-    long = simulate(scenario({**base, "functions": {"f": {"cold_start": "300ms", "keep_alive": "30m"}}}))
+    short = traced(scenario({**base, "functions": {"f": {"cold_start": "300ms", "keep_alive": "10m"}}}))
+    long = traced(scenario({**base, "functions": {"f": {"cold_start": "300ms", "keep_alive": "30m"}}}))
     assert short.summary["invocations"] == long.summary["invocations"] == 6
     assert short.summary["cold_starts"] == 6
     assert long.summary["cold_starts"] == 1
+    assert list(short.invocations["environment"].astype(str)) == ["cold"] * 6
+    assert list(long.invocations["environment"].astype(str)) == ["cold"] + ["warm"] * 5
     # A cold invocation takes the init time too: latency 0.3 + 0.1 s.
     assert short.summary["latency_max_s"] == pytest.approx(0.4)
     assert long.summary["latency_p50_s"] == pytest.approx(0.1)
+    np.testing.assert_allclose(short.invocations["init_s"], 0.3)
 
 
 def test_provisioned_concurrency_serves_without_cold_starts() -> None:
@@ -287,10 +341,11 @@ def test_provisioned_concurrency_serves_without_cold_starts() -> None:
         },
         {"batch_size": 1},
     )
-    result = simulate(s)
+    result = traced(s)
     assert result.summary["cold_starts"] == 0
     assert result.summary["provisioned_invocations"] == 2
     assert result.summary["latency_max_s"] == pytest.approx(0.1)
+    assert list(result.invocations["environment"].astype(str)) == ["provisioned", "provisioned"]
 
 
 def test_function_timeout_is_a_function_error_billed_at_the_timeout() -> None:
@@ -301,11 +356,14 @@ def test_function_timeout_is_a_function_error_billed_at_the_timeout() -> None:
             "sources": {"q": {"traffic": {"initial_backlog": 1}}},
         }
     )
-    world = run_world(s)
-    inv = invocations(world)
-    assert list(inv["outcome"]) == [TIMEOUT, TIMEOUT]  # at 0, and again after the 30 s visibility timeout
+    result = traced(s)
+    inv = invocations_of(result, 0)
+    assert outcomes(inv) == ["timeout", "timeout"]  # at 0, and again after the 30 s visibility timeout
     np.testing.assert_allclose(inv["run_s"], 10)
-    np.testing.assert_allclose(inv["end_at"] - inv["start_at"], 10)
+    np.testing.assert_allclose(inv["end_s"] - inv["start_s"], 10)
+    # The timeout resets the environment: the retry runs Init again in it (here a 0 s Init).
+    assert list(inv["environment"].astype(str)) == ["cold", "reinit"]
+    assert result.summary["invocation_errors"] == 2
 
 
 def test_incident_window_changes_the_error_rate_only_inside_it() -> None:
@@ -316,12 +374,13 @@ def test_incident_window_changes_the_error_rate_only_inside_it() -> None:
             "sources": {"q": {"visibility_timeout": 30, "traffic": {"rate": "1/s", "pattern": "constant"}}},
         }
     )
-    inv = invocations(run_world(s))
-    errors = inv["outcome"] == ERROR
+    inv = invocations_of(traced(s), 0)
+    start = inv["start_s"].to_numpy()
+    errors = np.array(outcomes(inv)) == "error"
     assert errors.any()
-    assert ((inv["start_at"][errors] >= 100) & (inv["start_at"][errors] < 200)).all()
-    outside = (inv["start_at"] < 100) | (inv["start_at"] >= 200)
-    assert (inv["outcome"][outside] == SUCCESS).all()
+    assert ((start[errors] >= 100) & (start[errors] < 200)).all()
+    outside = (start < 100) | (start >= 200)
+    assert (np.array(outcomes(inv))[outside] == "success").all()
 
 
 def test_incident_duration_multiplier_slows_invocations_inside_the_window() -> None:
@@ -332,8 +391,10 @@ def test_incident_duration_multiplier_slows_invocations_inside_the_window() -> N
             "sources": {"q": {"traffic": {"rate": "1/s", "pattern": "constant"}}},
         }
     )
-    inv = invocations(run_world(s))
-    inside = (inv["start_at"] >= 100) & (inv["start_at"] < 200)
+    inv = invocations_of(traced(s), 0)
+    inside = ((inv["start_s"] >= 100) & (inv["start_s"] < 200)).to_numpy()
+    assert inside.any()
+    assert (~inside).any()
     np.testing.assert_allclose(inv["run_s"][inside], 0.3)
     np.testing.assert_allclose(inv["run_s"][~inside], 0.1)
 
@@ -345,8 +406,9 @@ def test_payload_cap_limits_batches_of_large_messages() -> None:
         {"sources": {"q": {"traffic": {"initial_backlog": 40, "record_size": "1MB"}}}},
         {"batch_size": 10, "record_overhead": 800},
     )
-    inv = invocations(run_world(s))
+    inv = invocations_of(traced(s), 0)
     assert set(inv["records"]) == {5}
+    np.testing.assert_allclose(inv["bytes"], 5 * (1024 * 1024 + 800))
 
 
 def test_batches_never_exceed_the_batch_size_when_the_payload_cap_could_bind() -> None:
@@ -366,15 +428,38 @@ def test_batches_never_exceed_the_batch_size_when_the_payload_cap_could_bind() -
         },
         {"batch_size": 50, "batching_window": 1},
     )
-    world, log = run_recording(s)
-    inv = invocations(world)
+    result = traced(s)
+    inv = invocations_of(result, 0)
     assert inv["records"].max() <= 50
-    sizes = world.queues["q"].rec.size
+    rec = records_of(result, "q")
+    # Each message's size, drawn independently of the run: the queue's "sizes" stream, one draw per
+    # message in arrival order (docs/model.md), cut to the queue's maximum message size.
+    source = s.sources["q"]
+    sizes = np.minimum(
+        source.traffic.record_size.sample(Streams(1).get("sizes", "q"), len(rec)),
+        source.max_message_size,  # type: ignore[union-attr]
+    )
     assert sizes.max() * 50 > PAYLOAD_LIMIT_BYTES  # the cap could have bound
-    # Every batch's payload (records plus their event metadata) stays within 6 MB.
+    # Which messages each invocation carried: nothing fails, so a batch's messages are deleted when
+    # its invocation ends. Where one invocation alone ends at a time its messages are known, and
+    # its payload is recomputed from their sizes; where several end at one instant (pollers
+    # flushing together) their messages are known together, and so is their total payload.
+    assert (states(rec) != "dlq").all()
     overhead = s.mappings[0].record_overhead  # type: ignore[union-attr]
-    payloads = [float((sizes[rows] + overhead).sum()) for _, _, rows, _ in log]
-    assert max(payloads) <= PAYLOAD_LIMIT_BYTES
+    done = rec["done_s"].to_numpy()
+    finished = inv[inv["end_s"] <= s.duration]  # the others still run at the end: in flight
+    alone = 0
+    for end, group in finished.groupby("end_s"):
+        rows = rec["id"].to_numpy()[done == end]
+        assert rows.size == group["records"].sum()
+        payload = float((sizes[rows] + overhead).sum())
+        assert payload == pytest.approx(group["bytes"].sum())
+        if len(group) == 1:
+            alone += 1
+            assert payload <= PAYLOAD_LIMIT_BYTES
+    assert alone > 0.9 * len(finished)
+    # Every batch's payload (records plus their event metadata) stays within 6 MB.
+    assert inv["bytes"].max() <= PAYLOAD_LIMIT_BYTES
     assert (inv["records"] < 50).any()  # and it did bind: some batches stopped short
 
 
@@ -390,11 +475,12 @@ def test_initial_backlog_sent_before_time_zero_counts_its_wait_and_retention() -
         },
         {"batch_size": 10, "poller_scaling": ONE_POLLER},
     )
-    world = run_world(s)
-    rec = world.queues["q"].rec
-    np.testing.assert_allclose(rec.arrival_at, [-90, -60, -30, 0])
-    np.testing.assert_array_equal(rec.state, [EXPIRED, EXPIRED, SUCCEEDED, SUCCEEDED])
-    np.testing.assert_allclose(rec.done_at[2:] - rec.arrival_at[2:], [30.1, 0.1])
-    summary = simulate(s).summary
+    result = traced(s)
+    rec = records_of(result, "q")
+    np.testing.assert_allclose(rec["sent_s"], [-90, -60, -30, 0])
+    assert list(states(rec)) == ["expired", "expired", "succeeded", "succeeded"]
+    np.testing.assert_allclose(rec["done_s"][2:] - rec["sent_s"][2:], [30.1, 0.1])
+    summary = result.summary
     assert summary["records_expired"] == 2
     assert summary["latency_max_s"] == pytest.approx(30.1)
+    assert_conserved(result)
