@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from esmsim import load_scenario, simulate
-from esmsim.metrics import observe
-from tests.conftest import assert_conserved, run_world
+from tests.helpers import assert_conserved, traced
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
@@ -21,10 +20,9 @@ def run(name: str, *overrides: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("path", sorted(SCENARIOS.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_scenario_runs_and_conserves_records(path: Path) -> None:
-    world = run_world(load_scenario(path, ["duration=4m", "warmup=1m"]))
-    observed = observe(world)
-    s = observed.summary
-    assert_conserved(world, s, observed.timeseries)
+    result = traced(load_scenario(path, ["duration=4m", "warmup=1m"]))
+    s = result.summary
+    assert_conserved(result)
     assert s["records_in"] > 0
     assert s["records_in"] == (
         s["records_succeeded"]

@@ -27,7 +27,7 @@ from esmsim.sweep import iter_sweep, plan, sweep
 from esmsim.sweep.objective import meets, pareto_front, recommend
 from esmsim.sweep.plots import cost_figure, latency_figure, pareto_figure
 from esmsim.sweep.spec import Point, combinations, expand
-from tests.conftest import run_world
+from tests.helpers import traced
 
 TINY: dict[str, Any] = {
     "name": "tiny-sweep",
@@ -142,16 +142,14 @@ def test_expand_does_not_touch_the_raw_scenario() -> None:
 # ---------------------------------------------------------------- seeding
 def test_points_of_one_replication_see_the_same_traffic() -> None:
     points = plan(tiny()).points
-    arrivals = [
-        run_world(Scenario.model_validate(p.raw), seed=7, replication=0).queues["q"].rec.arrival_at
-        for p in points
-    ]
-    for other in arrivals[1:]:
-        np.testing.assert_array_equal(arrivals[0], other)
-    second = (
-        run_world(Scenario.model_validate(points[0].raw), seed=7, replication=1).queues["q"].rec.arrival_at
-    )
-    assert not np.array_equal(arrivals[0], second)
+    def arrivals(raw: dict[str, Any], replication: int) -> np.ndarray:
+        records = traced(Scenario.model_validate(raw), seed=7, replication=replication, tables=False).records
+        return records.sort_values("id")["sent_s"].to_numpy()
+
+    first = [arrivals(p.raw, 0) for p in points]
+    for other in first[1:]:
+        np.testing.assert_array_equal(first[0], other)
+    assert not np.array_equal(first[0], arrivals(points[0].raw, 1))
 
 
 # ---------------------------------------------------------------- executors
