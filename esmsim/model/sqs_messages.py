@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -59,6 +60,13 @@ class Messages:
     @retries.setter
     def retries(self, value: np.ndarray) -> None:
         self._retries = value
+
+    def detail(self, extra_receive: int = 0) -> dict[str, Any]:
+        """What a traced run's records table shows of these messages: receive counts, poison draws.
+
+        ``extra_receive`` counts a receive still in progress (1 while the messages are held).
+        """
+        return {"receives": self.retries + extra_receive, "poison_draw": self.draw}
 
     def select(self, which: np.ndarray | slice) -> Messages:
         """The messages at ``which`` (a mask, an index array or a slice)."""

@@ -20,6 +20,7 @@ import heapq
 import math
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -135,6 +136,13 @@ class SqsQueue:
         self._size_col = arrays["size"]
         self._cum_col = arrays["cum"]
         self._draw_col = arrays.get("draw")
+
+    def _fresh_detail(self, part: slice) -> dict[str, Any] | None:
+        """A traced run's columns of never-received messages (None when not tracing)."""
+        if not self.outcomes.tracing:
+            return None
+        draw = self.fifo.gather("draw", part) if self.draws else None
+        return {"receives": 0, "poison_draw": draw}
 
     def _lowest_needed(self) -> int:
         """Fresh rows before this position are held by nobody: received into batches, or expired."""
@@ -368,7 +376,7 @@ class SqsQueue:
                     now,
                     _SUCCEEDED,
                     ids=done.ids,
-                    detail={"receives": done.retries + 1},
+                    detail=done.detail(1),
                 )
             else:
                 self.outcomes.ended(self.consumer, done.sent_at, now, _SUCCEEDED)
@@ -420,7 +428,7 @@ class SqsQueue:
                 expiry[old],
                 _EXPIRED,
                 ids=gone.ids,
-                detail={"receives": gone.retries + 1},
+                detail=gone.detail(1),
             )
             messages = messages.select(~old)
         if self.max_receive_count and len(messages):
@@ -429,7 +437,7 @@ class SqsQueue:
             if dead.any():
                 gone = messages.select(dead)
                 self.outcomes.ended(
-                    self.consumer, gone.sent_at, at, _DLQ, ids=gone.ids, detail={"receives": gone.retries + 1}
+                    self.consumer, gone.sent_at, at, _DLQ, ids=gone.ids, detail=gone.detail(1)
                 )
                 self.dlq_writes.add(at, len(gone))
                 messages = messages.select(~dead)
@@ -449,7 +457,9 @@ class SqsQueue:
             part = slice(self.head, stop)
             sent = fifo.gather("sent_at", part)
             expiry = sent + self.retention_s
-            self.outcomes.ended(self.consumer, sent, expiry, _EXPIRED, ids=part, detail={"receives": 0})
+            self.outcomes.ended(
+                self.consumer, sent, expiry, _EXPIRED, ids=part, detail=self._fresh_detail(part)
+            )
             self._visible(expiry, -1.0)
             self.head = stop
         if self.n_redelivered:
@@ -465,7 +475,7 @@ class SqsQueue:
                         expiry[old],
                         _EXPIRED,
                         ids=gone.ids,
-                        detail={"receives": gone.retries},
+                        detail=gone.detail(),
                     )
                     self._visible(expiry[old], -1.0)
                     pool = pool.select(~old)
@@ -493,17 +503,13 @@ class SqsQueue:
                 fifo.gather("sent_at", part),
                 RecordState.WAITING,
                 ids=part,
-                detail={"receives": 0},
+                detail=self._fresh_detail(part),
             )
         for pool in self.redelivered:
-            self.outcomes.census(
-                self.consumer, pool.sent_at, RecordState.WAITING, pool.ids, {"receives": pool.retries}
-            )
+            self.outcomes.census(self.consumer, pool.sent_at, RecordState.WAITING, pool.ids, pool.detail())
         for batch in self.in_flight.values():
             m = batch.messages
-            self.outcomes.census(
-                self.consumer, m.sent_at, RecordState.IN_FLIGHT, m.ids, {"receives": m.retries + 1}
-            )
+            self.outcomes.census(self.consumer, m.sent_at, RecordState.IN_FLIGHT, m.ids, m.detail(1))
         self.recorder.add_total("visibility_overruns", self.overrun_batches)
 
 

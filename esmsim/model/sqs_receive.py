@@ -424,6 +424,4 @@ class SqsReceivers:
             self._count_empty(c, end)
             if c.parts:
                 m: Messages = queue.messages(c.parts)
-                queue.outcomes.census(
-                    queue.consumer, m.sent_at, RecordState.IN_FLIGHT, m.ids, {"receives": m.retries + 1}
-                )
+                queue.outcomes.census(queue.consumer, m.sent_at, RecordState.IN_FLIGHT, m.ids, m.detail(1))

@@ -289,6 +289,7 @@ class StreamMappingRuntime:
             "shard": lane.shard,
             "key": fifo.column("key", start, end),
             "stored_s": fifo.column("accepted_at", start, end),
+            "poison_draw": fifo.column("draw", start, end) if self.draws else None,
         }
 
     def _finish(self, lane: Lane, start: int, end: int, state: RecordState, at: float | np.ndarray) -> None:

@@ -31,7 +31,18 @@ FOLD_RECORDS = 1 << 16
 
 STATES = len(RecordState)
 #: Columns of a traced run's records table, in the order they are kept.
-TRACE_COLUMNS = ("consumer", "id", "sent_s", "done_s", "state", "receives", "shard", "key", "stored_s")
+TRACE_COLUMNS = (
+    "consumer",
+    "id",
+    "sent_s",
+    "done_s",
+    "state",
+    "receives",
+    "shard",
+    "key",
+    "stored_s",
+    "poison_draw",
+)
 
 
 class ConservationError(AssertionError):
@@ -123,7 +134,8 @@ class Outcomes:
             state: SUCCEEDED, DLQ, DROPPED or EXPIRED.
             ids: the records' ids in their source (kept only when tracing).
             detail: more columns for the records table, kept only when tracing: ``receives`` (SQS),
-                ``shard``, ``key`` and ``stored_s`` (streams); a scalar or one value per record.
+                ``shard``, ``key`` and ``stored_s`` (streams), ``poison_draw``; a scalar or one value
+                per record.
         """
         if sent_at.size == 0:
             return
@@ -240,7 +252,8 @@ class Outcomes:
         detail = detail or {}
 
         def column(name: str, default: float, dtype: Any) -> np.ndarray:
-            value = detail.get(name, default)
+            value = detail.get(name)
+            value = default if value is None else value
             return np.broadcast_to(np.asarray(value, dtype=dtype), (n,)).copy()
 
         self._trace.append(
@@ -254,6 +267,7 @@ class Outcomes:
                 column("shard", -1, np.int32),
                 column("key", -1, np.int64),
                 column("stored_s", np.nan, float),
+                column("poison_draw", np.nan, float),
             )
         )
 
@@ -276,7 +290,7 @@ class Outcomes:
         if self._trace is not None:
             names = TRACE_COLUMNS
             columns = list(zip(*self._trace, strict=True)) if self._trace else [() for _ in names]
-            empty = (np.int32, np.int64, float, float, np.int8, np.int32, np.int32, np.int64, float)
+            empty = (np.int32, np.int64, float, float, np.int8, np.int32, np.int32, np.int64, float, float)
             trace = {
                 name: np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
                 for name, parts, dtype in zip(names, columns, empty, strict=True)

@@ -70,8 +70,10 @@ def records(observed: Observed) -> pd.DataFrame:
 
     ``id`` is the record's position in its queue (in arrival order, the initial backlog first) or
     in its shard (``shard``); ``key`` is a stream record's partition key and ``stored_s`` when the
-    stream stored it; ``receives`` an SQS message's receive count. Columns that do not apply hold
-    -1 (NaN for times).
+    stream stored it; ``receives`` an SQS message's receive count; ``poison_draw`` the record's
+    fixed uniform draw (it is a poison record for a function whose ``poison_record_rate`` exceeds
+    it; NaN when no function reading its source has poison records). Columns that do not apply
+    hold -1 (NaN for times and draws).
     """
     trace = observed.outcomes.trace
     assert trace is not None, "records are kept only for a traced run (simulate(..., trace=True))"
@@ -89,6 +91,7 @@ def records(observed: Observed) -> pd.DataFrame:
             "shard": trace["shard"],
             "key": trace["key"],
             "stored_s": trace["stored_s"],
+            "poison_draw": trace["poison_draw"],
             "state": _names(trace["state"], [s.name.lower() for s in RecordState]),
             "receives": trace["receives"],
         }
