@@ -20,11 +20,14 @@ from esmsim.model.stream_mapping import StreamMappingRuntime
 from esmsim.model.stream_source import ShardLog, ShardReadLimits, StreamSource
 from esmsim.model.traffic import RecordFeed
 from esmsim.observe.outcomes import Consumer
-from esmsim.observe.recorder import Layout, Recorder
+from esmsim.observe.recorder import FOLD_EVERY_S, Layout, Recorder
 from esmsim.rng import Streams
 from esmsim.scenario.mappings import SqsMapping, StreamMapping
 from esmsim.scenario.scenario import Scenario
 from esmsim.scenario.sources import SqsSource
+
+#: How often idle execution environments past their lifetime are retired (a level's lateness bound).
+REAP_EVERY_S = 10.0
 
 
 def mapping_label(index: int, source: str, function: str) -> str:
@@ -61,16 +64,17 @@ def horizon(scenario: Scenario) -> float:
     """How late the model may write a level change (see :mod:`esmsim.observe.levels`).
 
     Lazily noticed changes (a message dealt to a collecting poller, an expiry noticed when a lane
-    wakes) come at the latest after a batching window, a scaler tick or a retry wait.
+    wakes, an idle environment retired) come at the latest after a batching window, a scaler
+    tick, a retry wait or a reaper period; a margin covers the recorder's own folding step.
     """
-    late = 0.0
+    late = REAP_EVERY_S
     for m in scenario.mappings:
         late = max(late, m.batching_window, m.throttle_retry.maximum)
         if isinstance(m, SqsMapping):
             late = max(late, m.poller_scaling.tick)
         else:
             late = max(late, m.retry_backoff.maximum)
-    return 60.0 + late
+    return late + FOLD_EVERY_S
 
 
 @dataclass
@@ -105,7 +109,7 @@ class World:
         for mapping in self.mappings:
             mapping.start()
         for function in self.functions.values():
-            self.env.process(function.reaper(self.env))
+            self.env.process(function.reaper(self.env, REAP_EVERY_S))
         self.recorder.start(self.env)
 
     def _feed(

@@ -96,6 +96,12 @@ class SqsQueue:
         self.delete_calls = recorder.counter("delete_calls", name)
         self.dlq_writes = recorder.counter("dlq_writes", name)
         self.sent = recorder.counter("NumberOfMessagesSent", name)
+        # Bound appends of the counters written on every receive and delete (the hot path).
+        self._post_receive_calls = self.receive_calls.post
+        self._post_receive_units = self.receive_units.post
+        self._post_received = self.received.post
+        self._post_deletes = self.deletes.post
+        self._post_delete_calls = self.delete_calls.post
         self.held_by_pollers: Callable[[], list[Part]] = list  # set by the receivers
 
     # ----------------------------------------------------------------------------- records
@@ -324,7 +330,7 @@ class SqsQueue:
         self._serial += 1
         batch.serial = self._serial
         self.in_flight[batch.serial] = batch
-        self.received.post((received_at, batch.n))
+        self._post_received((received_at, batch.n))
         return batch
 
     def release(self, batch: Batch) -> None:
@@ -340,11 +346,11 @@ class SqsQueue:
     def count_receives(self, now: float, calls: int, empty_calls: int, nbytes: float) -> None:
         """Account ReceiveMessage calls: those that returned messages, and empty long polls."""
         if calls:
-            self.receive_calls.post((now, calls))
-            self.receive_units.post((now, max(calls, math.ceil(nbytes / self.chunk_bytes))))
+            self._post_receive_calls((now, calls))
+            self._post_receive_units((now, max(calls, math.ceil(nbytes / self.chunk_bytes))))
         if empty_calls:
             self.empty_receives.post((now, empty_calls))
-            self.receive_units.post((now, empty_calls))
+            self._post_receive_units((now, empty_calls))
 
     # ----------------------------------------------------------------------------- finishing
     def complete(self, batch: Batch, now: float, failed: np.ndarray | None) -> None:
@@ -357,17 +363,18 @@ class SqsQueue:
             return
         messages = batch.messages
         if failed is None:
-            done = messages
             del self.in_flight[batch.serial]
+            n = batch.n
+            self._delete(messages, now, n)
         else:
             done = messages.select(~failed)
             batch.messages = messages.select(failed)
             self.release(batch)  # the failed rows reappear at the deadline
-        self._delete(done, now)
-        self._post_in_flight((now, -len(done)))
+            n = len(done)
+            self._delete(done, now, n)
+        self._post_in_flight((now, -n))
 
-    def _delete(self, done: Messages, now: float) -> None:
-        n = len(done)
+    def _delete(self, done: Messages, now: float, n: int) -> None:
         if n:
             if self.outcomes.tracing:
                 self.outcomes.ended(
@@ -380,8 +387,8 @@ class SqsQueue:
                 )
             else:
                 self.outcomes.ended(self.consumer, done.sent_at, now, _SUCCEEDED)
-            self.deletes.post((now, n))
-            self.delete_calls.post((now, math.ceil(n / SQS_BATCH_API_MAX)))
+            self._post_deletes((now, n))
+            self._post_delete_calls((now, math.ceil(n / SQS_BATCH_API_MAX)))
 
     def _complete_overrun(self, batch: Batch, now: float, failed: np.ndarray | None) -> None:
         """The visibility timeout passed before the batch finished: its rows are visible again.
@@ -407,7 +414,7 @@ class SqsQueue:
             self.redelivered = kept
             self.n_redelivered -= len(done)
             self._visible(now, -len(done))
-            self._delete(done, now)
+            self._delete(done, now, len(done))
 
     def _return(self, batch: Batch) -> None:
         """A batch's visibility deadline passed: undeleted messages reappear, dead-letter or expire."""

@@ -32,6 +32,9 @@ from esmsim.observe.outcomes import EXACT_LATENCY_LIMIT, Consumer, Outcomes, Out
 
 #: CloudWatch's metric period.
 BIN_S = 60.0
+#: How often the recorder folds what is settled (a divisor of BIN_S): memory holds about this much
+#: unfolded, plus the layout's horizon.
+FOLD_EVERY_S = 10.0
 #: Invocation and throttle rows folded once this many wait.
 FOLD_ROWS = 1 << 14
 
@@ -250,14 +253,18 @@ class Recorder:
 
     # ------------------------------------------------------------------ the once-a-minute process
     def start(self, env: simpy.Environment) -> None:
-        """Start folding and sampling every simulated minute."""
-        env.process(self._every_minute(env))
+        """Start folding what is settled every few seconds, and sampling every simulated minute."""
+        env.process(self._every_few_seconds(env))
 
-    def _every_minute(self, env: simpy.Environment) -> Generator[simpy.Event, Any, None]:
+    def _every_few_seconds(self, env: simpy.Environment) -> Generator[simpy.Event, Any, None]:
+        ticks_per_bin = round(BIN_S / FOLD_EVERY_S)
+        tick = 0
         while True:
-            yield env.timeout(BIN_S)
+            tick += 1
+            yield env.timeout(tick * FOLD_EVERY_S - env.now)  # on the grid: minute ends exactly
             now = env.now
-            self._sample(now)
+            if tick % ticks_per_bin == 0:
+                self._sample(now)
             self._fold_rows()
             for counter in self._counters.values():
                 counter.fold()
