@@ -56,6 +56,8 @@ class RunResult:
             ``ConcurrentInvocationLimitExceeded``, ``FunctionInvocationRateLimitExceeded``,
             ``ExecutionEnvironmentScalingRateExceeded``), traced or not.
         traced: whether the run kept its event tables (``simulate(..., trace=True)``).
+        diagnostics: facts about the simulation itself: ``late_level_changes`` counts level changes
+            noticed after their minute was folded (exact means, maxima bounded from above).
         records: a traced run's records, one row per record and consumer (``source``,
             ``consumer``, ``id``, ``sent_s``, ``done_s``, ``state``, ``receives``); empty unless
             traced.
@@ -76,6 +78,7 @@ class RunResult:
     latency_method: str = "exact"
     throttle_reasons: dict[str, int] = field(default_factory=dict)
     traced: bool = False
+    diagnostics: dict[str, Any] = field(default_factory=dict)
     invocations: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
     throttles: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
     records: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
@@ -101,6 +104,7 @@ class RunResult:
             "summary": self.summary,
             "latency_method": self.latency_method,
             "throttle_reasons": self.throttle_reasons,
+            "diagnostics": self.diagnostics,
             "provenance": self.provenance(),
             "warnings": list(self.warnings),
             "scenario": self.scenario.model_dump(mode="json", by_alias=True),

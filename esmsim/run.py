@@ -71,6 +71,7 @@ def simulate(
         latency_method=summary.latency_method(observed),
         throttle_reasons=observed.throttles_by_reason,
         traced=trace,
+        diagnostics={"late_level_changes": observed.late_level_changes},
         warnings=tuple(issue.format() for issue in check(scenario) if issue.severity == "warning"),
         mapping_timeseries=timeseries.mapping_timeseries(scenario, observed) if tables else empty,
         shard_timeseries=timeseries.shard_timeseries(scenario, observed) if tables else empty,
