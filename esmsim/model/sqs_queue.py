@@ -199,14 +199,19 @@ class SqsQueue:
 
     def arrived(self, now: float) -> int:
         """Position one past the last fresh message visible by ``now`` (received or not)."""
-        if now < self._next_visible:
+        head = self.head
+        if now < self._next_visible and self._arrived >= head:
             return self._arrived
         top = self.fifo.top
         base = self._base
         visible = self._visible_col
-        arrived = self._arrived + 1  # usually exactly one more arrival since the last look
+        # Rows before head were received, so they have arrived (pollers dealing a window's messages
+        # move head without asking here, and the rows before it may already be dropped).
+        arrived = max(self._arrived, head)
         if arrived < top and visible[arrived - base] <= now:
-            arrived += int(visible[arrived - base : top - base].searchsorted(now, side="right"))
+            arrived += 1  # usually exactly one more arrival since the last look
+            if arrived < top and visible[arrived - base] <= now:
+                arrived += int(visible[arrived - base : top - base].searchsorted(now, side="right"))
         self._arrived = arrived
         self._next_visible = float(visible[arrived - base]) if arrived < top else math.inf
         return arrived

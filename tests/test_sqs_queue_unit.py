@@ -1,0 +1,33 @@
+"""Unit tests of the SQS queue's bookkeeping (esmsim.model.sqs_queue), below whole runs.
+
+Whole-run behaviour is tested through the public tables elsewhere; these pin invariants of the
+queue's index arithmetic that a run reaches only after long simulated times.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from esmsim.model.build import build
+from esmsim.rng import Streams
+from tests.helpers import scenario
+
+
+def test_arrived_stays_right_after_pollers_deal_past_it_and_rows_are_dropped() -> None:
+    # Pollers collecting a batching window take fresh messages by moving the queue's head without
+    # asking arrived(); the queue then drops the rows before the head. arrived() must still count
+    # from the head: a cached position behind the dropped rows once read a future arrival time
+    # (a negative index wraps around in numpy), froze the count and crashed an hour later.
+    queue = build(scenario(), Streams(1)).queues["q"]
+    sent = np.arange(1, 20_001, dtype=float) / 100.0  # 100 records/s for 200 s
+    queue.extend({"sent_at": sent[:1000], "size": np.full(1000, 100.0)})
+    assert queue.arrived(0.5) == 50  # records sent at 0.01 .. 0.50
+    queue.head = 900  # dealt to collecting pollers (as SqsReceivers._settle does)
+    for start in range(1000, 20_000, 1000):  # more traffic: the FIFO drops and compacts
+        queue.extend({"sent_at": sent[start : start + 1000], "size": np.full(1000, 100.0)})
+        queue.head = start + 900
+    assert queue.fifo.low > 1000
+    assert queue.head == 19_900
+    assert queue.arrived(199.5) == 19_950  # records sent at 0.01 .. 199.50
+    assert queue.visible_now(199.5) == 50
+    assert queue.arrived(199.995) == 19_999
