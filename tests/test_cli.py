@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import shlex
 import shutil
@@ -15,8 +16,9 @@ import pytest
 from click.testing import CliRunner
 
 import esmsim
+from esmsim import load_scenario, simulate
 from esmsim.cli import main
-from esmsim.keys import SUMMARY_KEYS
+from esmsim.keys import ALL_SUMMARY_KEYS, SUMMARY_KEYS
 from esmsim.scenario.reference import reference
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,13 +39,12 @@ def test_run_writes_summary_timeseries_and_plot(tmp_path: Path) -> None:
     assert summary["provenance"]["seed"] == 5
     assert summary["scenario"]["duration"] == 180
     s = summary["summary"]
-    assert s["records_in"] == (
-        s["records_succeeded"]
-        + s["records_dlq"]
-        + s["records_dropped"]
-        + s["records_expired"]
-        + s["records_in_flight_end"]
-    )
+    # The file holds what a run of the same scenario and seed returns (NaN written as null).
+    again = simulate(load_scenario(ORDERS, ["duration=3m", "warmup=30s"]), seed=5).summary
+    assert summary["summary"] == {
+        k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in again.items()
+    }
+    assert summary["latency_method"].startswith("exact")
     series = pd.read_parquet(out / "timeseries.parquet")
     assert len(series) == 3
     for column in (
@@ -129,6 +130,38 @@ def test_readme_main_command_runs_as_written(tmp_path: Path) -> None:
     ):
         assert (out / name).exists(), name
     assert "cheapest configuration meeting the objective" in done.stdout
+
+
+def test_run_trace_writes_the_event_tables(tmp_path: Path) -> None:
+    # Reserved concurrency 2 under 20 messages a second: throttles, each with AWS's reason.
+    out = tmp_path / "out"
+    shared = ROOT / "scenarios" / "sqs-shared-reserved.yaml"
+    args = ["run", str(shared), "--out", str(out), "--set", "duration=2m", "--set", "warmup=0s", "--trace"]
+    result = CliRunner().invoke(main, [*args, "--no-plot"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())["summary"]
+    invocations = pd.read_parquet(out / "invocations.parquet")
+    throttles = pd.read_parquet(out / "throttles.parquet")
+    records = pd.read_parquet(out / "records.parquet")
+    assert len(invocations) == summary["invocations"] > 0
+    assert len(throttles) == summary["throttles"] > 0
+    assert len(records) == summary["records_in"]
+    assert set(throttles["reason"].astype(str)) == {"ReservedFunctionConcurrentInvocationLimitExceeded"}
+    assert "ReservedFunctionConcurrentInvocationLimitExceeded" in result.output
+    # Without --trace no event tables are written.
+    plain = CliRunner().invoke(main, [*args[:-1], "--out", str(tmp_path / "plain"), "--no-plot"])
+    assert plain.exit_code == 0, plain.output
+    assert not (tmp_path / "plain" / "invocations.parquet").exists()
+
+
+def test_summary_keys_are_defined_once() -> None:
+    # esmsim.keys defines the summary; a run returns exactly those keys, in that order, and the
+    # README's summary table names every key of the contract.
+    summary = simulate(load_scenario(ORDERS, ["duration=1m", "warmup=0s"]), tables=False).summary
+    assert tuple(summary) == ALL_SUMMARY_KEYS
+    readme = (ROOT / "README.md").read_text()
+    missing = [key for key in SUMMARY_KEYS if f"`{key}`" not in readme]
+    assert missing == []
 
 
 def test_readme_test_command_is_what_ci_runs() -> None:
