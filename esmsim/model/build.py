@@ -230,6 +230,7 @@ def _queue(
     recorder = world.recorder
     overhead = max((m.record_overhead for m in readers), default=0.0)
     queue = SqsQueue(
+        world.env,
         name,
         recorder.layout.consumers.index(Consumer(name, name, -1, "queue")),
         recorder,

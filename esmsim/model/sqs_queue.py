@@ -23,8 +23,10 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import simpy
 
 from esmsim.events import RecordState
+from esmsim.model.alarm import Alarm
 from esmsim.model.invoke import fit_payload
 from esmsim.model.records import Ids, RecordFifo
 from esmsim.model.sqs_messages import Batch, Messages, Part
@@ -41,6 +43,7 @@ class SqsQueue:
 
     def __init__(
         self,
+        env: simpy.Environment,
         name: str,
         consumer: int,
         recorder: Recorder,
@@ -53,8 +56,12 @@ class SqsQueue:
         record_overhead: float = 0.0,
         draws: bool = False,
     ) -> None:
+        self.env = env
         self.name = name
         self.consumer = consumer
+        # SQS deletes a message when its retention ends whether or not anybody reads the queue:
+        # a wake-up at the next expiry keeps that (and the backlog level) on time.
+        self._expiry = Alarm(env, self.refresh)
         self.recorder = recorder
         self.outcomes = recorder.outcomes
         self.visibility_timeout_s = visibility_timeout_s
@@ -120,6 +127,7 @@ class SqsQueue:
             columns["draw"] = block["draw"]
         if self.fifo.top == self.head:
             self._retention_watermark = min(self._retention_watermark, float(sent[0]) + self.retention_s)
+            self._expiry.request(self._retention_watermark, self.env.now)
         # One row before the oldest still needed stays: its running payload total starts the next.
         self.fifo.drop_before(self._lowest_needed() - 1)
         self.fifo.append(columns)
@@ -424,11 +432,11 @@ class SqsQueue:
     def _return(self, batch: Batch) -> None:
         """A batch's visibility deadline passed: undeleted messages reappear, dead-letter or expire."""
         at = batch.visible_at
-        self.in_flight.pop(batch.serial, None)
-        messages = batch.messages
+        if self.in_flight.pop(batch.serial, None) is None:
+            return  # already returned (or deleted)
+        messages = batch.messages  # kept on the batch: a late delete still names its receipts
         if not len(messages):
             return
-        batch.messages = messages.select(slice(0, 0))  # nothing of it is in flight any more
         self.in_flight_level.add(at, -len(messages))
         expiry = messages.sent_at + self.retention_s
         old = expiry <= at
@@ -460,6 +468,7 @@ class SqsQueue:
             self._visible(at, len(messages))
             oldest = float(messages.sent_at.min()) + self.retention_s
             self._retention_watermark = min(self._retention_watermark, oldest)
+            self._expiry.request(self._retention_watermark, self.env.now)
 
     def _expire_due(self, now: float) -> None:
         fifo = self.fifo
@@ -499,6 +508,7 @@ class SqsQueue:
         oldest = [fifo.at("sent_at", self.head)] if self.head < fifo.top else []
         oldest += [float(pool.sent_at.min()) for pool in self.redelivered]
         self._retention_watermark = min(oldest, default=math.inf) + self.retention_s
+        self._expiry.request(self._retention_watermark, now)
 
     def finish(self, end: float) -> None:
         """Close the books at the end of the run.

@@ -345,8 +345,8 @@ class StreamMappingRuntime:
         return start
 
     # ------------------------------------------------------------------ the lane
-    def _next(self, lane: Lane, now: float) -> Pending | float | simpy.Event | None:
-        """The batch to invoke now, or what to wait for: a time, an event, or None (no more records)."""
+    def _next(self, lane: Lane, now: float) -> Pending | float | simpy.Event:
+        """The batch to invoke now, or what to wait for: a time or an event."""
         while lane.pending:
             batch = lane.pending[0]
             if now < batch.not_before:
@@ -360,8 +360,10 @@ class StreamMappingRuntime:
         lane.release_finished()
         reader = lane.reader
         if lane.pos >= lane.top:
-            # Nothing in hand: wait for the next record (it may not be generated yet).
-            return None if self.source.exhausted else reader.wait(lane, lane.pos, math.inf, now)
+            # Nothing in hand: wait for the next record (it may not be generated yet, or never come:
+            # an idle lane keeps its shard polled either way, so how far traffic has been
+            # generated never changes when the shard is read).
+            return reader.wait(lane, lane.pos, math.inf, now)
         batch_size = self.spec.batch_size
         fetched = lane.fetched(reader.fetched_by(now)) - lane.pos
         if fetched < batch_size:
@@ -377,11 +379,8 @@ class StreamMappingRuntime:
             lane.pos += n
             lane.pending.append(batch)
             return batch
-        if self.source.exhausted and fetched >= lane.top - lane.pos:
-            # Every record the lane will ever see is in hand and the batch is still short of the
-            # batch size: only the window's end is left to wait for (waiting on a fetched record
-            # would wake at once, again and again).
-            return float(window_end)
+        # Wait for the batch's last record (never one already fetched: that would wake at once, again
+        # and again) or the window's end.
         return reader.wait(lane, lane.pos + batch_size - 1, window_end, now)
 
     def _fit(self, lane: Lane, start: int, n: int) -> tuple[int, bool]:
@@ -400,8 +399,6 @@ class StreamMappingRuntime:
         while True:
             now = env.now
             nxt = self._next(lane, now)
-            if nxt is None:
-                return
             if isinstance(nxt, float):
                 yield env.timeout(nxt - now)
                 continue
