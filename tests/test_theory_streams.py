@@ -5,15 +5,22 @@ the next batch takes min(K, waiting records); records arriving meanwhile wait fo
 invocation lasts an exponential time of rate μ whatever the batch size. The setup removes what the
 closed form ignores: no propagation delay, no per-shard call limit (the reader would otherwise pace
 its calls 0.2 s apart), an idle shard polled every millisecond (a record reaching an idle shard
-starts service at once), no cold starts, no per-record time.
+starts service at once), no cold starts, no per-record time. One shard with one partition key, so
+how the engine draws partition keys does not matter. The oracle solves the continuous-time Markov
+chain as a sparse system (``bulk_service``); ``test_bulk_oracle_reproduces_the_table`` checks it
+against the table, asserts its truncation holds no probability, and that a chain cut at half the
+length gives the same numbers. The summary suffices here (nothing is traced).
 
 §5: a record reaching an idle shard waits for the next poll: uniform on [0, idle poll interval),
 plus the propagation delay. Records are sparse (one every 40 s on average) and the function takes
-1 ms, so every record finds the shard idle.
+1 ms, so every record finds the shard idle; the waits come from the traced records table.
 
-Each test runs R independent replications and checks that a 99 % t-interval of the replication
-means contains the closed-form value (or, for the distribution, a Kolmogorov-Smirnov test). The
-default "quick" size is what CI runs; ``pytest --stats full`` runs longer, tighter ones.
+As in ``tests/test_theory.py``, ``tests.stats.replicate`` runs replications until each sized
+metric's 95 % t-interval is narrower than the test's target (at least ten), and ``tests.stats.check``
+asserts that the closed form lies in the t-interval at the test function's family-wise level (1 %,
+Bonferroni over its checks). The distribution of §5 is also checked by a Kolmogorov-Smirnov test at
+the 1 % level on every replication's waits together. The default "quick" size is what CI runs;
+``pytest --stats full`` runs longer replications to tighter targets.
 """
 
 from __future__ import annotations
@@ -22,29 +29,24 @@ from typing import Any
 
 import numpy as np
 import pytest
-from scipy import stats
+import scipy.sparse
+import scipy.sparse.linalg
+from scipy import stats as sps
 
-from esmsim.model.records import SUCCEEDED
 from esmsim.run import simulate
 from esmsim.scenario.scenario import Scenario
-from tests.conftest import run_world
+from tests.helpers import records_of, traced
+from tests.stats import check, replicate
 
 pytestmark = pytest.mark.statistical
 
 
-def interval(samples: list[float], confidence: float = 0.99) -> tuple[float, float]:
-    """A t-interval for the mean of independent replication results."""
-    values = np.asarray(samples, dtype=float)
-    half = stats.t.ppf((1 + confidence) / 2, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size)
-    return float(values.mean() - half), float(values.mean() + half)
-
-
-def bulk_shard(lam: float, mu: float, k: int, duration: float) -> Scenario:
+def bulk_shard(lam: float, mu: float, k: int, duration: float, warmup: float = 200.0) -> Scenario:
     return Scenario.model_validate(
         {
             "name": "bulk-service-shard",
             "duration": duration,
-            "warmup": 200,
+            "warmup": warmup,
             "seed": 100,
             "functions": {
                 "f": {
@@ -74,77 +76,6 @@ def bulk_shard(lam: float, mu: float, k: int, duration: float) -> Scenario:
     )
 
 
-#: docs/validation.md §4: (λ, μ, K) -> W, P(idle), E[batch | busy].
-BULK_TABLE = [
-    (5.0, 1.0, 10, 2.291, 0.0256, 5.131),
-    (8.0, 1.0, 10, 3.907, 0.0051, 8.041),
-    (2.0, 1.0, 3, 2.954, 0.0865, 2.189),
-]
-
-
-def bulk_service(lam: float, mu: float, k: int, q_max: int = 2000) -> tuple[float, float, float]:
-    """W, P(idle) and E[batch] of the M/M^[K]/1 bulk-service queue, from its Markov chain.
-
-    States: 0 is idle; 1 + q is busy with q records waiting (truncated at ``q_max``, far beyond
-    any state with noticeable probability at these loads). An arrival to an idle shard starts a
-    batch of one; a completion with q waiting starts a batch of min(q, K).
-    """
-    n = q_max + 2
-    rates = np.zeros((n, n))
-    rates[0, 1] = lam
-    for q in range(q_max + 1):
-        if q < q_max:
-            rates[1 + q, 2 + q] += lam
-        rates[1 + q, 0 if q == 0 else 1 + max(q - k, 0)] += mu
-    np.fill_diagonal(rates, -rates.sum(axis=1))
-    balance = np.vstack([rates.T, np.ones(n)])
-    target = np.zeros(n + 1)
-    target[-1] = 1.0
-    pi = np.linalg.lstsq(balance, target, rcond=None)[0]
-    waiting = np.arange(q_max + 1)
-    busy = pi[1:]
-    w = float((busy * waiting).sum()) / lam + 1.0 / mu  # Little on the waiting line, then service
-    starts = lam * pi[0] + mu * busy[1:].sum()
-    batch = (lam * pi[0] + mu * float((busy[1:] * np.minimum(waiting[1:], k)).sum())) / starts
-    return w, float(pi[0]), float(batch)
-
-
-@pytest.mark.parametrize(("lam", "mu", "k", "w", "p_idle", "batch"), BULK_TABLE)
-def test_bulk_oracle_reproduces_the_table(
-    lam: float, mu: float, k: int, w: float, p_idle: float, batch: float
-) -> None:
-    # The oracle against the rounded values of the table.
-    got_w, got_idle, got_batch = bulk_service(lam, mu, k)
-    assert got_w == pytest.approx(w, abs=5e-4)
-    assert got_idle == pytest.approx(p_idle, abs=5e-5)
-    assert got_batch == pytest.approx(batch, abs=5e-4)
-
-
-@pytest.mark.parametrize(("lam", "mu", "k", "w", "p_idle", "batch"), BULK_TABLE)
-def test_shard_is_a_bulk_service_queue(
-    lam: float, mu: float, k: int, w: float, p_idle: float, batch: float, stats_level: str
-) -> None:
-    replications, duration = (8, 6000.0) if stats_level == "quick" else (20, 40000.0)
-    latency, idle, batches, little = [], [], [], []
-    for r in range(replications):
-        summary = simulate(bulk_shard(lam, mu, k, duration), replication=r).summary
-        latency.append(summary["latency_mean_s"])
-        idle.append(1.0 - summary["concurrency_mean"])  # one lane: busy fraction = mean concurrency
-        batches.append(summary["batch_size_mean"])
-        # Little's law, L = λW: records in the shard not yet processed, against λ × mean latency.
-        little.append(summary["backlog_mean"] - lam * summary["latency_mean_s"])
-    confidence = 1 - 0.01 / 4  # four checks, 1 % for the family (Bonferroni)
-    lo, hi = interval(latency, confidence)
-    assert lo <= w <= hi, f"W={w} outside the interval [{lo:.3f}, {hi:.3f}]"
-    lo, hi = interval(idle, confidence)
-    assert lo <= p_idle <= hi, f"P(idle)={p_idle} outside [{lo:.4f}, {hi:.4f}]"
-    lo, hi = interval(batches, confidence)
-    # batch_size_mean averages every invocation, which is E[batch | busy] (identity of §4).
-    assert lo <= batch <= hi, f"E[batch|busy]={batch} outside [{lo:.3f}, {hi:.3f}]"
-    lo, hi = interval(little, confidence)
-    assert lo <= 0.0 <= hi, f"L - λW outside [{lo:.3f}, {hi:.3f}]"
-
-
 def sparse_stream(kind: str, propagation: float, duration: float) -> Scenario:
     source: dict[str, Any] = {
         "type": kind,
@@ -166,25 +97,140 @@ def sparse_stream(kind: str, propagation: float, duration: float) -> Scenario:
     )
 
 
+#: docs/validation.md §4: (λ, μ, K) -> W, P(idle), E[batch | busy].
+BULK_TABLE = [
+    (5.0, 1.0, 10, 2.291, 0.0256, 5.131),
+    (8.0, 1.0, 10, 3.907, 0.0051, 8.041),
+    (2.0, 1.0, 3, 2.954, 0.0865, 2.189),
+]
+#: Waiting records the chain keeps (see ``bulk_service``).
+Q_MAX = 2_000
+#: Probability the truncated chain may leave in its last K states (an upper bound on what the
+#: truncation changes in any of the oracle's numbers, relative to those numbers' own size).
+TRUNCATION_MASS = 1e-12
+
+
+def bulk_service(lam: float, mu: float, k: int, q_max: int = Q_MAX) -> tuple[float, float, float]:
+    """W, P(idle) and E[batch] of the M/M^[K]/1 bulk-service queue, from its Markov chain.
+
+    States: 0 is idle; 1 + q is busy with q records waiting, q = 0 .. ``q_max``. An arrival to an
+    idle shard starts a batch of one; a completion with q waiting starts a batch of min(q, K). The
+    generator is sparse (three entries per row), so the balance equations are solved as a sparse
+    system in milliseconds. The chain is truncated at ``q_max`` waiting records (arrivals there are
+    lost); the test asserts that the stationary mass near the cut is negligible, so the truncation
+    changes nothing visible.
+    """
+    n = q_max + 2
+    q = np.arange(q_max + 1)
+    # Transitions (from, to, rate): the idle arrival, arrivals while busy, completions.
+    src = np.concatenate([[0], 1 + q[:-1], 1 + q])
+    dst = np.concatenate([[1], 2 + q[:-1], np.where(q == 0, 0, 1 + np.maximum(q - k, 0))])
+    rate = np.concatenate([[lam], np.full(q_max, lam), np.full(q_max + 1, mu)])
+    rates = scipy.sparse.coo_matrix((rate, (src, dst)), shape=(n, n)).tocsr()
+    generator = rates - scipy.sparse.diags(np.asarray(rates.sum(axis=1)).ravel())
+    # pi · Q = 0 with sum(pi) = 1: the transposed system, one balance equation replaced by the sum.
+    balance = generator.T.tolil()
+    balance[n - 1, :] = np.ones(n)
+    target = np.zeros(n)
+    target[-1] = 1.0
+    pi = scipy.sparse.linalg.spsolve(balance.tocsc(), target)
+    tail = float(pi[-k:].sum())
+    assert tail < TRUNCATION_MASS, f"q_max={q_max} too small: the last {k} states hold {tail:.3g}"
+    busy = pi[1:]
+    w = float((busy * q).sum()) / lam + 1.0 / mu  # Little on the waiting line, then service
+    starts = lam * pi[0] + mu * busy[1:].sum()
+    batch = (lam * pi[0] + mu * float((busy[1:] * np.minimum(q[1:], k)).sum())) / starts
+    return w, float(pi[0]), float(batch)
+
+
+@pytest.mark.parametrize(("lam", "mu", "k", "w", "p_idle", "batch"), BULK_TABLE)
+def test_bulk_oracle_reproduces_the_table(
+    lam: float, mu: float, k: int, w: float, p_idle: float, batch: float
+) -> None:
+    # The oracle against the rounded values of the table; and against a chain cut at half the
+    # length, which must agree to rounding (the truncation is invisible).
+    got = bulk_service(lam, mu, k)
+    assert got[0] == pytest.approx(w, abs=5e-4)
+    assert got[1] == pytest.approx(p_idle, abs=5e-5)
+    assert got[2] == pytest.approx(batch, abs=5e-4)
+    assert bulk_service(lam, mu, k, Q_MAX // 2) == pytest.approx(got, rel=1e-9)
+
+
+#: Per level and row (λ, μ, K): seconds per replication (after a 200 s warm-up).
+BULK_PLAN: dict[str, dict[tuple[float, float, int], float]] = {
+    "quick": {(5.0, 1.0, 10): 2_000.0, (8.0, 1.0, 10): 5_000.0, (2.0, 1.0, 3): 4_000.0},
+    "full": {(5.0, 1.0, 10): 20_000.0, (8.0, 1.0, 10): 40_000.0, (2.0, 1.0, 3): 20_000.0},
+}
+#: 95 % half-widths wanted, relative to the closed form (Little's difference: to L = λW).
+BULK_TARGETS: dict[str, dict[str, float]] = {
+    "quick": {"W": 0.05, "P(idle)": 0.10, "E[batch]": 0.02, "L - λW": 0.02},
+    "full": {"W": 0.015, "P(idle)": 0.03, "E[batch]": 0.006, "L - λW": 0.006},
+}
+
+
+def bulk_replication(s: Scenario, lam: float, r: int) -> dict[str, float]:
+    summary = simulate(s, replication=r, tables=False).summary
+    assert summary["read_throttles"] == 0
+    assert summary["invocation_errors"] == 0
+    return {
+        "W": summary["latency_mean_s"],
+        "P(idle)": 1.0 - summary["concurrency_mean"],  # one lane: busy fraction = mean concurrency
+        # batch_size_mean averages every invocation, which is E[batch | busy] (identity of §4).
+        "E[batch]": summary["batch_size_mean"],
+        # Little's law, L = λW: records in the shard not yet processed, against λ × mean latency.
+        "L - λW": summary["backlog_mean"] - lam * summary["latency_mean_s"],
+    }
+
+
+@pytest.mark.parametrize(("lam", "mu", "k", "w", "p_idle", "batch"), BULK_TABLE)
+def test_shard_is_a_bulk_service_queue(
+    lam: float, mu: float, k: int, w: float, p_idle: float, batch: float, stats_level: str
+) -> None:
+    w, p_idle, batch = bulk_service(lam, mu, k)  # the oracle's unrounded values
+    s = bulk_shard(lam, mu, k, 200.0 + BULK_PLAN[stats_level][(lam, mu, k)])
+    closed = {"W": w, "P(idle)": p_idle, "E[batch]": batch, "L - λW": lam * w}
+    targets = {m: rel * closed[m] for m, rel in BULK_TARGETS[stats_level].items()}
+    reps = replicate(lambda r: bulk_replication(s, lam, r), targets)
+    print(f"\nBulk service λ={lam:g} μ={mu:g} K={k}: {s.duration:g} s each; {reps.describe()}")
+    check("W (s)", w, reps["W"], 4)
+    check("P(idle)", p_idle, reps["P(idle)"], 4)
+    check("E[batch | busy]", batch, reps["E[batch]"], 4)
+    check("L − λW", 0.0, reps["L - λW"], 4)
+
+
+#: Per level: seconds per replication (a record every 40 s on average).
+IDLE_PLAN = {"quick": 5_000.0, "full": 40_000.0}
+#: 95 % half-width of the mean wait, relative to the closed form (half the poll interval).
+IDLE_TARGET = {"quick": 0.04, "full": 0.015}
+
+
 @pytest.mark.parametrize(
     ("kind", "interval_s", "propagation"), [("kinesis", 1.0, 0.2), ("dynamodb", 0.25, 0.05)]
 )
 def test_idle_shard_wait_is_uniform_up_to_the_poll_interval(
     kind: str, interval_s: float, propagation: float, stats_level: str
 ) -> None:
-    duration = 20000.0 if stats_level == "quick" else 100000.0
+    s = sparse_stream(kind, propagation, IDLE_PLAN[stats_level])
+    label = "mappings[0]: s -> f"
     waits: list[np.ndarray] = []
-    for r in range(3):
-        world = run_world(sparse_stream(kind, propagation, duration), replication=r)
-        m = world.stream_mappings[0]
-        done = m.state == SUCCEEDED
+
+    def replication(r: int) -> dict[str, float]:
+        rec = records_of(traced(s, replication=r, tables=False), label)
+        done = rec[rec["state"] == "succeeded"]
         # latency = propagation + wait for the poll + 1 ms of function time
-        waits.append(m.done_at[done] - world.streams["s"].table.arrival_at[done] - propagation - 0.001)
+        wait = (done["done_s"] - done["sent_s"]).to_numpy() - propagation - 0.001
+        waits.append(wait)
+        return {"E[wait]": float(wait.mean())}
+
+    reps = replicate(replication, {"E[wait]": IDLE_TARGET[stats_level] * interval_s / 2})
+    print(f"\nIdle {kind} shard: {s.duration:g} s each; {reps.describe()}")
     wait = np.concatenate(waits)
     assert wait.size > 1000
     assert wait.min() >= -1e-9
     assert wait.max() <= interval_s + 1e-9
-    # Uniform on [0, interval): Kolmogorov-Smirnov at the 1 % level, and the mean within 3 sigma.
-    assert stats.kstest(wait / interval_s, "uniform").pvalue > 0.01
-    sigma = interval_s / np.sqrt(12 * wait.size)
-    assert abs(wait.mean() - interval_s / 2) < 3 * sigma
+    # Uniform on [0, interval): the mean in its t-interval, and the distribution by a
+    # Kolmogorov-Smirnov test at the 1 % level on every replication's waits together.
+    check("E[wait] (s)", interval_s / 2, reps["E[wait]"], 2)
+    ks = sps.kstest(wait / interval_s, "uniform")
+    print(f"  Kolmogorov-Smirnov against U[0, {interval_s:g}): D = {ks.statistic:.4f}, p = {ks.pvalue:.3f}")
+    assert ks.pvalue > 0.01, f"waits not uniform on [0, {interval_s:g}): {ks}"
