@@ -31,3 +31,19 @@ def test_arrived_stays_right_after_pollers_deal_past_it_and_rows_are_dropped() -
     assert queue.arrived(199.5) == 19_950  # records sent at 0.01 .. 199.50
     assert queue.visible_now(199.5) == 50
     assert queue.arrived(199.995) == 19_999
+
+
+def test_a_message_expires_exactly_when_its_retention_ends() -> None:
+    # sent + 60 rounds to exactly the time below while sent > time - 60 by one ulp: the expiry test
+    # must use the same sum as the retention watermark, or the queue's expiry wake-up would find
+    # the message due and not due at once, and ring again at the same instant forever.
+    s = scenario({"sources": {"q": {"retention": 60}}})
+    world = build(s, Streams(1))
+    queue = world.queues["q"]
+    sent = 0.10718752542478428
+    now = sent + 60.0
+    assert sent > now - 60.0  # the rounding this test is about
+    queue.extend({"sent_at": np.array([sent]), "size": np.array([100.0])})
+    queue.refresh(now)
+    assert queue.head == 1  # expired and gone from the fresh messages
+    world.env.run(until=now + 1)  # the expiry wake-up at `now` finds nothing left to do
