@@ -22,11 +22,11 @@ from click.testing import CliRunner
 import esmsim
 from esmsim.cli import main
 from esmsim.errors import ScenarioError
-from esmsim.scenario.scenario import Bound, Objective, Scenario, Sweep
+from esmsim.scenario.scenario import Scenario
 from esmsim.sweep import iter_sweep, plan, sweep
 from esmsim.sweep.objective import meets, pareto_front, recommend
 from esmsim.sweep.plots import cost_figure, latency_figure, pareto_figure
-from esmsim.sweep.spec import Point, combinations, expand
+from esmsim.sweep.spec import Bound, Objective, Point, Sweep, combinations, expand
 from tests.conftest import run_world
 
 TINY: dict[str, Any] = {
