@@ -150,6 +150,8 @@ def _message(kind: str, where: _Where, ctx: dict[str, Any], value: Any, msg: str
     unit = _unit(where.meta)
     bound = {"less_than_equal": "le", "greater_than_equal": "ge", "less_than": "lt", "greater_than": "gt"}
     if kind in bound:
+        if isinstance(value, str):  # pydantic shows a list item's input before its unit was parsed
+            value = _parsed(where.meta, value)
         if isinstance(value, bool) or not isinstance(value, int | float):
             return f"{show_value(value)} is not {'an integer' if where.leaf is int else 'a number'}"
         limit = ctx[bound[kind]]
@@ -229,7 +231,7 @@ def _unknown_key(key: str, parents: tuple[type[BaseModel], ...]) -> str:
             return "only for Kinesis and DynamoDB mappings, not valid for SQS event sources"
         return f"not valid for SQS event sources (AWS: {aws} is not valid for SQS event sources)"
     if key in _STREAM_TRAFFIC and Traffic in parents and StreamTraffic not in parents:
-        return "only for Kinesis and DynamoDB streams (partition keys pick a shard); an SQS queue has none"
+        return "only for Kinesis and DynamoDB streams: an SQS queue's traffic has no partition keys"
     close = _closest(key, list(accepted))
     if close:
         return f"unknown key (did you mean {close!r}?)"
@@ -379,6 +381,18 @@ def _union_tags(kind: Any, key: str) -> list[str]:
 def _is_dist_union(kind: Any) -> bool:
     members = _members(kind)
     return all(isinstance(m, type) and issubclass(m, AnyDist) for m in members)
+
+
+def _parsed(meta: tuple[Any, ...], text: str) -> Any:
+    """``text`` as the unit parser in ``meta`` reads it (``"-5ms"`` -> -0.005), else ``text``."""
+    for item in meta:
+        func: Any = getattr(item, "func", None)
+        if getattr(func, "__name__", None) in _UNITS:
+            try:
+                return func(text)
+            except ValueError:
+                return text
+    return text
 
 
 def _unit(meta: tuple[Any, ...]) -> str | None:

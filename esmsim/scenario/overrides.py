@@ -215,12 +215,10 @@ def _refuse_new_entity(raw: dict[str, Any], path: Path, label: str) -> None:
 
 def _get(node: Any, path: Path) -> Any:
     for part in path:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-            node = node[part]
-        else:
+        in_list = isinstance(node, list | tuple) and isinstance(part, int) and part < len(node)
+        if not in_list and not (isinstance(node, dict) and part in node):
             return None
+        node = node[part]
     return node
 
 
@@ -258,7 +256,7 @@ def _set(node: Any, path: Path, depth: int, value: Any, label: str) -> Any:
         child = node.get(part)
         new[part] = value if last else _set({} if child is None else child, path, depth + 1, value, label)
         return new
-    if isinstance(node, list):
+    if isinstance(node, list | tuple):  # tuples: raw data built in Python rather than read from a file
         if not isinstance(part, int):
             raise fail(here, f"a list, not a mapping: write {name}[0].{part}, not {name}.{part}")
         if part >= len(node):

@@ -52,7 +52,7 @@ class Scenario(System):
 
     def data(self) -> dict[str, Any]:
         """The keys this scenario was given, as plain data (defaults left out, snake_case spellings)."""
-        return self.model_dump(by_alias=True, exclude_unset=True, warnings=False)
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
     def with_changes(self, changes: Mapping[str, Any], *, label: str = "--set") -> Scenario:
         """A validated copy with some keys changed.

@@ -91,7 +91,7 @@ class Sweep(Frozen):
         settings: dict[Path, str] = {}
         for section, keys in (("grid", self.grid), ("zip", self.zip)):
             for key, values in keys.items():
-                problem = _key_problem(key, values, self.grid if section == "zip" else {})
+                problem = _key_problem(key, values, self.grid if section == "zip" else None)
                 if problem is None:
                     setting = _setting(parse_key(key))
                     if setting in settings:
@@ -112,15 +112,16 @@ class Sweep(Frozen):
         return self
 
 
-def _key_problem(key: str, values: tuple[Any, ...], grid: dict[str, Any]) -> str | None:
-    """What is wrong with one swept key and its values, if anything."""
+def _key_problem(key: str, values: tuple[Any, ...], grid: dict[str, Any] | None) -> str | None:
+    """What is wrong with one swept key and its values, if anything (``grid``: None for a grid key)."""
+    in_grid = grid is None
     try:
         path = parse_key(key)
     except ValueError as error:
         return str(error)
     if not values:
         return "give at least one value"
-    if key in grid:
+    if grid is not None and key in grid:
         return f"{key} is both in grid and in zip"
     if path == ("seed",):
         # Every point of a replication shares its random streams (common random numbers).
@@ -128,7 +129,7 @@ def _key_problem(key: str, values: tuple[Any, ...], grid: dict[str, Any]) -> str
     if path[0] == "sweep":
         return "the sweep section cannot sweep itself"
     seen: list[str] = []
-    for value in values:
+    for value in values if in_grid else ():  # a zip list may repeat a value: its combinations count
         if _canonical(value) in seen:
             return f"{show_value(value)} is listed twice: each value is one configuration"
         seen.append(_canonical(value))
