@@ -8,10 +8,12 @@ file:line", "duplicate grid values give duplicate run ids") and the move of the 
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from click.testing import CliRunner, Result
 
 from esmsim.cli import main
@@ -196,3 +198,12 @@ def test_parse_sweep_locates_its_errors() -> None:
         "sweep.grid.a[: 'a[' is not a key path (write e.g. mappings[0].batch_size=100 or "
         "functions.orders.memory_mb=2048; list indices are whole numbers in [])"
     ]
+
+
+def test_the_reference_example_is_a_valid_sweep_section() -> None:
+    text = (Path(__file__).parents[1] / "scenarios" / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```yaml\n(sweep:.*?)```", text, re.S)
+    assert block is not None
+    sweep = parse_sweep(yaml.safe_load(block.group(1))["sweep"])
+    assert (len(sweep.grid), len(sweep.zip), sweep.replications) == (2, 2, 3)
+    assert sweep.plot.x == "mappings[0].batch_size"

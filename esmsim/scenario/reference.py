@@ -50,12 +50,16 @@ Durations accept `500ms`, `30s`, `5m`, `2h`, `1d` or a number of seconds; rates 
 or a number per second; sizes `512B`, `2KB`, `1MB` (binary multiples, as AWS uses) or a number of
 bytes. Distributions are `{dist: constant, value: 50ms}`, `{dist: exponential, mean: 1s}`,
 `{dist: lognormal, median: 40ms, p99: 250ms}`, `{dist: uniform, low: 1KB, high: 4KB}`,
-`{dist: empirical, values: [...]}`, or a bare value for a constant. Where AWS has a CamelCase name for
-a key, that name is accepted too. Ranges are AWS's; values AWS does not document are marked
+`{dist: empirical, values: [...]}`, or a bare value for a constant. Where AWS has a name for a key,
+that name is accepted too (the AWS name column): flat (`BatchSize`) or nested as in CloudFormation
+(`ScalingConfig.MaximumConcurrency` is `ScalingConfig: {MaximumConcurrency: 50}`). One setting
+written in two spellings is an error. Ranges are AWS's; values AWS does not document are marked
 *assumption* and explained in [docs/model.md](../docs/model.md).
 
 Check a file with `esmsim validate FILE`; override any key on the command line with
-`--set path.to.key=VALUE` (list indices allowed: `--set mappings[0].batch_size=100`).
+`--set path.to.key=VALUE` (list indices allowed: `--set mappings[0].batch_size=100`; AWS spellings
+replace the same value). `--set` changes functions and sources that exist; to add one, give it
+whole (`--set 'functions.new={memory_mb: 512}'`).
 
 ## Sweeps
 
@@ -76,15 +80,18 @@ sweep:
     constraints:
       latency_p99_s: {max: 2}
       records_dlq: {max: 0}
-  plot: {x: mappings[0].batch_size, series: mappings[0].maximum_concurrency}
+  plot: {x: "mappings[0].batch_size", series: "mappings[0].maximum_concurrency"}
 ```
 
-Every configuration is validated as a whole scenario before anything runs; a bad one is named
-(`sweep point 7 (mappings[0].batch_size=20000, ...): ...`). Replication `r` of every configuration
-uses the same random streams (common random numbers): configurations are compared on identical
-traffic. Constraints and the minimised metric are means over replications; metric names are the
-summary's keys (see the README). The outputs (`runs.parquet`, `aggregate.parquet`, `manifest.json`,
-`latency.png`, `cost.png`, `pareto.png`) are described in the README.
+Keys may use AWS's spellings (`mappings[0].ScalingConfig.MaximumConcurrency`); a grid list may not
+repeat a value, nor two keys set one value. `esmsim validate FILE` checks the section and prints how
+many configurations and runs it expands to. Every configuration is validated as a whole scenario
+before anything runs; a bad one is named (`sweep point 7 (mappings[0].batch_size=20000, ...): ...`).
+Replication `r` of every configuration uses the same random streams (common random numbers):
+configurations are compared on identical traffic. Constraints and the minimised metric are means
+over replications; metric names are the summary's keys (see the README). The outputs
+(`runs.parquet`, `aggregate.parquet`, `manifest.json`, `latency.png`, `cost.png`, `pareto.png`) are
+described in the README.
 
 This reference is generated from the schema: `python -m esmsim.scenario.reference > scenarios/README.md`.
 """
