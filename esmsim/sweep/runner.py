@@ -63,7 +63,7 @@ def plan(
     where = Where()
     source = None
     if isinstance(scenario, Scenario):
-        raw = scenario.model_dump(mode="json", by_alias=True)
+        raw = scenario.data()
     elif isinstance(scenario, dict):
         raw = scenario
     else:
