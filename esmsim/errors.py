@@ -110,7 +110,12 @@ def show_value(value: Any) -> str:
 
 def printable(text: str) -> str:
     r"""``text`` with control and other invisible characters escaped (``\x1b``, ``\u200b``)."""
-    return "".join(_escape(c) if unicodedata.category(c)[0] == "C" else c for c in text)
+    return "".join(_escape(c) if _invisible(c) else c for c in text)
+
+
+def _invisible(char: str) -> bool:
+    category = unicodedata.category(char)
+    return category[0] == "C" or category in ("Zl", "Zp")  # controls, format marks, line breaks
 
 
 def _escape(char: str) -> str:

@@ -309,7 +309,7 @@ def test_control_characters_in_names_are_escaped(tmp_path: Path) -> None:
     assert line == (
         f"{path}:15: mappings[0].function: unknown function 'ord\\x1b[2Jers\\n' (did you mean 'orders'?)"
     )
-    assert Issue(("functions", "a\x1bb"), "x\ty").format() == "functions.a\\x1bb: x\\ty"
+    assert Issue(("functions", "a\x1bb"), "x\ty\u2028").format() == "functions.a\\x1bb: x\\ty\\u2028"
 
 
 # --------------------------------------------------------------------------------------------------
