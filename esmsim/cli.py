@@ -16,6 +16,7 @@ import click
 
 from esmsim._version import __version__
 from esmsim.errors import ScenarioError
+from esmsim.scenario.system import SEED_LIMIT
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -68,18 +69,32 @@ def main() -> None:
 @set_option
 @_user_errors
 def validate(scenario_file: str, overrides: tuple[str, ...]) -> None:
-    """Check a scenario file without running it."""
+    """Check a scenario file without running it (its sweep section and every sweep point too)."""
     scenario = _load(scenario_file, overrides)
-    click.echo(
+    summary = (
         f"{scenario_file}: ok: {scenario.name!r}, {len(scenario.sources)} source(s), "
         f"{len(scenario.functions)} function(s), {len(scenario.mappings)} mapping(s)"
+    )
+    if scenario.sweep is None:
+        click.echo(summary)
+        return
+    from esmsim.sweep import plan
+
+    the_plan = plan(scenario_file, overrides=overrides)
+    keys = list(the_plan.points[0].params) if the_plan.points else []
+    click.echo(summary)
+    click.echo(
+        f"sweep: {len(the_plan.points)} configuration(s) x {the_plan.replications} replication(s) = "
+        f"{the_plan.runs} runs over {', '.join(keys) or 'no swept keys'}"
     )
 
 
 @main.command()
 @scenario_argument
 @set_option
-@click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed (default: the scenario's).")
+@click.option(
+    "--seed", type=click.IntRange(0, SEED_LIMIT - 1), default=None, help="Seed (default: the scenario's)."
+)
 @click.option(
     "--out",
     "out_dir",
@@ -255,9 +270,8 @@ def plot(sweep_dir: str, formats: tuple[str, ...]) -> None:
     import pandas as pd
 
     from esmsim.errors import Issue, ScenarioError
-    from esmsim.scenario.scenario import Sweep
     from esmsim.sweep.plots import write_plots
-    from esmsim.sweep.spec import Point
+    from esmsim.sweep.spec import Point, Sweep
     from esmsim.sweep.store import AGGREGATE, MANIFEST, export_csv
 
     out = Path(sweep_dir)

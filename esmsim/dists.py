@@ -158,7 +158,8 @@ class UniformDuration(_Uniform):
 class EmpiricalDuration(_Empirical):
     """Duration resampled from measured values."""
 
-    values: tuple[DurationS, ...] = Field(min_length=1)
+    # Negative values would be handed to the simulation as negative timeouts.
+    values: tuple[Annotated[DurationS, Field(ge=0)], ...] = Field(min_length=1)
 
 
 class ConstantSize(_Constant):
@@ -190,7 +191,8 @@ class UniformSize(_Uniform):
 class EmpiricalSize(_Empirical):
     """Size resampled from measured values."""
 
-    values: tuple[SizeB, ...] = Field(min_length=1)
+    # Negative sizes would count against byte limits as credit (switching Kinesis write limits off).
+    values: tuple[Annotated[SizeB, Field(ge=0)], ...] = Field(min_length=1)
 
 
 def _scalar_is_constant(value: Any) -> Any:

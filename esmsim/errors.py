@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -47,7 +49,9 @@ class Issue:
             where.append("warning")
         key = format_path(self.path)
         head = ": ".join([*where, key] if key else where)
-        return f"{head}: {self.message}" if head else self.message
+        # Names and values come from the user's file: a control character printed raw could rewrite
+        # the terminal line (an escape sequence) or fake a second message (a newline).
+        return printable(f"{head}: {self.message}" if head else self.message)
 
 
 class ScenarioError(Exception):
@@ -102,6 +106,30 @@ def show_value(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "a list"
     return one_line(repr(value))[:60]
+
+
+def printable(text: str) -> str:
+    r"""``text`` with control and other invisible characters escaped (``\x1b``, ``\u200b``)."""
+    return "".join(_escape(c) if _invisible(c) else c for c in text)
+
+
+def _invisible(char: str) -> bool:
+    category = unicodedata.category(char)
+    return category[0] == "C" or category in ("Zl", "Zp")  # controls, format marks, line breaks
+
+
+def _escape(char: str) -> str:
+    if char.isascii():
+        return repr(char)[1:-1]
+    return f"\\u{ord(char):04x}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08x}"
+
+
+def did_you_mean(word: str, choices: list[str]) -> str:
+    """`` (did you mean 'x'?)`` when a close match exists, else the list of allowed values."""
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f" (known: {', '.join(sorted(choices))})" if choices else ""
 
 
 def one_line(text: str) -> str:

@@ -13,7 +13,6 @@ from esmsim.observe import resources, summary, timeseries
 from esmsim.observe import tables as event_tables
 from esmsim.result import RunResult
 from esmsim.rng import Streams
-from esmsim.scenario.rules import check
 from esmsim.scenario.scenario import Scenario
 
 
@@ -28,8 +27,9 @@ def simulate(
     """Run a scenario once.
 
     Args:
-        scenario: a scenario (``esmsim.load_scenario``, ``Scenario.model_validate``), or the path of
-            a scenario file.
+        scenario: a scenario (``esmsim.load_scenario``, ``Scenario.model_validate``,
+            ``scenario.with_changes(...)``: every Scenario is validated when it is made), or the path
+            of a scenario file.
         seed: overrides the scenario's seed.
         replication: which replication of the seed; each has independent random streams.
         tables: build the time series and resource tables (False: summary and latency histogram
@@ -46,10 +46,6 @@ def simulate(
         from esmsim.scenario.loader import load_scenario
 
         scenario = load_scenario(scenario)
-    else:
-        # Validated again: a copy made with ``model_copy(update=...)`` skips pydantic's validation and
-        # the AWS rules, and a wrong value must fail here with its field name, not deep in the model.
-        scenario = Scenario.model_validate(scenario.model_dump(mode="json", by_alias=True, warnings=False))
     seed = scenario.seed if seed is None else seed
     started = time.perf_counter()
     world = build(scenario, Streams(seed, replication), trace=trace)
@@ -72,7 +68,7 @@ def simulate(
         throttle_reasons=observed.throttles_by_reason,
         traced=trace,
         diagnostics={"late_level_changes": observed.late_level_changes},
-        warnings=tuple(issue.format() for issue in check(scenario) if issue.severity == "warning"),
+        warnings=tuple(issue.format() for issue in scenario.warnings),
         mapping_timeseries=timeseries.mapping_timeseries(scenario, observed) if tables else empty,
         shard_timeseries=timeseries.shard_timeseries(scenario, observed) if tables else empty,
         invocations=event_tables.invocations(observed) if trace else empty,

@@ -609,19 +609,21 @@ def test_warnings_do_not_fail_validation(tmp_path: Path) -> None:
     assert result.stdout == f"{path}: ok: 'orders', 1 source(s), 1 function(s), 1 mapping(s)\n"
 
 
-def test_simulate_validates_a_model_copy_again() -> None:
-    # ``model_copy(update=...)`` skips validation; ``simulate`` must not run what AWS would refuse
-    # (batch size 20 without a batching window) nor fail deep in the model on a wrong type.
+def test_a_model_copy_is_validated() -> None:
+    # pydantic's ``model_copy(update=...)`` skips validation; a scenario's validates, so a copy AWS
+    # would refuse (batch size 20 without a batching window) or a wrong type never reaches a run.
     import pydantic
 
-    from esmsim import load_scenario, simulate
+    from esmsim import load_scenario
     from esmsim.errors import ScenarioError
 
     base = load_scenario(Path(__file__).parents[1] / "scenarios" / "sqs-orders.yaml")
     mapping = base.mappings[0]
-    too_big = base.model_copy(update={"mappings": [mapping.model_copy(update={"batch_size": 20})]})
     with pytest.raises(ScenarioError, match="batch"):
-        simulate(too_big)
-    wrong_type = base.model_copy(update={"mappings": [mapping.model_copy(update={"batch_size": "abc"})]})
+        base.model_copy(update={"mappings": [mapping.model_copy(update={"batch_size": 20})]})
     with pytest.raises(pydantic.ValidationError, match=r"batch_size|BatchSize"):
-        simulate(wrong_type)
+        base.model_copy(update={"mappings": [mapping.model_copy(update={"batch_size": "abc"})]})
+    copied = base.model_copy(update={"mappings": [mapping.model_copy(update={"batch_size": 5})]})
+    assert copied.mappings[0].batch_size == 5
+    assert copied.warnings == base.warnings
+    assert base.model_copy() == base

@@ -22,11 +22,11 @@ from click.testing import CliRunner
 import esmsim
 from esmsim.cli import main
 from esmsim.errors import ScenarioError
-from esmsim.scenario.scenario import Bound, Objective, Scenario, Sweep
+from esmsim.scenario.scenario import Scenario
 from esmsim.sweep import iter_sweep, plan, sweep
 from esmsim.sweep.objective import meets, pareto_front, recommend
 from esmsim.sweep.plots import cost_figure, latency_figure, pareto_figure
-from esmsim.sweep.spec import Point, combinations, expand
+from esmsim.sweep.spec import Bound, Objective, Point, Sweep, combinations, expand
 from tests.helpers import traced
 
 TINY: dict[str, Any] = {
@@ -142,6 +142,7 @@ def test_expand_does_not_touch_the_raw_scenario() -> None:
 # ---------------------------------------------------------------- seeding
 def test_points_of_one_replication_see_the_same_traffic() -> None:
     points = plan(tiny()).points
+
     def arrivals(raw: dict[str, Any], replication: int) -> np.ndarray:
         records = traced(Scenario.model_validate(raw), seed=7, replication=replication, tables=False).records
         return records.sort_values("id")["sent_s"].to_numpy()

@@ -1,5 +1,5 @@
-"""Scenario files: schema, AWS rules, loading and overrides."""
+"""Scenario files: schema, AWS rules, loading and changes."""
 
-from esmsim.scenario.scenario import Scenario, Sweep
+from esmsim.scenario.scenario import Scenario
 
-__all__ = ["Scenario", "Sweep"]
+__all__ = ["Scenario"]

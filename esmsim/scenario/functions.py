@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from esmsim.dists import ConstantDuration, DurationDist, LognormalDuration
-from esmsim.scenario.base import Frozen, PerSecond, Seconds, WholeSeconds, aws
+from esmsim.scenario.base import Frozen, Int, Number, PerSecond, Seconds, WholeSeconds, aws
 
 #: Memory at which a function has one full vCPU (docs/model.md §5).
 ONE_VCPU_MB = 1769
@@ -16,8 +16,8 @@ ONE_VCPU_MB = 1769
 class Account(Frozen):
     """Regional account settings: the concurrency quota and the scaling-rate model."""
 
-    concurrency_limit: int = Field(1000, ge=1, description="Account concurrency quota for the Region.")
-    unreserved_minimum: int = Field(
+    concurrency_limit: Int = Field(1000, ge=1, description="Account concurrency quota for the Region.")
+    unreserved_minimum: Int = Field(
         100, ge=0, description="Concurrency that must stay unreserved (AWS keeps 100 back)."
     )
     scaling: Literal["2023", "legacy"] = Field(
@@ -28,13 +28,13 @@ class Account(Frozen):
             "'legacy': an account-wide burst bucket refilled at `legacy_refill` (pre-November-2023)."
         ),
     )
-    function_scale_environments: int = Field(
+    function_scale_environments: Int = Field(
         1000, ge=1, description="New execution environments a function may add per period (2023 model)."
     )
     function_scale_period: Seconds = Field(
         10.0, gt=0, description="That period; the bucket refills continuously."
     )
-    legacy_burst: int = Field(
+    legacy_burst: Int = Field(
         3000, ge=1, description="Initial burst (3,000 in us-east-1, us-west-2, eu-west-1)."
     )
     legacy_refill: PerSecond = Field(500 / 60, gt=0, description="Legacy refill, 500 environments a minute.")
@@ -67,16 +67,16 @@ class Account(Frozen):
 class FunctionErrors(Frozen):
     """How often the function fails."""
 
-    invocation_error_rate: float = Field(
+    invocation_error_rate: Number = Field(
         0.0, ge=0, le=1, description="Probability that an invocation throws (the whole batch fails)."
     )
-    record_error_rate: float = Field(
+    record_error_rate: Number = Field(
         0.0,
         ge=0,
         le=1,
         description="Probability that one record fails transiently (it may succeed on retry).",
     )
-    poison_record_rate: float = Field(
+    poison_record_rate: Number = Field(
         0.0, ge=0, le=1, description="Fraction of records that fail on every attempt."
     )
 
@@ -86,13 +86,13 @@ class Incident(Frozen):
 
     start: Seconds = Field(ge=0, description="When it begins (invocations starting from here are affected).")
     end: Seconds = Field(gt=0, description="When it ends.")
-    invocation_error_rate: float | None = Field(
+    invocation_error_rate: Number | None = Field(
         None, ge=0, le=1, description="Replaces the error rate inside."
     )
-    record_error_rate: float | None = Field(
+    record_error_rate: Number | None = Field(
         None, ge=0, le=1, description="Replaces the record error rate inside."
     )
-    duration_multiplier: float = Field(1.0, gt=0, description="Multiplies handler time inside.")
+    duration_multiplier: Number = Field(1.0, gt=0, description="Multiplies handler time inside.")
 
     @model_validator(mode="after")
     def _ordered(self) -> Incident:
@@ -104,33 +104,33 @@ class Incident(Frozen):
 class Function(Frozen):
     """A Lambda function: configuration, duration model, environments and failures."""
 
-    memory_mb: int = aws(
+    memory_mb: Int = aws(
+        "Function",
         "memory_mb",
-        "MemorySize",
         128,
         ge=128,
         le=10240,
         description="Memory; CPU share grows with it up to 1,769 MB.",
     )
     timeout: WholeSeconds = aws(
+        "Function",
         "timeout",
-        "Timeout",
         3.0,
         ge=1,
         le=900,
         description="Function timeout (whole seconds); exceeding it is an error.",
     )
     architecture: Literal["x86_64", "arm64"] = Field("x86_64", description="Sets the GB-second price.")
-    reserved_concurrency: int | None = aws(
+    reserved_concurrency: Int | None = aws(
+        "Function",
         "reserved_concurrency",
-        "ReservedConcurrentExecutions",
         None,
         ge=0,
         description="The function's own cap and guarantee (null: share the unreserved pool; 0: disabled).",
     )
-    provisioned_concurrency: int = aws(
+    provisioned_concurrency: Int = aws(
+        "Function",
         "provisioned_concurrency",
-        "ProvisionedConcurrentExecutions",
         0,
         ge=0,
         description="Pre-initialised environments: no cold starts, billed whether busy or not.",
@@ -140,7 +140,7 @@ class Function(Frozen):
         description="Handler time per invocation, as measured at `measured_at_memory_mb`.",
     )
     per_record: Seconds = Field(0.0, ge=0, description="Handler time added per record in the batch.")
-    measured_at_memory_mb: int | None = Field(
+    measured_at_memory_mb: Int | None = Field(
         None, ge=128, le=10240, description="Memory at which `duration` was measured (default: memory_mb)."
     )
     cpu_scaling: bool = Field(
@@ -164,18 +164,6 @@ class Function(Frozen):
     incidents: tuple[Incident, ...] = Field(
         (), description="Windows of time with other error rates or durations."
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _aws_architectures(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "Architectures" in data:
-            data = dict(data)
-            archs = data.pop("Architectures")
-            if isinstance(archs, list) and len(archs) == 1:
-                data.setdefault("architecture", archs[0])
-            else:
-                raise ValueError("Architectures must be a list of exactly one of x86_64, arm64")
-        return data
 
     @property
     def reference_memory_mb(self) -> int:

@@ -1,9 +1,10 @@
 """Read a scenario file (YAML or TOML) into a frozen :class:`Scenario`, every problem located to a line.
 
 The pipeline is: read the file into a raw dict plus a map from key paths to line numbers
-(:func:`read_raw`), apply ``--set`` overrides (:mod:`esmsim.scenario.overrides`), validate with pydantic
-(:func:`scenario_from_dict`), and turn each pydantic error into one plain sentence at ``file:line``
-(:func:`issues_from_validation_error`).
+(:func:`read_raw`), parse ``--set`` overrides into changes (:func:`parse_overrides`), then apply the
+changes and validate (:func:`esmsim.scenario.scenario.build`, the path sweeps and
+``Scenario.with_changes`` take too); each pydantic error becomes one plain sentence at ``file:line``
+(:mod:`esmsim.scenario.messages`).
 
 YAML is read with YAML 1.2 core-schema scalars rather than PyYAML's YAML 1.1 defaults: ``no``, ``on``
 and ``yes`` stay strings, ``1e3`` is a float, ``010`` is ten and ``2024-01-01`` is text. Duplicate keys
@@ -13,22 +14,22 @@ are errors instead of the last one silently winning.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path as FilePath
 from typing import Any
 
-from pydantic import ValidationError
-
-from esmsim.errors import Issue, Path, ScenarioError, format_path, locate, show_value
-from esmsim.scenario.base import AWS_NAMES
+from esmsim.errors import Issue, Path, ScenarioError, format_path, show_value
 from esmsim.scenario.formats import parse_yaml, read_toml
 from esmsim.scenario.messages import issues_from_validation_error
-from esmsim.scenario.scenario import Scenario
+from esmsim.scenario.overrides import Change, parse_override
+from esmsim.scenario.scenario import Scenario, build, validate_scenario
+from esmsim.scenario.where import Where
 
 __all__ = [
     "issues_from_validation_error",
     "load_scenario",
     "load_scenario_with_warnings",
+    "parse_overrides",
     "parse_yaml",
     "read_raw",
     "scenario_from_dict",
@@ -50,7 +51,8 @@ def load_scenario(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -
         overrides: ``KEY=VALUE`` texts as given to ``--set`` (applied in order, later ones win).
 
     Returns:
-        The validated, frozen scenario. Warnings are dropped; use :func:`load_scenario_with_warnings`.
+        The validated, frozen scenario; ``scenario.warnings`` holds its warnings (not located; see
+        :func:`load_scenario_with_warnings`).
 
     Raises:
         ScenarioError: With every problem found, each located as ``file:line`` or ``--set KEY``.
@@ -61,58 +63,41 @@ def load_scenario(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -
 def load_scenario_with_warnings(
     path: str | os.PathLike[str], overrides: Sequence[str] = ()
 ) -> tuple[Scenario, list[Issue]]:
-    """Like :func:`load_scenario`, also returning AWS's recommendations the scenario ignores.
+    """Like :func:`load_scenario`, also returning AWS's recommendations the scenario ignores, located.
 
     Args:
         path: A ``.yaml``, ``.yml`` or ``.toml`` scenario file.
         overrides: ``KEY=VALUE`` texts as given to ``--set``.
 
     Returns:
-        The scenario and its warnings (severity ``"warning"``), located like errors.
+        The scenario and its warnings (``scenario.warnings``, each located like errors).
 
     Raises:
         ScenarioError: With every problem found.
     """
-    from esmsim.scenario.rules import check
-
-    file = os.fspath(path)
     raw, lines = read_raw(path)
-    raw, lines, origin = apply_overrides(raw, lines, overrides)
-    scenario = scenario_from_dict(raw, file=file, lines=lines, origin=origin)
-    warnings = [issue for issue in check(scenario) if issue.severity == "warning"]
-    return scenario, _place(warnings, file, lines, origin)
+    built = build(raw, Where(os.fspath(path), lines), parse_overrides(overrides))
+    return built.scenario, built.where.place(built.scenario.warnings)
 
 
-def apply_overrides(
-    raw: dict[str, Any], lines: dict[Path, int], overrides: Sequence[str]
-) -> tuple[dict[str, Any], dict[Path, int], dict[Path, str]]:
-    """Apply ``--set KEY=VALUE`` texts to raw scenario data.
-
-    Returns the new data, the file's line numbers still describing it, and where each overridden
-    key's value came from (``--set key``), for error messages.
+def parse_overrides(overrides: Sequence[str]) -> list[Change]:
+    """``--set KEY=VALUE`` texts as changes labelled ``--set KEY``.
 
     Raises:
-        ScenarioError: With every override that does not parse or apply.
+        ScenarioError: With every text that does not parse.
     """
-    # Imported here: overrides uses this module's YAML reader for its values.
-    from esmsim.scenario.overrides import apply_override, parse_override
-
-    origin: dict[Path, str] = {}
+    changes: list[Change] = []
     problems: list[Issue] = []
     for text in overrides:
         try:
             key, value = parse_override(text)
-            raw = apply_override(raw, key, value)
         except ScenarioError as error:
             problems.extend(error.issues)
             continue
-        # The file's lines under an overridden key no longer describe its value.
-        lines = {p: n for p, n in lines.items() if p[: len(key)] != key}
-        origin = {p: o for p, o in origin.items() if p[: len(key)] != key}
-        origin[key] = f"--set {format_path(key)}"
+        changes.append(Change(key, value, f"--set {format_path(key)}"))
     if problems:
         raise ScenarioError(problems)
-    return raw, lines, origin
+    return changes
 
 
 def scenario_from_dict(
@@ -136,13 +121,7 @@ def scenario_from_dict(
     Raises:
         ScenarioError: One located issue per problem (schema errors and AWS rule errors).
     """
-    try:
-        return Scenario.model_validate(raw)
-    except ValidationError as error:
-        issues = issues_from_validation_error(error)
-    except ScenarioError as error:  # the AWS rules, raised by Scenario's after-validator
-        issues = error.issues
-    raise ScenarioError(_place(issues, file, lines or {}, origin or {})) from None
+    return validate_scenario(raw, Where(file, lines or {}, origin or {}))
 
 
 def read_raw(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[Path, int]]:
@@ -190,37 +169,3 @@ def read_raw(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[Path, i
             lines.get((), 1),
         )
     return data, lines
-
-
-# --------------------------------------------------------------------------------------------------
-# Locating issues
-
-
-#: AWS-shaped keys that set a snake_case key: (parent key, key) or key -> the key they set.
-_AWS_SHAPES: dict[Path, str] = {
-    ("ScalingConfig", "MaximumConcurrency"): "maximum_concurrency",
-    ("RedrivePolicy", "maxReceiveCount"): "max_receive_count",
-    ("FunctionResponseTypes",): "report_batch_item_failures",
-    ("Architectures",): "architecture",
-    **{(aws,): name for name, aws in AWS_NAMES.items()},
-}
-
-
-def _with_aliases(lines: dict[Path, int]) -> dict[Path, int]:
-    """Also give the snake_case key the line of the AWS name it was written as (rules use snake_case)."""
-    extra: dict[Path, int] = {}
-    for path, line in lines.items():
-        for size in (1, 2):
-            name = _AWS_SHAPES.get(tuple(path[-size:])) if len(path) >= size else None
-            if name is not None:
-                extra.setdefault((*path[:-size], name), line)
-    return {**extra, **lines}
-
-
-def _place(
-    issues: Iterable[Issue], file: str | None, lines: dict[Path, int], origin: dict[Path, str]
-) -> list[Issue]:
-    lines = _with_aliases(lines) if lines else lines
-    placed = [locate(issue, file, lines, origin) for issue in issues]
-    # File order first, then the command line's.
-    return sorted(placed, key=lambda issue: (issue.origin is not None, issue.line or 0))

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
-from esmsim.scenario.base import Bytes, Frozen, Seconds, WholeSeconds, aws
+from esmsim.scenario.base import Bytes, Frozen, Int, Number, Seconds, WholeSeconds, aws
 
 
 class PollerScaling(Frozen):
@@ -16,17 +16,17 @@ class PollerScaling(Frozen):
     ceiling (1,250; 1,000 before). Everything else here is a modelling choice; see docs/model.md.
     """
 
-    initial: int = Field(5, ge=1, description="Concurrent batches when messages first appear.")
-    per_minute: float = Field(300.0, ge=0, description="Added per minute while messages remain visible.")
-    ceiling: int = Field(1250, ge=1, description="Most concurrent batches one mapping runs.")
-    min_pollers: int = Field(5, ge=1, description="Floor when traffic is low.")
-    idle_min_pollers: int = Field(
+    initial: Int = Field(5, ge=1, description="Concurrent batches when messages first appear.")
+    per_minute: Number = Field(300.0, ge=0, description="Added per minute while messages remain visible.")
+    ceiling: Int = Field(1250, ge=1, description="Most concurrent batches one mapping runs.")
+    min_pollers: Int = Field(5, ge=1, description="Floor when traffic is low.")
+    idle_min_pollers: Int = Field(
         2, ge=1, description="Floor after `idle_after` without messages (not with maximum_concurrency)."
     )
     idle_after: Seconds = Field(
         300.0, ge=0, description="Quiet time before the floor drops to idle_min_pollers."
     )
-    scale_down_per_minute: float = Field(
+    scale_down_per_minute: Number = Field(
         300.0, ge=0, description="Idle pollers retired per minute (undocumented by AWS: an assumption)."
     )
     tick: Seconds = Field(1.0, gt=0, description="How often the scaler re-evaluates.")
@@ -56,13 +56,13 @@ class ErrorBackoff(Frozen):
     """
 
     enabled: bool = Field(True, description="Shrink the fleet while invocations fail or are throttled.")
-    threshold: float = Field(
+    threshold: Number = Field(
         0.1,
         gt=0,
         le=1,
         description="Share of failed or throttled attempts in a tick that triggers it (assumption).",
     )
-    factor: float = Field(
+    factor: Number = Field(
         0.9, gt=0, le=1, description="Multiply the fleet size by this per tick (assumption)."
     )
 
@@ -75,7 +75,7 @@ class ThrottleRetry(Frozen):
     """
 
     initial: Seconds = Field(1.0, gt=0, description="First wait after a throttle (assumption).")
-    multiplier: float = Field(2.0, ge=1, description="Each further wait is this much longer (assumption).")
+    multiplier: Number = Field(2.0, ge=1, description="Each further wait is this much longer (assumption).")
     maximum: Seconds = Field(30.0, gt=0, description="Longest wait (assumption).")
 
 
@@ -83,7 +83,7 @@ class Polling(Frozen):
     """ReceiveMessage parameters the SQS pollers use."""
 
     wait_time: WholeSeconds = Field(20.0, ge=1, le=20, description="Long-poll wait (SQS WaitTimeSeconds).")
-    max_messages: int = Field(10, ge=1, le=10, description="Messages per ReceiveMessage (SQS allows 10).")
+    max_messages: Int = Field(10, ge=1, le=10, description="Messages per ReceiveMessage (SQS allows 10).")
     round_trip: Seconds = Field(
         0.01, ge=0, description="Messages arriving closer together than this share one ReceiveMessage."
     )
@@ -94,45 +94,32 @@ class _MappingBase(Frozen):
 
     source: str = Field(description="Name of a source under `sources`.")
     function: str = Field(description="Name of a function under `functions`.")
-    enabled: bool = aws("enabled", "Enabled", True, description="A disabled mapping reads nothing.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _function_response_types(cls, data: Any) -> Any:
-        """AWS's ``FunctionResponseTypes: [ReportBatchItemFailures]`` sets report_batch_item_failures."""
-        if not isinstance(data, dict) or "FunctionResponseTypes" not in data:
-            return data
-        data = dict(data)
-        types = data.pop("FunctionResponseTypes")
-        if types not in ([], ["ReportBatchItemFailures"]):
-            raise ValueError("FunctionResponseTypes must be [] or [ReportBatchItemFailures]")
-        data.setdefault("report_batch_item_failures", bool(types))
-        return data
+    enabled: bool = aws("_MappingBase", "enabled", True, description="A disabled mapping reads nothing.")
 
 
 class SqsMapping(_MappingBase):
     """An event source mapping from an SQS standard queue to a function."""
 
     source_type: Literal["sqs"] = "sqs"
-    batch_size: int = aws(
+    batch_size: Int = aws(
+        "SqsMapping",
         "batch_size",
-        "BatchSize",
         10,
         ge=1,
         le=10000,
         description="Most records per invocation (above 10 needs a window).",
     )
     batching_window: WholeSeconds = aws(
+        "SqsMapping",
         "batching_window",
-        "MaximumBatchingWindowInSeconds",
         0.0,
         ge=0,
         le=300,
         description="Longest a poller gathers records before invoking (whole seconds).",
     )
-    maximum_concurrency: int | None = aws(
+    maximum_concurrency: Int | None = aws(
+        "SqsMapping",
         "maximum_concurrency",
-        "MaximumConcurrency",
         None,
         ge=2,
         le=1000,
@@ -170,20 +157,6 @@ class SqsMapping(_MappingBase):
         ),
     )
 
-    @model_validator(mode="before")
-    @classmethod
-    def _aws_shapes(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        if "ScalingConfig" in data:
-            scaling = data.pop("ScalingConfig")
-            if not isinstance(scaling, dict) or set(scaling) - {"MaximumConcurrency"}:
-                raise ValueError("ScalingConfig takes only MaximumConcurrency")
-            if "MaximumConcurrency" in scaling:
-                data.setdefault("maximum_concurrency", scaling["MaximumConcurrency"])
-        return data
-
     @field_validator("poller_scaling", mode="before")
     @classmethod
     def _presets(cls, value: Any) -> Any:
@@ -207,9 +180,9 @@ class RetryBackoff(Frozen):
     """
 
     initial: Seconds = Field(1.0, ge=0, description="Wait before the first retry (assumption).")
-    multiplier: float = Field(2.0, ge=1, description="Each further wait is this much longer (assumption).")
+    multiplier: Number = Field(2.0, ge=1, description="Each further wait is this much longer (assumption).")
     maximum: Seconds = Field(60.0, ge=0, description="Longest wait (assumption).")
-    jitter: float = Field(0.0, ge=0, lt=1, description="Each wait varies uniformly by up to this fraction.")
+    jitter: Number = Field(0.0, ge=0, lt=1, description="Each wait varies uniformly by up to this fraction.")
 
 
 class Destination(Frozen):
@@ -224,53 +197,53 @@ class StreamMapping(_MappingBase):
     """An event source mapping from a Kinesis or DynamoDB stream to a function."""
 
     source_type: Literal["kinesis", "dynamodb"] = "kinesis"
-    batch_size: int = aws(
-        "batch_size", "BatchSize", 100, ge=1, le=10000, description="Most records per invocation."
+    batch_size: Int = aws(
+        "StreamMapping", "batch_size", 100, ge=1, le=10000, description="Most records per invocation."
     )
     batching_window: WholeSeconds = aws(
+        "StreamMapping",
         "batching_window",
-        "MaximumBatchingWindowInSeconds",
         0.0,
         ge=0,
         le=300,
         description="Longest a shard gathers records after its previous invocation ends (whole seconds).",
     )
-    parallelization_factor: int = aws(
+    parallelization_factor: Int = aws(
+        "StreamMapping",
         "parallelization_factor",
-        "ParallelizationFactor",
         1,
         ge=1,
         le=10,
         description="Concurrent batches per shard; records of one partition key stay in order.",
     )
     starting_position: Literal["LATEST", "TRIM_HORIZON", "AT_TIMESTAMP"] = aws(
+        "StreamMapping",
         "starting_position",
-        "StartingPosition",
         description="LATEST: records written from time 0; TRIM_HORIZON: everything retained; AT_TIMESTAMP.",
     )
     starting_position_timestamp: Seconds | None = aws(
+        "StreamMapping",
         "starting_position_timestamp",
-        "StartingPositionTimestamp",
         None,
         description="With AT_TIMESTAMP: records written from this time on (negative: before time 0).",
     )
     maximum_record_age: Seconds = aws(
+        "StreamMapping",
         "maximum_record_age",
-        "MaximumRecordAgeInSeconds",
         -1.0,
         description="Discard records older than this (-1: only retention limits them; else 60..604800 s).",
     )
-    maximum_retry_attempts: int = aws(
+    maximum_retry_attempts: Int = aws(
+        "StreamMapping",
         "maximum_retry_attempts",
-        "MaximumRetryAttempts",
         -1,
         ge=-1,
         le=10000,
         description="Retries of a failing batch before it is discarded (-1: until the records expire).",
     )
     bisect_batch_on_function_error: bool = aws(
+        "StreamMapping",
         "bisect_batch_on_function_error",
-        "BisectBatchOnFunctionError",
         False,
         description="Split a failing batch in two and retry each half (splits do not count as retries).",
     )
@@ -288,21 +261,6 @@ class StreamMapping(_MappingBase):
     throttle_retry: ThrottleRetry = Field(
         default_factory=ThrottleRetry, description="Retries of throttled batches."
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _aws_shapes(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        if "DestinationConfig" in data:
-            config = data.pop("DestinationConfig")
-            target = config.get("OnFailure", {}).get("Destination", "") if isinstance(config, dict) else ""
-            service = target.split(":")[2] if target.count(":") >= 2 else ""
-            if service not in ("sqs", "sns", "s3"):
-                raise ValueError("DestinationConfig.OnFailure.Destination must be an SQS, SNS or S3 ARN")
-            data.setdefault("on_failure", {"type": service})
-        return data
 
     @field_validator("maximum_record_age")
     @classmethod

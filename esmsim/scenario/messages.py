@@ -14,38 +14,39 @@ from pydantic import AliasChoices, BaseModel, Tag, ValidationError
 
 from esmsim.dists import AnyDist
 from esmsim.errors import Issue, Path, format_number, one_line, show_value
-from esmsim.scenario.base import AWS_NAMES
+from esmsim.scenario.aws_names import AWS_NAMES, names_of, shown_name, top_keys
 from esmsim.scenario.functions import Account, Function
 from esmsim.scenario.mappings import SqsMapping, StreamMapping
-from esmsim.scenario.scenario import Scenario
-from esmsim.scenario.sources import DynamoDBSource, KinesisSource, SqsSource, Traffic
+from esmsim.scenario.sources import DynamoDBSource, KinesisSource, SqsSource, StreamTraffic, Traffic
+from esmsim.scenario.system import System
 from esmsim.units import format_duration, format_size
 
 # --------------------------------------------------------------------------------------------------
 # pydantic errors -> one sentence each
 
 
-def _only_in(model: type[BaseModel], other: type[BaseModel], aws_shapes: dict[str, str]) -> dict[str, str]:
+def _only_in(model: type[BaseModel], other: type[BaseModel]) -> dict[str, str]:
     """Keys of ``model`` that ``other`` lacks, in every spelling, each with the name AWS gives it.
 
-    ``aws_shapes`` names keys AWS sets inside a nested shape (``maximum_concurrency`` in
-    ``ScalingConfig``). Keys only esmsim has map to themselves.
+    A key AWS sets inside a nested shape is named by the shape (``ScalingConfig`` for
+    ``maximum_concurrency``). Keys only esmsim has map to themselves.
     """
-    own = {
-        f: aws_shapes.get(f, AWS_NAMES.get(f, f)) for f in model.model_fields if f not in other.model_fields
-    }
-    own.update(aws_shapes)
-    spellings = {AWS_NAMES[f]: name for f, name in own.items() if f in AWS_NAMES}
-    return {**own, **spellings, **{name: name for name in own.values()}}
+    own = {f: shown_name(model.__name__, f) or f for f in model.model_fields if f not in other.model_fields}
+    spellings = {n.spelling[0]: own[n.key] for n in names_of(model.__name__) if n.key in own}
+    return {**own, **spellings}
 
 
 #: Keys of Kinesis/DynamoDB stream mappings that AWS rejects on an SQS mapping, with AWS's names.
-_STREAM_ONLY = _only_in(
-    StreamMapping, SqsMapping, {"on_failure": "DestinationConfig", "destination_config": "DestinationConfig"}
-)
+_STREAM_ONLY = _only_in(StreamMapping, SqsMapping)
 
 #: Keys of SQS mappings that AWS (or esmsim) rejects on a stream mapping.
-_SQS_ONLY = _only_in(SqsMapping, StreamMapping, {"maximum_concurrency": "ScalingConfig"})
+_SQS_ONLY = _only_in(SqsMapping, StreamMapping)
+
+#: The first step of every AWS spelling, to tell AWS's parameters from esmsim's own knobs.
+_AWS_WORDS = {name.spelling[0] for names in AWS_NAMES.values() for name in names}
+
+#: Traffic keys that only streams take (partition keys pick a stream's shard).
+_STREAM_TRAFFIC = [f for f in StreamTraffic.model_fields if f not in Traffic.model_fields]
 
 #: Parameters AWS has that esmsim does not model: said plainly rather than as unknown keys.
 _NOT_MODELLED: dict[str, str] = {
@@ -55,22 +56,15 @@ _NOT_MODELLED: dict[str, str] = {
     "FilterCriteria": "event filtering is not modelled by esmsim",
 }
 
-#: Keys accepted by a model's before-validator rather than by a field (AWS's nested shapes).
-_SHAPE_KEYS: dict[type[BaseModel], tuple[str, ...]] = {
-    SqsMapping: ("ScalingConfig", "FunctionResponseTypes"),
-    StreamMapping: ("FunctionResponseTypes", "DestinationConfig"),
-    Function: ("Architectures",),
-    SqsSource: ("RedrivePolicy",),
-}
-
 #: Where a key belongs, for "unknown key here" messages.
 _HOMES: tuple[tuple[type[BaseModel], str], ...] = (
-    (Scenario, "at the top level"),
+    (System, "at the top level"),
     (Account, "under account"),
     (Function, "under functions.NAME"),
     (SqsSource, "under sources.NAME"),
     (KinesisSource, "under sources.NAME (a Kinesis stream)"),
     (Traffic, "under sources.NAME.traffic"),
+    (StreamTraffic, "under sources.NAME.traffic (a stream)"),
     (SqsMapping, "in a mapping"),
     (StreamMapping, "in a stream mapping"),
 )
@@ -98,20 +92,26 @@ _TYPE_NAMES = {
 }
 
 
-def issues_from_validation_error(error: ValidationError) -> list[Issue]:
+def issues_from_validation_error(
+    error: ValidationError, root: type[BaseModel] = System, prefix: Path = ()
+) -> list[Issue]:
     """Turn each pydantic error into an :class:`Issue` with a plain message and the user's key path.
 
     Args:
-        error: Raised by validating a :class:`Scenario`.
+        error: Raised by validating a scenario (or the model ``root``).
+        root: The model that was validated.
+        prefix: Where that model sits in a scenario file (``("sweep",)`` for a sweep section).
 
     Returns:
         One issue per distinct problem, without pydantic's internal loc parts, URLs or jargon.
     """
     issues: list[Issue] = []
     for detail in error.errors(include_url=False):
-        issue = _issue(dict(detail))
-        if issue is not None and issue not in issues:
-            issues.append(issue)
+        issue = _issue(dict(detail), root)
+        if issue is not None:
+            issue = Issue((*prefix, *issue.path), issue.message)
+            if issue not in issues:
+                issues.append(issue)
     return issues
 
 
@@ -125,7 +125,7 @@ class _Where:
     meta: tuple[Any, ...]  # constraints and validators attached to it
 
 
-def _issue(detail: dict[str, Any]) -> Issue | None:
+def _issue(detail: dict[str, Any], root: type[BaseModel]) -> Issue | None:
     kind: str = detail["type"]
     loc: tuple[str | int, ...] = tuple(detail["loc"])
     ctx: dict[str, Any] = detail.get("ctx") or {}
@@ -133,10 +133,12 @@ def _issue(detail: dict[str, Any]) -> Issue | None:
     if kind == "too_short" and isinstance(value, Sized) and len(value) >= ctx.get("min_length", 0):
         return None  # pydantic repeats an item's error as "too short" for tuples; the item's error suffices
     if loc and loc[-1] == "[key]":
-        where = _walk(loc[:-2], keep_last=False)
+        where = _walk(root, loc[:-2], keep_last=False)
         return Issue((*where.path, str(loc[-2])), f"names here must be text, not {show_value(value)}")
-    where = _walk(loc, keep_last=kind == "extra_forbidden")
+    where = _walk(root, loc, keep_last=kind == "extra_forbidden")
     path = where.path
+    if kind == "esmsim_at":  # a model validator's error about one key below it (base.key_error)
+        return Issue((*path, *ctx["at"]), ctx["message"])
     if kind == "extra_forbidden":
         return Issue(path, _unknown_key(str(path[-1]), where.parents))
     if kind in ("union_tag_invalid", "union_tag_not_found"):
@@ -148,6 +150,8 @@ def _message(kind: str, where: _Where, ctx: dict[str, Any], value: Any, msg: str
     unit = _unit(where.meta)
     bound = {"less_than_equal": "le", "greater_than_equal": "ge", "less_than": "lt", "greater_than": "gt"}
     if kind in bound:
+        if isinstance(value, str):  # pydantic shows a list item's input before its unit was parsed
+            value = _parsed(where.meta, value)
         if isinstance(value, bool) or not isinstance(value, int | float):
             return f"{show_value(value)} is not {'an integer' if where.leaf is int else 'a number'}"
         limit = ctx[bound[kind]]
@@ -207,9 +211,9 @@ def _unknown_key(key: str, parents: tuple[type[BaseModel], ...]) -> str:
     for model in parents:
         accepted.update(_accepted_keys(model))
     if key in accepted:  # a second spelling (AWS name or snake_case) of a key given already
-        field = accepted[key]
-        other = next(k for k, f in accepted.items() if f == field and k != key)
-        return f"{key} repeats {other}"
+        shapes = {top: name for model in parents for top, name in top_keys(model.__name__).items()}
+        shown = shapes[key].text if key in shapes else key
+        return f"{shown} repeats {accepted[key]}"
     if key in _NOT_MODELLED:
         return f"{_NOT_MODELLED[key]}; remove the key"
     if key in ("retention", "MessageRetentionPeriod") and DynamoDBSource in parents:
@@ -223,9 +227,11 @@ def _unknown_key(key: str, parents: tuple[type[BaseModel], ...]) -> str:
                 "not valid for SQS event sources (AWS: DestinationConfig is not valid for SQS event sources; "
                 "failed messages go to the queue's dead-letter queue after max_receive_count receives)"
             )
-        if aws == key and key not in AWS_NAMES.values():  # esmsim's own knob, not an AWS parameter
+        if aws == key and key not in _AWS_WORDS:  # esmsim's own knob, not an AWS parameter
             return "only for Kinesis and DynamoDB mappings, not valid for SQS event sources"
         return f"not valid for SQS event sources (AWS: {aws} is not valid for SQS event sources)"
+    if key in _STREAM_TRAFFIC and Traffic in parents and StreamTraffic not in parents:
+        return "only for Kinesis and DynamoDB streams: an SQS queue's traffic has no partition keys"
     close = _closest(key, list(accepted))
     if close:
         return f"unknown key (did you mean {close!r}?)"
@@ -267,8 +273,8 @@ def _accepted_keys(model: type[BaseModel]) -> dict[str, str]:
             keys[name] = name
         for choice in choices:
             keys.setdefault(choice, name)
-    for shape in _SHAPE_KEYS.get(model, ()):
-        keys[shape] = shape
+    for top, shape in top_keys(model.__name__).items():
+        keys[top] = shape.key  # an AWS shape (ScalingConfig) sets its snake_case key
     return keys
 
 
@@ -282,10 +288,10 @@ def _source_type(model: type[BaseModel]) -> Any:
     return field.default if field is not None else None
 
 
-def _walk(loc: tuple[str | int, ...], *, keep_last: bool) -> _Where:
+def _walk(root: type[BaseModel], loc: tuple[str | int, ...], *, keep_last: bool) -> _Where:
     """Follow an error's loc through the schema's annotations, dropping pydantic's internal steps."""
     path: list[str | int] = []
-    kind: Any = Scenario
+    kind: Any = root
     meta: list[Any] = []
     parents: tuple[type[BaseModel], ...] = ()
     for i, part in enumerate(loc):
@@ -375,6 +381,18 @@ def _union_tags(kind: Any, key: str) -> list[str]:
 def _is_dist_union(kind: Any) -> bool:
     members = _members(kind)
     return all(isinstance(m, type) and issubclass(m, AnyDist) for m in members)
+
+
+def _parsed(meta: tuple[Any, ...], text: str) -> Any:
+    """``text`` as the unit parser in ``meta`` reads it (``"-5ms"`` -> -0.005), else ``text``."""
+    for item in meta:
+        func: Any = getattr(item, "func", None)
+        if getattr(func, "__name__", None) in _UNITS:
+            try:
+                return func(text)
+            except ValueError:
+                return text
+    return text
 
 
 def _unit(meta: tuple[Any, ...]) -> str | None:

@@ -1,20 +1,28 @@
-"""``--set KEY=VALUE`` overrides of a raw scenario, before validation.
+"""Changes to a raw scenario before validation: ``--set KEY=VALUE``, sweep points, ``with_changes``.
 
 KEY is a dotted path with list indices (``mappings[0].batch_size``, ``functions.orders.memory_mb``; a
 name containing dots can be bracketed: ``functions["my.fn"].timeout``). VALUE is read as YAML with the
 scenario loader's YAML 1.2 rules, so ``100`` is an integer, ``true`` a boolean, ``500/s`` and ``no``
 strings, and ``{dist: lognormal, median: 40ms, p99: 250ms}`` a mapping.
+
+A change sets one value, whatever spelling names it: setting ``maximum_concurrency``,
+``MaximumConcurrency`` or ``ScalingConfig.MaximumConcurrency`` removes the other spellings of that key
+from the entity. A change never creates a function or source key by key (a misspelled name would
+otherwise add a phantom entity nobody uses); giving the whole entity creates it on purpose.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, NamedTuple
 
-from esmsim.errors import Issue, Path, ScenarioError, format_path
-from esmsim.scenario.base import AWS_NAMES
+from esmsim.errors import Issue, Path, ScenarioError, did_you_mean, format_path
+from esmsim.scenario.aws_names import entity_of, setting_of, spellings
+from esmsim.scenario.formats import parse_yaml
+from esmsim.scenario.where import Where
 
-__all__ = ["apply_override", "parse_key", "parse_override"]
+__all__ = ["Change", "apply_changes", "apply_override", "parse_key", "parse_override"]
 
 _NAME = r"[^.\[\]\s=\"']+"
 _STEP = rf"\.{_NAME}|\[\s*\d+\s*\]|\[\s*\"[^\"]*\"\s*\]|\[\s*'[^']*'\s*\]"
@@ -23,8 +31,16 @@ _STEPS = re.compile(rf"^{_NAME}|{_STEP}")
 
 _EXAMPLE = "write e.g. mappings[0].batch_size=100 or functions.orders.memory_mb=2048"
 
-#: The AWS spelling of each snake_case key and back, so setting one replaces the other.
-_SPELLINGS: dict[str, str] = {**AWS_NAMES, **{aws: name for name, aws in AWS_NAMES.items()}}
+#: Sections whose entries are named entities a change may not create key by key.
+_NAMED = {"functions": "function", "sources": "source"}
+
+
+class Change(NamedTuple):
+    """One change: the value to put at a key path, and the label its issues carry."""
+
+    path: Path
+    value: Any
+    label: str
 
 
 def parse_key(key: str) -> Path:
@@ -68,9 +84,6 @@ def parse_override(text: str) -> tuple[Path, Any]:
     Raises:
         ScenarioError: One issue labelled ``--set TEXT`` when the text is malformed.
     """
-    # Imported here: the loader imports this module's users, and owns the YAML rules.
-    from esmsim.scenario.loader import parse_yaml
-
     label = f"--set {text}"
     if "=" not in text:
         raise ScenarioError([Issue((), f"expected KEY=VALUE ({_EXAMPLE})", origin=label)])
@@ -89,9 +102,6 @@ def parse_override(text: str) -> tuple[Path, Any]:
 def apply_override(raw: dict[str, Any], path: Path, value: Any) -> dict[str, Any]:
     """Return a copy of ``raw`` with ``value`` at ``path``; ``raw`` itself is not changed.
 
-    Missing mapping keys on the way are created as empty mappings. Setting a key that AWS also names
-    (``batch_size`` / ``BatchSize``) removes the other spelling, so the override is not a repeat.
-
     Args:
         raw: The scenario as read from its file.
         path: Where to set the value, from :func:`parse_override`.
@@ -101,17 +111,138 @@ def apply_override(raw: dict[str, Any], path: Path, value: Any) -> dict[str, Any
         The new raw scenario (containers on the path copied, the rest shared).
 
     Raises:
-        ScenarioError: A list index is out of range, an index is used on a mapping or a name on a
-            list, or the path runs into a plain value; labelled ``--set KEY``.
+        ScenarioError: See :func:`change`; labelled ``--set KEY``.
     """
+    return change(raw, Change(path, value, f"--set {format_path(path)}"))[0]
+
+
+def apply_changes(
+    raw: dict[str, Any], where: Where, changes: Iterable[Change]
+) -> tuple[dict[str, Any], Where]:
+    """Apply changes in order (later ones win) and track where each value now comes from.
+
+    Args:
+        raw: The scenario as plain data (not modified).
+        where: The origin of its keys (a file's lines).
+        changes: The changes.
+
+    Returns:
+        The changed data, and its origins: the file's lines no longer describe a changed key, its
+        label does.
+
+    Raises:
+        ScenarioError: Every change that does not apply, each labelled with its change's label.
+    """
+    problems: list[Issue] = []
+    for item in changes:
+        try:
+            raw, replaced = change(raw, item)
+        except ScenarioError as error:
+            problems.extend(error.issues)
+            continue
+        where = where.changed(item.path, item.label, replaced)
+    if problems:
+        raise ScenarioError(problems)
+    return raw, where
+
+
+def change(raw: dict[str, Any], item: Change) -> tuple[dict[str, Any], list[Path]]:
+    """Set one value, removing the other spellings of the key it sets.
+
+    Missing mapping keys on the way are created as empty mappings, but not a function or source:
+    ``functions.order.memory_mb`` for a function named ``orders`` is refused with a suggestion;
+    ``functions.order={...}`` creates it.
+
+    Args:
+        raw: The scenario as plain data (not modified).
+        item: The change.
+
+    Returns:
+        The new data (containers on the path copied, the rest shared) and the key paths of the other
+        spellings it removed.
+
+    Raises:
+        ScenarioError: The path names a function or source that does not exist, a list index is out of
+            range, an index is used on a mapping or a name on a list, or the path runs into a plain value.
+    """
+    path, value, label = item
     if not path:
-        raise ScenarioError([Issue((), "the key is empty", origin="--set")])
-    result = _set(raw, path, 0, value, f"--set {format_path(path)}")
+        raise ScenarioError([Issue((), "the key is empty", origin=label)])
+    _refuse_new_entity(raw, path, label)
+    removed: list[Path] = []
+    found = entity_of(path)
+    if found is not None:
+        entity, relative, models = found
+        key = setting_of(models, relative)
+        holder = _get(raw, entity)
+        if key is not None and isinstance(holder, dict):
+            others = [
+                s
+                for s in spellings(models, key)
+                if s[: len(relative)] != relative[: len(s)] and s[0] in holder
+            ]
+            if others:
+                new_holder = holder
+                for other in others:
+                    new_holder, gone = _without(new_holder, other)
+                    removed.append((*entity, *gone))
+                raw = _set(raw, entity, 0, new_holder, label)
+    result = _set(raw, path, 0, value, label)
     assert isinstance(result, dict)
-    return result
+    return result, removed
+
+
+def _refuse_new_entity(raw: dict[str, Any], path: Path, label: str) -> None:
+    kind = _NAMED.get(str(path[0])) if len(path) > 2 else None
+    if kind is None:
+        return
+    section = raw.get(str(path[0])) or {}
+    name = path[1]
+    if not isinstance(section, dict) or not isinstance(name, str) or name in section:
+        return  # a list where a mapping belongs is reported by _set
+    entity = format_path(path[:2])
+    raise ScenarioError(
+        [
+            Issue(
+                path[:2],
+                f"no {kind} named {name!r}{did_you_mean(name, [str(k) for k in section])}; a change "
+                f"cannot create one key by key: to add a {kind}, set it whole ({entity}={{...}})",
+                origin=label,
+            )
+        ]
+    )
+
+
+def _get(node: Any, path: Path) -> Any:
+    for part in path:
+        in_list = isinstance(node, list | tuple) and isinstance(part, int) and part < len(node)
+        if not in_list and not (isinstance(node, dict) and part in node):
+            return None
+        node = node[part]
+    return node
+
+
+def _without(holder: dict[str, Any], spelling: Path) -> tuple[dict[str, Any], Path]:
+    """``holder`` without the value at ``spelling``; containers left empty go too.
+
+    Returns the copy and the path of what was removed (the outermost container dropped).
+    """
+    top = str(spelling[0])
+    new = dict(holder)
+    if len(spelling) == 1 or not isinstance(holder[top], dict) or spelling[1] not in holder[top]:
+        del new[top]
+        return new, (top,)
+    inner, gone = _without(holder[top], spelling[1:])
+    if inner:
+        new[top] = inner
+        return new, (top, *gone)
+    del new[top]
+    return new, (top,)
 
 
 def _set(node: Any, path: Path, depth: int, value: Any, label: str) -> Any:
+    if depth == len(path):
+        return value
     here, part, last = path[:depth], path[depth], depth == len(path) - 1
     name = format_path(here) or "the scenario"
 
@@ -122,16 +253,10 @@ def _set(node: Any, path: Path, depth: int, value: Any, label: str) -> Any:
         if isinstance(part, int):
             raise fail(here, f"a mapping of names, not a list: write {name}.NAME, not {name}[{part}]")
         new = dict(node)
-        if last:
-            other = _SPELLINGS.get(part)
-            if other is not None:
-                new.pop(other, None)
-            new[part] = value
-        else:
-            child = node.get(part)
-            new[part] = _set({} if child is None else child, path, depth + 1, value, label)
+        child = node.get(part)
+        new[part] = value if last else _set({} if child is None else child, path, depth + 1, value, label)
         return new
-    if isinstance(node, list):
+    if isinstance(node, list | tuple):  # tuples: raw data built in Python rather than read from a file
         if not isinstance(part, int):
             raise fail(here, f"a list, not a mapping: write {name}[0].{part}, not {name}.{part}")
         if part >= len(node):

@@ -11,11 +11,12 @@ import types
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import annotated_types
-from pydantic import AliasChoices, BaseModel
+from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from esmsim.dists import _Dist
+from esmsim.scenario.aws_names import names_of
 from esmsim.scenario.functions import Account, Function, FunctionErrors, Incident
 from esmsim.scenario.mappings import (
     Destination,
@@ -28,8 +29,16 @@ from esmsim.scenario.mappings import (
     ThrottleRetry,
 )
 from esmsim.scenario.pricing import Pricing
-from esmsim.scenario.scenario import Bound, Objective, Scenario, Sweep, SweepPlot
-from esmsim.scenario.sources import DynamoDBSource, KinesisSource, RatePoint, SqsSource, Traffic
+from esmsim.scenario.scenario import Scenario
+from esmsim.scenario.sources import (
+    DynamoDBSource,
+    KinesisSource,
+    RatePoint,
+    SqsSource,
+    StreamTraffic,
+    Traffic,
+)
+from esmsim.sweep.spec import Bound, Objective, Sweep, SweepPlot
 from esmsim.units import format_duration, format_size
 
 INTRO = """\
@@ -41,12 +50,16 @@ Durations accept `500ms`, `30s`, `5m`, `2h`, `1d` or a number of seconds; rates 
 or a number per second; sizes `512B`, `2KB`, `1MB` (binary multiples, as AWS uses) or a number of
 bytes. Distributions are `{dist: constant, value: 50ms}`, `{dist: exponential, mean: 1s}`,
 `{dist: lognormal, median: 40ms, p99: 250ms}`, `{dist: uniform, low: 1KB, high: 4KB}`,
-`{dist: empirical, values: [...]}`, or a bare value for a constant. Where AWS has a CamelCase name for
-a key, that name is accepted too. Ranges are AWS's; values AWS does not document are marked
+`{dist: empirical, values: [...]}`, or a bare value for a constant. Where AWS has a name for a key,
+that name is accepted too (the AWS name column): flat (`BatchSize`) or nested as in CloudFormation
+(`ScalingConfig.MaximumConcurrency` is `ScalingConfig: {MaximumConcurrency: 50}`). One setting
+written in two spellings is an error. Ranges are AWS's; values AWS does not document are marked
 *assumption* and explained in [docs/model.md](../docs/model.md).
 
 Check a file with `esmsim validate FILE`; override any key on the command line with
-`--set path.to.key=VALUE` (list indices allowed: `--set mappings[0].batch_size=100`).
+`--set path.to.key=VALUE` (list indices allowed: `--set mappings[0].batch_size=100`; AWS spellings
+replace the same value). `--set` changes functions and sources that exist; to add one, give it
+whole (`--set 'functions.new={memory_mb: 512}'`).
 
 ## Sweeps
 
@@ -67,15 +80,18 @@ sweep:
     constraints:
       latency_p99_s: {max: 2}
       records_dlq: {max: 0}
-  plot: {x: mappings[0].batch_size, series: mappings[0].maximum_concurrency}
+  plot: {x: "mappings[0].batch_size", series: "mappings[0].maximum_concurrency"}
 ```
 
-Every configuration is validated as a whole scenario before anything runs; a bad one is named
-(`sweep point 7 (mappings[0].batch_size=20000, ...): ...`). Replication `r` of every configuration
-uses the same random streams (common random numbers): configurations are compared on identical
-traffic. Constraints and the minimised metric are means over replications; metric names are the
-summary's keys (see the README). The outputs (`runs.parquet`, `aggregate.parquet`, `manifest.json`,
-`latency.png`, `cost.png`, `pareto.png`) are described in the README.
+Keys may use AWS's spellings (`mappings[0].ScalingConfig.MaximumConcurrency`); a grid list may not
+repeat a value, nor two keys set one value. `esmsim validate FILE` checks the section and prints how
+many configurations and runs it expands to. Every configuration is validated as a whole scenario
+before anything runs; a bad one is named (`sweep point 7 (mappings[0].batch_size=20000, ...): ...`).
+Replication `r` of every configuration uses the same random streams (common random numbers):
+configurations are compared on identical traffic. Constraints and the minimised metric are means
+over replications; metric names are the summary's keys (see the README). The outputs
+(`runs.parquet`, `aggregate.parquet`, `manifest.json`, `latency.png`, `cost.png`, `pareto.png`) are
+described in the README.
 
 This reference is generated from the schema: `python -m esmsim.scenario.reference > scenarios/README.md`.
 """
@@ -90,6 +106,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("`sources.NAME` (`type: kinesis`)", KinesisSource),
     ("`sources.NAME` (`type: dynamodb`)", DynamoDBSource),
     ("`sources.NAME.traffic`", Traffic),
+    ("`sources.NAME.traffic` (streams: also)", StreamTraffic),
     ("`sources.NAME.traffic.schedule[i]`", RatePoint),
     ("`mappings[i]` (SQS)", SqsMapping),
     ("`mappings[i].poller_scaling` (SQS)", PollerScaling),
@@ -141,7 +158,8 @@ def _type_name(annotation: Any, unit: str | None = None) -> str:
     if origin in (tuple, list):
         return f"list of {_type_name(get_args(annotation)[0])}"
     if origin is dict:
-        return f"mapping of {_type_name(get_args(annotation)[1])}"
+        values = get_args(annotation)[1]
+        return "mapping" if values is Any else f"mapping of {_type_name(values)}"
     if isinstance(annotation, type):
         if issubclass(annotation, _Dist):
             return "distribution"
@@ -159,7 +177,8 @@ def _range(info: FieldInfo, unit: str | None) -> str:
         for attr, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
             value = getattr(item, attr, None)
             if value is not None and isinstance(item, annotated_types.BaseMetadata):
-                parts.append(f"{sign} {_show(float(value), unit)}")
+                shown = str(value) if isinstance(value, int) else _show(float(value), unit)
+                parts.append(f"{sign} {shown}")
         if isinstance(item, annotated_types.MinLen) and item.min_length:
             parts.append(f"at least {item.min_length}")
     return ", ".join(parts)
@@ -197,23 +216,22 @@ def _default(info: FieldInfo) -> str:
     return f"`{value}`"
 
 
-def _aws_name(info: FieldInfo) -> str:
-    alias = info.validation_alias
-    if isinstance(alias, AliasChoices):
-        names = [c for c in alias.choices if isinstance(c, str) and c[:1].isupper()]
-        return ", ".join(f"`{n}`" for n in names)
-    return ""
+def _aws_name(model: type[BaseModel], name: str) -> str:
+    spellings = [n.text for n in names_of(model.__name__) if n.key == name]
+    return ", ".join(f"`{text}`" for text in spellings)
 
 
 def section(title: str, model: type[BaseModel]) -> str:
-    """One model's keys as a markdown table."""
+    """One model's keys as a markdown table (a subclass lists only the keys it adds)."""
+    documented = [m for _, m in SECTIONS if m is not model and issubclass(model, m)]
+    inherited = documented[0] if documented else None
     lines = [f"## {title}", ""]
     doc = (model.__doc__ or "").strip().splitlines()
     if doc:
         lines += [doc[0], ""]
     lines += ["| key | type | default | range | AWS name | meaning |", "|---|---|---|---|---|---|"]
     for name, info in model.model_fields.items():
-        if name == "source_type":
+        if name == "source_type" or (inherited is not None and name in inherited.model_fields):
             continue
         key = info.alias or name
         meaning = (info.description or "").replace("|", "\\|").replace("\n", " ")
@@ -222,7 +240,7 @@ def section(title: str, model: type[BaseModel]) -> str:
             _type_name(info.annotation, _unit(info)),
             _default(info),
             _range(info, _unit(info)),
-            _aws_name(info),
+            _aws_name(model, name),
             meaning,
         )
         lines.append(f"| `{row[0]}` | {row[1]} | {row[2]} | {row[3]} | {row[4]} | {row[5]} |")

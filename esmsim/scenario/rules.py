@@ -8,19 +8,17 @@ of the scenario.
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
 
-from esmsim.dists import LognormalDuration
-from esmsim.errors import Issue
+from esmsim.dists import LognormalDuration, LognormalSize
+from esmsim.errors import Issue, did_you_mean
 from esmsim.scenario.functions import Function
 from esmsim.scenario.mappings import SqsMapping, StreamMapping
 from esmsim.scenario.sources import DYNAMODB_RETENTION_S, DynamoDBSource, KinesisSource, SqsSource
+from esmsim.scenario.system import System
 
-if TYPE_CHECKING:
-    from esmsim.scenario.scenario import Scenario
+__all__ = ["RULES", "check", "did_you_mean"]
 
 #: Kinesis retention beyond this is long-term retention, billed per GB-month (not modelled).
 LONG_TERM_RETENTION_S = 7 * 86400.0
@@ -28,15 +26,7 @@ LONG_TERM_RETENTION_S = 7 * 86400.0
 INIT_LIMIT_S = 10.0
 
 
-def did_you_mean(word: str, choices: list[str]) -> str:
-    """`` (did you mean 'x'?)`` when a close match exists, else the list of allowed values."""
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    if close:
-        return f" (did you mean {close[0]!r}?)"
-    return f" (known: {', '.join(sorted(choices))})" if choices else ""
-
-
-def _references(s: Scenario) -> Iterator[Issue]:
+def _references(s: System) -> Iterator[Issue]:
     for i, m in enumerate(s.mappings):
         if m.source not in s.sources:
             yield Issue(
@@ -50,7 +40,7 @@ def _references(s: Scenario) -> Iterator[Issue]:
             )
 
 
-def _duplicate_mappings(s: Scenario) -> Iterator[Issue]:
+def _duplicate_mappings(s: System) -> Iterator[Issue]:
     seen: dict[tuple[str, str], int] = {}
     for i, m in enumerate(s.mappings):
         key = (m.source, m.function)
@@ -63,7 +53,7 @@ def _duplicate_mappings(s: Scenario) -> Iterator[Issue]:
         seen.setdefault(key, i)
 
 
-def _sqs_mapping_rules(s: Scenario) -> Iterator[Issue]:
+def _sqs_mapping_rules(s: System) -> Iterator[Issue]:
     for i, m in enumerate(s.mappings):
         if m.source not in s.sources or m.function not in s.functions:
             continue
@@ -101,7 +91,7 @@ def _sqs_mapping_rules(s: Scenario) -> Iterator[Issue]:
             )
 
 
-def _shared_caps(s: Scenario) -> Iterator[Issue]:
+def _shared_caps(s: System) -> Iterator[Issue]:
     """AWS: the maximum concurrency of all SQS mappings of a function should not exceed its reservation."""
     for name, fn in s.functions.items():
         capped = [
@@ -121,7 +111,7 @@ def _shared_caps(s: Scenario) -> Iterator[Issue]:
             )
 
 
-def _queue_rules(s: Scenario) -> Iterator[Issue]:
+def _queue_rules(s: System) -> Iterator[Issue]:
     """AWS's rules and recommendations for SQS queues."""
     for name, queue in s.sources.items():
         if not isinstance(queue, SqsSource):
@@ -150,7 +140,7 @@ def _queue_rules(s: Scenario) -> Iterator[Issue]:
             )
 
 
-def _source_rules(s: Scenario) -> Iterator[Issue]:
+def _source_rules(s: System) -> Iterator[Issue]:
     """Every source: it has traffic and a mapping reading it."""
     mapped = {m.source for m in s.mappings}
     for name, source in s.sources.items():
@@ -174,7 +164,14 @@ def _source_rules(s: Scenario) -> Iterator[Issue]:
             )
 
 
-def _stream_rules(s: Scenario) -> Iterator[Issue]:
+def _unused_functions(s: System) -> Iterator[Issue]:
+    invoked = {m.function for m in s.mappings}
+    for name in s.functions:
+        if name not in invoked:
+            yield Issue(("functions", name), "no mapping invokes this function: it never runs", "warning")
+
+
+def _stream_rules(s: System) -> Iterator[Issue]:
     """AWS's rules for Kinesis and DynamoDB stream mappings."""
     readers: dict[str, list[int]] = {}
     for i, m in enumerate(s.mappings):
@@ -226,15 +223,13 @@ def _stream_rules(s: Scenario) -> Iterator[Issue]:
 
 def _tail_above(size: object, limit: float) -> bool:
     """Whether an unbounded size distribution puts visible mass (over 0.1 %) above ``limit``."""
-    from esmsim.dists import LognormalSize
-
     if isinstance(size, LognormalSize):
         return size.median * math.exp(3.09 * size.sigma) > limit
     mean = getattr(size, "mean_", None)
     return mean is not None and mean * 6.9 > limit
 
 
-def _concurrency_rules(s: Scenario) -> Iterator[Issue]:
+def _concurrency_rules(s: System) -> Iterator[Issue]:
     limit, keep = s.account.concurrency_limit, s.account.unreserved_minimum
     reserved = {
         n: f.reserved_concurrency for n, f in s.functions.items() if f.reserved_concurrency is not None
@@ -271,7 +266,7 @@ def _concurrency_rules(s: Scenario) -> Iterator[Issue]:
                 )
 
 
-def _function_rules(s: Scenario) -> Iterator[Issue]:
+def _function_rules(s: System) -> Iterator[Issue]:
     for name, fn in s.functions.items():
         if _p99(fn) > INIT_LIMIT_S:
             yield Issue(
@@ -294,7 +289,7 @@ def _p99(fn: Function) -> float:
     return dist.upper_bound() if math.isfinite(dist.upper_bound()) else dist.mean() * 4.6
 
 
-def _run_rules(s: Scenario) -> Iterator[Issue]:
+def _run_rules(s: System) -> Iterator[Issue]:
     if s.warmup >= s.duration:
         yield Issue(("warmup",), f"{s.warmup:g} s must be shorter than duration ({s.duration:g} s)")
     if s.account.region != "us-east-1" and "pricing" not in s.model_fields_set:
@@ -305,7 +300,7 @@ def _run_rules(s: Scenario) -> Iterator[Issue]:
         )
 
 
-RULES: tuple[Callable[[Scenario], Iterator[Issue]], ...] = (
+RULES: tuple[Callable[[System], Iterator[Issue]], ...] = (
     _references,
     _duplicate_mappings,
     _sqs_mapping_rules,
@@ -313,12 +308,13 @@ RULES: tuple[Callable[[Scenario], Iterator[Issue]], ...] = (
     _shared_caps,
     _queue_rules,
     _source_rules,
+    _unused_functions,
     _concurrency_rules,
     _function_rules,
     _run_rules,
 )
 
 
-def check(scenario: Scenario) -> list[Issue]:
+def check(scenario: System) -> list[Issue]:
     """Every rule's findings, errors and warnings, in a stable order."""
     return [issue for rule in RULES for issue in rule(scenario)]

@@ -1,145 +1,145 @@
-"""The top-level scenario: what to simulate, for how long, and what to sweep."""
+"""The validated scenario: the schema's fields plus AWS's rules across them, validated once.
+
+Validation runs the pydantic schema and then every rule of :mod:`esmsim.scenario.rules`: errors
+raise, warnings stay on the object (``scenario.warnings``), so nothing downstream runs the rules again.
+A scenario is frozen; :meth:`Scenario.with_changes` and ``model_copy(update=...)`` make validated copies.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple, Self
 
-from pydantic import Field, model_validator
+from pydantic import PrivateAttr, ValidationError, model_validator
 
-from esmsim.errors import ScenarioError
-from esmsim.scenario.base import Frozen, Seconds
-from esmsim.scenario.functions import Account, Function
-from esmsim.scenario.mappings import Mapping
-from esmsim.scenario.pricing import Pricing
-from esmsim.scenario.sources import Source
+from esmsim.errors import Issue, ScenarioError
+from esmsim.scenario.messages import issues_from_validation_error
+from esmsim.scenario.overrides import Change, apply_changes, parse_key
+from esmsim.scenario.rules import check
+from esmsim.scenario.system import System
+from esmsim.scenario.where import Where
 
-
-class Bound(Frozen):
-    """Limits on one summary metric."""
-
-    max: float | None = Field(None, description="The metric must not exceed this.")
-    min: float | None = Field(None, description="The metric must be at least this.")
+__all__ = ["Built", "Scenario", "build", "validate_scenario"]
 
 
-class Objective(Frozen):
-    """What a sweep recommends: the configuration minimising a metric within constraints."""
+class Scenario(System):
+    """A system of sources, functions and mappings, and how to run it, checked against AWS's rules.
 
-    minimize: str = Field(
-        "cost_per_month_usd", description="Summary metric to minimise (mean over replications)."
-    )
-    constraints: dict[str, Bound] = Field(
-        default_factory=dict,
-        description="Summary metric -> {max, min}, met by the mean over replications.",
-    )
+    ``warnings`` holds AWS's recommendations the scenario ignores, found while validating; they are not
+    part of the scenario's data (not dumped, not compared).
+    """
 
-    @model_validator(mode="after")
-    def _known_metrics(self) -> Objective:
-        from esmsim.keys import ALL_SUMMARY_KEYS
-        from esmsim.scenario.rules import did_you_mean
-
-        for name in (self.minimize, *self.constraints):
-            if name not in ALL_SUMMARY_KEYS:
-                raise ValueError(
-                    f"{name!r} is not a summary metric" + did_you_mean(name, list(ALL_SUMMARY_KEYS))
-                )
-        return self
-
-
-class SweepPlot(Frozen):
-    """Which swept keys the sweep's plots put on the x axis and on separate lines."""
-
-    x: str | None = Field(None, description="Swept key for the x axis (default: the first grid key).")
-    series: str | None = Field(
-        None, description="Swept key drawn as one line per value (default: the second)."
-    )
-
-
-class Sweep(Frozen):
-    """Which knobs ``esmsim sweep`` varies (dotted keys, list indices allowed)."""
-
-    grid: dict[str, tuple[Any, ...]] = Field(
-        default_factory=dict, description="Dotted keys and the values to try; every combination runs."
-    )
-    zip: dict[str, tuple[Any, ...]] = Field(
-        default_factory=dict, description="Dotted keys whose value lists vary together (equal lengths)."
-    )
-    replications: int = Field(
-        1, ge=1, description="Runs per configuration, each with its own random streams."
-    )
-    objective: Objective | None = Field(None, description="Constraints and the metric to minimise.")
-    plot: SweepPlot = Field(default_factory=SweepPlot, description="Axes of the sweep's plots.")
-
-    @model_validator(mode="after")
-    def _zip_lengths(self) -> Sweep:
-        lengths = {len(v) for v in self.zip.values()}
-        if len(lengths) > 1:
-            raise ValueError(f"zip lists must all have the same length (got {sorted(lengths)})")
-        for key, values in {**self.grid, **self.zip}.items():
-            if not values:
-                raise ValueError(f"{key}: give at least one value")
-        overlap = set(self.grid) & set(self.zip)
-        if overlap:
-            raise ValueError(f"{', '.join(sorted(overlap))} is both in grid and in zip")
-        if "seed" in self.grid or "seed" in self.zip:
-            # Every point of a replication shares its random streams (common random numbers).
-            raise ValueError("seed cannot be swept: use sweep.replications for independent runs")
-        swept = {**self.grid, **self.zip}
-        for axis, chosen in (("x", self.plot.x), ("series", self.plot.series)):
-            if chosen is not None and chosen not in swept:
-                raise ValueError(f"plot.{axis}: {chosen!r} is not a swept key (swept: {', '.join(swept)})")
-        return self
-
-
-class Scenario(Frozen):
-    """A system of sources, functions and mappings, and how to run it."""
-
-    name: str = Field("scenario", description="Shown in reports and recorded with every result.")
-    description: str = Field("", description="Free text: what the scenario is about.")
-    duration: Seconds = Field(3600.0, gt=0, description="Simulated time.")
-    warmup: Seconds = Field(
-        0.0, ge=0, description="Excluded from latency percentiles and time-weighted means (not from counts)."
-    )
-    seed: int = Field(0, ge=0, description="Root of every random stream; same seed, same results.")
-    account: Account = Field(default_factory=Account, description="The account's concurrency settings.")
-    functions: dict[str, Function] = Field(min_length=1, description="Lambda functions by name.")
-    sources: dict[str, Source] = Field(
-        min_length=1, description="Event sources (queues and streams) by name."
-    )
-    mappings: tuple[Mapping, ...] = Field(
-        min_length=1, description="Event source mappings, source to function."
-    )
-    pricing: Pricing = Field(
-        default_factory=Pricing, description="Unit prices (default: us-east-1 list prices)."
-    )
-    sweep: Sweep | None = Field(None, description="What `esmsim sweep` varies.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _mapping_source_types(cls, data: Any) -> Any:
-        """Tell each mapping the type of the source it reads: it decides which keys the mapping takes."""
-        if not isinstance(data, dict) or not isinstance(data.get("mappings"), list | tuple):
-            return data
-        raw_sources = data.get("sources")
-        sources: dict[Any, Any] = raw_sources if isinstance(raw_sources, dict) else {}
-        mappings = []
-        for mapping in data["mappings"]:
-            if isinstance(mapping, dict):
-                source = (
-                    sources.get(mapping.get("source")) if isinstance(mapping.get("source"), str) else None
-                )
-                kind = source.get("type") if isinstance(source, dict) else None
-                if kind in ("sqs", "kinesis", "dynamodb"):  # the source decides, never the user
-                    mapping = {**mapping, "source_type": kind}
-            mappings.append(mapping)
-        return {**data, "mappings": mappings}
+    _warnings: tuple[Issue, ...] = PrivateAttr(default=())
 
     @model_validator(mode="after")
     def _aws_rules(self) -> Scenario:
-        # Imported here: rules reads the finished models, the models do not need rules to exist.
-        from esmsim.scenario.rules import check
-
-        errors = [issue for issue in check(self) if issue.severity == "error"]
+        issues = check(self)
+        errors = [issue for issue in issues if issue.severity == "error"]
         if errors:
             # Not a ValueError: pydantic lets it through with the exact key paths intact.
             raise ScenarioError(errors)
+        self._warnings = tuple(issue for issue in issues if issue.severity == "warning")
         return self
+
+    @property
+    def warnings(self) -> tuple[Issue, ...]:
+        """AWS's recommendations this scenario does not follow (severity ``"warning"``), unlocated."""
+        return self._warnings
+
+    def __eq__(self, other: object) -> bool:
+        # The data only: warnings follow from it, and pydantic would also compare private attributes.
+        return type(other) is type(self) and self.__dict__ == other.__dict__
+
+    def data(self) -> dict[str, Any]:
+        """The keys this scenario was given, as plain data (defaults left out, snake_case spellings)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+    def with_changes(self, changes: Mapping[str, Any], *, label: str = "--set") -> Scenario:
+        """A validated copy with some keys changed.
+
+        Args:
+            changes: Dotted key paths as ``--set`` takes them (``mappings[0].batch_size``,
+                ``functions.orders.memory_mb``, AWS spellings such as
+                ``mappings[0].ScalingConfig.MaximumConcurrency``), each to a plain value (``"500ms"``,
+                ``{"dist": "lognormal", ...}``). A change never creates a function or source key by key.
+            label: Put before each key in messages: an issue reads ``--set KEY: path: message``.
+
+        Returns:
+            The new scenario; this one is unchanged.
+
+        Raises:
+            ScenarioError: A key does not parse or apply, or the result is invalid; each issue at a
+                changed key is labelled with it.
+        """
+        parsed: list[Change] = []
+        problems: list[Issue] = []
+        for key, value in changes.items():
+            try:
+                parsed.append(Change(parse_key(key), value, f"{label} {key}"))
+            except ValueError as error:
+                problems.append(Issue((), str(error), origin=f"{label} {key}"))
+        if problems:
+            raise ScenarioError(problems)
+        return build(self.data(), changes=parsed).scenario
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy; with ``update``, validated like any scenario (pydantic's own copy skips validation).
+
+        Raises:
+            pydantic.ValidationError: An updated value of the wrong type.
+            ScenarioError: The copy breaks one of AWS's rules.
+        """
+        copied = super().model_copy(update=update, deep=deep)
+        if not update:
+            return copied
+        return self.model_validate(copied.model_dump(by_alias=True, exclude_unset=True, warnings=False))
+
+
+class Built(NamedTuple):
+    """A scenario built from raw data and changes."""
+
+    scenario: Scenario
+    data: dict[str, Any]  # the raw data after the changes
+    where: Where  # where each key of ``data`` came from
+
+
+def build(raw: Mapping[str, Any], where: Where | None = None, changes: Iterable[Change] = ()) -> Built:
+    """Apply changes to a raw scenario and validate it.
+
+    The one path for files, ``--set``, sweep points and :meth:`Scenario.with_changes`.
+
+    Args:
+        raw: The scenario as plain data (not modified).
+        where: Where its keys came from (a file's lines), to locate issues.
+        changes: Changes to apply first, in order (later ones win).
+
+    Returns:
+        The validated scenario, the changed data and its origins (to locate the scenario's warnings).
+
+    Raises:
+        ScenarioError: Every problem found, each located at its line or change label.
+    """
+    data, where = apply_changes(dict(raw), where or Where(), changes)
+    return Built(validate_scenario(data, where), data, where)
+
+
+def validate_scenario(raw: Mapping[str, Any], where: Where | None = None) -> Scenario:
+    """Validate a raw scenario, every problem located.
+
+    Args:
+        raw: The scenario as plain data (not modified).
+        where: Where its keys came from.
+
+    Returns:
+        The validated scenario.
+
+    Raises:
+        ScenarioError: One located issue per problem (schema errors and AWS rule errors).
+    """
+    try:
+        return Scenario.model_validate(raw)
+    except ValidationError as error:
+        issues = issues_from_validation_error(error)
+    except ScenarioError as error:  # the AWS rules, raised by Scenario's after-validator
+        issues = error.issues
+    raise ScenarioError((where or Where()).place(issues)) from None

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
 from esmsim.dists import ConstantSize, SizeDist
-from esmsim.scenario.base import Bytes, Frozen, PerSecond, Seconds, WholeSeconds, aws
+from esmsim.scenario.base import Bytes, Frozen, Int, Number, PerSecond, Seconds, WholeSeconds, aws
 
 #: SQS's maximum message size since 2025 (docs/model.md §2).
 SQS_MAX_MESSAGE_BYTES = 1024 * 1024
@@ -22,7 +22,7 @@ class RatePoint(Frozen):
 
 
 class Traffic(Frozen):
-    """Records offered to a source by producers."""
+    """Records offered to a source by producers (queues take these keys; streams take two more)."""
 
     rate: PerSecond = Field(0.0, ge=0, description="Arrival rate before the first schedule point.")
     pattern: Literal["poisson", "constant"] = Field(
@@ -37,17 +37,11 @@ class Traffic(Frozen):
     record_size: SizeDist = Field(
         default_factory=lambda: ConstantSize(value=1024.0), description="Payload size of one record."
     )
-    initial_backlog: int = Field(0, ge=0, description="Records already in the source at time 0.")
+    initial_backlog: Int = Field(0, ge=0, description="Records already in the source at time 0.")
     backlog_span: Seconds = Field(
         0.0,
         ge=0,
         description="The initial backlog arrived evenly over this long before time 0 (0: all at 0).",
-    )
-    partition_keys: int = Field(
-        1000, ge=1, description="Streams: distinct partition keys (DynamoDB: items); keys hash to shards."
-    )
-    key_skew: float = Field(
-        0.0, ge=0, description="Streams: Zipf exponent of key popularity (0: uniform; 1.2: a few hot keys)."
     )
 
     @model_validator(mode="after")
@@ -67,40 +61,51 @@ class Traffic(Frozen):
         return self
 
 
+class StreamTraffic(Traffic):
+    """Records written to a stream: what a queue takes, plus the partition keys that pick shards."""
+
+    partition_keys: Int = Field(
+        1000, ge=1, description="Distinct partition keys (DynamoDB: items); keys hash to shards."
+    )
+    key_skew: Number = Field(
+        0.0, ge=0, description="Zipf exponent of key popularity (0: uniform; 1.2: a few hot keys)."
+    )
+
+
 class SqsSource(Frozen):
     """An SQS standard queue."""
 
     type: Literal["sqs"] = Field(description="`sqs`: a standard queue.")
     visibility_timeout: WholeSeconds = aws(
+        "SqsSource",
         "visibility_timeout",
-        "VisibilityTimeout",
         30.0,
         ge=0,
         le=43200,
         description="How long a received message stays invisible: the retry delay of a failed batch.",
     )
     retention: WholeSeconds = aws(
+        "SqsSource",
         "retention",
-        "MessageRetentionPeriod",
         345600.0,
         ge=60,
         le=1209600,
         description="Messages older than this are deleted by SQS (expired).",
     )
-    max_receive_count: int | None = Field(
+    max_receive_count: Int | None = Field(
         None, ge=1, le=1000, description="Redrive to the queue's dead-letter queue after this many receives."
     )
     delivery_delay: WholeSeconds = aws(
+        "SqsSource",
         "delivery_delay",
-        "DelaySeconds",
         0.0,
         ge=0,
         le=900,
         description="Delay before a new message is visible.",
     )
     max_message_size: Bytes = aws(
+        "SqsSource",
         "max_message_size",
-        "MaximumMessageSize",
         float(SQS_MAX_MESSAGE_BYTES),
         ge=1024,
         le=SQS_MAX_MESSAGE_BYTES,
@@ -108,22 +113,11 @@ class SqsSource(Frozen):
     )
     traffic: Traffic = Field(default_factory=Traffic, description="What producers send.")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _aws_redrive_policy(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "RedrivePolicy" in data:
-            data = dict(data)
-            policy = data.pop("RedrivePolicy")
-            if not isinstance(policy, dict) or "maxReceiveCount" not in policy:
-                raise ValueError("RedrivePolicy needs maxReceiveCount")
-            data.setdefault("max_receive_count", policy["maxReceiveCount"])
-        return data
-
 
 class _StreamSource(Frozen):
     """What Kinesis and DynamoDB streams share: shards, retention, read limits, the event format."""
 
-    shards: int = Field(ge=1, le=10000, description="Open shards.")
+    shards: Int = Field(ge=1, le=10000, description="Open shards.")
     propagation_delay: Seconds = Field(
         0.1,
         ge=0,
@@ -143,17 +137,17 @@ class _StreamSource(Frozen):
         gt=0,
         description="Bytes a shard serves per second to its consumers together (null: no limit).",
     )
-    max_records_per_call: int = Field(10000, ge=1, description="Records one GetRecords call returns at most.")
+    max_records_per_call: Int = Field(10000, ge=1, description="Records one GetRecords call returns at most.")
     max_bytes_per_call: Bytes = Field(
         10.0 * 1024 * 1024, gt=0, description="Bytes one GetRecords call returns at most."
     )
     record_overhead: Bytes = Field(
         350.0, ge=0, description="Event metadata per record counted toward the 6 MB payload (assumption)."
     )
-    payload_expansion: float = Field(
+    payload_expansion: Number = Field(
         4 / 3, ge=1, description="Payload bytes per record byte in the event (Kinesis base64-encodes data)."
     )
-    traffic: Traffic = Field(default_factory=Traffic, description="What producers write.")
+    traffic: StreamTraffic = Field(default_factory=StreamTraffic, description="What producers write.")
 
 
 class KinesisSource(_StreamSource):
@@ -195,7 +189,7 @@ class DynamoDBSource(_StreamSource):
     read_bytes_per_second: Bytes | None = Field(
         None, gt=0, description="Bytes a shard serves per second (null: AWS documents no limit)."
     )
-    max_records_per_call: int = Field(
+    max_records_per_call: Int = Field(
         1000, ge=1, le=1000, description="Records one GetRecords call returns at most."
     )
     max_bytes_per_call: Bytes = Field(
@@ -204,7 +198,7 @@ class DynamoDBSource(_StreamSource):
     record_overhead: Bytes = Field(
         400.0, ge=0, description="Event metadata per record (keys, sequence number, ...) (assumption)."
     )
-    payload_expansion: float = Field(1.0, ge=1, description="Payload bytes per record byte in the event.")
+    payload_expansion: Number = Field(1.0, ge=1, description="Payload bytes per record byte in the event.")
 
     @property
     def retention(self) -> float:

@@ -9,8 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from esmsim.scenario.scenario import Bound, Objective
-from esmsim.sweep.spec import Point
+from esmsim.sweep.spec import Bound, Objective, Point
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from esmsim.report import atomic_write
-from esmsim.scenario.scenario import Objective, Sweep
 from esmsim.sweep.objective import meets, pareto_front, recommend
-from esmsim.sweep.spec import Point
+from esmsim.sweep.spec import Objective, Point, Sweep
 
 COST = "cost_per_million_records_usd"
 LATENCY_P99 = "latency_p99_s"

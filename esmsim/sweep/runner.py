@@ -19,11 +19,12 @@ import pandas as pd
 from esmsim._version import __version__
 from esmsim.errors import Issue, ScenarioError
 from esmsim.result import scenario_hash
-from esmsim.scenario.loader import apply_overrides, read_raw, scenario_from_dict
-from esmsim.scenario.scenario import Scenario, Sweep
+from esmsim.scenario.loader import parse_overrides, read_raw
+from esmsim.scenario.scenario import Scenario, build
+from esmsim.scenario.where import Where
 from esmsim.sweep.executors import open_executor
 from esmsim.sweep.objective import Recommendation, recommend
-from esmsim.sweep.spec import Point, expand, run_id
+from esmsim.sweep.spec import Point, Sweep, expand, parse_sweep, run_id
 from esmsim.sweep.store import JOURNAL, SweepStore, now_iso, read_journal, runs_frame
 from esmsim.sweep.worker import failure, run_task
 
@@ -54,22 +55,25 @@ def plan(
     overrides: Sequence[str] = (),
     replications: int | None = None,
 ) -> SweepPlan:
-    """Expand and validate a sweep (a scenario file, a ``Scenario`` or a raw dict) before anything runs."""
-    file: str | None = None
-    lines: dict[Any, int] = {}
+    """Expand and validate a sweep (a scenario file, a ``Scenario`` or a raw dict) before anything runs.
+
+    The scenario, its ``sweep`` section and every point are validated, each problem located at its
+    ``file:line``, ``--set KEY`` or sweep point.
+    """
+    where = Where()
     source = None
     if isinstance(scenario, Scenario):
-        raw = scenario.model_dump(mode="json", by_alias=True)
+        raw = scenario.data()
     elif isinstance(scenario, dict):
         raw = scenario
     else:
-        file = os.fspath(scenario)
         raw, lines = read_raw(scenario)
-        source = Path(file).read_text(encoding="utf-8")
-    raw, lines, origin = apply_overrides(raw, lines, overrides)
-    validated = scenario_from_dict(raw, file=file, lines=lines, origin=origin)
-    sweep = validated.sweep or Sweep()
-    points = expand(raw, sweep, file=file)
+        where = Where(os.fspath(scenario), lines)
+        source = Path(os.fspath(scenario)).read_text(encoding="utf-8")
+    built = build(raw, where, parse_overrides(overrides))
+    validated = built.scenario
+    sweep = parse_sweep(validated.sweep, built.where)
+    points = expand(built.data, sweep, where=built.where)
     reps = replications if replications is not None else sweep.replications
     if reps < 1:
         raise ScenarioError([Issue(("sweep", "replications"), f"{reps} is below the minimum 1")])

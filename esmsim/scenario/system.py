@@ -1,0 +1,72 @@
+"""The fields of a scenario: what to simulate and for how long (the rules come on top, in scenario.py).
+
+Kept apart from :class:`~esmsim.scenario.scenario.Scenario` so the cross-key rules (rules.py) and the
+error messages (messages.py) can read the schema while the scenario runs them: imports flow one way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from esmsim.scenario.base import Frozen, Int, Seconds
+from esmsim.scenario.functions import Account, Function
+from esmsim.scenario.mappings import Mapping
+from esmsim.scenario.pricing import Pricing
+from esmsim.scenario.sources import Source
+
+#: Seeds are stored as signed 64-bit integers in result tables (runs.parquet): seeds stay below.
+SEED_LIMIT = 2**63
+
+
+class System(Frozen):
+    """A system of sources, functions and mappings, and how to run it."""
+
+    name: str = Field("scenario", description="Shown in reports and recorded with every result.")
+    description: str = Field("", description="Free text: what the scenario is about.")
+    duration: Seconds = Field(3600.0, gt=0, description="Simulated time.")
+    warmup: Seconds = Field(
+        0.0, ge=0, description="Excluded from latency percentiles and time-weighted means (not from counts)."
+    )
+    seed: Int = Field(
+        0, ge=0, lt=SEED_LIMIT, description="Root of every random stream; same seed, same results."
+    )
+    account: Account = Field(default_factory=Account, description="The account's concurrency settings.")
+    functions: dict[str, Function] = Field(min_length=1, description="Lambda functions by name.")
+    sources: dict[str, Source] = Field(
+        min_length=1, description="Event sources (queues and streams) by name."
+    )
+    mappings: tuple[Mapping, ...] = Field(
+        min_length=1, description="Event source mappings, source to function."
+    )
+    pricing: Pricing = Field(
+        default_factory=Pricing, description="Unit prices (default: us-east-1 list prices)."
+    )
+    sweep: dict[str, Any] | None = Field(
+        None,
+        description=(
+            "What `esmsim sweep` varies (below); checked by `esmsim validate` and `esmsim sweep`, ignored "
+            "by `esmsim run`."
+        ),
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mapping_source_types(cls, data: Any) -> Any:
+        """Tell each mapping the type of the source it reads: it decides which keys the mapping takes."""
+        if not isinstance(data, dict) or not isinstance(data.get("mappings"), list | tuple):
+            return data
+        raw_sources = data.get("sources")
+        sources: dict[Any, Any] = raw_sources if isinstance(raw_sources, dict) else {}
+        mappings = []
+        for mapping in data["mappings"]:
+            if isinstance(mapping, dict):
+                source = (
+                    sources.get(mapping.get("source")) if isinstance(mapping.get("source"), str) else None
+                )
+                kind = source.get("type") if isinstance(source, dict) else None
+                if kind in ("sqs", "kinesis", "dynamodb"):  # the source decides, never the user
+                    mapping = {**mapping, "source_type": kind}
+            mappings.append(mapping)
+        return {**data, "mappings": mappings}
