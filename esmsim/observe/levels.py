@@ -164,6 +164,9 @@ class BinnedLevel:
         """Fold changes in [done_until, until), in time order, into the bins they fall in."""
         edges = self.edges
         start = self.done_until
+        if times.size == 0:
+            self._fold_constant(start, until)
+            return
         # Markers (zero changes) at the window's start, every bin edge inside it and the warm-up,
         # so no interval between consecutive points crosses a bin edge or the warm-up. Put after
         # the changes and sorted stably, each marker follows the changes at its instant.
@@ -193,6 +196,23 @@ class BinnedLevel:
         self._area[present] += np.add.reduceat(areas, first)
         self._run_area += float(areas[t >= self.warmup].sum())
         self.level = float(value[-1])
+        self.done_until = until
+
+    def _fold_constant(self, start: float, until: float) -> None:
+        """Fold [start, until) over which the level did not change (the usual case in a quiet run)."""
+        edges = self.edges
+        level = self.level
+        width = float(edges[1] - edges[0])
+        b = min(int(start / width), len(edges) - 2)
+        while b < len(edges) - 1 and edges[b] < until:
+            lo, hi = max(float(edges[b]), start), min(float(edges[b + 1]), until)
+            self._area[b] += level * (hi - lo)
+            if level > self._max[b]:
+                self._max[b] = level
+            if edges[b] >= start:
+                self._start_value[b] = level
+            b += 1
+        self._run_area += level * max(0.0, until - max(start, self.warmup))
         self.done_until = until
 
     def _apply_late(self, times: np.ndarray, deltas: np.ndarray) -> None:

@@ -15,6 +15,7 @@ always exact.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,7 +105,10 @@ class Outcomes:
         self._p50 = np.full(self.nb, np.nan)
         self._p99 = np.full(self.nb, np.nan)
         self._closed_minutes = 0
-        self._trace: list[tuple[np.ndarray, ...]] | None = [] if trace else None
+        #: A traced run's record ends as given: (consumer, sent, done, state, ids, detail).
+        self._trace: list[tuple[int, np.ndarray, Any, int, Any, dict[str, Any] | None]] | None = (
+            [] if trace else None
+        )
 
     @property
     def tracing(self) -> bool:
@@ -157,7 +161,7 @@ class Outcomes:
             return
         self._census[consumer, int(state)] += sent_at.size
         if self._trace is not None:
-            self._trace_rows(consumer, sent_at, np.full(sent_at.size, np.nan), int(state), ids, detail)
+            self._trace_rows(consumer, sent_at, math.nan, int(state), ids, detail)
 
     def census_count(self, consumer: int, state: RecordState, n: int) -> None:
         """Like :meth:`census`, for records whose columns were not kept (an unread stream's)."""
@@ -245,31 +249,49 @@ class Outcomes:
         ids: slice | np.ndarray | None,
         detail: dict[str, Any] | None,
     ) -> None:
+        # Kept as given (record columns are never modified once written, so views stay valid) and
+        # turned into columns once, when the run closes: a traced run pays little per batch.
         assert self._trace is not None
-        n = sent.size
-        if isinstance(ids, slice):
-            ids = np.arange(ids.start, ids.stop, ids.step or 1)
-        detail = detail or {}
+        self._trace.append((consumer, sent, done, state, ids, detail))
 
-        def column(name: str, default: float, dtype: Any) -> np.ndarray:
-            value = detail.get(name)
-            value = default if value is None else value
-            return np.broadcast_to(np.asarray(value, dtype=dtype), (n,)).copy()
+    def _trace_table(self) -> dict[str, np.ndarray]:
+        """The traced records as columns (TRACE_COLUMNS)."""
+        entries = self._trace or []
+        count = len(entries)
+        sizes = np.fromiter((e[1].shape[0] for e in entries), dtype=np.int64, count=count)
 
-        self._trace.append(
-            (
-                np.full(n, consumer, dtype=np.int32),
-                np.full(n, -1, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64).copy(),
-                np.asarray(sent, dtype=float).copy(),
-                np.broadcast_to(np.asarray(done, dtype=float), (n,)).copy(),
-                np.full(n, state, dtype=np.int8),
-                column("receives", -1, np.int32),
-                column("shard", -1, np.int32),
-                column("key", -1, np.int64),
-                column("stored_s", np.nan, float),
-                column("poison_draw", np.nan, float),
-            )
-        )
+        def repeated(values: list[Any], dtype: Any) -> np.ndarray:
+            return np.repeat(np.asarray(values, dtype=dtype), sizes)
+
+        def column(values: list[Any], default: float, dtype: Any) -> np.ndarray:
+            if all(v is None or np.isscalar(v) for v in values):  # one value per entry: repeat it
+                return repeated([default if v is None else v for v in values], dtype)
+            parts = [
+                np.broadcast_to(np.asarray(default if v is None else v, dtype=dtype), (int(n),))
+                for v, n in zip(values, sizes, strict=True)
+            ]
+            return np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
+
+        def id_part(ids: slice | np.ndarray | None, n: int) -> np.ndarray:
+            if isinstance(ids, slice):
+                return np.arange(ids.start, ids.stop, ids.step or 1, dtype=np.int64)
+            return np.full(n, -1, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
+
+        details = [e[5] or {} for e in entries]
+        ids = [id_part(e[4], int(n)) for e, n in zip(entries, sizes, strict=True)]
+        sent = [np.asarray(e[1], dtype=float) for e in entries]
+        return {
+            "consumer": repeated([e[0] for e in entries], np.int32),
+            "id": np.concatenate(ids) if ids else np.empty(0, dtype=np.int64),
+            "sent_s": np.concatenate(sent) if sent else np.empty(0),
+            "done_s": column([e[2] for e in entries], np.nan, float),
+            "state": repeated([e[3] for e in entries], np.int8),
+            "receives": column([d.get("receives") for d in details], -1, np.int32),
+            "shard": column([d.get("shard") for d in details], -1, np.int32),
+            "key": column([d.get("key") for d in details], -1, np.int64),
+            "stored_s": column([d.get("stored_s") for d in details], np.nan, float),
+            "poison_draw": column([d.get("poison_draw") for d in details], np.nan, float),
+        }
 
     # ------------------------------------------------------------------ reading
     def close(self) -> OutcomeTotals:
@@ -286,15 +308,7 @@ class Outcomes:
                     f"{consumer.label}: {self._arrived[i]} records arrived but {total[i]} are accounted for "
                     f"({dict(zip([s.name for s in RecordState], by_state[i].tolist(), strict=True))})"
                 )
-        trace = None
-        if self._trace is not None:
-            names = TRACE_COLUMNS
-            columns = list(zip(*self._trace, strict=True)) if self._trace else [() for _ in names]
-            empty = (np.int32, np.int64, float, float, np.int8, np.int32, np.int32, np.int64, float, float)
-            trace = {
-                name: np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
-                for name, parts, dtype in zip(names, columns, empty, strict=True)
-            }
+        trace = self._trace_table() if self._trace is not None else None
         exact = None
         if self._exact is not None:
             exact = np.concatenate(self._exact) if self._exact else np.empty(0)
