@@ -22,7 +22,9 @@ from esmsim.scenario.loader import (
     read_raw,
     scenario_from_dict,
 )
+from esmsim.scenario.mappings import SqsMapping
 from esmsim.scenario.overrides import apply_override, parse_key, parse_override
+from esmsim.scenario.sources import SqsSource
 
 ORDERS_YAML = """\
 name: orders-sqs
@@ -101,6 +103,20 @@ mappings:
 """
 
 
+def sqs_source(scenario: Scenario, name: str) -> SqsSource:
+    """A source known to be a queue."""
+    source = scenario.sources[name]
+    assert isinstance(source, SqsSource)
+    return source
+
+
+def sqs_mapping(scenario: Scenario, index: int) -> SqsMapping:
+    """A mapping known to read a queue."""
+    mapping = scenario.mappings[index]
+    assert isinstance(mapping, SqsMapping)
+    return mapping
+
+
 def write(tmp_path: Path, text: str, name: str = "scenario.yaml") -> str:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
@@ -122,7 +138,7 @@ def test_yaml_scenario_with_human_units(orders: Scenario) -> None:
     fn = orders.functions["orders"]
     assert (fn.memory_mb, fn.timeout, fn.per_record) == (1024, 30.0, 0.002)
     assert fn.duration == LognormalDuration(dist="lognormal", median=0.04, p99=0.25)
-    queue = orders.sources["orders-queue"]
+    queue = sqs_source(orders, "orders-queue")
     assert (queue.visibility_timeout, queue.max_receive_count) == (180.0, 5)
     assert queue.traffic.rate == 200.0
     assert queue.traffic.record_size == ConstantSize(value=2048.0)
@@ -149,10 +165,10 @@ def test_defaults_are_filled_in(orders: Scenario) -> None:
     assert fn.reserved_concurrency is None
     assert fn.provisioned_concurrency == 0
     assert fn.errors.invocation_error_rate == 0.0
-    queue = orders.sources["orders-queue"]
+    queue = sqs_source(orders, "orders-queue")
     assert queue.retention == 345_600.0  # 4 days, SQS's default
     assert queue.traffic.pattern == "poisson"
-    mapping = orders.mappings[0]
+    mapping = sqs_mapping(orders, 0)
     assert mapping.enabled is True
     assert mapping.maximum_concurrency is None
     assert mapping.report_batch_item_failures is False
@@ -176,9 +192,9 @@ def test_aws_camelcase_names(tmp_path: Path) -> None:
     scenario = load_scenario(write(tmp_path, AWS_YAML))
     fn = scenario.functions["orders"]
     assert (fn.memory_mb, fn.timeout, fn.reserved_concurrency, fn.architecture) == (2048, 60.0, 50, "arm64")
-    queue = scenario.sources["orders-queue"]
+    queue = sqs_source(scenario, "orders-queue")
     assert (queue.visibility_timeout, queue.retention, queue.max_receive_count) == (360.0, 86400.0, 5)
-    mapping = scenario.mappings[0]
+    mapping = sqs_mapping(scenario, 0)
     assert (mapping.batch_size, mapping.batching_window, mapping.maximum_concurrency) == (100, 5.0, 5)
     assert mapping.report_batch_item_failures is True
     assert mapping.enabled is True
@@ -187,7 +203,7 @@ def test_aws_camelcase_names(tmp_path: Path) -> None:
 def test_warnings_are_returned_located(tmp_path: Path) -> None:
     path = write(tmp_path, ORDERS_YAML.replace("max_receive_count: 5", "max_receive_count: 2"))
     scenario, warnings = load_scenario_with_warnings(path)
-    assert scenario.sources["orders-queue"].max_receive_count == 2
+    assert sqs_source(scenario, "orders-queue").max_receive_count == 2
     assert [w.format() for w in warnings] == [
         f"{path}:15: warning: sources.orders-queue.max_receive_count: 2 is under AWS's recommended 5: "
         "throttles and transient errors can dead-letter healthy messages"

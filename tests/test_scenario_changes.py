@@ -21,6 +21,7 @@ from esmsim.errors import Issue, ScenarioError
 from esmsim.scenario import Scenario
 from esmsim.scenario.loader import load_scenario, load_scenario_with_warnings
 from esmsim.scenario.mappings import SqsMapping
+from esmsim.scenario.sources import SqsSource
 from esmsim.sweep import plan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -149,12 +150,11 @@ def test_set_of_a_converted_spelling(tmp_path: Path) -> None:
     )
     scenario = load_scenario(path, ["mappings[0].FunctionResponseTypes=[ReportBatchItemFailures]"])
     assert scenario.mappings[0].report_batch_item_failures is True
-    assert (
-        load_scenario(path, ["sources.orders-queue.RedrivePolicy.maxReceiveCount=8"])
-        .sources["orders-queue"]
-        .max_receive_count
-        == 8
-    )  # type: ignore[union-attr]
+    queue = load_scenario(path, ["sources.orders-queue.RedrivePolicy.maxReceiveCount=8"]).sources[
+        "orders-queue"
+    ]
+    assert isinstance(queue, SqsSource)
+    assert queue.max_receive_count == 8
 
 
 def test_a_sweep_over_an_aws_spelling_changes_the_value(tmp_path: Path) -> None:

@@ -93,8 +93,8 @@ def test_poison_record_stalls_the_default_mapping_only() -> None:
     # Per mapping over time: the stalled mapping's IteratorAge climbs about a second per second in
     # the last minutes and one of its shards piles up, while the other mapping stays current.
     series = result.mapping_timeseries.set_index(["mapping", "minute"])
-    stalled = series.loc[defaults.name]
-    healthy = series.loc[recovering.name]
+    stalled = series.loc[str(defaults.name)]
+    healthy = series.loc[str(recovering.name)]
     assert stalled["IteratorAge"].iloc[-1] > stalled["IteratorAge"].iloc[-4] + 100_000  # ms, 3 minutes
     assert healthy["IteratorAge"].iloc[-3:].max() < 30_000
     shards = result.shard_timeseries

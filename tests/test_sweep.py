@@ -481,12 +481,13 @@ def test_latency_and_cost_plots_have_a_line_per_series_value() -> None:
         "p50 (memory_mb=1024)",
         "p99 (memory_mb=1024)",
     ]
-    assert all(list(line.get_xdata()) == [1, 20] for line in ax.get_lines())
+    assert all(np.asarray(line.get_xdata()).tolist() == [1, 20] for line in ax.get_lines())
     assert ax.get_xlabel() == "mappings[0].batch_size"
     assert ax.get_ylabel() == "latency (s)"
     assert ax.get_xscale() == "log"  # 1 to 20 spans more than a factor of 10
     np.testing.assert_allclose(
-        ax.get_lines()[1].get_ydata(), table_[table_["functions.f.memory_mb"] == 512]["latency_p99_s"]
+        np.asarray(ax.get_lines()[1].get_ydata()),
+        table_[table_["functions.f.memory_mb"] == 512]["latency_p99_s"],
     )
     fig = cost_figure(table_, "mappings[0].batch_size", "functions.f.memory_mb")
     ax = fig.axes[0]
@@ -501,10 +502,11 @@ def test_pareto_plot_marks_the_frontier_and_the_choice() -> None:
     ax = fig.axes[0]
     front = [line for line in ax.get_lines() if line.get_label() == "Pareto frontier"]
     assert len(front) == 1
-    assert len(front[0].get_xdata()) == len(
+    assert len(np.asarray(front[0].get_xdata())) == len(
         pareto_front(table_, "cost_per_million_records_usd", "latency_p99_s")
     )
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert ax.get_legend() is not None
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]  # type: ignore[union-attr]
     assert legend == ["configurations", "Pareto frontier", "recommended"]
     assert ax.get_xlabel() == "p99 latency (s)"
     # With an objective that some configurations fail (p99 at most the median p99), those are drawn apart.
@@ -513,10 +515,11 @@ def test_pareto_plot_marks_the_frontier_and_the_choice() -> None:
         constraints={"latency_p99_s": Bound(max=float(table_["latency_p99_s"].median()))},
     )
     ax = pareto_figure(table_, points, verdict.point, objective).axes[0]
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]  # type: ignore[union-attr]
     assert legend == ["meets the constraints", "fails a constraint", "Pareto frontier", "recommended"]
     ran = table_[table_["replications"] > 0].to_dict("records")
-    meeting, failing = ax.collections[0].get_offsets(), ax.collections[1].get_offsets()
+    meeting = np.asarray(ax.collections[0].get_offsets())
+    failing = np.asarray(ax.collections[1].get_offsets())
     assert len(meeting) == sum(meets(r, objective) for r in ran) > 0
     assert len(failing) > 0
     assert len(meeting) + len(failing) == len(ran)

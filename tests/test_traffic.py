@@ -298,9 +298,10 @@ def test_poison_draws_decide_poison_records_only_where_a_function_has_them() -> 
         }
     )
     inv = traced(s).invocations
-    by_function = inv.groupby(inv["function"].astype(str), observed=True)["outcome"].agg(
-        lambda o: set(o.astype(str))
-    )
+    by_function = {
+        str(name): set(group["outcome"].astype(str))
+        for name, group in inv.groupby(inv["function"].astype(str), observed=True)
+    }
     assert by_function["f"] == {"error"}
     assert by_function["clean"] == {"success"}
 

@@ -1,0 +1,262 @@
+"""What becomes of received SQS messages: deleted, visible again, dead-lettered or expired.
+
+:class:`MessageFates` is the part of :class:`esmsim.model.sqs_queue.SqsQueue` that owns visibility
+deadlines: a batch's undeleted messages reappear when its deadline passes (or go to the DLQ once
+received ``max_receive_count`` times, or expire once older than the retention period), a late
+delete only removes what nobody received since, and SQS deletes what outlives its retention.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import simpy
+
+from esmsim.events import RecordState
+from esmsim.model.alarm import Alarm
+from esmsim.model.records import RecordFifo
+from esmsim.model.sqs_messages import Batch, Messages
+from esmsim.observe.levels import BinnedSum
+from esmsim.observe.outcomes import Outcomes
+from esmsim.observe.recorder import Recorder
+
+#: Messages per DeleteMessageBatch / ReceiveMessage call.
+SQS_BATCH_API_MAX = 10
+
+_SUCCEEDED, _DLQ, _EXPIRED = RecordState.SUCCEEDED, RecordState.DLQ, RecordState.EXPIRED
+
+
+class MessageFates:
+    """Deletes, visibility deadlines, redrive and retention of one queue (mixed into SqsQueue)."""
+
+    # State the queue owns (see SqsQueue.__init__).
+    env: simpy.Environment
+    recorder: Recorder
+    outcomes: Outcomes
+    consumer: int
+    fifo: RecordFifo
+    head: int
+    redelivered: deque[Messages]
+    n_redelivered: int
+    in_flight: dict[int, Batch]
+    retention_s: float
+    max_receive_count: int
+    overrun_batches: int
+    draws: bool
+    _deadlines: list[tuple[float, int, Batch]]
+    _retention_watermark: float
+    _expiry: Alarm
+    in_flight_level: Any
+    dlq_writes: BinnedSum
+    _post_in_flight: Callable[[tuple[float, float]], None]
+    _post_deletes: Callable[[tuple[float, float]], None]
+    _post_delete_calls: Callable[[tuple[float, float]], None]
+
+    def refresh(self, now: float) -> None:
+        """Apply everything due by ``now``: visibility deadlines, then retention."""
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            self._return(heapq.heappop(deadlines)[2])
+        if now >= self._retention_watermark:
+            self._expire_due(now)
+
+    def next_deadline(self) -> float:
+        """The earliest pending visibility deadline (``inf`` when none)."""
+        return self._deadlines[0][0] if self._deadlines else math.inf
+
+    def release(self, batch: Batch) -> None:
+        """Rows of ``batch`` not deleted by its deadline reappear then (or dead-letter, or expire).
+
+        Called when the poller gives up a batch (a function error, a throttled batch it stops
+        retrying) or knows it will still be running when the visibility timeout ends.
+        """
+        if not batch.released:
+            batch.released = True
+            heapq.heappush(self._deadlines, (batch.visible_at, batch.serial, batch))
+
+    def complete(self, batch: Batch, now: float, failed: np.ndarray | None) -> None:
+        """Delete a processed batch's messages, except ``failed`` (a boolean mask over the batch).
+
+        Failed messages stay in flight until the batch's visibility deadline.
+        """
+        if now >= batch.visible_at:
+            self._complete_overrun(batch, now, failed)
+            return
+        messages = batch.messages
+        if failed is None:
+            del self.in_flight[batch.serial]
+            n = batch.n
+            self._delete(messages, now, n)
+        else:
+            done = messages.select(~failed)
+            batch.messages = messages.select(failed)
+            self.release(batch)  # the failed rows reappear at the deadline
+            n = len(done)
+            self._delete(done, now, n)
+        self._post_in_flight((now, -n))
+
+    def _delete(self, done: Messages, now: float, n: int) -> None:
+        if n:
+            if self.outcomes.tracing:
+                self.outcomes.ended(
+                    self.consumer,
+                    done.sent_at,
+                    now,
+                    _SUCCEEDED,
+                    ids=done.ids,
+                    detail=done.detail(1),
+                )
+            else:
+                self.outcomes.ended(self.consumer, done.sent_at, now, _SUCCEEDED)
+            self._post_deletes((now, n))
+            self._post_delete_calls((now, math.ceil(n / SQS_BATCH_API_MAX)))
+
+    def _complete_overrun(self, batch: Batch, now: float, failed: np.ndarray | None) -> None:
+        """The visibility timeout passed before the batch finished: its rows are visible again.
+
+        SQS deletes with the batch's receipt handle only what nobody received since: the rows still
+        waiting in the queue. Rows another poller holds now carry a newer receipt; the delete of
+        them is ignored and they will be processed again (at-least-once delivery).
+        """
+        self.overrun_batches += 1
+        self.refresh(now)
+        rows = batch.messages.ids if failed is None else batch.messages.ids[~failed]
+        kept: deque[Messages] = deque()
+        deleted = []
+        for pool in self.redelivered:
+            hit = np.isin(pool.ids, rows)
+            if hit.any():
+                deleted.append(pool.select(hit))
+                pool = pool.select(~hit)
+            if len(pool):
+                kept.append(pool)
+        if deleted:
+            done = Messages.join(deleted)
+            self.redelivered = kept
+            self.n_redelivered -= len(done)
+            self._visible(now, -len(done))
+            self._delete(done, now, len(done))
+
+    def _return(self, batch: Batch) -> None:
+        """A batch's visibility deadline passed: undeleted messages reappear, dead-letter or expire."""
+        at = batch.visible_at
+        if self.in_flight.pop(batch.serial, None) is None:
+            return  # already returned (or deleted)
+        messages = batch.messages  # kept on the batch: a late delete still names its receipts
+        if not len(messages):
+            return
+        self.in_flight_level.add(at, -len(messages))
+        expiry = messages.sent_at + self.retention_s
+        old = expiry <= at
+        if old.any():
+            gone = messages.select(old)
+            self.outcomes.ended(
+                self.consumer,
+                gone.sent_at,
+                expiry[old],
+                _EXPIRED,
+                ids=gone.ids,
+                detail=gone.detail(1),
+            )
+            messages = messages.select(~old)
+        if self.max_receive_count and len(messages):
+            # Received retries + 1 times by now: SQS redrives once that reaches maxReceiveCount.
+            dead = messages.retries + 1 >= self.max_receive_count
+            if dead.any():
+                gone = messages.select(dead)
+                self.outcomes.ended(
+                    self.consumer, gone.sent_at, at, _DLQ, ids=gone.ids, detail=gone.detail(1)
+                )
+                self.dlq_writes.add(at, len(gone))
+                messages = messages.select(~dead)
+        if len(messages):
+            messages.retries = messages.retries + 1
+            self.redelivered.append(messages)
+            self.n_redelivered += len(messages)
+            self._visible(at, len(messages))
+            oldest = float(messages.sent_at.min()) + self.retention_s
+            self._retention_watermark = min(self._retention_watermark, oldest)
+            self._expiry.request(self._retention_watermark, self.env.now)
+
+    def _expire_due(self, now: float) -> None:
+        fifo = self.fifo
+        retention = self.retention_s
+        # A message expires when sent + retention <= now, computed exactly so: the retention
+        # watermark is that sum, and "sent <= now - retention" can differ from it by a rounding,
+        # which would leave a message due by the watermark but not by this test, forever.
+        if self.head < fifo.top and fifo.at("sent_at", self.head) + retention <= now:
+            stop = fifo.search("sent_at", now - retention, "right", start=self.head)
+            while stop < fifo.top and fifo.at("sent_at", stop) + retention <= now:
+                stop += 1
+            while stop > self.head and fifo.at("sent_at", stop - 1) + retention > now:
+                stop -= 1
+            part = slice(self.head, stop)
+            sent = fifo.gather("sent_at", part)
+            expiry = sent + self.retention_s
+            self.outcomes.ended(
+                self.consumer, sent, expiry, _EXPIRED, ids=part, detail=self._fresh_detail(part)
+            )
+            self._visible(expiry, -1.0)
+            self.head = stop
+        if self.n_redelivered:
+            kept: deque[Messages] = deque()
+            for pool in self.redelivered:
+                expiry = pool.sent_at + self.retention_s
+                old = expiry <= now
+                if old.any():
+                    gone = pool.select(old)
+                    self.outcomes.ended(
+                        self.consumer,
+                        gone.sent_at,
+                        expiry[old],
+                        _EXPIRED,
+                        ids=gone.ids,
+                        detail=gone.detail(),
+                    )
+                    self._visible(expiry[old], -1.0)
+                    pool = pool.select(~old)
+                if len(pool):
+                    kept.append(pool)
+            self.redelivered = kept
+            self.n_redelivered = sum(len(pool) for pool in kept)
+        # Nothing can expire before the oldest waiting message does (head only moves forward).
+        oldest = [fifo.at("sent_at", self.head)] if self.head < fifo.top else []
+        oldest += [float(pool.sent_at.min()) for pool in self.redelivered]
+        self._retention_watermark = min(oldest, default=math.inf) + self.retention_s
+        self._expiry.request(self._retention_watermark, now)
+
+    def finish(self, end: float) -> None:
+        """Close the books at the end of the run.
+
+        Deadlines and expiry up to ``end``, then a census of what is still waiting (in the queue)
+        or in flight (in batches).
+        """
+        self.refresh(end)
+        fifo = self.fifo
+        if self.head < fifo.top:
+            part = slice(self.head, fifo.top)
+            self.outcomes.census(
+                self.consumer,
+                fifo.gather("sent_at", part),
+                RecordState.WAITING,
+                ids=part,
+                detail=self._fresh_detail(part),
+            )
+        for pool in self.redelivered:
+            self.outcomes.census(self.consumer, pool.sent_at, RecordState.WAITING, pool.ids, pool.detail())
+        for batch in self.in_flight.values():
+            m = batch.messages
+            self.outcomes.census(self.consumer, m.sent_at, RecordState.IN_FLIGHT, m.ids, m.detail(1))
+        self.recorder.add_total("visibility_overruns", self.overrun_batches)
+
+    # Provided by SqsQueue.
+    def _visible(self, at: float | np.ndarray, delta: float) -> None:
+        raise NotImplementedError
+
+    def _fresh_detail(self, part: slice) -> dict[str, Any] | None:
+        raise NotImplementedError
