@@ -89,7 +89,8 @@ class Messages:
             np.concatenate([p.sent_at for p in parts]),
             np.concatenate([p.size for p in parts]),
             None if any(d is None for d in draws) else np.concatenate(draws),  # type: ignore[arg-type]
-            np.concatenate([p.retries for p in parts]),
+            # Fresh messages have no receive counts yet: they stay implicit (zeros when asked).
+            None if all(p._retries is None for p in parts) else np.concatenate([p.retries for p in parts]),
         )
 
 

@@ -173,17 +173,24 @@ class SqsQueue(MessageFates):
 
     def fresh_visible_at(self, position: int) -> float:
         """When the fresh message at ``position`` becomes visible."""
-        return self.fifo.at("visible_at", position)
+        return float(self._visible_col[position - self._base])
 
     def column(self, name: str, part: Ids) -> np.ndarray:
         """Column ``name`` of fresh rows (a view for a slice)."""
+        if isinstance(part, slice):
+            base = self._base
+            return self.fifo.arrays[name][part.start - base : part.stop - base : part.step]
         return self.fifo.gather(name, part)
 
     def payload(self, part: Ids) -> float:
         """Payload bytes (with event metadata) of fresh rows."""
         if isinstance(part, slice) and (part.step or 1) == 1:
-            return self.fifo.at("cum", part.stop - 1) - self._before(part.start)
-        sizes = self.fifo.gather("size", part)
+            return float(self._cum_col[part.stop - 1 - self._base]) - self._before(part.start)
+        if isinstance(part, slice):
+            base = self._base
+            sizes = self._size_col[part.start - base : part.stop - base : part.step]
+        else:
+            sizes = self.fifo.gather("size", part)
         return float(sizes.sum()) + float(sizes.shape[0]) * self.overhead
 
     def _before(self, position: int) -> float:
@@ -297,6 +304,14 @@ class SqsQueue(MessageFates):
             draw = self._draw_col
             return Messages(
                 first, self._sent_col[a:b], self._size_col[a:b], None if draw is None else draw[a:b], None
+            )
+        if all(isinstance(part, slice) for part in parts):
+            # Rows dealt round-robin to one collector: one index array, one take per column.
+            ids = np.concatenate([np.arange(p.start, p.stop, p.step or 1) for p in parts])  # type: ignore[union-attr]
+            rows = ids - self._base
+            draw = self._draw_col
+            return Messages(
+                ids, self._sent_col[rows], self._size_col[rows], None if draw is None else draw[rows], None
             )
         fifo = self.fifo
         out = []

@@ -396,7 +396,8 @@ class SqsReceivers:
             bursts = 1 + int(np.count_nonzero(np.diff(rows_at) > owner.round_trip_s))
             calls += max(bursts, math.ceil(rows_at.size / owner.max_messages))
             if not c.tracks_bytes:
-                c.nbytes += sum(queue.payload(p) for p in c.dealt)
+                sizes = np.concatenate([queue.column("size", p) for p in c.dealt])
+                c.nbytes += float(sizes.sum()) + sizes.size * queue.overhead
         self._count_empty(c, now, calls=calls)
         # The batch's visibility clock starts when it is complete: a clock per message would let a
         # message come back before a later one in its batch was even sent (window > visibility).

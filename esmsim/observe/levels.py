@@ -49,6 +49,18 @@ def _pairs(rows: list[tuple[float, float]]) -> np.ndarray:
     return flat.reshape(-1, 2)
 
 
+def _expand(deltas: list[float | np.ndarray], sizes: list[int]) -> np.ndarray:
+    """Per-change deltas from blocks given as a scalar (one delta for the block) or an array."""
+    scalars = [0.0 if isinstance(d, np.ndarray) else float(d) for d in deltas]
+    out = np.repeat(np.asarray(scalars), sizes)
+    if len(scalars) != sum(1 for d in deltas if not isinstance(d, np.ndarray)):
+        ends = np.cumsum(sizes)
+        for d, end, n in zip(deltas, ends.tolist(), sizes, strict=True):
+            if isinstance(d, np.ndarray):
+                out[end - n : end] = d
+    return out
+
+
 @dataclass(frozen=True)
 class LevelStats:
     """Exact statistics of a step function over a run."""
@@ -94,7 +106,7 @@ class BinnedLevel:
         #: ``post((time, delta))``: the cheapest way to write one change (a bound list append).
         self.post = self._changes.append
         self._vt: list[np.ndarray] = []
-        self._vd: list[np.ndarray] = []
+        self._vd: list[float | np.ndarray] = []
         self._pending = 0
         #: Every change before this time has been folded.
         self.done_until = 0.0
@@ -111,8 +123,9 @@ class BinnedLevel:
     def add_many(self, at: np.ndarray, delta: float | np.ndarray) -> None:
         """Several changes at once (a scalar delta applies to every time)."""
         if at.size:
-            self._vt.append(np.asarray(at, dtype=float))
-            self._vd.append(np.broadcast_to(np.asarray(delta, dtype=float), at.shape))
+            self._vt.append(at)
+            # A scalar stays a scalar until folding, where all of them expand in one np.repeat.
+            self._vd.append(delta if isinstance(delta, float | int) else np.asarray(delta, dtype=float))
             self._pending += at.size
 
     # ------------------------------------------------------------------ folding
@@ -142,20 +155,18 @@ class BinnedLevel:
             self._changes.clear()  # in place: ``post`` stays bound to this list
             if keep.any():
                 self._changes.extend(zip(t[keep].tolist(), d[keep].tolist(), strict=True))
-        kept_t, kept_d = [], []
-        for t, d in zip(self._vt, self._vd, strict=True):
+        if self._vt:
+            # One mask over everything pending (hundreds of small blocks per fold in a busy run).
+            t = np.concatenate(self._vt).astype(float, copy=False)
+            d = _expand(self._vd, [v.size for v in self._vt])
             keep = t >= until
             if keep.all():
-                kept_t.append(t)
-                kept_d.append(d)
-                continue
-            parts_t.append(t[~keep])
-            parts_d.append(d[~keep])
-            if keep.any():
-                kept_t.append(t[keep])
-                kept_d.append(d[keep])
-        self._vt, self._vd = kept_t, kept_d
-        self._pending = sum(t.size for t in kept_t)
+                self._vt, self._vd = [t], [d]
+            else:
+                parts_t.append(t[~keep])
+                parts_d.append(d[~keep])
+                self._vt, self._vd = ([t[keep]], [d[keep]]) if keep.any() else ([], [])
+            self._pending = sum(v.size for v in self._vt)
         if not parts_t:
             return np.empty(0), np.empty(0)
         return np.maximum(np.concatenate(parts_t), 0.0), np.concatenate(parts_d)
@@ -264,7 +275,7 @@ class BinnedSum:
         #: ``post((time, value))``: the cheapest way to add one value (a bound list append).
         self.post = self._rows.append
         self._vt: list[np.ndarray] = []
-        self._vv: list[np.ndarray] = []
+        self._vv: list[float | np.ndarray] = []
 
     def add(self, at: float, value: float = 1.0) -> None:
         """Add ``value`` in the bin of time ``at``."""
@@ -273,12 +284,13 @@ class BinnedSum:
     def add_many(self, at: np.ndarray, values: float | np.ndarray = 1.0) -> None:
         """Add values at several times."""
         if at.size:
-            self._vt.append(np.asarray(at, dtype=float))
-            self._vv.append(np.broadcast_to(np.asarray(values, dtype=float), at.shape))
+            self._vt.append(at)
+            self._vv.append(values if isinstance(values, float | int) else np.asarray(values, dtype=float))
 
     def fold(self) -> None:
         """Bin what was written since the last fold (the order of writes does not matter)."""
-        times, values = self._vt, self._vv
+        times: list[np.ndarray] = self._vt
+        values: list[float | np.ndarray] = self._vv
         if self._rows:
             pairs = _pairs(self._rows)
             self._rows.clear()  # in place: ``post`` stays bound to this list
@@ -286,7 +298,8 @@ class BinnedSum:
             values = [*values, pairs[:, 1]]
         if not times:
             return
-        t, v = np.concatenate(times), np.concatenate(values)
+        t = np.concatenate(times).astype(float, copy=False)
+        v = _expand(values, [x.size for x in times])
         self._vt, self._vv = [], []
         self._sums += np.bincount(bin_index(t, self.edges), weights=v, minlength=len(self._sums))
         self._total += float(v.sum())
