@@ -7,6 +7,7 @@ A scenario problem prints one line per issue (``file:line: key.path: message``) 
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from functools import wraps
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from esmsim._version import __version__
-from esmsim.errors import ScenarioError
+from esmsim.errors import EsmsimWarning, ScenarioError, printable
 from esmsim.scenario.system import SEED_LIMIT
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -62,6 +63,25 @@ set_option = click.option(
 @click.version_option(__version__, prog_name="esmsim")
 def main() -> None:
     """Simulate AWS Lambda event source mappings for capacity planning."""
+    warnings.showwarning = _show_warning
+
+
+_python_show_warning = warnings.showwarning
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """Show the simulator's own warnings as one line on stderr; anything else as Python shows it."""
+    if issubclass(category, EsmsimWarning):
+        click.echo(f"warning: {printable(str(message))}", err=True)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
 
 
 @main.command()
@@ -98,7 +118,7 @@ def validate(scenario_file: str, overrides: tuple[str, ...]) -> None:
 @click.option(
     "--out",
     "out_dir",
-    type=click.Path(file_okay=False),
+    type=click.Path(),  # checked by esmsim itself: one line, before any simulation
     default="out",
     show_default=True,
     help="Directory for summary.json, timeseries.parquet, mapping_timeseries.parquet, "
@@ -121,10 +141,11 @@ def run(
     trace: bool,
 ) -> None:
     """Run one scenario and write its summary, time series and plot."""
-    from esmsim.report import print_summary, write_run
+    from esmsim.report import prepare_out_dir, print_summary, write_run
     from esmsim.run import simulate
 
     scenario = _load(scenario_file, overrides)
+    prepare_out_dir(Path(out_dir))  # before the simulation: a long run is never lost at write time
     result = simulate(scenario, seed=seed, trace=trace)
     print_summary(result, click.echo)
     written = write_run(result, Path(out_dir), plot=not no_plot)
@@ -144,7 +165,7 @@ def run(
 @click.option(
     "--out",
     "out_dir",
-    type=click.Path(file_okay=False),
+    type=click.Path(),  # checked by esmsim itself: one line, before any simulation
     default="out/sweep",
     show_default=True,
     help="Directory for runs.parquet, aggregate.parquet, manifest.json and the plots; rerun to resume.",
@@ -162,6 +183,11 @@ def run(
     help="Table formats (parquet is always written; csv adds CSV copies).",
 )
 @click.option("--no-plot", is_flag=True, help="Skip the PNG plots.")
+@click.option(
+    "--allow-version-change",
+    is_flag=True,
+    help="Resume a sweep directory whose runs another esmsim version made (mixing their results).",
+)
 @_user_errors
 def sweep(
     scenario_file: str,
@@ -171,6 +197,7 @@ def sweep(
     replications: int | None,
     formats: tuple[str, ...],
     no_plot: bool,
+    allow_version_change: bool,
 ) -> None:
     """Run a scenario's sweep: every configuration x replication, curves and a recommendation."""
     from tqdm.auto import tqdm
@@ -196,7 +223,12 @@ def sweep(
     bar = tqdm(total=the_plan.runs, initial=done_before, unit="run", disable=None, dynamic_ncols=True)
     try:
         for record in iter_sweep(
-            the_plan, executor=executor, out=out, csv="csv" in formats, plots=not no_plot
+            the_plan,
+            executor=executor,
+            out=out,
+            csv="csv" in formats,
+            plots=not no_plot,
+            allow_version_change=allow_version_change,
         ):
             ran += 1
             bar.update(1)
@@ -265,24 +297,13 @@ def _print_table(table: Any, keys: list[str]) -> None:
 @_user_errors
 def plot(sweep_dir: str, formats: tuple[str, ...]) -> None:
     """Redraw a sweep's plots (and export CSV) from its output directory."""
-    import json
-
-    import pandas as pd
-
-    from esmsim.errors import Issue, ScenarioError
     from esmsim.sweep.plots import write_plots
-    from esmsim.sweep.spec import Point, Sweep
-    from esmsim.sweep.store import AGGREGATE, MANIFEST, export_csv
+    from esmsim.sweep.store import export_csv, read_sweep_dir
 
     out = Path(sweep_dir)
-    try:
-        manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
-        table = pd.read_parquet(out / AGGREGATE)
-    except (OSError, json.JSONDecodeError) as error:
-        raise ScenarioError([Issue((), f"{sweep_dir}: not a sweep output directory ({error})")]) from None
-    points = [Point(p["point"], p["params"], {}) for p in manifest["points"]]
+    found = read_sweep_dir(out)
     if "png" in formats:
-        for path in write_plots(table, Sweep.model_validate(manifest["sweep"]), points, out):
+        for path in write_plots(found.table, found.sweep, found.points, out):
             click.echo(f"wrote {path}")
     if "csv" in formats:
         for path in export_csv(out):

@@ -62,6 +62,17 @@ class ScenarioError(Exception):
         super().__init__("\n".join(issue.format() for issue in self.issues))
 
 
+class OutputError(ScenarioError):
+    """An output directory or file esmsim cannot use (missing rights, a file in the way, corrupt)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__([Issue((), message)])
+
+
+class EsmsimWarning(UserWarning):
+    """Something esmsim repaired or doubts, printed as one ``warning:`` line; the work goes on."""
+
+
 def locate(issue: Issue, file: str | None, lines: dict[Path, int], origin: dict[Path, str]) -> Issue:
     """Pin one issue to the longest prefix of its path that has a known origin or line.
 

@@ -11,7 +11,40 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from esmsim.errors import OutputError
 from esmsim.result import RunResult
+
+#: Every file ``write_run`` can write: a run replaces all of them, so none is left from an earlier run.
+RUN_FILES = (
+    "summary.json",
+    "timeseries.parquet",
+    "mapping_timeseries.parquet",
+    "shard_timeseries.parquet",
+    "invocations.parquet",
+    "throttles.parquet",
+    "records.parquet",
+    "timeseries.png",
+)
+
+
+def prepare_out_dir(out_dir: Path, option: str = "--out") -> Path:
+    """Create ``out_dir`` if needed and prove it writable, before any simulation time is spent.
+
+    Raises:
+        OutputError: ``out_dir`` is a file, lies under a file, or cannot be created or written.
+    """
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out_dir, prefix=".esmsim-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except FileExistsError:
+        raise OutputError(f"{option} {out_dir}: is a file, not a directory") from None
+    except NotADirectoryError:
+        raise OutputError(f"{option} {out_dir}: a part of the path is a file, not a directory") from None
+    except OSError as error:
+        raise OutputError(f"{option} {out_dir}: cannot write there ({error.strerror or error})") from None
+    return out_dir
 
 
 @contextmanager
@@ -55,19 +88,21 @@ def _clean(value: Any) -> Any:
 
 
 def write_run(result: RunResult, out_dir: Path, *, plot: bool = True) -> list[Path]:
-    """Write a run's files into ``out_dir``, each atomically.
+    """Write a run's files into ``out_dir``, replacing every file an earlier run left there.
 
     ``summary.json``, ``timeseries.parquet``, ``mapping_timeseries.parquet``,
     ``shard_timeseries.parquet`` (streams only), for a traced run ``invocations.parquet``,
     ``throttles.parquet`` and ``records.parquet``, and unless ``plot`` is False ``timeseries.png``.
+
+    Every file is written completely into a staging directory first and only then moved into place,
+    so a failure while writing leaves the earlier run's files untouched. Files of an earlier run
+    that this run does not write (a stream run's shard table after an SQS run, a plot after
+    ``--no-plot``) are removed, and ``summary.json``, moved last, lists the files of its run.
+
+    Raises:
+        OutputError: ``out_dir`` cannot be created or written.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    summary_path = out_dir / "summary.json"
-    with atomic_write(summary_path) as handle:
-        json.dump(_clean(result.to_dict()), handle, indent=2, default=json_default)
-        handle.write("\n")
-    written.append(summary_path)
+    prepare_out_dir(out_dir)
     tables = {
         "timeseries.parquet": result.timeseries,
         "mapping_timeseries.parquet": result.mapping_timeseries,
@@ -79,21 +114,40 @@ def write_run(result: RunResult, out_dir: Path, *, plot: bool = True) -> list[Pa
             "throttles.parquet": result.throttles,
             "records.parquet": result.records,
         }
-    for name, table in tables.items():
-        if table.empty and name not in ("timeseries.parquet", "throttles.parquet"):
-            continue  # no shards: no shard table
-        path = out_dir / name
-        with atomic_write(path, "wb") as handle:
-            table.to_parquet(handle, compression="zstd")
-        written.append(path)
+    names = [n for n, t in tables.items() if not t.empty or n in ("timeseries.parquet", "throttles.parquet")]
     if plot:
-        from esmsim.plots import plot_run
+        names.append("timeseries.png")
+    try:
+        staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".esmsim-run-"))
+        try:
+            for name in names:
+                with (staging / name).open("wb") as handle:
+                    if name == "timeseries.png":
+                        from esmsim.plots import plot_run
 
-        figure_path = out_dir / "timeseries.png"
-        with atomic_write(figure_path, "wb") as handle:
-            plot_run(result).savefig(handle, format="png", dpi=110)
-        written.append(figure_path)
-    return written
+                        plot_run(result).savefig(handle, format="png", dpi=110)
+                    else:
+                        tables[name].to_parquet(handle, compression="zstd")
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            document = {**_clean(result.to_dict()), "files": ["summary.json", *names]}
+            with (staging / "summary.json").open("w", encoding="utf-8") as handle:
+                json.dump(document, handle, indent=2, default=json_default)
+                handle.write("\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            for name in names:
+                os.replace(staging / name, out_dir / name)
+            for name in set(RUN_FILES) - {"summary.json", *names}:
+                (out_dir / name).unlink(missing_ok=True)  # an earlier run's, not this one's
+            os.replace(staging / "summary.json", out_dir / "summary.json")
+        finally:
+            for leftover in staging.iterdir():
+                leftover.unlink()
+            staging.rmdir()
+    except OSError as error:
+        raise OutputError(f"--out {out_dir}: cannot write the run's files ({error})") from None
+    return [out_dir / name for name in ("summary.json", *names)]
 
 
 def _num(value: float, digits: int = 3) -> str:

@@ -102,14 +102,17 @@ def iter_sweep(
     overrides: Sequence[str] = (),
     csv: bool = False,
     plots: bool = True,
+    allow_version_change: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """Run a sweep, yielding each run's result (summary, parameters, error) as it finishes.
 
     With ``out``, results are journaled there as they arrive, the tables and manifest are rewritten
     every few seconds and at the end (also when interrupted), and the plots are drawn once the
     sweep completes; running the same sweep into the same ``out`` again skips the runs already
-    done. Closing the iterator early (or Ctrl-C) cancels the runs not yet started. Works from
-    scripts and notebooks without a ``__main__`` guard.
+    done (runs journaled by another esmsim version only with ``allow_version_change``). ``out`` is
+    locked while the sweep runs: a second sweep into it raises ``OutputError`` at once. Closing the
+    iterator early (or Ctrl-C) cancels the runs not yet started. Works from scripts and notebooks
+    without a ``__main__`` guard.
     """
     the_plan = (
         scenario
@@ -117,21 +120,34 @@ def iter_sweep(
         else plan(scenario, overrides=overrides, replications=replications)
     )
     store = None
+    if out is not None:  # refused before any worker starts: a busy, foreign or corrupt directory
+        manifest = {
+            "esmsim_version": __version__,
+            "scenario": the_plan.name,
+            "scenario_hash": the_plan.scenario_hash,
+            "scenario_text": the_plan.source,
+            "sweep": the_plan.sweep.model_dump(mode="json"),
+            "replications": the_plan.replications,
+            "seed": the_plan.seed,
+            "executor": executor,
+            "started_at": now_iso(),
+            "points": [{"point": p.index, "params": p.params} for p in the_plan.points],
+        }
+        store = SweepStore.open(Path(out), manifest, allow_version_change=allow_version_change)
+    try:
+        yield from _run_plan(the_plan, store, executor, csv=csv, plots=plots)
+    finally:
+        if store:
+            store.close()
+
+
+def _run_plan(
+    the_plan: SweepPlan, store: SweepStore | None, executor: str, *, csv: bool, plots: bool
+) -> Iterator[dict[str, Any]]:
     with open_executor(executor) as info:
-        if out is not None:
-            manifest = {
-                "esmsim_version": __version__,
-                "scenario": the_plan.name,
-                "scenario_hash": the_plan.scenario_hash,
-                "scenario_text": the_plan.source,
-                "sweep": the_plan.sweep.model_dump(mode="json"),
-                "replications": the_plan.replications,
-                "seed": the_plan.seed,
-                "executor": info.description,
-                "started_at": now_iso(),
-                "points": [{"point": p.index, "params": p.params} for p in the_plan.points],
-            }
-            store = SweepStore.open(Path(out), manifest)
+        if store:
+            store.manifest["executor"] = info.description
+            store.write(the_plan.points, the_plan.replications, "running", csv=csv)
         done = store.completed() if store else set()
         todo = [
             (point, r)
@@ -172,14 +188,11 @@ def iter_sweep(
             for future in running:
                 future.cancel()  # not started yet: nobody will read its result
             if store:
-                try:
-                    runs, table = store.write(the_plan.points, the_plan.replications, status, csv=csv)
-                    if plots and status == "complete" and not runs.empty:
-                        from esmsim.sweep.plots import write_plots
+                runs, table = store.write(the_plan.points, the_plan.replications, status, csv=csv)
+                if plots and status == "complete" and not runs.empty:
+                    from esmsim.sweep.plots import write_plots
 
-                        write_plots(table, the_plan.sweep, the_plan.points, store.out)
-                finally:
-                    store.close()
+                    write_plots(table, the_plan.sweep, the_plan.points, store.out)
 
 
 def sweep(
@@ -191,6 +204,7 @@ def sweep(
     overrides: Sequence[str] = (),
     csv: bool = False,
     plots: bool = True,
+    allow_version_change: bool = False,
 ) -> pd.DataFrame:
     """Run a sweep and return one row per run (parameters, replication, seed, every summary metric).
 
@@ -202,7 +216,17 @@ def sweep(
         if isinstance(scenario, SweepPlan)
         else plan(scenario, overrides=overrides, replications=replications)
     )
-    records = {r["run_id"]: r for r in iter_sweep(the_plan, executor=executor, out=out, csv=csv, plots=plots)}
+    records = {
+        r["run_id"]: r
+        for r in iter_sweep(
+            the_plan,
+            executor=executor,
+            out=out,
+            csv=csv,
+            plots=plots,
+            allow_version_change=allow_version_change,
+        )
+    }
     if out is not None:  # the journal also holds the runs an earlier, interrupted sweep did
         records = read_journal(Path(out) / JOURNAL)
     return analyse(the_plan, records)
