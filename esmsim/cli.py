@@ -145,6 +145,10 @@ def run(
     from esmsim.run import simulate
 
     scenario = _load(scenario_file, overrides)
+    if scenario.sweep is not None:  # not run, but a broken sweep section is not silently carried along
+        from esmsim.sweep import plan
+
+        plan(scenario_file, overrides=overrides)
     prepare_out_dir(Path(out_dir))  # before the simulation: a long run is never lost at write time
     result = simulate(scenario, seed=seed, trace=trace)
     print_summary(result, click.echo)

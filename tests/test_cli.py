@@ -88,6 +88,17 @@ def test_run_with_a_bad_override_exits_2_with_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
+def test_run_refuses_a_broken_sweep_section_it_would_otherwise_carry(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(ORDERS.read_text() + "sweep:\n  grid:\n    mappings[0].batch_size: 7\n")
+    line_number = len(ORDERS.read_text().splitlines()) + 3
+    result = CliRunner().invoke(main, ["run", str(path), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    expected = f"{path}:{line_number}: sweep.grid.mappings[0].batch_size: 7 is not a list"
+    assert result.stderr.strip() == expected
+    assert not (tmp_path / "out").exists()
+
+
 def test_scenario_reference_is_up_to_date() -> None:
     # scenarios/README.md is generated from the schema; regenerate it with
     # `python -m esmsim.scenario.reference > scenarios/README.md` after changing a model.
