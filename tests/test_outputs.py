@@ -161,7 +161,8 @@ def test_the_manifest_is_written_before_the_first_run(
 
     def spy(task: dict[str, Any]) -> dict[str, Any]:
         seen.append(json.loads((out / "manifest.json").read_text()))
-        return real(task)
+        record: dict[str, Any] = real(task)
+        return record
 
     monkeypatch.setattr(runner, "run_task", spy)
     sweep(write(tmp_path, SMALL), executor="serial", out=out, plots=False)

@@ -484,3 +484,16 @@ def test_initial_backlog_sent_before_time_zero_counts_its_wait_and_retention() -
     assert summary["records_expired"] == 2
     assert summary["latency_max_s"] == pytest.approx(30.1)
     assert_conserved(result)
+
+
+def test_an_idle_queues_empty_receives_are_booked_in_the_minute_each_long_poll_ended() -> None:
+    # Five pollers each hold a 20 s long poll on an empty queue: three empty receives a minute each,
+    # every minute (the AWS-observed 15 a minute of an idle mapping). The pollers start together at
+    # 0 s, so minute 0 holds the polls ending at 20 and 40 s; the one ending at 60 s is minute 1's,
+    # and the one ending exactly at the end of the run is outside it.
+    fleet = {"initial": 5, "min_pollers": 5, "idle_min_pollers": 5}
+    result = simulate(scenario({"duration": 1800, "warmup": 0}, {"poller_scaling": fleet}), seed=1)
+    per_minute = result.timeseries["NumberOfEmptyReceives"].to_numpy()
+    assert per_minute[0] == 10
+    np.testing.assert_array_equal(per_minute[1:], np.full(29, 15.0))
+    assert result.summary["sqs_empty_receives"] == 5 * (1800 // 20 - 1)

@@ -343,14 +343,24 @@ class SqsQueue(MessageFates):
         self._post_received((received_at, batch.n))
         return batch
 
-    def count_receives(self, now: float, calls: int, empty_calls: int, nbytes: float) -> None:
-        """Account ReceiveMessage calls: those that returned messages, and empty long polls."""
+    def count_receives(self, now: float, calls: int, nbytes: float, empty: tuple[float, float, int]) -> None:
+        """Account ReceiveMessage calls: those that returned messages, and empty long polls.
+
+        ``empty`` is ``(since, wait_s, n)``: ``n`` long polls of ``wait_s`` each ran empty one after
+        another from ``since``. Each is booked in the minute it ended, as CloudWatch books it, not
+        all at once when the poller next receives.
+        """
         if calls:
             self._post_receive_calls((now, calls))
             self._post_receive_units((now, max(calls, math.ceil(nbytes / self.chunk_bytes))))
-        if empty_calls:
-            self.empty_receives.post((now, empty_calls))
-            self._post_receive_units((now, empty_calls))
+        since, wait_s, n = empty
+        if n == 1:
+            self.empty_receives.post((since + wait_s, 1))
+            self._post_receive_units((since + wait_s, 1))
+        elif n > 1:
+            ended = since + wait_s * np.arange(1, n + 1)
+            self.empty_receives.add_many(ended)
+            self.receive_units.add_many(ended)
 
 
 def chunked_request_units(sizes: np.ndarray, chunk_bytes: float) -> int:

@@ -89,10 +89,25 @@ class Collector:
         return PAYLOAD_LIMIT_BYTES - self.nbytes
 
 
-def _empty_polls(c: Collector, until: float) -> int:
-    """Long polls that ran their full wait time empty between ``c.since`` and ``until``."""
+#: A receive that returned at once: no empty long poll before it.
+_NO_EMPTY_POLLS = (0.0, 0.0, 0)
+
+
+def _empty_polls(c: Collector, until: float) -> tuple[float, float, int]:
+    """Long polls that ran their full wait time empty between ``c.since`` and ``until``.
+
+    Returns ``(since, wait_s, n)``: ``n`` polls of ``wait_s`` seconds each, back to back from ``since``.
+    """
+    wait_s = c.owner.wait_time_s
     waited = until - c.since
-    return int(waited // c.owner.wait_time_s) if waited > 0 else 0
+    return c.since, wait_s, int(waited // wait_s) if waited > 0 else 0
+
+
+def _empty_polls_before(c: Collector, end: float) -> tuple[float, float, int]:
+    """Like :func:`_empty_polls`, for the end of the run: a poll ending exactly at ``end`` is not in it."""
+    wait_s = c.owner.wait_time_s
+    waited = end - c.since
+    return c.since, wait_s, max(0, math.ceil(waited / wait_s) - 1) if waited > 0 else 0
 
 
 class SqsReceivers:
@@ -129,7 +144,7 @@ class SqsReceivers:
             queue.refresh(now)
         parts, n, nbytes, capped = queue.take(now, owner.batch_size, PAYLOAD_LIMIT_BYTES)
         if n and (n == owner.batch_size or capped or owner.window_s == 0):
-            queue.count_receives(now, math.ceil(n / owner.max_messages), 0, nbytes)
+            queue.count_receives(now, math.ceil(n / owner.max_messages), nbytes, _NO_EMPTY_POLLS)
             return self._form(parts, nbytes, now)
         collector = Collector(self.env.event(), owner, now, self._max_record_bytes)
         if n:
@@ -174,7 +189,7 @@ class SqsReceivers:
             self._arm(collector, now, parked=False)
             return collector
         owner.idle_collectors -= 1
-        queue.count_receives(now, math.ceil(n / owner.max_messages), _empty_polls(collector, now), nbytes)
+        queue.count_receives(now, math.ceil(n / owner.max_messages), nbytes, _empty_polls(collector, now))
         if self.fifo:
             self._arm(self.fifo.popleft(), now, parked=True)
         return self._form(parts, nbytes, now)
@@ -276,7 +291,7 @@ class SqsReceivers:
             owner = c.owner
             owner.idle_collectors -= 1
             parts, n, nbytes, _ = queue.take(now, owner.batch_size, PAYLOAD_LIMIT_BYTES)
-            queue.count_receives(now, math.ceil(n / owner.max_messages), _empty_polls(c, now), nbytes)
+            queue.count_receives(now, math.ceil(n / owner.max_messages), nbytes, _empty_polls(c, now))
             c.event.succeed(self._form(parts, nbytes, now))
 
     def _ring_next(self) -> tuple[float, int, int]:
@@ -404,7 +419,7 @@ class SqsReceivers:
         c.event.succeed(self._form(c.parts, c.nbytes, now))
 
     def _count_empty(self, c: Collector, now: float, calls: int = 0) -> None:
-        self.queue.count_receives(now, calls, _empty_polls(c, c.first_at if c.held else now), c.nbytes)
+        self.queue.count_receives(now, calls, c.nbytes, _empty_polls(c, c.first_at if c.held else now))
 
     # ------------------------------------------------------------------ waking up
     def _reschedule(self, now: float, ring_next: float) -> None:
@@ -422,7 +437,8 @@ class SqsReceivers:
         queue = self.queue
         waiting = [*self.fifo, *self.ring] + ([self.head_waiter] if self.head_waiter else [])
         for c in waiting:
-            self._count_empty(c, end)
+            empty = _empty_polls(c, c.first_at) if c.held else _empty_polls_before(c, end)
+            self.queue.count_receives(end, 0, c.nbytes, empty)
             if c.parts:
                 m: Messages = queue.messages(c.parts)
                 queue.outcomes.census(queue.consumer, m.sent_at, RecordState.IN_FLIGHT, m.ids, m.detail(1))
