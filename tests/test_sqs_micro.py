@@ -497,3 +497,23 @@ def test_an_idle_queues_empty_receives_are_booked_in_the_minute_each_long_poll_e
     assert per_minute[0] == 10
     np.testing.assert_array_equal(per_minute[1:], np.full(29, 15.0))
     assert result.summary["sqs_empty_receives"] == 5 * (1800 // 20 - 1)
+
+
+def test_oldest_age_skips_messages_received_three_times_as_sqs_documents() -> None:
+    # 1 % poison messages, 30 s visibility timeout, ten receives before the DLQ: a poison batch is
+    # received ten times over 300 s. SQS's metric stops counting a message after its third failed
+    # receive, so the oldest age stays below three visibility timeouts (plus the sampling minute's
+    # part of one); it does reach two of them, since a message on its third receive still counts.
+    s = scenario(
+        {
+            "duration": 1800,
+            "warmup": 0,
+            "functions": {"f": {"errors": {"poison_record_rate": 0.01}}},
+            "sources": {"q": {"visibility_timeout": 30, "max_receive_count": 10, "traffic": {"rate": "20/s"}}},
+        }
+    )
+    result = simulate(s, seed=1)
+    assert result.summary["records_dlq"] > 0  # the poison batches did go the full ten receives
+    age = result.timeseries["ApproximateAgeOfOldestMessage"].to_numpy()
+    assert age.max() < 120
+    assert age.max() >= 2 * 30

@@ -68,6 +68,13 @@ class Messages:
         """
         return {"receives": self.retries + extra_receive, "poison_draw": self.draw}
 
+    def oldest_sent_at(self, failed_receives_below: int) -> float:
+        """The earliest sent time among messages with fewer failed receives (``inf`` if none)."""
+        sent = self.sent_at
+        if self._retries is not None:
+            sent = sent[self._retries < failed_receives_below]
+        return float(sent.min()) if sent.shape[0] else math.inf
+
     def select(self, which: np.ndarray | slice) -> Messages:
         """The messages at ``which`` (a mask, an index array or a slice)."""
         return Messages(

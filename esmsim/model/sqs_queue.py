@@ -31,6 +31,12 @@ from esmsim.model.sqs_fates import MessageFates
 from esmsim.model.sqs_messages import Batch, Messages, Part
 from esmsim.observe.recorder import Recorder
 
+#: ApproximateAgeOfOldestMessage skips messages received this many times without a delete (SQS
+#: documents three: "After a message is received three times (or more) and not processed, the
+#: message is moved to the back of the queue and the ApproximateAgeOfOldestMessage metric points at
+#: the second-oldest message that hasn't been received more than three times").
+OLDEST_AGE_RECEIVE_LIMIT = 3
+
 
 class SqsQueue(MessageFates):
     """State of one SQS standard queue."""
@@ -226,22 +232,27 @@ class SqsQueue(MessageFates):
         return self.fresh_visible_at(self.head) if self.head < self.fifo.top else math.inf
 
     def oldest_age(self, now: float) -> float:
-        """Age of the oldest message not yet deleted, dead-lettered or expired (0 when empty).
+        """ApproximateAgeOfOldestMessage: the oldest message not deleted, dead-lettered or expired.
 
-        Read-only: what the once-a-minute sample of ApproximateAgeOfOldestMessage sees.
+        Following SQS's rule, a message received three or more times without a delete no longer
+        counts (the metric "points at the second-oldest message that hasn't been received more than
+        three times"), so a poison message does not drive it to its full redrive time. 0 when empty.
+        Read-only: what the once-a-minute sample sees.
         """
+        limit = OLDEST_AGE_RECEIVE_LIMIT
         oldest = math.inf
         if self.head < self.fifo.top and self.fresh_visible_at(self.head) <= now:
             oldest = self.fifo.at("sent_at", self.head)
         for pool in self.redelivered:
-            oldest = min(oldest, float(pool.sent_at.min()))
+            oldest = min(oldest, pool.oldest_sent_at(limit))
         for batch in self.in_flight.values():
-            if len(batch.messages):
-                oldest = min(oldest, float(batch.messages.sent_at.min()))
+            oldest = min(oldest, batch.messages.oldest_sent_at(limit))
         for part in self.held_by_pollers():
-            sent = part.sent_at if isinstance(part, Messages) else self.fifo.gather("sent_at", part)
-            if sent.shape[0]:
-                oldest = min(oldest, float(sent.min()))
+            if isinstance(part, Messages):
+                oldest = min(oldest, part.oldest_sent_at(limit))
+            else:
+                sent = self.fifo.gather("sent_at", part)
+                oldest = min(oldest, float(sent.min())) if sent.shape[0] else oldest
         return max(0.0, now - oldest) if math.isfinite(oldest) else 0.0
 
     # ----------------------------------------------------------------------------- receiving
