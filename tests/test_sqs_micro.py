@@ -509,7 +509,9 @@ def test_oldest_age_skips_messages_received_three_times_as_sqs_documents() -> No
             "duration": 1800,
             "warmup": 0,
             "functions": {"f": {"errors": {"poison_record_rate": 0.01}}},
-            "sources": {"q": {"visibility_timeout": 30, "max_receive_count": 10, "traffic": {"rate": "20/s"}}},
+            "sources": {
+                "q": {"visibility_timeout": 30, "max_receive_count": 10, "traffic": {"rate": "20/s"}}
+            },
         }
     )
     result = simulate(s, seed=1)
