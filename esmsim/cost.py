@@ -5,10 +5,11 @@ plus memory x billed duration, rounded up to the billing granularity (1 ms), at 
 rate, with the INIT phase of cold starts billed too since 2025-08-01 (docs/validation.md §6).
 Invocations on provisioned environments use the provisioned-duration rate, and provisioned
 concurrency costs its configured GB-seconds for the whole run. SQS bills every API request
-(ReceiveMessage, empty long polls included, DeleteMessageBatch, redrives to the DLQ), a request per
-64 KB of payload. A Kinesis stream bills shard-hours (more with retention over 24 h), enhanced
-fan-out consumers their consumer-shard-hours and data; Lambda's reads of a DynamoDB stream are free.
-Prices are first-tier list prices without free tiers: marginal cost.
+(ReceiveMessage, empty long polls included, and DeleteMessageBatch), a request per 64 KB of
+payload; a redrive to the DLQ is SQS's own move during a receive, not a request. A Kinesis stream
+bills shard-hours (more with retention over 24 h), enhanced fan-out consumers their
+consumer-shard-hours and data; Lambda's reads of a DynamoDB stream are free. Prices are first-tier
+list prices without free tiers: marginal cost.
 """
 
 from __future__ import annotations
@@ -155,7 +156,7 @@ class Usage:
     billed_init_s: np.ndarray
     billed_provisioned_s: np.ndarray
     billed_provisioned_init_s: np.ndarray
-    sqs_requests: float  # billed ReceiveMessage, DeleteMessageBatch and redrive requests
+    sqs_requests: float  # billed ReceiveMessage (empty long polls included) and DeleteMessageBatch requests
     sqs_send_units: float  # producers' SendMessage requests (64 KB units)
     kinesis_put_units: float  # producers' PUT payload units
     efo_bytes: Mapping[int, float]  # per stream mapping with enhanced fan-out: bytes delivered

@@ -36,6 +36,7 @@ EXTRA_SUMMARY_KEYS = (
     "cost_lambda_provisioned_usd",
     "cost_per_month_usd",
     "cost_producer_usd",
+    "cost_total_usd",
     "throughput_per_s",
     "backlog_mean",
     "in_flight_mean",

@@ -252,3 +252,28 @@ def test_throttled_attempts_cost_nothing() -> None:
     assert summary["cost_lambda_requests_usd"] == pytest.approx(summary["invocations"] * 0.2e-6)
     # Each invocation is 5 s at 128 MB; cold_start is 0 s in the test scenario.
     assert summary["cost_lambda_compute_usd"] == pytest.approx(summary["invocations"] * 5 * 0.125 * X86)
+
+
+def test_a_redrive_to_the_dlq_is_not_a_billed_request() -> None:
+    # One poison message, received once (maxReceiveCount 1), then moved to the DLQ by SQS itself:
+    # the mapping's requests are that one ReceiveMessage and its pollers' empty long polls; there
+    # is no delete, and the move is not a request.
+    s = scenario(
+        {
+            "duration": 120,
+            "functions": {"f": {"errors": {"poison_record_rate": 1.0}}},
+            "sources": {"q": {"max_receive_count": 1, "traffic": {"rate": 0, "initial_backlog": 1}}},
+        }
+    )
+    summary = simulate(s).summary
+    assert summary["records_dlq"] == 1
+    assert summary["sqs_requests"] == 1 + summary["sqs_empty_receives"]
+
+
+def test_total_cost_adds_the_producers_writes() -> None:
+    # 4 KB messages: one SendMessage request each, reported apart from what the mapping costs.
+    s = scenario({"duration": 120, "sources": {"q": {"traffic": {"rate": "10/s", "record_size": "4KB"}}}})
+    summary = simulate(s).summary
+    assert summary["cost_producer_usd"] == pytest.approx(summary["records_in"] * 0.4e-6, rel=1e-12)
+    assert summary["cost_total_usd"] == pytest.approx(summary["cost_usd"] + summary["cost_producer_usd"])
+    assert summary["cost_total_usd"] > summary["cost_usd"]

@@ -21,7 +21,6 @@ from esmsim.events import RecordState
 from esmsim.model.alarm import Alarm
 from esmsim.model.records import RecordFifo
 from esmsim.model.sqs_messages import Batch, Messages
-from esmsim.observe.levels import BinnedSum
 from esmsim.observe.outcomes import Outcomes
 from esmsim.observe.recorder import Recorder
 
@@ -52,7 +51,6 @@ class MessageFates:
     _retention_watermark: float
     _expiry: Alarm
     in_flight_level: Any
-    dlq_writes: BinnedSum
     _post_in_flight: Callable[[tuple[float, float]], None]
     _post_deletes: Callable[[tuple[float, float]], None]
     _post_delete_calls: Callable[[tuple[float, float]], None]
@@ -172,7 +170,6 @@ class MessageFates:
                 self.outcomes.ended(
                     self.consumer, gone.sent_at, at, _DLQ, ids=gone.ids, detail=gone.detail(1)
                 )
-                self.dlq_writes.add(at, len(gone))
                 messages = messages.select(~dead)
         if len(messages):
             messages.retries = messages.retries + 1

@@ -101,7 +101,6 @@ class SqsQueue(MessageFates):
         self.receive_units = recorder.counter("receive_units", name)
         self.deletes = recorder.counter("NumberOfMessagesDeleted", name)
         self.delete_calls = recorder.counter("delete_calls", name)
-        self.dlq_writes = recorder.counter("dlq_writes", name)
         self.sent = recorder.counter("NumberOfMessagesSent", name)
         # Bound appends of the counters written on every receive and delete (the hot path).
         self._post_receive_calls = self.receive_calls.post

@@ -49,7 +49,7 @@ def totals_by_mapping(observed: Observed, prefix: str) -> dict[int, float]:
 def usage(observed: Observed) -> Usage:
     """What the run used, as cost.run_cost needs it."""
     fn = observed.function_totals
-    sqs = sum(counter_total(observed, n) for n in ("receive_units", "delete_calls", "dlq_writes"))
+    sqs = sum(counter_total(observed, n) for n in ("receive_units", "delete_calls"))
     return Usage(
         invocations=observed.invocations,
         billed_s=fn["billed_s"],
@@ -131,6 +131,7 @@ def summary(scenario: Scenario, observed: Observed) -> tuple[dict[str, Any], Cos
         "cost_lambda_provisioned_usd": cost.lambda_provisioned_usd,
         "cost_per_month_usd": cost.per_month(end, scenario.pricing),
         "cost_producer_usd": cost.producer_usd,
+        "cost_total_usd": cost.total_usd + cost.producer_usd,
         "throughput_per_s": observed.outcomes.steady_done / (end - warmup),
         "backlog_mean": backlog.mean,
         "in_flight_mean": level(observed, "in_flight").mean,
