@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from esmsim._version import __version__
-from esmsim.errors import ScenarioError
+from esmsim.errors import RunError, ScenarioError, printable
 from esmsim.scenario.system import SEED_LIMIT
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -35,6 +35,9 @@ def _user_errors(func: F) -> F:
             for issue in error.issues:
                 click.echo(issue.format(), err=True)
             sys.exit(EXIT_BAD_INPUT)
+        except RunError as error:  # refused by its estimate, or stopped: one line, never a traceback
+            click.echo(printable(str(error)), err=True)
+            sys.exit(EXIT_BAD_INPUT)
 
     return wrapper  # type: ignore[return-value]
 
@@ -47,6 +50,47 @@ def _load(path: str, overrides: Sequence[str]) -> Any:
         click.echo(issue.format(), err=True)
     return scenario
 
+
+def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    from esmsim.units import parse_size
+
+    if value is None:
+        return None
+    try:
+        return parse_size(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+def _estimate(scenario_file: str, scenario: Any, *, trace: bool = False) -> Any:
+    """The run's estimate; its event-bound settings printed as warnings, one line each."""
+    from esmsim.estimate import estimate
+
+    found = estimate(scenario, trace=trace)
+    for text in found.event_bound:
+        click.echo(printable(f"{scenario_file}: warning: {text}"), err=True)
+    return found
+
+
+def _refuse(found: Any, max_memory: float | None, force: bool) -> None:
+    from esmsim.estimate import refusal
+
+    reason = None if force else refusal(found, max_memory)
+    if reason is not None:
+        raise RunError(reason)
+
+
+max_memory_option = click.option(
+    "--max-memory",
+    callback=_size,
+    metavar="SIZE",
+    default=None,
+    help="Refuse a run whose estimated peak memory is above SIZE (e.g. 4GB; default: three quarters "
+    "of this machine's memory).",
+)
+force_option = click.option(
+    "--force", is_flag=True, help="Run even when the estimate is beyond the memory or event limits."
+)
 
 scenario_argument = click.argument("scenario_file", type=click.Path(dir_okay=False))
 set_option = click.option(
@@ -76,9 +120,12 @@ def validate(scenario_file: str, overrides: tuple[str, ...]) -> None:
         f"{len(scenario.functions)} function(s), {len(scenario.mappings)} mapping(s)"
     )
     if scenario.sweep is None:
+        found = _estimate(scenario_file, scenario)
         click.echo(summary)
+        click.echo(f"estimate: {found.line()}")
         return
     from esmsim.sweep import plan
+    from esmsim.sweep.runner import largest_point
 
     the_plan = plan(scenario_file, overrides=overrides)
     keys = list(the_plan.points[0].params) if the_plan.points else []
@@ -87,6 +134,12 @@ def validate(scenario_file: str, overrides: tuple[str, ...]) -> None:
         f"sweep: {len(the_plan.points)} configuration(s) x {the_plan.replications} replication(s) = "
         f"{the_plan.runs} runs over {', '.join(keys) or 'no swept keys'}"
     )
+    biggest = largest_point(the_plan)
+    if biggest is not None:
+        point, found = biggest
+        for text in found.event_bound:
+            click.echo(printable(f"{scenario_file}: warning: point {point.index}: {text}"), err=True)
+        click.echo(f"estimate of the largest run (point {point.index}): {found.line()}")
 
 
 @main.command()
@@ -111,6 +164,8 @@ def validate(scenario_file: str, overrides: tuple[str, ...]) -> None:
     help="Also write every invocation, throttle (with AWS's reason) and record outcome as "
     "invocations.parquet, throttles.parquet and records.parquet (memory and files grow with the run).",
 )
+@max_memory_option
+@force_option
 @_user_errors
 def run(
     scenario_file: str,
@@ -119,13 +174,16 @@ def run(
     out_dir: str,
     no_plot: bool,
     trace: bool,
+    max_memory: float | None,
+    force: bool,
 ) -> None:
     """Run one scenario and write its summary, time series and plot."""
     from esmsim.report import print_summary, write_run
     from esmsim.run import simulate
 
     scenario = _load(scenario_file, overrides)
-    result = simulate(scenario, seed=seed, trace=trace)
+    _refuse(_estimate(scenario_file, scenario, trace=trace), max_memory, force)
+    result = simulate(scenario, seed=seed, trace=trace, force=True)  # checked just above
     print_summary(result, click.echo)
     written = write_run(result, Path(out_dir), plot=not no_plot)
     for path in written:
@@ -162,6 +220,8 @@ def run(
     help="Table formats (parquet is always written; csv adds CSV copies).",
 )
 @click.option("--no-plot", is_flag=True, help="Skip the PNG plots.")
+@max_memory_option
+@force_option
 @_user_errors
 def sweep(
     scenario_file: str,
@@ -171,16 +231,25 @@ def sweep(
     replications: int | None,
     formats: tuple[str, ...],
     no_plot: bool,
+    max_memory: float | None,
+    force: bool,
 ) -> None:
     """Run a scenario's sweep: every configuration x replication, curves and a recommendation."""
     from tqdm.auto import tqdm
 
     from esmsim.sweep import analyse, iter_sweep, plan
     from esmsim.sweep.plots import PLOT_FILES
+    from esmsim.sweep.runner import largest_point
     from esmsim.sweep.spec import run_id
     from esmsim.sweep.store import JOURNAL, OUTPUT_FILES, read_journal
 
     the_plan = plan(scenario_file, overrides=overrides, replications=replications)
+    biggest = largest_point(the_plan)
+    if biggest is not None:
+        point, found = biggest
+        for text in found.event_bound:
+            click.echo(printable(f"{scenario_file}: warning: point {point.index}: {text}"), err=True)
+        _refuse(found, max_memory, force)
     keys = list(the_plan.points[0].params) if the_plan.points else []
     click.echo(
         f"{the_plan.name}: {len(the_plan.points)} configuration(s) x {the_plan.replications} replication(s) "
@@ -196,8 +265,8 @@ def sweep(
     bar = tqdm(total=the_plan.runs, initial=done_before, unit="run", disable=None, dynamic_ncols=True)
     try:
         for record in iter_sweep(
-            the_plan, executor=executor, out=out, csv="csv" in formats, plots=not no_plot
-        ):
+            the_plan, executor=executor, out=out, csv="csv" in formats, plots=not no_plot, force=True
+        ):  # force: the largest point was checked above
             ran += 1
             bar.update(1)
             if record["error"] is not None:
