@@ -52,8 +52,9 @@ STREAM_RECORD_BYTES = 96.0
 #: Zipf popularity table with key_skew > 0 (14 B more, at 1e7 keys).
 KEY_BYTES = 10.0
 SKEWED_KEY_BYTES = 14.0
-#: Per simulated minute: the per-minute series of the run, of each mapping and each shard.
-#: (7 days against 1 minute of an idle SQS run; 1 and 2 days of a 100-shard stream.)
+#: Per simulated minute: the per-minute series of the run, of each mapping and each shard. Not
+#: measured: counted from the recorder's preallocated per-minute arrays (a few dozen float64 series
+#: per mapping, a few per shard) and rounded up.
 MINUTE_BYTES = 2_000.0
 MINUTE_SHARD_BYTES = 100.0
 #: With trace: per record row and per invocation row. SQS at 5,000/s in batches of 100 for 20 min
@@ -62,9 +63,10 @@ MINUTE_SHARD_BYTES = 100.0
 #: the run ends, then tables).
 TRACED_RECORD_BYTES = 230.0
 TRACED_INVOCATION_BYTES = 1150.0
-#: Per breakpoint of a repeating rate profile (Python lists of floats, then numpy arrays).
+#: Per breakpoint of a repeating rate profile (Python lists of floats, then numpy arrays); counted
+#: from the object sizes, not measured.
 PROFILE_POINT_BYTES = 120.0
-#: Traffic is generated 65,536 records a block; a few blocks are alive at once.
+#: Traffic is generated 65,536 records a block; a few blocks are alive at once (counted, not measured).
 BLOCK_BYTES = 4 * 65_536 * 40.0
 
 #: SimPy events per invocation (invoke, poll or receive, release; measured 1.04 with a standing SQS
