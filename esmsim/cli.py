@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from esmsim._version import __version__
-from esmsim.errors import EsmsimWarning, ScenarioError, printable
+from esmsim.errors import EsmsimWarning, RunError, ScenarioError, printable
 from esmsim.scenario.system import SEED_LIMIT
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -36,6 +36,9 @@ def _user_errors(func: F) -> F:
             for issue in error.issues:
                 click.echo(issue.format(), err=True)
             sys.exit(EXIT_BAD_INPUT)
+        except RunError as error:  # refused by its estimate, or stopped: one line, never a traceback
+            click.echo(printable(str(error)), err=True)
+            sys.exit(EXIT_BAD_INPUT)
 
     return wrapper  # type: ignore[return-value]
 
@@ -48,6 +51,47 @@ def _load(path: str, overrides: Sequence[str]) -> Any:
         click.echo(issue.format(), err=True)
     return scenario
 
+
+def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    from esmsim.units import parse_size
+
+    if value is None:
+        return None
+    try:
+        return parse_size(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+def _estimate(scenario_file: str, scenario: Any, *, trace: bool = False) -> Any:
+    """The run's estimate; its event-bound settings printed as warnings, one line each."""
+    from esmsim.estimate import estimate
+
+    found = estimate(scenario, trace=trace)
+    for text in found.event_bound:
+        click.echo(printable(f"{scenario_file}: warning: {text}"), err=True)
+    return found
+
+
+def _refuse(found: Any, max_memory: float | None, force: bool) -> None:
+    from esmsim.estimate import refusal
+
+    reason = None if force else refusal(found, max_memory)
+    if reason is not None:
+        raise RunError(reason)
+
+
+max_memory_option = click.option(
+    "--max-memory",
+    callback=_size,
+    metavar="SIZE",
+    default=None,
+    help="Refuse a run whose estimated peak memory is above SIZE (e.g. 4GB; default: three quarters "
+    "of this machine's memory).",
+)
+force_option = click.option(
+    "--force", is_flag=True, help="Run even when the estimate is beyond the memory or event limits."
+)
 
 scenario_argument = click.argument("scenario_file", type=click.Path(dir_okay=False))
 set_option = click.option(
@@ -96,9 +140,12 @@ def validate(scenario_file: str, overrides: tuple[str, ...]) -> None:
         f"{len(scenario.functions)} function(s), {len(scenario.mappings)} mapping(s)"
     )
     if scenario.sweep is None:
+        found = _estimate(scenario_file, scenario)
         click.echo(summary)
+        click.echo(f"estimate: {found.line()}")
         return
     from esmsim.sweep import plan
+    from esmsim.sweep.runner import largest_point
 
     the_plan = plan(scenario_file, overrides=overrides)
     keys = list(the_plan.points[0].params) if the_plan.points else []
@@ -107,6 +154,12 @@ def validate(scenario_file: str, overrides: tuple[str, ...]) -> None:
         f"sweep: {len(the_plan.points)} configuration(s) x {the_plan.replications} replication(s) = "
         f"{the_plan.runs} runs over {', '.join(keys) or 'no swept keys'}"
     )
+    biggest = largest_point(the_plan)
+    if biggest is not None:
+        point, found = biggest
+        for text in found.event_bound:
+            click.echo(printable(f"{scenario_file}: warning: point {point.index}: {text}"), err=True)
+        click.echo(f"estimate of the largest run (point {point.index}): {found.line()}")
 
 
 @main.command()
@@ -131,6 +184,8 @@ def validate(scenario_file: str, overrides: tuple[str, ...]) -> None:
     help="Also write every invocation, throttle (with AWS's reason) and record outcome as "
     "invocations.parquet, throttles.parquet and records.parquet (memory and files grow with the run).",
 )
+@max_memory_option
+@force_option
 @_user_errors
 def run(
     scenario_file: str,
@@ -139,6 +194,8 @@ def run(
     out_dir: str,
     no_plot: bool,
     trace: bool,
+    max_memory: float | None,
+    force: bool,
 ) -> None:
     """Run one scenario and write its summary, time series and plot."""
     from esmsim.report import prepare_out_dir, print_summary, write_run
@@ -149,8 +206,9 @@ def run(
         from esmsim.sweep import plan
 
         plan(scenario_file, overrides=overrides)
+    _refuse(_estimate(scenario_file, scenario, trace=trace), max_memory, force)
     prepare_out_dir(Path(out_dir))  # before the simulation: a long run is never lost at write time
-    result = simulate(scenario, seed=seed, trace=trace)
+    result = simulate(scenario, seed=seed, trace=trace, force=True)  # checked just above
     print_summary(result, click.echo)
     written = write_run(result, Path(out_dir), plot=not no_plot)
     for path in written:
@@ -192,6 +250,8 @@ def run(
     is_flag=True,
     help="Resume a sweep directory whose runs another esmsim version made (mixing their results).",
 )
+@max_memory_option
+@force_option
 @_user_errors
 def sweep(
     scenario_file: str,
@@ -202,16 +262,25 @@ def sweep(
     formats: tuple[str, ...],
     no_plot: bool,
     allow_version_change: bool,
+    max_memory: float | None,
+    force: bool,
 ) -> None:
     """Run a scenario's sweep: every configuration x replication, curves and a recommendation."""
     from tqdm.auto import tqdm
 
     from esmsim.sweep import analyse, iter_sweep, plan
     from esmsim.sweep.plots import PLOT_FILES
+    from esmsim.sweep.runner import largest_point
     from esmsim.sweep.spec import run_id
     from esmsim.sweep.store import JOURNAL, OUTPUT_FILES, read_journal
 
     the_plan = plan(scenario_file, overrides=overrides, replications=replications)
+    biggest = largest_point(the_plan)
+    if biggest is not None:
+        point, found = biggest
+        for text in found.event_bound:
+            click.echo(printable(f"{scenario_file}: warning: point {point.index}: {text}"), err=True)
+        _refuse(found, max_memory, force)
     keys = list(the_plan.points[0].params) if the_plan.points else []
     click.echo(
         f"{the_plan.name}: {len(the_plan.points)} configuration(s) x {the_plan.replications} replication(s) "
@@ -233,6 +302,7 @@ def sweep(
             csv="csv" in formats,
             plots=not no_plot,
             allow_version_change=allow_version_change,
+            force=True,  # the largest point was checked above
         ):
             ran += 1
             bar.update(1)

@@ -73,6 +73,10 @@ class EsmsimWarning(UserWarning):
     """Something esmsim repaired or doubts, printed as one ``warning:`` line; the work goes on."""
 
 
+class RunError(Exception):
+    """A run refused or stopped for a reason the user can act on; its message is one line."""
+
+
 def locate(issue: Issue, file: str | None, lines: dict[Path, int], origin: dict[Path, str]) -> Issue:
     """Pin one issue to the longest prefix of its path that has a known origin or line.
 

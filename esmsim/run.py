@@ -8,6 +8,7 @@ import time
 import pandas as pd
 
 from esmsim._version import __version__
+from esmsim.estimate import check
 from esmsim.model.build import build
 from esmsim.observe import resources, summary, timeseries
 from esmsim.observe import tables as event_tables
@@ -23,6 +24,8 @@ def simulate(
     *,
     tables: bool = True,
     trace: bool = False,
+    force: bool = False,
+    max_memory: float | None = None,
 ) -> RunResult:
     """Run a scenario once.
 
@@ -37,16 +40,24 @@ def simulate(
         trace: also keep every invocation, throttle and record outcome as tables
             (``RunResult.invocations``, ``.throttles``, ``.records``); memory then grows with the
             run's length, as the tables do.
+        force: run even when the estimate (:func:`esmsim.estimate.estimate`) is beyond the limits.
+        max_memory: bytes the run may use at its peak, by the estimate (default: three quarters of
+            the machine's memory).
 
     Returns:
         The run's summary, time series and provenance. Same scenario, seed and replication give
         identical results on any machine.
+
+    Raises:
+        esmsim.errors.RunError: The run is refused by its estimate (too much memory, too many events),
+            or its simulated clock stopped (a loop that takes no simulated time).
     """
     if not isinstance(scenario, Scenario):
         from esmsim.scenario.loader import load_scenario
 
         scenario = load_scenario(scenario)
     seed = scenario.seed if seed is None else seed
+    check(scenario, trace=trace, max_memory=max_memory, force=force)
     started = time.perf_counter()
     world = build(scenario, Streams(seed, replication), trace=trace)
     world.start()

@@ -7,7 +7,7 @@ import math
 
 def backoff(attempt: int, initial: float, multiplier: float, maximum: float) -> float:
     """``initial * multiplier**(attempt-1)`` capped at ``maximum``, without overflow for large attempts."""
-    if initial <= 0:
+    if initial <= 0 or maximum <= 0:  # log(0) below; a zero cap means no wait
         return 0.0
     if multiplier <= 1:
         return min(initial, maximum)

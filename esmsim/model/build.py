@@ -19,6 +19,7 @@ from esmsim.model.sqs_receive import SqsReceivers
 from esmsim.model.stream_mapping import StreamMappingRuntime
 from esmsim.model.stream_source import ShardLog, ShardReadLimits, StreamSource
 from esmsim.model.traffic import RecordFeed
+from esmsim.model.watchdog import Watchdog
 from esmsim.observe.outcomes import Consumer
 from esmsim.observe.recorder import FOLD_EVERY_S, Layout, Recorder
 from esmsim.rng import Streams
@@ -130,9 +131,14 @@ class World:
             yield env.timeout(max(0.0, before - env.now))
 
     def run(self) -> None:
-        """Simulate the scenario's duration and close the books."""
+        """Simulate the scenario's duration and close the books.
+
+        Raises:
+            esmsim.model.watchdog.Stalled: The simulated clock stopped advancing.
+        """
         end = self.scenario.duration
-        self.env.run(until=end)
+        with Watchdog(self.env):
+            self.env.run(until=end)
         for generate, _, exhausted in self.feeders:  # the rest of the run's traffic, all waiting
             while not exhausted():
                 generate(end)

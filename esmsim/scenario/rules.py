@@ -11,7 +11,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 
-from esmsim.dists import LognormalDuration, LognormalSize
+from esmsim.dists import (
+    ConstantDuration,
+    EmpiricalDuration,
+    ExponentialDuration,
+    LognormalDuration,
+    LognormalSize,
+    UniformDuration,
+)
 from esmsim.errors import Issue, did_you_mean
 from esmsim.scenario.functions import Function
 from esmsim.scenario.mappings import SqsMapping, StreamMapping
@@ -24,6 +31,9 @@ __all__ = ["RULES", "check", "did_you_mean"]
 LONG_TERM_RETENTION_S = 7 * 86400.0
 #: Lambda's on-demand init phase limit (docs/model.md §5).
 INIT_LIMIT_S = 10.0
+#: The shortest step a loop of the model may take. Below it a clock near the end of a long run
+#: (float seconds) may not advance at all, and a loop that repeats without advancing never ends.
+MIN_STEP_S = 1e-6
 
 
 def _references(s: System) -> Iterator[Issue]:
@@ -289,6 +299,86 @@ def _p99(fn: Function) -> float:
     return dist.upper_bound() if math.isfinite(dist.upper_bound()) else dist.mean() * 4.6
 
 
+def _zero_time_loops(s: System) -> Iterator[Issue]:
+    """Refuse loops that could repeat without the simulated clock advancing (the run would hang)."""
+    step = "1us"  # MIN_STEP_S as a scenario writes it
+    for i, m in enumerate(s.mappings):
+        for key in ("initial", "maximum"):
+            value = getattr(m.throttle_retry, key)
+            if value < MIN_STEP_S:
+                yield Issue(
+                    ("mappings", i, "throttle_retry", key),
+                    f"{value:g} s is below {step}: throttled invokes would retry without time passing "
+                    f"(allowed: at least {step}; AWS gives no spacing, esmsim assumes 1s doubling to 30s)",
+                )
+        if isinstance(m, SqsMapping) and m.poller_scaling.tick < MIN_STEP_S:
+            yield Issue(
+                ("mappings", i, "poller_scaling", "tick"),
+                f"{m.poller_scaling.tick:g} s is below {step}: the scaler would tick without time passing "
+                f"(allowed: at least {step}; default 1s)",
+            )
+        fn = s.functions.get(m.function)
+        if not isinstance(m, StreamMapping) or fn is None or not _can_fail(fn):
+            continue
+        retry = m.retry_backoff
+        wait = min(retry.initial, retry.maximum) * (1 - retry.jitter)
+        busy = _shortest_run(fn)
+        if wait + busy < MIN_STEP_S:
+            key = "initial" if retry.initial <= retry.maximum else "maximum"
+            yield Issue(
+                ("mappings", i, "retry_backoff", key),
+                f"a failing batch would be retried every {wait + busy:g} s (back-off {wait:g} s, function "
+                f"{m.function!r} busy {busy:g} s): the simulated clock would stop; "
+                f"give retry_backoff initial and maximum of at least {step}, or the function a duration "
+                f"of at least {step}",
+            )
+    for name, source in s.sources.items():
+        period = source.traffic.period
+        if period is not None and period < MIN_STEP_S:
+            yield Issue(
+                ("sources", name, "traffic", "period"),
+                f"{period:g} s is below {step}: the schedule could not repeat (allowed: at least {step})",
+            )
+        interval = getattr(source, "idle_poll_interval", None)
+        if interval is not None and interval < MIN_STEP_S:
+            yield Issue(
+                ("sources", name, "idle_poll_interval"),
+                f"{interval:g} s is below {step}: idle shards would be polled without time passing "
+                f"(allowed: at least {step})",
+            )
+
+
+def _can_fail(fn: Function) -> bool:
+    """Whether an invocation of ``fn`` can fail (and so be retried)."""
+    e = fn.errors
+    if e.invocation_error_rate or e.record_error_rate or e.poison_record_rate:
+        return True
+    return any(i.invocation_error_rate or i.record_error_rate for i in fn.incidents)
+
+
+def _shortest_run(fn: Function) -> float:
+    """A handler time that 1 % of warm invocations of one record reach or undercut (its 1st percentile).
+
+    Continuous distributions reach 0 only with probability 0, so their 1st percentile stands for
+    "how short a retry cycle typically gets"; a constant or empirical duration of 0 is 0.
+    """
+    d = fn.duration
+    if isinstance(d, ConstantDuration):
+        low = d.value
+    elif isinstance(d, EmpiricalDuration):
+        low = min(d.values)
+    elif isinstance(d, UniformDuration):
+        low = d.low + 0.01 * (d.high - d.low)
+    elif isinstance(d, ExponentialDuration):
+        low = d.mean_ * -math.log(0.99)
+    elif isinstance(d, LognormalDuration):
+        low = d.median * math.exp(-2.3263478740408408 * d.sigma)
+    else:
+        low = 0.0
+    shrink = math.prod(min(1.0, i.duration_multiplier) for i in fn.incidents)
+    return min((low + fn.per_record) * fn.cpu_factor * shrink, fn.timeout)
+
+
 def _run_rules(s: System) -> Iterator[Issue]:
     if s.warmup >= s.duration:
         yield Issue(("warmup",), f"{s.warmup:g} s must be shorter than duration ({s.duration:g} s)")
@@ -311,6 +401,7 @@ RULES: tuple[Callable[[System], Iterator[Issue]], ...] = (
     _unused_functions,
     _concurrency_rules,
     _function_rules,
+    _zero_time_loops,
     _run_rules,
 )
 

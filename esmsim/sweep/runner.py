@@ -17,7 +17,8 @@ from typing import Any
 import pandas as pd
 
 from esmsim._version import __version__
-from esmsim.errors import Issue, ScenarioError
+from esmsim.errors import Issue, RunError, ScenarioError
+from esmsim.estimate import Estimate, estimate, refusal
 from esmsim.result import scenario_hash
 from esmsim.scenario.loader import parse_overrides, read_raw
 from esmsim.scenario.scenario import Scenario, build
@@ -83,6 +84,30 @@ def plan(
     return SweepPlan(validated.name, sweep, points, reps, validated.seed, identity, source)
 
 
+def largest_point(the_plan: SweepPlan) -> tuple[Point, Estimate] | None:
+    """The point whose run is largest by its estimate (peak memory, then events), and that estimate."""
+    best: tuple[Point, Estimate] | None = None
+    for point in the_plan.points:
+        found = estimate(Scenario.model_validate(point.raw))
+        if best is None or (found.peak_memory, found.events) > (best[1].peak_memory, best[1].events):
+            best = (point, found)
+    return best
+
+
+def check_sweep(the_plan: SweepPlan, *, max_memory: float | None = None, force: bool = False) -> None:
+    """Refuse a sweep whose largest run the estimate refuses (:func:`esmsim.estimate.refusal`).
+
+    Raises:
+        RunError: One line naming the point, its estimate and the override.
+    """
+    biggest = None if force else largest_point(the_plan)
+    if biggest is None:
+        return
+    reason = refusal(biggest[1], max_memory)
+    if reason is not None:
+        raise RunError(f"point {biggest[0].index}: {reason}")
+
+
 def _task(plan: SweepPlan, point: Point, replication: int) -> dict[str, Any]:
     return {
         "run_id": run_id(point, replication),
@@ -103,6 +128,8 @@ def iter_sweep(
     csv: bool = False,
     plots: bool = True,
     allow_version_change: bool = False,
+    force: bool = False,
+    max_memory: float | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Run a sweep, yielding each run's result (summary, parameters, error) as it finishes.
 
@@ -113,12 +140,20 @@ def iter_sweep(
     locked while the sweep runs: a second sweep into it raises ``OutputError`` at once. Closing the
     iterator early (or Ctrl-C) cancels the runs not yet started. Works from scripts and notebooks
     without a ``__main__`` guard.
+
+    Before anything runs, the largest point's estimate is checked against ``max_memory`` (bytes,
+    default three quarters of the machine's memory) and the event limit; ``force`` skips the check.
+
+    Raises:
+        RunError: The largest run is refused by its estimate.
+        OutputError: ``out`` is busy, holds another scenario's runs, or cannot be written.
     """
     the_plan = (
         scenario
         if isinstance(scenario, SweepPlan)
         else plan(scenario, overrides=overrides, replications=replications)
     )
+    check_sweep(the_plan, max_memory=max_memory, force=force)
     store = None
     if out is not None:  # refused before any worker starts: a busy, foreign or corrupt directory
         manifest = {
@@ -205,28 +240,31 @@ def sweep(
     csv: bool = False,
     plots: bool = True,
     allow_version_change: bool = False,
+    force: bool = False,
+    max_memory: float | None = None,
 ) -> pd.DataFrame:
     """Run a sweep and return one row per run (parameters, replication, seed, every summary metric).
 
     ``frame.attrs`` also holds ``aggregate`` (one row per configuration: means and 95 % intervals)
-    and ``recommendation`` (the objective's verdict, when the sweep states one).
+    and ``recommendation`` (the objective's verdict, when the sweep states one). ``force`` and
+    ``max_memory`` are :func:`iter_sweep`'s.
     """
     the_plan = (
         scenario
         if isinstance(scenario, SweepPlan)
         else plan(scenario, overrides=overrides, replications=replications)
     )
-    records = {
-        r["run_id"]: r
-        for r in iter_sweep(
-            the_plan,
-            executor=executor,
-            out=out,
-            csv=csv,
-            plots=plots,
-            allow_version_change=allow_version_change,
-        )
-    }
+    runs = iter_sweep(
+        the_plan,
+        executor=executor,
+        out=out,
+        csv=csv,
+        plots=plots,
+        allow_version_change=allow_version_change,
+        force=force,
+        max_memory=max_memory,
+    )
+    records = {r["run_id"]: r for r in runs}
     if out is not None:  # the journal also holds the runs an earlier, interrupted sweep did
         records = read_journal(Path(out) / JOURNAL)
     return analyse(the_plan, records)

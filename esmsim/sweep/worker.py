@@ -38,7 +38,10 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         scenario = Scenario.model_validate(task["scenario"])
-        result = simulate(scenario, seed=task["seed"], replication=task["replication"], tables=False)
+        # force: iter_sweep checked the largest point's estimate before submitting any run.
+        result = simulate(
+            scenario, seed=task["seed"], replication=task["replication"], tables=False, force=True
+        )
     except Exception as error:  # a failed run is recorded, the sweep goes on
         tb = "".join(traceback.format_exception(error)[-3:])
         return failure(task, error, wall_time_s=time.perf_counter() - started, tb=tb)
