@@ -16,7 +16,6 @@ import threading
 from types import TracebackType
 
 import simpy
-from simpy.events import URGENT
 
 from esmsim.errors import RunError
 
@@ -86,12 +85,13 @@ class Watchdog:
                 return
 
     def _stall(self, now: float, events: int) -> None:
-        """Make the run's own thread raise: a failed event at the head of the schedule."""
-        event = simpy.Event(self.env)
-        event._ok = False
-        event._value = Stalled(
-            f"run stopped: the simulated clock stopped at {now:g} s: over {events:,} events at that instant "
-            "(a loop that takes no simulated time)"
-        )
+        """Make the run's own thread raise: a failed event, due at once, that nobody defuses."""
+        # ``fail`` schedules the event at the current instant behind those already due; a loop at
+        # one instant only adds events behind it, so the run's thread reaches it next in turn.
         # heappush under the GIL is atomic with the run thread's heappop: the schedule stays a heap.
-        self.env.schedule(event, URGENT)
+        simpy.Event(self.env).fail(
+            Stalled(
+                f"run stopped: the simulated clock stopped at {now:g} s: over {events:,} events at that "
+                "instant (a loop that takes no simulated time)"
+            )
+        )
