@@ -119,7 +119,8 @@ def test_toml_file(tmp_path: Path) -> None:
         (
             # A message and its metadata must fit Lambda's 6 MB payload, or it is received forever.
             {17: "    batching_window: 0s\n    record_overhead: 5.5MB"},
-            "{path}:18: mappings[0].record_overhead: 5767168 bytes (5632KB) is above the maximum 5242880 bytes (5MB)",
+            "{path}:18: mappings[0].record_overhead: 5767168 bytes (5632KB) is above the maximum "
+            "5242880 bytes (5MB)",
         ),
         (
             {17: "    batching_window: 0s\n    maximum_concurrency: 1"},

@@ -8,7 +8,6 @@ from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from esmsim.scenario.base import Bytes, Frozen, Int, Number, Seconds, WholeSeconds, aws
 
-
 #: Most event metadata per SQS record: Lambda's 6 MB payload less SQS's largest message (1 MB).
 MAX_SQS_RECORD_OVERHEAD = 5 * 1024 * 1024
 
