@@ -121,6 +121,12 @@ def test_toml_file(tmp_path: Path) -> None:
             "(AWS takes integer seconds here)",
         ),
         (
+            # A message and its metadata must fit Lambda's 6 MB payload, or it is received forever.
+            {17: "    batching_window: 0s\n    record_overhead: 5.5MB"},
+            "{path}:18: mappings[0].record_overhead: 5767168 bytes (5632KB) is above the maximum "
+            "5242880 bytes (5MB)",
+        ),
+        (
             {17: "    batching_window: 0s\n    maximum_concurrency: 1"},
             "{path}:18: mappings[0].maximum_concurrency: 1 is below the minimum 2",
         ),
@@ -160,6 +166,7 @@ def test_toml_file(tmp_path: Path) -> None:
         "batch_size-20000",
         "window-301",
         "window-0.5",
+        "record_overhead-5.5MB",
         "max_concurrency-1",
         "max_concurrency-1001",
         "memory-64",

@@ -10,6 +10,8 @@ Runs are read through the public API: a traced run's ``invocations`` and ``recor
 from __future__ import annotations
 
 import itertools
+import signal
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -428,6 +430,46 @@ def test_idle_shard_is_polled_once_a_second() -> None:
     # Records at 1, 2, 3, 4: each is fetched by the poll at its own second (available exactly then).
     np.testing.assert_allclose(inv["start_s"], [1, 2, 3, 4])
     assert outcomes(inv) == ["success"] * 4
+
+
+def test_a_shard_without_a_call_limit_is_not_polled_before_its_next_record_is_available() -> None:
+    # Found by fuzzing: with no call-rate limit, an idle poll planned a hair before the next record
+    # was available (the tick count rounded down) found nothing and planned itself again at the same
+    # instant, so the run never ended. Each run below takes well under a second.
+    s = stream(
+        {
+            "duration": 60,
+            "sources": {
+                "s": {
+                    "type": "dynamodb",
+                    "shards": 5,
+                    "propagation_delay": "100ms",
+                    "read_calls_per_second": None,
+                    "traffic": {
+                        "rate": "20/s",
+                        "pattern": "constant",
+                        "initial_backlog": 0,
+                        "partition_keys": 1000,
+                    },
+                }
+            },
+        },
+        mapping={"starting_position": "LATEST"},
+    )
+
+    def hung(signum: int, frame: FrameType | None) -> None:
+        raise TimeoutError("the run did not end within 30 s")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.setitimer(signal.ITIMER_REAL, 30.0)
+    try:
+        result = traced(s)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert_conserved(result)
+    assert result.summary["records_in"] == 1200
+    assert result.summary["records_in_flight_end"] < 20  # every record read, the last second's in flight
 
 
 def test_enhanced_fan_out_backlog_waits_out_the_batching_window() -> None:

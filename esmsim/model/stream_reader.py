@@ -186,7 +186,9 @@ class ShardReader:
         else:
             # Idle: polls fall every idle_interval after the last one; the first after `available`.
             ticks = math.ceil((available - self.last_poll_at) / self.idle_interval - 1e-9)
-            at = self.last_poll_at + max(ticks, 0) * self.idle_interval
+            # Never before the record is available: when the tolerance above rounds the tick count
+            # down, that poll would find nothing and plan itself again at the same instant, forever.
+            at = max(self.last_poll_at + max(ticks, 0) * self.idle_interval, available)
         # A consumer paces its own calls to the shard's call rate; only other consumers' calls can
         # get one refused.
         return max(at, self._retry_at, self.last_poll_at + self.own_gap if self.calls else 0.0)

@@ -8,6 +8,9 @@ from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from esmsim.scenario.base import Bytes, Frozen, Int, Number, Seconds, WholeSeconds, aws
 
+#: Most event metadata per SQS record: Lambda's 6 MB payload less SQS's largest message (1 MB).
+MAX_SQS_RECORD_OVERHEAD = 5 * 1024 * 1024
+
 
 class PollerScaling(Frozen):
     """How the SQS poller fleet (concurrent batches) grows and shrinks.
@@ -142,6 +145,9 @@ class SqsMapping(_MappingBase):
     record_overhead: Bytes = Field(
         800.0,
         ge=0,
+        # Room for the largest SQS message (1 MB) under Lambda's 6 MB payload: a message that could
+        # never fit in a batch would be received and put back forever.
+        le=MAX_SQS_RECORD_OVERHEAD,
         description=(
             "Bytes of event metadata per record that count toward the 6 MB payload (message id, receipt "
             "handle, attributes), estimated from AWS's sample SQS event. Per queue: the largest value of "
