@@ -2,14 +2,19 @@
 
 AWS documents the start (5 concurrent batches), the scale-up rate while messages remain (+300 a
 minute since November 2023, +60 before), the ceiling (1,250; 1,000 before), the floor when traffic
-is low (5, "as few as 2" without maximum concurrency) and that errors and throttles make it back off.
-It documents neither how fast idle pollers are retired nor how strong the back-off is; those are
-the knobs of :class:`esmsim.scenario.mappings.PollerScaling` and ``ErrorBackoff`` (docs/model.md).
-The back-off looks at the share of a tick's invocation attempts that failed, so a rare error on a
-busy mapping does not shrink it, while a failing function does.
+is low (5, "as few as 2" without maximum concurrency), that errors and throttles make it back off
+"gradually" and that it does not scale up while they occur. It documents neither how fast idle
+pollers are retired nor how strong the back-off is; those are the knobs of
+:class:`esmsim.scenario.mappings.PollerScaling` and ``ErrorBackoff`` (docs/model.md).
+
+The fleet has two sizes: the demand-driven ``target`` (grown while messages remain, shrunk while
+pollers idle) and the ``effective`` size pollers obey, which the error back-off pulls below it.
 """
 
 from __future__ import annotations
+
+import math
+from collections import deque
 
 from esmsim.scenario.mappings import ErrorBackoff, PollerScaling
 
@@ -32,7 +37,6 @@ def next_target(
     dt_s: float,
     params: PollerScaling,
     floor: int,
-    holding: bool,
 ) -> float:
     """The fleet size after one scaler tick of ``dt_s`` seconds.
 
@@ -43,21 +47,75 @@ def next_target(
         dt_s: time since the previous tick.
         params: the scaling knobs.
         floor: the current floor (see :func:`poller_floor`).
-        holding: True during the hold after an error back-off (no scale-up).
     """
     if visible > 0:
-        if not holding:
-            target = min(float(params.ceiling), target + params.per_minute * dt_s / 60.0)
+        target = min(float(params.ceiling), target + params.per_minute * dt_s / 60.0)
     elif idle > 0:
         target -= min(float(idle), params.scale_down_per_minute * dt_s / 60.0)
     return max(float(floor), target)
 
 
-def failing_share(attempts: int, failures: int, params: ErrorBackoff) -> bool:
-    """Whether a tick's invocation attempts failed (errors, throttles) often enough to back off."""
-    return failures > 0 and failures >= params.threshold * attempts
+class FailureWindow:
+    """Invocation attempts and failures over a trailing window of scaler ticks."""
+
+    __slots__ = ("_ticks", "attempts", "failures", "span_s")
+
+    def __init__(self, span_s: float) -> None:
+        self.span_s = span_s
+        self._ticks: deque[tuple[float, int, float]] = deque()
+        self.attempts = 0
+        self.failures = 0.0
+
+    def add(self, now: float, attempts: int, failures: float) -> None:
+        """Book one tick's attempts and failures, forgetting ticks older than the window."""
+        self._ticks.append((now, attempts, failures))
+        self.attempts += attempts
+        self.failures += failures
+        ticks = self._ticks
+        while ticks and ticks[0][0] <= now - self.span_s:
+            _, a, f = ticks.popleft()
+            self.attempts -= a
+            self.failures -= f
+        if not ticks:
+            self.attempts, self.failures = 0, 0.0
+
+    @property
+    def share(self) -> float:
+        """Failed share of the window's attempts (0 without attempts)."""
+        if self.failures <= 1e-9 or self.attempts <= 0:
+            return 0.0
+        return min(1.0, self.failures / self.attempts)
 
 
-def backed_off(target: float, params: ErrorBackoff, floor: int) -> float:
-    """The fleet size right after a function error or throttle."""
-    return max(float(floor), target * params.factor)
+def kept_share(share: float, params: ErrorBackoff) -> float:
+    """Share of the demand-driven fleet kept at failure share ``share`` (1 without failures)."""
+    if share <= 0:
+        return 1.0
+    return min(1.0, float(params.at_one_percent * (share / 0.01) ** -params.exponent))
+
+
+def next_effective(
+    effective: float,
+    target: float,
+    *,
+    share: float,
+    dt_s: float,
+    params: ErrorBackoff,
+    per_minute: float,
+) -> float:
+    """The fleet size pollers obey after one tick, given the window's failure share.
+
+    While the window holds failures the fleet moves toward ``kept_share x target`` (never below
+    ``params.floor``): down with time constant ``params.lag``, up (when a growing backlog raises the
+    target) at the scale-up rate. Once the window holds none, it grows back to ``target`` at the
+    scale-up rate. It never exceeds ``target``.
+    """
+    grow = per_minute * dt_s / 60.0
+    if share > 0:
+        goal = max(float(params.floor), kept_share(share, params) * target)
+        if effective > goal:
+            effective = goal + (effective - goal) * math.exp(-dt_s / params.lag)
+        else:
+            effective = min(goal, effective + grow)
+        return min(effective, target)
+    return min(target, effective + grow)

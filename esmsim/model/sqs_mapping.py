@@ -5,8 +5,8 @@ synchronously (:mod:`esmsim.model.invoke`), deletes what succeeded, and loops.
 ``maximum_concurrency`` caps the fleet, so at the cap the mapping stops reading instead of being
 throttled. A throttled invoke is retried with backoff until the batch's visibility timeout would
 pass; then the poller lets it go and the messages reappear with their receive count already spent
-(docs/model.md §3). A scaler process grows the fleet while messages remain and retires idle
-pollers when they do not.
+(docs/model.md §3). A scaler process grows the fleet while messages remain, retires idle pollers
+when they do not, and backs the fleet off while invocations fail or are throttled.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import simpy
 
 from esmsim.events import Outcome
 from esmsim.model.invoke import GAVE_UP, Invoker
-from esmsim.model.scaling import backed_off, failing_share, next_target, poller_floor
+from esmsim.model.scaling import FailureWindow, next_effective, next_target, poller_floor
 from esmsim.model.sqs_messages import Batch
 from esmsim.model.sqs_queue import SqsQueue
 from esmsim.model.sqs_receive import WAKE, Collector, SqsReceivers
@@ -58,21 +58,24 @@ class SqsMappingRuntime:
         self.scaling = spec.poller_scaling
         self.backoff = spec.error_backoff
         self.cap = spec.maximum_concurrency
-        self.target = 0.0
+        self.target = self.effective = 0.0
         self.allowed = 0
-        self._set_target(float(min(self.scaling.initial, self.scaling.ceiling)))
+        initial = float(min(self.scaling.initial, self.scaling.ceiling))
+        self._set_fleet(initial, initial)
         self.running = 0
         self.pollers = recorder.level("pollers")
         self.last_batch_at = 0.0
         # Function errors since the last scaler tick, and the invoke counts at it: the error
-        # back-off looks at the share of the tick's attempts that failed or were throttled.
+        # back-off looks at the share of the window's attempts that failed or were throttled.
         self.errors = 0
         self._seen = (0, 0)
+        self.failures = FailureWindow(self.backoff.window)
 
-    def _set_target(self, target: float) -> None:
-        """Change the fleet size; ``allowed`` is what pollers compare against on every loop."""
+    def _set_fleet(self, target: float, effective: float) -> None:
+        """Change the fleet sizes; ``allowed`` is what pollers compare against on every loop."""
         self.target = target
-        allowed = int(target + 1e-9)
+        self.effective = min(effective, target)
+        allowed = int(self.effective + 1e-9)
         self.allowed = min(allowed, self.cap) if self.cap is not None else allowed
 
     def start(self) -> None:
@@ -138,20 +141,32 @@ class SqsMappingRuntime:
             floor = poller_floor(self.scaling, now - self.last_batch_at, self.cap is not None)
             admitted, throttled = self.invoker.admitted, self.invoker.throttled
             attempts = admitted + throttled - sum(self._seen)
-            failures = self.errors + throttled - self._seen[1]
+            failures = self.errors + self.backoff.throttle_weight * (throttled - self._seen[1])
             self._seen = (admitted, throttled)
             self.errors = 0
-            failing = self.backoff.enabled and failing_share(attempts, failures, self.backoff)
-            target = next_target(
-                self.target,
-                visible=visible,
-                idle=self.idle_collectors,
+            self.failures.add(now, attempts, failures)
+            share = self.failures.share if self.backoff.enabled else 0.0
+            # The demand-driven size follows the queue; while invocations fail it does not shrink
+            # (the idle pollers are the back-off's doing) and, with ``hold_growth``, does not grow.
+            target = self.target
+            if share == 0 or not self.backoff.hold_growth:
+                target = next_target(
+                    target,
+                    visible=visible,
+                    idle=self.idle_collectors if share == 0 else 0,
+                    dt_s=tick,
+                    params=self.scaling,
+                    floor=floor,
+                )
+            effective = next_effective(
+                self.effective,
+                target,
+                share=share,
                 dt_s=tick,
-                params=self.scaling,
-                floor=floor,
-                holding=failing,
+                params=self.backoff,
+                per_minute=self.scaling.per_minute,
             )
-            self._set_target(backed_off(target, self.backoff, floor) if failing else target)
+            self._set_fleet(target, effective)
             allowed = self.allowed
             if self.running < allowed:
                 self._spawn(allowed - self.running, now)

@@ -51,22 +51,48 @@ POLLER_PRESETS: dict[str, dict[str, Any]] = {
 
 
 class ErrorBackoff(Frozen):
-    """Reduction of the poller fleet while invocations fail or are throttled (undocumented by AWS).
+    """Reduction of the poller fleet while invocations fail or are throttled.
 
-    At each scaler tick, if at least ``threshold`` of the invocation attempts since the previous
-    tick ended in a function error or a throttle, the fleet is multiplied by ``factor`` and does not
-    grow that tick. (Not on function errors with ReportBatchItemFailures: AWS says so.)
+    AWS documents that the mapping "gradually backs off, reducing the amount of concurrency
+    allocated" on function errors (not with ReportBatchItemFailures) and on throttles, and that it
+    does not scale up while invocations fail; it publishes no numbers. Over the trailing ``window``
+    the failure share ``e`` (function errors plus ``throttle_weight`` x throttles, per invocation
+    attempt) sets the fleet kept: ``at_one_percent x (e / 1 %)^-exponent`` of the demand-driven
+    fleet, approached with time constant ``lag``, never below ``floor``. The defaults fit the only
+    published measurement (concurrency 60 falling to 25, 16 and 13 at 1, 5 and 10 % errors); see
+    docs/model.md. The demand-driven fleet keeps following the queue (unless ``hold_growth``), so a
+    backlog that builds under the back-off still raises the fleet, at its kept share. Once the window
+    holds no failure, the fleet grows back at the scale-up rate.
     """
 
     enabled: bool = Field(True, description="Shrink the fleet while invocations fail or are throttled.")
-    threshold: Number = Field(
-        0.1,
+    window: Seconds = Field(
+        60.0, gt=0, description="Trailing time over which the failure share is measured (assumption)."
+    )
+    at_one_percent: Number = Field(
+        0.42,
         gt=0,
         le=1,
-        description="Share of failed or throttled attempts in a tick that triggers it (assumption).",
+        description="Share of the fleet kept at a 1 % failure share (fitted to a published measurement).",
     )
-    factor: Number = Field(
-        0.9, gt=0, le=1, description="Multiply the fleet size by this per tick (assumption)."
+    exponent: Number = Field(
+        0.28,
+        ge=0,
+        le=5,
+        description="How fast the kept share falls with the failure share (fitted; 0 keeps it constant).",
+    )
+    lag: Seconds = Field(
+        60.0, gt=0, description="Time constant of the fleet's approach to its backed-off size (assumption)."
+    )
+    floor: Int = Field(2, ge=1, description="Fewest pollers kept while backing off (AWS's minimum, 2).")
+    throttle_weight: Number = Field(
+        1.0, ge=0, le=1, description="How much a throttled attempt counts as a failure (assumption)."
+    )
+    hold_growth: bool = Field(
+        False,
+        description="Freeze the demand-driven fleet while invocations fail (AWS's 'prevents your function "
+        "from scaling', read strictly: a mapping failing from the start stays at 5); false lets it "
+        "follow the queue, the fleet being its kept share (assumption).",
     )
 
 
