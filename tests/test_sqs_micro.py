@@ -519,3 +519,42 @@ def test_oldest_age_skips_messages_received_three_times_as_sqs_documents() -> No
     age = result.timeseries["ApproximateAgeOfOldestMessage"].to_numpy()
     assert age.max() < 120
     assert age.max() >= 2 * 30
+
+
+@pytest.mark.parametrize(
+    ("rate", "finish_poll", "starts", "records"),
+    [
+        # One message a minute (t = 60, 120, ...), a 5 s window: the long poll that received the
+        # message runs its 20 s wait out, so the batch closes at 80, not at 65 (AWS: a quiet queue
+        # "might wait for up to 20 seconds", even with a shorter window).
+        ("1/min", True, [80, 140, 200, 260], [1, 1, 1, 1]),
+        ("1/min", False, [65, 125, 185, 245], [1, 1, 1, 1]),
+        # One every 8 s: the poll in progress when the window (8..13) ends returns with the next
+        # message, at 16, which joins the batch.
+        ("7.5/min", True, [16, 32, 48], [2, 2, 2]),
+        # Without it each message waits out its own 5 s window: 8 -> 13, 16 -> 21, ...
+        ("7.5/min", False, [13, 21, 29, 37, 45], [1, 1, 1, 1, 1]),
+    ],
+    ids=["quiet-waits-the-poll", "quiet-knob-off", "next-message-joins", "next-message-knob-off"],
+)
+def test_a_long_poll_in_progress_when_the_window_ends_is_not_cut_short(
+    rate: str, finish_poll: bool, starts: list[float], records: list[int]
+) -> None:
+    s = scenario(
+        {
+            "duration": 290 if rate == "1/min" else 50,
+            "sources": {"q": {"traffic": {"rate": rate, "pattern": "constant"}}},
+        },
+        {
+            "batch_size": 100,
+            "batching_window": 5,
+            "single_poller_batching": True,
+            "poller_scaling": ONE_POLLER,
+            "polling": {"finish_poll_after_window": finish_poll},
+        },
+    )
+    result = traced(s)
+    inv = invocations_of(result, 0)
+    np.testing.assert_allclose(inv["start_s"], starts)
+    np.testing.assert_array_equal(inv["records"], records)
+    assert_conserved(result)

@@ -90,6 +90,12 @@ class Polling(Frozen):
     round_trip: Seconds = Field(
         0.01, ge=0, description="Messages arriving closer together than this share one ReceiveMessage."
     )
+    finish_poll_after_window: bool = Field(
+        True,
+        description="A long poll in progress when the batching window ends is not cut short, so a quiet "
+        "queue may wait up to wait_time past the window (AWS documents up to 20 s); false closes "
+        "the batch at the window's end.",
+    )
 
 
 class _MappingBase(Frozen):
