@@ -558,3 +558,26 @@ def test_a_long_poll_in_progress_when_the_window_ends_is_not_cut_short(
     np.testing.assert_allclose(inv["start_s"], starts)
     np.testing.assert_array_equal(inv["records"], records)
     assert_conserved(result)
+
+
+@pytest.mark.parametrize(("finish_poll", "start", "records"), [(True, 2.5, 4), (False, 2.25, 3)])
+def test_pollers_sharing_arrivals_each_wait_for_their_own_next_message(
+    finish_poll: bool, start: float, records: int
+) -> None:
+    # Three pollers batching at once share arrivals round-robin: a message every 0.25 s, so poller A
+    # gets 0.25, 1.0, 1.75, 2.5, ..., B 0.5, 1.25, ... and C 0.75, 1.5, 2.25, ... A's 2 s window
+    # (0.25 .. 2.25) ends with three messages; its long poll then returns with A's own next
+    # message, at 2.5, not with C's at 2.25. Without the knob it closes at its window's end.
+    fleet = {"initial": 3, "ceiling": 3, "min_pollers": 3, "idle_min_pollers": 3}
+    s = scenario(
+        {"duration": 3, "sources": {"q": {"traffic": {"rate": "4/s", "pattern": "constant"}}}},
+        {
+            "batch_size": 100,
+            "batching_window": 2,
+            "poller_scaling": fleet,
+            "polling": {"finish_poll_after_window": finish_poll},
+        },
+    )
+    first = invocations_of(traced(s), 0).iloc[0]
+    assert first["start_s"] == pytest.approx(start)
+    assert first["records"] == records

@@ -354,7 +354,7 @@ class SqsReceivers:
         queue = self.queue
         window_end = c.window_end
         after = queue.fifo.search("visible_at", window_end, "right", start=head)  # first row past it
-        p = head + o + max(0, -(-(after - head - o) // step))  # the collector's first row past it
+        p = head + o + step * max(0, -(-(after - head - o) // step))  # the collector's first row past it
         last_at = queue.fresh_visible_at(p - step) if p - step >= head + o else c.last_at
         wait = c.owner.wait_time_s
         end = (
