@@ -320,7 +320,7 @@ class SqsReceivers:
             t, upto = (queue.fresh_visible_at(last), last + 1) if last < total else (math.inf, total)
             if c.held:
                 deadline = c.window_end
-                if c.owner.finish_poll_after_window:
+                if deadline < t and c.owner.finish_poll_after_window:  # else it fills first anyway
                     deadline = self._poll_end(c, o, step, head, total)
             else:
                 first = head + o
