@@ -581,3 +581,32 @@ def test_pollers_sharing_arrivals_each_wait_for_their_own_next_message(
     first = invocations_of(traced(s), 0).iloc[0]
     assert first["start_s"] == pytest.approx(start)
     assert first["records"] == records
+
+
+def test_the_scale_up_threshold_moves_the_window_0_cost_curve() -> None:
+    # 500 messages/s, 200 ms invocations, batch size 10, no window. With the default rule (grow
+    # whenever one message is visible at a tick) the fleet grows until batches average about 1.4
+    # messages; asking for more visible messages before growing leaves a smaller fleet with fuller
+    # batches: fewer invocations and SQS calls per record, so a lower cost per million records,
+    # at the same latency (capacity is ample in every case). The cost curves without a window rest
+    # on this knob, which is why it is one.
+    rows = []
+    for threshold in (1, 5, 20):
+        s = scenario(
+            {
+                "duration": 450,
+                "warmup": 150,
+                "functions": {"f": {"duration": "200ms"}},
+                "sources": {"q": {"visibility_timeout": 30, "traffic": {"rate": "500/s"}}},
+            },
+            {"batch_size": 10, "poller_scaling": {"scale_up_visible": threshold}},
+        )
+        rows.append(simulate(s, seed=1).summary)
+    batch = [r["batch_size_mean"] for r in rows]
+    fleet = [r["pollers_mean"] for r in rows]
+    cost = [r["cost_per_million_records_usd"] for r in rows]
+    assert batch[0] < 1.6  # the default rule's small batches
+    assert batch[0] < batch[1] < batch[2]
+    assert fleet[0] > fleet[1] > fleet[2]
+    assert cost[0] > cost[1] > cost[2]
+    assert max(r["latency_p99_s"] for r in rows) < 0.25  # 200 ms of work, no queueing to speak of

@@ -33,6 +33,12 @@ class PollerScaling(Frozen):
         300.0, ge=0, description="Idle pollers retired per minute (undocumented by AWS: an assumption)."
     )
     tick: Seconds = Field(1.0, gt=0, description="How often the scaler re-evaluates.")
+    scale_up_visible: Int = Field(
+        1,
+        ge=1,
+        description="Messages that must be visible (waiting, unreceived) at a tick for the fleet to grow "
+        "(AWS: it grows on queue depth, threshold undocumented: an assumption).",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> PollerScaling:
