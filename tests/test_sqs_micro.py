@@ -519,3 +519,94 @@ def test_oldest_age_skips_messages_received_three_times_as_sqs_documents() -> No
     age = result.timeseries["ApproximateAgeOfOldestMessage"].to_numpy()
     assert age.max() < 120
     assert age.max() >= 2 * 30
+
+
+@pytest.mark.parametrize(
+    ("rate", "finish_poll", "starts", "records"),
+    [
+        # One message a minute (t = 60, 120, ...), a 5 s window: the long poll that received the
+        # message runs its 20 s wait out, so the batch closes at 80, not at 65 (AWS: a quiet queue
+        # "might wait for up to 20 seconds", even with a shorter window).
+        ("1/min", True, [80, 140, 200, 260], [1, 1, 1, 1]),
+        ("1/min", False, [65, 125, 185, 245], [1, 1, 1, 1]),
+        # One every 8 s: the poll in progress when the window (8..13) ends returns with the next
+        # message, at 16, which joins the batch.
+        ("7.5/min", True, [16, 32, 48], [2, 2, 2]),
+        # Without it each message waits out its own 5 s window: 8 -> 13, 16 -> 21, ...
+        ("7.5/min", False, [13, 21, 29, 37, 45], [1, 1, 1, 1, 1]),
+    ],
+    ids=["quiet-waits-the-poll", "quiet-knob-off", "next-message-joins", "next-message-knob-off"],
+)
+def test_a_long_poll_in_progress_when_the_window_ends_is_not_cut_short(
+    rate: str, finish_poll: bool, starts: list[float], records: list[int]
+) -> None:
+    s = scenario(
+        {
+            "duration": 290 if rate == "1/min" else 50,
+            "sources": {"q": {"traffic": {"rate": rate, "pattern": "constant"}}},
+        },
+        {
+            "batch_size": 100,
+            "batching_window": 5,
+            "single_poller_batching": True,
+            "poller_scaling": ONE_POLLER,
+            "polling": {"finish_poll_after_window": finish_poll},
+        },
+    )
+    result = traced(s)
+    inv = invocations_of(result, 0)
+    np.testing.assert_allclose(inv["start_s"], starts)
+    np.testing.assert_array_equal(inv["records"], records)
+    assert_conserved(result)
+
+
+@pytest.mark.parametrize(("finish_poll", "start", "records"), [(True, 2.5, 4), (False, 2.25, 3)])
+def test_pollers_sharing_arrivals_each_wait_for_their_own_next_message(
+    finish_poll: bool, start: float, records: int
+) -> None:
+    # Three pollers batching at once share arrivals round-robin: a message every 0.25 s, so poller A
+    # gets 0.25, 1.0, 1.75, 2.5, ..., B 0.5, 1.25, ... and C 0.75, 1.5, 2.25, ... A's 2 s window
+    # (0.25 .. 2.25) ends with three messages; its long poll then returns with A's own next
+    # message, at 2.5, not with C's at 2.25. Without the knob it closes at its window's end.
+    fleet = {"initial": 3, "ceiling": 3, "min_pollers": 3, "idle_min_pollers": 3}
+    s = scenario(
+        {"duration": 3, "sources": {"q": {"traffic": {"rate": "4/s", "pattern": "constant"}}}},
+        {
+            "batch_size": 100,
+            "batching_window": 2,
+            "poller_scaling": fleet,
+            "polling": {"finish_poll_after_window": finish_poll},
+        },
+    )
+    first = invocations_of(traced(s), 0).iloc[0]
+    assert first["start_s"] == pytest.approx(start)
+    assert first["records"] == records
+
+
+def test_the_scale_up_threshold_moves_the_window_0_cost_curve() -> None:
+    # 500 messages/s, 200 ms invocations, batch size 10, no window. With the default rule (grow
+    # whenever one message is visible at a tick) the fleet grows until batches average about 1.4
+    # messages; asking for more visible messages before growing leaves a smaller fleet with fuller
+    # batches: fewer invocations and SQS calls per record, so a lower cost per million records,
+    # at the same latency (capacity is ample in every case). The cost curves without a window rest
+    # on this knob, which is why it is one.
+    rows = []
+    for threshold in (1, 5, 20):
+        s = scenario(
+            {
+                "duration": 450,
+                "warmup": 150,
+                "functions": {"f": {"duration": "200ms"}},
+                "sources": {"q": {"visibility_timeout": 30, "traffic": {"rate": "500/s"}}},
+            },
+            {"batch_size": 10, "poller_scaling": {"scale_up_visible": threshold}},
+        )
+        rows.append(simulate(s, seed=1).summary)
+    batch = [r["batch_size_mean"] for r in rows]
+    fleet = [r["pollers_mean"] for r in rows]
+    cost = [r["cost_per_million_records_usd"] for r in rows]
+    assert batch[0] < 1.6  # the default rule's small batches
+    assert batch[0] < batch[1] < batch[2]
+    assert fleet[0] > fleet[1] > fleet[2]
+    assert cost[0] > cost[1] > cost[2]
+    assert max(r["latency_p99_s"] for r in rows) < 0.25  # 200 ms of work, no queueing to speak of

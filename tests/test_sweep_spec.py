@@ -54,11 +54,20 @@ def validate(tmp_path: Path, text: str) -> tuple[str, Result]:
 def test_validate_reports_the_expansion(tmp_path: Path) -> None:
     path, result = validate(tmp_path, BASE)
     assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines() == [
+    lines = result.stdout.splitlines()
+    assert lines[:2] == [
         f"{path}: ok: 'orders', 1 source(s), 1 function(s), 1 mapping(s)",
         "sweep: 6 configuration(s) x 3 replication(s) = 18 runs over mappings[0].batch_size, "
         "functions.orders.memory_mb",
     ]
+    # The largest run is a batch-size-1 point: 20/s for the default hour is 72,000 records, each an
+    # invocation at most.
+    assert re.fullmatch(
+        r"estimate of the largest run \(point 0\): records 72,000, invocations 72,000, events [\d,]+, "
+        r"peak memory [\d.]+ [MG]B, about [\d.]+ s",
+        lines[2],
+    ), lines[2]
+    assert len(lines) == 3
 
 
 def test_the_bundled_sweep_validates(tmp_path: Path) -> None:

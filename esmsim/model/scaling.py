@@ -42,15 +42,16 @@ def next_target(
 
     Args:
         target: current fleet size (fractional: the rate accrues between ticks).
-        visible: messages waiting in the queue that no poller has taken.
+        visible: messages waiting in the queue that no poller has taken; the fleet grows when
+            there are at least ``params.scale_up_visible``, and retires idle pollers when none.
         idle: this mapping's pollers waiting with empty hands.
         dt_s: time since the previous tick.
         params: the scaling knobs.
         floor: the current floor (see :func:`poller_floor`).
     """
-    if visible > 0:
+    if visible >= params.scale_up_visible:
         target = min(float(params.ceiling), target + params.per_minute * dt_s / 60.0)
-    elif idle > 0:
+    elif visible == 0 and idle > 0:
         target -= min(float(idle), params.scale_down_per_minute * dt_s / 60.0)
     return max(float(floor), target)
 

@@ -53,6 +53,7 @@ class SqsMappingRuntime:
         self.max_messages = spec.polling.max_messages
         self.wait_time_s = spec.polling.wait_time
         self.round_trip_s = spec.polling.round_trip
+        self.finish_poll_after_window = spec.polling.finish_poll_after_window
         self.idle_collectors = 0
         self.item_failures = spec.report_batch_item_failures
         self.scaling = spec.poller_scaling

@@ -47,6 +47,8 @@ class ReceiverOwner(Protocol):
     wait_time_s: float
     round_trip_s: float
     idle_collectors: int
+    #: A long poll in progress when the batching window ends is not cut short.
+    finish_poll_after_window: bool
 
 
 class Collector:
@@ -59,6 +61,7 @@ class Collector:
         "event",
         "first_at",
         "held",
+        "last_at",
         "nbytes",
         "need",
         "owner",
@@ -80,6 +83,7 @@ class Collector:
         self.nbytes = 0.0
         self.calls = 0
         self.first_at = math.nan
+        self.last_at = math.nan  # when it last received a message: its long poll restarted then
         self.window_end = math.inf
         # The payload cap can only bind if a full batch of the largest records would exceed it.
         self.tracks_bytes = owner.batch_size * max_record_bytes > PAYLOAD_LIMIT_BYTES
@@ -153,7 +157,7 @@ class SqsReceivers:
             collector.need -= n
             collector.nbytes = nbytes
             collector.calls = math.ceil(n / owner.max_messages)
-            collector.first_at = now
+            collector.first_at = collector.last_at = now
             collector.window_end = now + owner.window_s
         else:
             owner.idle_collectors += 1
@@ -316,6 +320,8 @@ class SqsReceivers:
             t, upto = (queue.fresh_visible_at(last), last + 1) if last < total else (math.inf, total)
             if c.held:
                 deadline = c.window_end
+                if deadline < t and c.owner.finish_poll_after_window:  # else it fills first anyway
+                    deadline = self._poll_end(c, o, step, head, total)
             else:
                 first = head + o
                 deadline = queue.fresh_visible_at(first) + c.owner.window_s if first < total else math.inf
@@ -335,6 +341,29 @@ class SqsReceivers:
                 best_t, best_i, best_upto = t, i, upto
         return best_t, best_i, min(best_upto, room)
 
+    def _poll_end(self, c: Collector, o: int, step: int, head: int, total: int) -> float:
+        """When a holding collector's batch closes at the latest, its window over.
+
+        The long poll in progress when the window ends is not cut short (AWS: on a very quiet queue
+        Lambda "might wait for up to 20 seconds before invoking", even with a shorter window). That
+        poll began at the collector's last message (or at a full wait after it); it returns when its
+        wait runs out, or earlier with the collector's next message, which then joins the batch.
+        Rows are dealt round-robin, so the collector's rows from ``head`` are ``head + o``,
+        ``head + o + step``, ...
+        """
+        queue = self.queue
+        window_end = c.window_end
+        after = queue.fifo.search("visible_at", window_end, "right", start=head)  # first row past it
+        p = head + o + step * max(0, -(-(after - head - o) // step))  # the collector's first row past it
+        last_at = queue.fresh_visible_at(p - step) if p - step >= head + o else c.last_at
+        wait = c.owner.wait_time_s
+        end = (
+            last_at + wait * math.ceil((window_end - last_at) / wait) if window_end > last_at else window_end
+        )
+        if p < total:
+            end = min(end, queue.fresh_visible_at(p))
+        return end
+
     def _settle(self, upto: int) -> None:
         """Deal fresh rows ``[head, upto)`` to the ring, round-robin."""
         queue = self.queue
@@ -353,6 +382,7 @@ class SqsReceivers:
                 c.first_at = queue.fresh_visible_at(head + o)
                 c.window_end = c.first_at + c.owner.window_s
                 c.owner.idle_collectors -= 1
+            c.last_at = queue.fresh_visible_at(head + o + (k - 1) * step)
             c.parts.append(part)
             c.dealt.append(part)
             c.held += k
@@ -382,6 +412,7 @@ class SqsReceivers:
                     c.first_at = now
                     c.window_end = now + c.owner.window_s
                     c.owner.idle_collectors -= 1
+                c.last_at = now
                 c.parts += parts
                 c.held += n
                 c.need -= n

@@ -33,6 +33,12 @@ class PollerScaling(Frozen):
         300.0, ge=0, description="Idle pollers retired per minute (undocumented by AWS: an assumption)."
     )
     tick: Seconds = Field(1.0, gt=0, description="How often the scaler re-evaluates.")
+    scale_up_visible: Int = Field(
+        1,
+        ge=1,
+        description="Messages that must be visible (waiting, unreceived) at a tick for the fleet to grow "
+        "(AWS: it grows on queue depth, threshold undocumented: an assumption).",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> PollerScaling:
@@ -115,6 +121,12 @@ class Polling(Frozen):
     max_messages: Int = Field(10, ge=1, le=10, description="Messages per ReceiveMessage (SQS allows 10).")
     round_trip: Seconds = Field(
         0.01, ge=0, description="Messages arriving closer together than this share one ReceiveMessage."
+    )
+    finish_poll_after_window: bool = Field(
+        True,
+        description="A long poll in progress when the batching window ends is not cut short, so a quiet "
+        "queue may wait up to wait_time past the window (AWS documents up to 20 s); false closes "
+        "the batch at the window's end.",
     )
 
 
