@@ -610,3 +610,27 @@ def test_the_scale_up_threshold_moves_the_window_0_cost_curve() -> None:
     assert fleet[0] > fleet[1] > fleet[2]
     assert cost[0] > cost[1] > cost[2]
     assert max(r["latency_p99_s"] for r in rows) < 0.25  # 200 ms of work, no queueing to speak of
+
+
+def test_a_message_deleted_after_its_visibility_timeout_keeps_its_receive_count() -> None:
+    # A visibility timeout of 1 s and an invoke rate quota of 1/s: throttled batches outlast their
+    # visibility timeout, their messages go back to the queue (a receive spent) and the late delete
+    # takes them from there. Such a message is not held by anyone when deleted, so its receive
+    # count is what it was, not one more: every receive is one CloudWatch counted.
+    s = scenario(
+        {
+            "duration": 30,
+            "account": {"invocation_rate_limit": 1.0},
+            "functions": {"f": {"timeout": 1, "duration": "5ms", "keep_alive": 5}},
+            "sources": {"q": {"visibility_timeout": 1, "traffic": {"rate": "1/s"}}},
+        },
+        {
+            "poller_scaling": {**ONE_POLLER, "per_minute": 0, "tick": 0.5},
+            "throttle_retry": {"initial": 0.2, "multiplier": 1, "maximum": 1},
+        },
+    )
+    result = traced(s)
+    assert result.summary["throttles"] > 0
+    receives = int(records_of(result, "q")["receives"].sum())
+    counted = result.timeseries["NumberOfMessagesReceived"].sum()
+    assert receives - result.summary["records_in_flight_end"] <= counted <= receives

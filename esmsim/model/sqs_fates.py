@@ -98,7 +98,8 @@ class MessageFates:
             self._delete(done, now, n)
         self._post_in_flight((now, -n))
 
-    def _delete(self, done: Messages, now: float, n: int) -> None:
+    def _delete(self, done: Messages, now: float, n: int, held: int = 1) -> None:
+        """Delete ``done``; ``held`` is 1 when a poller holds them (a receive still in progress)."""
         if n:
             if self.outcomes.tracing:
                 self.outcomes.ended(
@@ -107,7 +108,7 @@ class MessageFates:
                     now,
                     _SUCCEEDED,
                     ids=done.ids,
-                    detail=done.detail(1),
+                    detail=done.detail(held),
                 )
             else:
                 self.outcomes.ended(self.consumer, done.sent_at, now, _SUCCEEDED)
@@ -138,7 +139,8 @@ class MessageFates:
             self.redelivered = kept
             self.n_redelivered -= len(done)
             self._visible(now, -len(done))
-            self._delete(done, now, len(done))
+            # Waiting in the queue again: their receives are all counted already.
+            self._delete(done, now, len(done), held=0)
 
     def _return(self, batch: Batch) -> None:
         """A batch's visibility deadline passed: undeleted messages reappear, dead-letter or expire."""
