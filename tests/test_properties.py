@@ -187,7 +187,9 @@ def _mapping(draw: st.DrawFn, source: str, function: str) -> dict[str, Any]:
     if draw(st.booleans()):
         mapping["error_backoff"] = {
             "enabled": draw(st.booleans()),
-            "factor": draw(st.sampled_from([0.5, 0.9])),
+            "at_one_percent": draw(st.sampled_from([0.2, 0.42, 1.0])),
+            "window": draw(st.sampled_from([5, 60])),
+            "hold_growth": draw(st.booleans()),
         }
     if draw(st.booleans()):
         mapping["throttle_retry"] = {

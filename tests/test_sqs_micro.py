@@ -634,3 +634,53 @@ def test_a_message_deleted_after_its_visibility_timeout_keeps_its_receive_count(
     receives = int(records_of(result, "q")["receives"].sum())
     counted = result.timeseries["NumberOfMessagesReceived"].sum()
     assert receives - result.summary["records_in_flight_end"] <= counted <= receives
+
+
+def test_error_back_off_shrinks_the_fleet_more_as_the_error_rate_rises() -> None:
+    # The published measurement this back-off is fitted to, replayed at a smaller scale: a steady
+    # 300 messages/s on a 50 ms function, then three minutes of errors (from 240 s to 420 s, no
+    # ReportBatchItemFailures) at 0, 2 and 5 %. AWS: the mapping "gradually backs off, reducing the
+    # amount of concurrency", and does not scale up meanwhile; measured: 60 concurrent batches fell
+    # to 25 at 1 % and 16 at 5 %. The fleet in minutes 5 and 6 falls with the error rate, by more
+    # than 10 % already at 2 %, and recovers once the errors stop.
+    fleets = []
+    for rate in (0.0, 0.02, 0.05):
+        s = scenario(
+            {
+                "duration": 600,
+                "warmup": 0,
+                "functions": {
+                    "f": {
+                        "duration": "50ms",
+                        "incidents": [{"start": 240, "end": 420, "invocation_error_rate": rate}],
+                    }
+                },
+                "sources": {"q": {"visibility_timeout": 30, "traffic": {"rate": "300/s"}}},
+            },
+            {"batch_size": 10},
+        )
+        pollers = simulate(s, seed=1).timeseries["Pollers"].to_numpy()
+        fleets.append((pollers[2:4].mean(), pollers[5:7].mean(), pollers[8:10].mean()))
+    before = fleets[0][0]
+    during = [f[1] for f in fleets]
+    assert all(f[0] == pytest.approx(before) for f in fleets)  # the same fleet before the errors
+    assert during[0] > during[1] > during[2]
+    assert during[1] < 0.9 * during[0]
+    assert all(f[2] == pytest.approx(before, rel=0.1) for f in fleets)  # and after them
+
+
+def test_rare_errors_take_nothing_off_the_fleet() -> None:
+    # The fitted curve keeps the whole fleet below about 0.045 % failures (0.42 x (e / 1 %)^-0.28
+    # reaches 1 there): a mapping with rare errors scales as if it had none.
+    def fleet(rate: float) -> float:
+        s = scenario(
+            {
+                "duration": 300,
+                "functions": {"f": {"duration": "50ms", "errors": {"invocation_error_rate": rate}}},
+                "sources": {"q": {"visibility_timeout": 30, "traffic": {"rate": "300/s"}}},
+            },
+            {"batch_size": 10},
+        )
+        return float(simulate(s, seed=1).summary["pollers_mean"])
+
+    assert fleet(0.0002) == pytest.approx(fleet(0.0), rel=0.05)

@@ -18,7 +18,7 @@ import simpy
 
 from esmsim.events import Outcome
 from esmsim.model.invoke import GAVE_UP, Invoker
-from esmsim.model.scaling import FailureWindow, next_effective, next_target, poller_floor
+from esmsim.model.scaling import FailureWindow, kept_share, next_effective, next_target, poller_floor
 from esmsim.model.sqs_messages import Batch
 from esmsim.model.sqs_queue import SqsQueue
 from esmsim.model.sqs_receive import WAKE, Collector, SqsReceivers
@@ -147,6 +147,8 @@ class SqsMappingRuntime:
             self.errors = 0
             self.failures.add(now, attempts, failures)
             share = self.failures.share if self.backoff.enabled else 0.0
+            if kept_share(share, self.backoff) >= 1.0:
+                share = 0.0  # failures too rare for the curve to take anything off: no back-off
             # The demand-driven size follows the queue; while invocations fail it does not shrink
             # (the idle pollers are the back-off's doing) and, with ``hold_growth``, does not grow.
             target = self.target

@@ -66,9 +66,10 @@ class ErrorBackoff(Frozen):
     attempt) sets the fleet kept: ``at_one_percent x (e / 1 %)^-exponent`` of the demand-driven
     fleet, approached with time constant ``lag``, never below ``floor``. The defaults fit the only
     published measurement (concurrency 60 falling to 25, 16 and 13 at 1, 5 and 10 % errors); see
-    docs/model.md. The demand-driven fleet keeps following the queue (unless ``hold_growth``), so a
-    backlog that builds under the back-off still raises the fleet, at its kept share. Once the window
-    holds no failure, the fleet grows back at the scale-up rate.
+    docs/model.md. The curve keeps the whole fleet below about 0.045 % failures: rarer errors change
+    nothing. Above it, with ``hold_growth``, the demand-driven fleet does not grow while the back-off
+    lasts (AWS: errors prevent scaling); without, it follows the queue and the fleet is its kept
+    share. Once the window holds no failure, the fleet grows back at the scale-up rate.
     """
 
     enabled: bool = Field(True, description="Shrink the fleet while invocations fail or are throttled.")
@@ -95,10 +96,9 @@ class ErrorBackoff(Frozen):
         1.0, ge=0, le=1, description="How much a throttled attempt counts as a failure (assumption)."
     )
     hold_growth: bool = Field(
-        False,
-        description="Freeze the demand-driven fleet while invocations fail (AWS's 'prevents your function "
-        "from scaling', read strictly: a mapping failing from the start stays at 5); false lets it "
-        "follow the queue, the fleet being its kept share (assumption).",
+        True,
+        description="No scale-up while the back-off is engaged (AWS: errors prevent the function from "
+        "scaling); false lets the demand-driven fleet follow the queue, the fleet being its kept share.",
     )
 
 
