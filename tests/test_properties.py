@@ -189,7 +189,7 @@ def _mapping(draw: st.DrawFn, source: str, function: str) -> dict[str, Any]:
             "enabled": draw(st.booleans()),
             "at_one_percent": draw(st.sampled_from([0.2, 0.42, 1.0])),
             "window": draw(st.sampled_from([5, 60])),
-            "hold_growth": draw(st.booleans()),
+            "hold_from": draw(st.sampled_from([0.0, 0.01, 1.0])),
         }
     if draw(st.booleans()):
         mapping["throttle_retry"] = {

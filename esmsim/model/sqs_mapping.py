@@ -150,9 +150,9 @@ class SqsMappingRuntime:
             if kept_share(share, self.backoff) >= 1.0:
                 share = 0.0  # failures too rare for the curve to take anything off: no back-off
             # The demand-driven size follows the queue; while invocations fail it does not shrink
-            # (the idle pollers are the back-off's doing) and, with ``hold_growth``, does not grow.
+            # (the idle pollers are the back-off's doing) and, from ``hold_from``, does not grow.
             target = self.target
-            if share == 0 or not self.backoff.hold_growth:
+            if share == 0 or share < self.backoff.hold_from:
                 target = next_target(
                     target,
                     visible=visible,

@@ -67,8 +67,8 @@ class ErrorBackoff(Frozen):
     fleet, approached with time constant ``lag``, never below ``floor``. The defaults fit the only
     published measurement (concurrency 60 falling to 25, 16 and 13 at 1, 5 and 10 % errors); see
     docs/model.md. The curve keeps the whole fleet below about 0.045 % failures: rarer errors change
-    nothing. Above it, with ``hold_growth``, the demand-driven fleet does not grow while the back-off
-    lasts (AWS: errors prevent scaling); without, it follows the queue and the fleet is its kept
+    nothing. From ``hold_from`` (0.1 %) the demand-driven fleet does not grow while the back-off
+    lasts (AWS: errors prevent scaling); below it, it follows the queue and the fleet is its kept
     share. Once the window holds no failure, the fleet grows back at the scale-up rate.
     """
 
@@ -95,10 +95,13 @@ class ErrorBackoff(Frozen):
     throttle_weight: Number = Field(
         1.0, ge=0, le=1, description="How much a throttled attempt counts as a failure (assumption)."
     )
-    hold_growth: bool = Field(
-        True,
-        description="No scale-up while the back-off is engaged (AWS: errors prevent the function from "
-        "scaling); false lets the demand-driven fleet follow the queue, the fleet being its kept share.",
+    hold_from: Number = Field(
+        0.001,
+        ge=0,
+        le=1,
+        description="Failure share from which the fleet does not scale up while backing off (AWS: errors "
+        "prevent scaling); below it the demand-driven fleet follows the queue and the fleet is its kept "
+        "share (assumption: the curve takes under 20 % off there).",
     )
 
 
