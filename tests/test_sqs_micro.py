@@ -684,3 +684,43 @@ def test_rare_errors_take_nothing_off_the_fleet() -> None:
         return float(simulate(s, seed=1).summary["pollers_mean"])
 
     assert fleet(0.0002) == pytest.approx(fleet(0.0), rel=0.05)
+
+
+def test_pollers_completing_together_never_overfill_one_whose_payload_cap_binds() -> None:
+    # A backlog of large messages (median 200 KB) becomes visible all at once (a 2 s delivery
+    # delay): several collecting pollers of two mappings complete at the same instant. Rows dealt
+    # for one poller's completion stopped short of another poller's 6 MB cap only by chance: one
+    # batch carried 6.4 MB (a hypothesis example found it).
+    fn = {"memory_mb": 128, "timeout": 1, "duration": "5ms", "cold_start": "0s", "keep_alive": 5}
+    one = {"initial": 1, "per_minute": 0, "ceiling": 1, "min_pollers": 1, "idle_min_pollers": 1, "tick": 0.5}
+    s = scenario(
+        {
+            "duration": 30,
+            "seed": 0,
+            "functions": {"f0": fn, "f1": fn},
+            "sources": {
+                "q": {
+                    "visibility_timeout": 1,
+                    "delivery_delay": 2,
+                    "traffic": {
+                        "rate": 0,
+                        "record_size": {"dist": "lognormal", "median": "200KB", "p99": "1MB"},
+                        "initial_backlog": 133,
+                    },
+                }
+            },
+            "mappings": [
+                {"source": "q", "function": "f0", "batch_size": 23, "batching_window": 1},
+                {
+                    "source": "q",
+                    "function": "f1",
+                    "batch_size": 22,
+                    "batching_window": 1,
+                    "poller_scaling": one,
+                },
+            ],
+        }
+    )
+    result = traced(s)
+    assert result.invocations["bytes"].max() <= 6 * 1024 * 1024
+    assert_conserved(result)

@@ -335,6 +335,9 @@ class SqsReceivers:
                     j, _, capped = fit_payload(np.cumsum(sizes), c.nbytes_left())
                     if capped:
                         over = head + o + j * step
+                        # Ties: rows dealt for another collector's completion must stop short of
+                        # this one's row that does not fit (a whole backlog can appear at once).
+                        room = min(room, over)
                         if queue.fresh_visible_at(over) <= t:
                             t, upto = queue.fresh_visible_at(over), over  # the record that does not fit waits
             if t < best_t:
