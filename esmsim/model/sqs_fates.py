@@ -151,19 +151,7 @@ class MessageFates:
         if not len(messages):
             return
         self.in_flight_level.add(at, -len(messages))
-        expiry = messages.sent_at + self.retention_s
-        old = expiry <= at
-        if old.any():
-            gone = messages.select(old)
-            self.outcomes.ended(
-                self.consumer,
-                gone.sent_at,
-                expiry[old],
-                _EXPIRED,
-                ids=gone.ids,
-                detail=gone.detail(1),
-            )
-            messages = messages.select(~old)
+        messages, _ = self._expire(messages, at, held=1)
         if self.max_receive_count and len(messages):
             # Received retries + 1 times by now: SQS redrives once that reaches maxReceiveCount.
             dead = messages.retries + 1 >= self.max_receive_count
@@ -181,6 +169,22 @@ class MessageFates:
             oldest = float(messages.sent_at.min()) + self.retention_s
             self._retention_watermark = min(self._retention_watermark, oldest)
             self._expiry.request(self._retention_watermark, self.env.now)
+
+    def _expire(self, messages: Messages, now: float, held: int) -> tuple[Messages, np.ndarray | None]:
+        """End the messages whose retention passed by ``now``, at the moment it passed.
+
+        ``held`` is 1 while a poller holds them (their receive counts one more). Returns the others
+        and the expiry times of those ended (None when none were).
+        """
+        expiry = messages.sent_at + self.retention_s
+        old = expiry <= now
+        if not old.any():
+            return messages, None
+        gone = messages.select(old)
+        self.outcomes.ended(
+            self.consumer, gone.sent_at, expiry[old], _EXPIRED, ids=gone.ids, detail=gone.detail(held)
+        )
+        return messages.select(~old), expiry[old]
 
     def _expire_due(self, now: float) -> None:
         fifo = self.fifo
@@ -205,20 +209,9 @@ class MessageFates:
         if self.n_redelivered:
             kept: deque[Messages] = deque()
             for pool in self.redelivered:
-                expiry = pool.sent_at + self.retention_s
-                old = expiry <= now
-                if old.any():
-                    gone = pool.select(old)
-                    self.outcomes.ended(
-                        self.consumer,
-                        gone.sent_at,
-                        expiry[old],
-                        _EXPIRED,
-                        ids=gone.ids,
-                        detail=gone.detail(),
-                    )
-                    self._visible(expiry[old], -1.0)
-                    pool = pool.select(~old)
+                pool, expired_at = self._expire(pool, now, held=0)
+                if expired_at is not None:
+                    self._visible(expired_at, -1.0)
                 if len(pool):
                     kept.append(pool)
             self.redelivered = kept
