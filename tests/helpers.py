@@ -7,6 +7,7 @@ Tests read runs through the public API only: ``esmsim.simulate(..., trace=True)`
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 import numpy as np
@@ -115,3 +116,17 @@ def peak_concurrency(invocations: pd.DataFrame) -> int:
     if invocations.empty:
         return 0
     return int(concurrency_at(invocations, invocations["start_s"].to_numpy()).max())
+
+
+def summary_differences(a: dict[str, Any], b: dict[str, Any], rel: float = 0.0) -> list[str]:
+    """Keys whose values differ: counts exactly, floats beyond ``rel`` relative (NaN equals NaN)."""
+    keys = sorted(a.keys() ^ b.keys())
+    for key in sorted(a.keys() & b.keys()):
+        x, y = a[key], b[key]
+        if isinstance(x, float) and isinstance(y, float):
+            same = (math.isnan(x) and math.isnan(y)) or math.isclose(x, y, rel_tol=rel, abs_tol=0.0)
+        else:
+            same = type(x) is type(y) and x == y
+        if not same:
+            keys.append(key)
+    return keys

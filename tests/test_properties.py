@@ -12,7 +12,6 @@ Runs are read through the public API only: a traced ``RunResult`` (its ``summary
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -38,6 +37,7 @@ from tests.helpers import (
     peak_concurrency,
     records_of,
     scenario,
+    summary_differences,
     traced,
 )
 
@@ -290,20 +290,6 @@ def sqs_scenarios(
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-
-def summary_differences(a: dict[str, Any], b: dict[str, Any], rel: float = 0.0) -> list[str]:
-    """Keys whose values differ: counts exactly, floats beyond ``rel`` relative (NaN equals NaN)."""
-    keys = sorted(a.keys() ^ b.keys())
-    for key in sorted(a.keys() & b.keys()):
-        x, y = a[key], b[key]
-        if isinstance(x, float) and isinstance(y, float):
-            same = (math.isnan(x) and math.isnan(y)) or math.isclose(x, y, rel_tol=rel, abs_tol=0.0)
-        else:
-            same = type(x) is type(y) and x == y
-        if not same:
-            keys.append(key)
-    return keys
 
 
 def invoke_rate_limit(s: Scenario) -> float:

@@ -11,7 +11,6 @@ Runs are read through the public API only: a traced ``RunResult`` and the scenar
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -26,7 +25,15 @@ from esmsim.run import simulate
 from esmsim.scenario.mappings import StreamMapping
 from esmsim.scenario.scenario import Scenario
 from esmsim.scenario.sources import DynamoDBSource, KinesisSource
-from tests.helpers import STATES, assert_conserved, invocations_of, peak_concurrency, records_of, traced
+from tests.helpers import (
+    STATES,
+    assert_conserved,
+    invocations_of,
+    peak_concurrency,
+    records_of,
+    summary_differences,
+    traced,
+)
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -133,20 +140,6 @@ def stream(s: Scenario) -> KinesisSource | DynamoDBSource:
     source = s.sources["s"]
     assert isinstance(source, KinesisSource | DynamoDBSource)
     return source
-
-
-def same_values(a: dict[str, Any], b: dict[str, Any], rel: float = 0.0) -> list[str]:
-    """Keys whose values differ: counts exactly, floats beyond ``rel`` relative (NaN equals NaN)."""
-    keys = sorted(a.keys() ^ b.keys())
-    for key in sorted(a.keys() & b.keys()):
-        x, y = a[key], b[key]
-        if isinstance(x, float) and isinstance(y, float):
-            same = (math.isnan(x) and math.isnan(y)) or math.isclose(x, y, rel_tol=rel, abs_tol=0.0)
-        else:
-            same = type(x) is type(y) and x == y
-        if not same:
-            keys.append(key)
-    return keys
 
 
 def admissions_in_window(starts: np.ndarray, at: np.ndarray) -> np.ndarray:
@@ -279,12 +272,12 @@ def test_summary_agrees_with_the_tables_and_is_deterministic(raw: dict[str, Any]
     if len(inv):
         assert summary["iterator_age_max_s"] == pytest.approx(ages.max(), rel=1e-12)
     # Tracing a run changes nothing in it, and the same seed gives the same run.
-    assert same_values(first.summary, second.summary) == []
+    assert summary_differences(first.summary, second.summary) == []
     pd.testing.assert_frame_equal(first.timeseries, second.timeseries)
     pd.testing.assert_frame_equal(first.resources, second.resources)
     pd.testing.assert_frame_equal(first.shard_timeseries, second.shard_timeseries)
     third = traced(s)
-    assert same_values(second.summary, third.summary) == []
+    assert summary_differences(second.summary, third.summary) == []
     pd.testing.assert_frame_equal(second.invocations, third.invocations)
     pd.testing.assert_frame_equal(second.throttles, third.throttles)
     pd.testing.assert_frame_equal(second.records, third.records)
@@ -299,7 +292,7 @@ def test_results_do_not_depend_on_how_traffic_is_generated_in_blocks(raw: dict[s
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(traffic_module, "CHUNK", chunk)
             runs.append(simulate(s, tables=False))
-    assert same_values(runs[0].summary, runs[1].summary, rel=1e-12) == []
+    assert summary_differences(runs[0].summary, runs[1].summary, rel=1e-12) == []
 
 
 #: Scenarios test_results_do_not_depend_on_how_traffic_is_generated_in_blocks found, minimised: a
@@ -356,4 +349,4 @@ def test_lanes_do_not_depend_on_how_traffic_is_generated_in_blocks(name: str) ->
     columns = ["consumer", "shard", "id", "key", "sent_s", "stored_s"]
     pd.testing.assert_frame_equal(runs[0].records[columns], runs[1].records[columns])
     pd.testing.assert_frame_equal(runs[0].invocations, runs[1].invocations)
-    assert same_values(runs[0].summary, runs[1].summary, rel=1e-12) == []
+    assert summary_differences(runs[0].summary, runs[1].summary, rel=1e-12) == []

@@ -97,21 +97,19 @@ class Collector:
 _NO_EMPTY_POLLS = (0.0, 0.0, 0)
 
 
-def _empty_polls(c: Collector, until: float) -> tuple[float, float, int]:
+def _empty_polls(c: Collector, until: float, *, run_end: bool = False) -> tuple[float, float, int]:
     """Long polls that ran their full wait time empty between ``c.since`` and ``until``.
 
     Returns ``(since, wait_s, n)``: ``n`` polls of ``wait_s`` seconds each, back to back from ``since``.
+    A poll ending exactly at ``until`` counts, unless ``until`` is the end of the run (``run_end``):
+    that poll lies outside it.
     """
     wait_s = c.owner.wait_time_s
     waited = until - c.since
-    return c.since, wait_s, int(waited // wait_s) if waited > 0 else 0
-
-
-def _empty_polls_before(c: Collector, end: float) -> tuple[float, float, int]:
-    """Like :func:`_empty_polls`, for the end of the run: a poll ending exactly at ``end`` is not in it."""
-    wait_s = c.owner.wait_time_s
-    waited = end - c.since
-    return c.since, wait_s, max(0, math.ceil(waited / wait_s) - 1) if waited > 0 else 0
+    if waited <= 0:
+        return c.since, wait_s, 0
+    n = math.ceil(waited / wait_s) - 1 if run_end else int(waited // wait_s)
+    return c.since, wait_s, max(0, n)
 
 
 class SqsReceivers:
@@ -471,7 +469,7 @@ class SqsReceivers:
         queue = self.queue
         waiting = [*self.fifo, *self.ring] + ([self.head_waiter] if self.head_waiter else [])
         for c in waiting:
-            empty = _empty_polls(c, c.first_at) if c.held else _empty_polls_before(c, end)
+            empty = _empty_polls(c, c.first_at) if c.held else _empty_polls(c, end, run_end=True)
             self.queue.count_receives(end, 0, c.nbytes, empty)
             if c.parts:
                 m: Messages = queue.messages(c.parts)
