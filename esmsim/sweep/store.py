@@ -26,6 +26,7 @@ import socket
 import time
 import warnings
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -52,8 +53,6 @@ _START_OVER = "use another --out, or delete the directory to start over"
 
 def now_iso() -> str:
     """The current time, ISO 8601 in UTC."""
-    from datetime import UTC, datetime
-
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
@@ -345,7 +344,7 @@ def _repair_partial_line(path: Path) -> None:
     lines, tail = _journal_lines(path)
     if not tail:
         return
-    keep = len(path.read_bytes()) - len(tail)
+    keep = sum(len(line) + 1 for line in lines)  # the whole lines and their newlines
     try:
         record: Any = json.loads(tail.decode("utf-8"))
         whole = isinstance(record, dict) and "run_id" in record
