@@ -1,7 +1,8 @@
 """Peak memory of runs: flat in run length, within the targets of docs/model.md §7.
 
 Each case runs in a fresh process, which reports its own peak resident set size
-(``resource.getrusage(RUSAGE_SELF).ru_maxrss``), so cases cannot inflate each other.
+(``VmHWM`` of ``/proc/self/status``; not ``ru_maxrss``, which keeps the forking parent's peak
+across exec), so cases cannot inflate each other.
 
 Cases:
 * ``steady-1h`` and ``steady-4h``: an SQS queue at 1,000 records/s, batches of 100 collected over
@@ -25,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
 import esmsim
 case = json.loads(sys.argv[1])
 if case["scenario"].endswith(".yaml"):
@@ -35,7 +36,8 @@ else:
 started = time.perf_counter()
 result = esmsim.simulate(scenario, tables=case["tables"])
 wall = time.perf_counter() - started
-peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM (this process's own peak), not ru_maxrss, which keeps the forking parent's peak across exec.
+peak_mb = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")) / 1024
 print(json.dumps({"peak_mb": peak_mb, "wall_s": wall, "records": result.summary["records_in"],
                   "invocations": result.summary["invocations"], "latency_method": result.latency_method}))
 """

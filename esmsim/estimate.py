@@ -28,8 +28,9 @@ from esmsim.scenario.scenario import Scenario
 from esmsim.scenario.sources import SqsSource, Traffic
 
 # Measured constants. Each came from runs in fresh processes, reading the peak resident set size
-# (resource.getrusage(RUSAGE_SELF).ru_maxrss) of esmsim.simulate on CPython 3.11, numpy 2, Linux,
-# and taking the slope between two sizes of the same case (so the interpreter cancels out):
+# (VmHWM of /proc/self/status; ru_maxrss would keep the forking parent's) of esmsim.simulate on
+# CPython 3.11, numpy 2, Linux, and taking the slope between two sizes of the same case (so the
+# interpreter cancels out):
 #: Peak RSS of a tiny run: the interpreter, numpy, pandas and esmsim imported (123 MB measured).
 BASE_BYTES = 130 * 2**20
 #: A busy run's working set (traffic blocks, exact latencies kept while few, the tables at the end)
@@ -57,13 +58,12 @@ SKEWED_KEY_BYTES = 14.0
 #: per mapping, a few per shard) and rounded up.
 MINUTE_BYTES = 2_000.0
 MINUTE_SHARD_BYTES = 100.0
-#: With trace: per record row and per invocation row. SQS at 5,000/s in batches of 100 for 20 min
-#: (6 M records) traced and not: 212 B a record; at 500/s in batches of 1 for 10 and 20 min: 1,329 B
-#: per record and invocation together, so about 1,110 B an invocation (rows are Python tuples until
-#: the run ends, then tables). Rounded up by about 15 %: the same run's peak varies by a few per cent
-#: (354 MB against 350 MB estimated with 1,150 B, in a full test run).
-TRACED_RECORD_BYTES = 230.0
-TRACED_INVOCATION_BYTES = 1300.0
+#: With trace: per record row and per invocation row (kept as column chunks, then one table each).
+#: SQS at 5,000/s in batches of 100 over 1 s windows for 5 and 10 min, traced: 220 B a record; at
+#: 500/s in batches of 1 for 5 and 10 min: 558 B per record and invocation together, so about 340 B
+#: an invocation. Rounded up by 10-15 %.
+TRACED_RECORD_BYTES = 250.0
+TRACED_INVOCATION_BYTES = 380.0
 #: Per breakpoint of a repeating rate profile (Python lists of floats, then numpy arrays); counted
 #: from the object sizes, not measured.
 PROFILE_POINT_BYTES = 120.0

@@ -105,10 +105,10 @@ class Outcomes:
         self._p50 = np.full(self.nb, np.nan)
         self._p99 = np.full(self.nb, np.nan)
         self._closed_minutes = 0
-        #: A traced run's record ends as given: (consumer, sent, done, state, ids, detail).
-        self._trace: list[tuple[int, np.ndarray, Any, int, Any, dict[str, Any] | None]] | None = (
-            [] if trace else None
-        )
+        #: A traced run's record ends: column chunks (TRACE_COLUMNS), one per fold, and the ends
+        #: since the last fold as given, (consumer, sent, done, state, ids, detail).
+        self._trace: list[dict[str, np.ndarray]] | None = [] if trace else None
+        self._trace_pending: list[_TraceEntry] = []
 
     @property
     def tracing(self) -> bool:
@@ -198,8 +198,8 @@ class Outcomes:
         if ok.any():
             self._fold_latency(sent[ok], done[ok], minute[ok])
         if self._trace is not None:
-            for p in pending:
-                self._trace_rows(p[0], p[1], p[2], p[3], p[4], p[5])
+            self._trace_pending += pending
+            self._trace_chunk()
 
     def _fold_latency(self, sent: np.ndarray, done: np.ndarray, minute: np.ndarray) -> None:
         latency = done - sent
@@ -250,48 +250,29 @@ class Outcomes:
         detail: dict[str, Any] | None,
     ) -> None:
         # Kept as given (record columns are never modified once written, so views stay valid) and
-        # turned into columns once, when the run closes: a traced run pays little per batch.
+        # turned into columns at the next fold.
+        self._trace_pending.append((consumer, sent, done, state, ids, detail))
+
+    def _trace_chunk(self) -> None:
+        """Turn the ends kept since the last fold into one chunk of columns.
+
+        Per fold rather than once at the end: an end kept as given holds a tuple, a view and often a
+        dict, several hundred bytes for a batch of one, against about 70 bytes as columns.
+        """
         assert self._trace is not None
-        self._trace.append((consumer, sent, done, state, ids, detail))
+        entries, self._trace_pending = self._trace_pending, []
+        if entries:
+            self._trace.append(_trace_columns(entries))
 
     def _trace_table(self) -> dict[str, np.ndarray]:
         """The traced records as columns (TRACE_COLUMNS)."""
-        entries = self._trace or []
-        count = len(entries)
-        sizes = np.fromiter((e[1].shape[0] for e in entries), dtype=np.int64, count=count)
-
-        def repeated(values: list[Any], dtype: Any) -> np.ndarray:
-            return np.repeat(np.asarray(values, dtype=dtype), sizes)
-
-        def column(values: list[Any], default: float, dtype: Any) -> np.ndarray:
-            if all(v is None or np.isscalar(v) for v in values):  # one value per entry: repeat it
-                return repeated([default if v is None else v for v in values], dtype)
-            parts = [
-                np.broadcast_to(np.asarray(default if v is None else v, dtype=dtype), (int(n),))
-                for v, n in zip(values, sizes, strict=True)
-            ]
-            return np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
-
-        def id_part(ids: slice | np.ndarray | None, n: int) -> np.ndarray:
-            if isinstance(ids, slice):
-                return np.arange(ids.start, ids.stop, ids.step or 1, dtype=np.int64)
-            return np.full(n, -1, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
-
-        details = [e[5] or {} for e in entries]
-        ids = [id_part(e[4], int(n)) for e, n in zip(entries, sizes, strict=True)]
-        sent = [np.asarray(e[1], dtype=float) for e in entries]
-        return {
-            "consumer": repeated([e[0] for e in entries], np.int32),
-            "id": np.concatenate(ids) if ids else np.empty(0, dtype=np.int64),
-            "sent_s": np.concatenate(sent) if sent else np.empty(0),
-            "done_s": column([e[2] for e in entries], np.nan, float),
-            "state": repeated([e[3] for e in entries], np.int8),
-            "receives": column([d.get("receives") for d in details], -1, np.int32),
-            "shard": column([d.get("shard") for d in details], -1, np.int32),
-            "key": column([d.get("key") for d in details], -1, np.int64),
-            "stored_s": column([d.get("stored_s") for d in details], np.nan, float),
-            "poison_draw": column([d.get("poison_draw") for d in details], np.nan, float),
-        }
+        self._trace_chunk()
+        chunks = self._trace or [_trace_columns([])]
+        self._trace = []
+        table = {}
+        for name in TRACE_COLUMNS:  # a column at a time, its chunks freed: never two copies of all
+            table[name] = np.concatenate([c.pop(name) for c in chunks])
+        return table
 
     # ------------------------------------------------------------------ reading
     def close(self) -> OutcomeTotals:
@@ -327,3 +308,45 @@ class Outcomes:
             minute_p99=self._p99,
             trace=trace,
         )
+
+
+_TraceEntry = tuple[int, np.ndarray, Any, int, Any, "dict[str, Any] | None"]
+
+
+def _trace_columns(entries: list[_TraceEntry]) -> dict[str, np.ndarray]:
+    """Record ends kept as given, ``(consumer, sent, done, state, ids, detail)``, as TRACE_COLUMNS."""
+    count = len(entries)
+    sizes = np.fromiter((e[1].shape[0] for e in entries), dtype=np.int64, count=count)
+
+    def repeated(values: list[Any], dtype: Any) -> np.ndarray:
+        return np.repeat(np.asarray(values, dtype=dtype), sizes)
+
+    def column(values: list[Any], default: float, dtype: Any) -> np.ndarray:
+        if all(v is None or np.isscalar(v) for v in values):  # one value per entry: repeat it
+            return repeated([default if v is None else v for v in values], dtype)
+        parts = [
+            np.broadcast_to(np.asarray(default if v is None else v, dtype=dtype), (int(n),))
+            for v, n in zip(values, sizes, strict=True)
+        ]
+        return np.concatenate(parts)
+
+    def id_part(ids: slice | np.ndarray | None, n: int) -> np.ndarray:
+        if isinstance(ids, slice):
+            return np.arange(ids.start, ids.stop, ids.step or 1, dtype=np.int64)
+        return np.full(n, -1, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
+
+    details = [e[5] or {} for e in entries]
+    ids = [id_part(e[4], int(n)) for e, n in zip(entries, sizes, strict=True)]
+    sent = [np.asarray(e[1], dtype=float) for e in entries]
+    return {
+        "consumer": repeated([e[0] for e in entries], np.int32),
+        "id": np.concatenate(ids) if ids else np.empty(0, dtype=np.int64),
+        "sent_s": np.concatenate(sent) if sent else np.empty(0),
+        "done_s": column([e[2] for e in entries], np.nan, float),
+        "state": repeated([e[3] for e in entries], np.int8),
+        "receives": column([d.get("receives") for d in details], -1, np.int32),
+        "shard": column([d.get("shard") for d in details], -1, np.int32),
+        "key": column([d.get("key") for d in details], -1, np.int64),
+        "stored_s": column([d.get("stored_s") for d in details], np.nan, float),
+        "poison_draw": column([d.get("poison_draw") for d in details], np.nan, float),
+    }

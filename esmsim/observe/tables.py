@@ -78,22 +78,20 @@ def records(observed: Observed) -> pd.DataFrame:
     trace = observed.outcomes.trace
     assert trace is not None, "records are kept only for a traced run (simulate(..., trace=True))"
     consumers = observed.outcomes.consumers
-    consumer = trace["consumer"].astype(np.int64)
+    # Sorted by consumer (in layout order, as the categorical's codes sort), shard and id, with one
+    # gather per column: a traced run's table is its largest object, so it is copied only once.
+    order = np.lexsort((trace["id"], trace["shard"], trace["consumer"]))
+    consumer = trace["consumer"][order].astype(np.int64)
     sources = list(dict.fromkeys(c.source for c in consumers))
     source_of = np.array([sources.index(c.source) for c in consumers], dtype=np.int64)
-    frame = pd.DataFrame(
+    return pd.DataFrame(
         {
             "source": _names(source_of[consumer] if consumer.size else consumer, sources),
             "consumer": _names(consumer, [c.label for c in consumers]),
-            "id": trace["id"],
-            "sent_s": trace["sent_s"],
-            "done_s": trace["done_s"],
-            "shard": trace["shard"],
-            "key": trace["key"],
-            "stored_s": trace["stored_s"],
-            "poison_draw": trace["poison_draw"],
-            "state": _names(trace["state"], [s.name.lower() for s in RecordState]),
-            "receives": trace["receives"],
-        }
+            **{name: trace[name][order] for name in ("id", "sent_s", "done_s", "shard", "key", "stored_s")},
+            "poison_draw": trace["poison_draw"][order],
+            "state": _names(trace["state"][order], [s.name.lower() for s in RecordState]),
+            "receives": trace["receives"][order],
+        },
+        copy=False,
     )
-    return frame.sort_values(["consumer", "shard", "id"], kind="stable").reset_index(drop=True)
