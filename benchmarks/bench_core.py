@@ -8,6 +8,11 @@ Cases:
 * ``backlog-b10`` / ``backlog-b1000``: a queue with a standing backlog, so every poll returns a full
   batch; the same number of invocations at batch size 10 and 1,000. Wall time per invocation should
   not depend on the batch size (records are numpy rows, not events).
+* ``sqs-1k-b10-w1``, ``sqs-500-b10-w0``, ``sqs-50k-b500-w1``: the SQS speed cases of the issue
+  "SQS engine, second generation": steady 1,000/s in batches of 10 over 1 s windows, 500/s in batches
+  of 10 without a window (10 simulated minutes each) and 50,000/s in batches of 500 over 1 s windows
+  (2 minutes); a 100 ms function. Goals: 0.1 invocations per timeout for the first two, 3.5 records
+  per timeout for the third.
 * ``kinesis-64x2``: a Kinesis stream of 64 shards read with parallelization factor 2 (128 lanes),
   12,800 records/s for 5 simulated minutes.
 
@@ -73,6 +78,21 @@ def backlog_scenario(batch_size: int, invocations: int) -> Scenario:
     )
 
 
+def steady_sqs(rate: int, batch_size: int, window: str, duration: str) -> Scenario:
+    """A steady SQS queue at ``rate`` messages/s drained by a 100 ms function."""
+    return Scenario.model_validate(
+        {
+            "name": f"sqs-{rate}-b{batch_size}-w{window}",
+            "duration": duration,
+            "functions": {"f": {"timeout": 30, "duration": "100ms", "cold_start": "0s"}},
+            "sources": {"q": {"type": "sqs", "traffic": {"rate": f"{rate}/s", "record_size": "200B"}}},
+            "mappings": [
+                {"source": "q", "function": "f", "batch_size": batch_size, "batching_window": window}
+            ],
+        }
+    )
+
+
 def stream_scenario() -> Scenario:
     """64 shards, parallelization factor 2, 200 records/s per shard."""
     return Scenario.model_validate(
@@ -132,11 +152,14 @@ def main() -> None:
         "steady": esmsim.load_scenario(ROOT / "scenarios" / "sqs-orders.yaml"),
         "backlog-b10": backlog_scenario(10, args.invocations),
         "backlog-b1000": backlog_scenario(1000, args.invocations),
+        "sqs-1k-b10-w1": steady_sqs(1000, 10, "1s", "10m"),
+        "sqs-500-b10-w0": steady_sqs(500, 10, "0s", "10m"),
+        "sqs-50k-b500-w1": steady_sqs(50_000, 500, "1s", "2m"),
         "kinesis-64x2": stream_scenario(),
     }
     simpy_rate = max(plain_simpy_rate() for _ in range(3))
     print(f"plain SimPy: {simpy_rate:,.0f} timeouts/s (the unit of the ratios below)")
-    header = f"{'case':15s} {'invocations':>11s} {'records':>11s} {'total s':>7s} "
+    header = f"{'case':16s} {'invocations':>11s} {'records':>11s} {'total s':>7s} "
     header += f"{'inv/s':>9s} {'rec/s':>11s} {'inv/timeout':>11s} {'rec/timeout':>11s} {'us/inv':>7s}"
     print(header)
     per_invocation: dict[str, float] = {}
@@ -146,7 +169,7 @@ def main() -> None:
         rec_rate = best["records"] / best["total_s"]
         per_invocation[name] = best["total_s"] / best["invocations"]
         print(
-            f"{name:15s} {best['invocations']:11,.0f} {best['records']:11,.0f} "
+            f"{name:16s} {best['invocations']:11,.0f} {best['records']:11,.0f} "
             f"{best['total_s']:7.2f} {inv_rate:9,.0f} {rec_rate:11,.0f} {inv_rate / simpy_rate:11.3f} "
             f"{rec_rate / simpy_rate:11.3f} {per_invocation[name] * 1e6:7.1f}"
         )
