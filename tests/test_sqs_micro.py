@@ -724,3 +724,75 @@ def test_pollers_completing_together_never_overfill_one_whose_payload_cap_binds(
     result = traced(s)
     assert result.invocations["bytes"].max() <= 6 * 1024 * 1024
     assert_conserved(result)
+
+
+def test_a_long_window_with_a_long_invocation_overruns_its_first_messages_visibility() -> None:
+    # SQS starts each message's visibility timeout at its own receive. A record a second from t=1,
+    # one poller, a 20 s window, a 15 s function, visibility timeout 30 s. The window opens at 1 and
+    # closes at 21 with records 1..21; the invocation runs 21..36. Record i was received at i, so
+    # records 1..6 are visible again at 31..36, before the invocation ends: an overrun, which a
+    # clock started when the batch closed (21 + 30 = 51) would hide. Records 7..21 are deleted as
+    # usual; records 1..6 sit in the queue again (nobody else polls) and the late delete removes
+    # them from there, their second receive never having happened.
+    s = scenario(
+        {
+            "duration": 40,
+            "functions": {"f": {"timeout": 30, "duration": "15s"}},
+            "sources": {"q": {"visibility_timeout": 30, "traffic": {"rate": "1/s", "pattern": "constant"}}},
+        },
+        {
+            "batch_size": 100,
+            "batching_window": 20,
+            "single_poller_batching": True,
+            "poller_scaling": ONE_POLLER,
+        },
+    )
+    result = traced(s)
+    assert result.summary["visibility_overruns"] == 1
+    inv = invocations_of(result, 0)
+    assert inv["start_s"][0] == pytest.approx(21)
+    assert inv["records"][0] == 21
+    rec = records_of(result, "q").iloc[:21]
+    assert (states(rec) == "succeeded").all()
+    np.testing.assert_allclose(rec["done_s"], 36)
+    np.testing.assert_array_equal(rec["receives"], 1)
+    assert_conserved(result)
+
+
+def test_a_window_longer_than_the_visibility_timeout_spends_receives_while_it_collects() -> None:
+    # A record a second from t=1, one poller, a 60 s window, visibility timeout 30 s, a DLQ after
+    # 2 receives. The window opens at 1 and closes at 61. Record i's clock runs out at i + 30 while
+    # it is still being collected: it is visible again and the polling collector receives it again
+    # at once (a receive spent, its clock restarted). Record 1 is received at 1 and 31; its second
+    # timeout ends at 61: the DLQ. Records 2..31 were received twice and are in the batch with
+    # receive count 2; records 32..61 once. The batch carries 60 records.
+    s = scenario(
+        {
+            "duration": 65,
+            "functions": {"f": {"timeout": 30, "duration": "100ms"}},
+            "sources": {
+                "q": {
+                    "visibility_timeout": 30,
+                    "max_receive_count": 2,
+                    "traffic": {"rate": "1/s", "pattern": "constant"},
+                }
+            },
+        },
+        {
+            "batch_size": 100,
+            "batching_window": 60,
+            "single_poller_batching": True,
+            "poller_scaling": ONE_POLLER,
+        },
+    )
+    result = traced(s)
+    inv = invocations_of(result, 0)
+    assert inv["start_s"][0] == pytest.approx(61)
+    assert inv["records"][0] == 60
+    rec = records_of(result, "q").iloc[:61]
+    assert states(rec)[0] == "dlq"
+    assert rec["done_s"][0] == pytest.approx(61)
+    assert (states(rec)[1:] == "succeeded").all()
+    np.testing.assert_array_equal(rec["receives"][1:31], 2)
+    np.testing.assert_array_equal(rec["receives"][31:], 1)
+    assert_conserved(result)

@@ -59,7 +59,7 @@ class MessageFates:
         """Apply everything due by ``now``: visibility deadlines, then retention."""
         deadlines = self._deadlines
         while deadlines and deadlines[0][0] <= now:
-            self._return(heapq.heappop(deadlines)[2])
+            self._return(heapq.heappop(deadlines)[2], now)
         if now >= self._retention_watermark:
             self._expire_due(now)
 
@@ -80,7 +80,7 @@ class MessageFates:
     def complete(self, batch: Batch, now: float, failed: np.ndarray | None) -> None:
         """Delete a processed batch's messages, except ``failed`` (a boolean mask over the batch).
 
-        Failed messages stay in flight until the batch's visibility deadline.
+        Failed messages stay in flight until their visibility deadlines.
         """
         if now >= batch.visible_at:
             self._complete_overrun(batch, now, failed)
@@ -92,11 +92,21 @@ class MessageFates:
             self._delete(messages, now, n)
         else:
             done = messages.select(~failed)
-            batch.messages = messages.select(failed)
-            self.release(batch)  # the failed rows reappear at the deadline
+            self._keep(batch, failed)
+            self.release(batch)  # the failed rows reappear at their deadlines
             n = len(done)
             self._delete(done, now, n)
         self._post_in_flight((now, -n))
+
+    @staticmethod
+    def _keep(batch: Batch, which: np.ndarray) -> None:
+        """Narrow ``batch`` to the messages at ``which`` (a mask over its messages), all still held."""
+        batch.messages = batch.messages.select(which)
+        batch.n = len(batch.messages)
+        if batch.deadlines is not None:
+            batch.deadlines = batch.deadlines[which]
+            batch.visible_at = float(batch.deadlines.min())
+        batch.returned = None
 
     def _delete(self, done: Messages, now: float, n: int, held: int = 1) -> None:
         """Delete ``done``; ``held`` is 1 when a poller holds them (a receive still in progress)."""
@@ -116,56 +126,119 @@ class MessageFates:
             self._post_delete_calls((now, math.ceil(n / SQS_BATCH_API_MAX)))
 
     def _complete_overrun(self, batch: Batch, now: float, failed: np.ndarray | None) -> None:
-        """The visibility timeout passed before the batch finished: its rows are visible again.
+        """A visibility timeout of the batch passed before it finished: those rows are visible again.
 
-        SQS deletes with the batch's receipt handle only what nobody received since: the rows still
-        waiting in the queue. Rows another poller holds now carry a newer receipt; the delete of
-        them is ignored and they will be processed again (at-least-once delivery).
+        Rows whose deadline has not passed are still held by the batch's receipts and are deleted
+        as usual. Of the rows visible again, SQS deletes with the batch's receipt handle only what
+        nobody received since: the rows still waiting in the queue. Rows another poller holds now
+        carry a newer receipt; the delete of them is ignored and they will be processed again
+        (at-least-once delivery).
         """
         self.overrun_batches += 1
-        self.refresh(now)
-        rows = batch.messages.ids if failed is None else batch.messages.ids[~failed]
+        self.refresh(now)  # every row due by now is back in the queue
+        ok = np.ones(batch.n, dtype=bool) if failed is None else ~failed
+        if batch.serial in self.in_flight:
+            held = batch.held()
+            if held is None:
+                held = np.ones(batch.n, dtype=bool)
+        else:
+            held = np.zeros(batch.n, dtype=bool)
+        ids = batch.messages.ids
+        stale = ids[ok & ~held]
+        done = ok & held
+        if done.any():
+            n = int(np.count_nonzero(done))
+            self._delete(batch.messages.select(done), now, n)
+            self._post_in_flight((now, -n))
+        still = held & ~ok
+        if still.any():
+            self._keep(batch, still)  # failed rows still held: they reappear at their deadlines
+            self.release(batch)
+        elif batch.serial in self.in_flight:
+            del self.in_flight[batch.serial]
+        if not stale.size:
+            return
         kept: deque[Messages] = deque()
         deleted = []
         for pool in self.redelivered:
-            hit = np.isin(pool.ids, rows)
+            hit = np.isin(pool.ids, stale)
             if hit.any():
                 deleted.append(pool.select(hit))
                 pool = pool.select(~hit)
             if len(pool):
                 kept.append(pool)
         if deleted:
-            done = Messages.join(deleted)
+            gone = Messages.join(deleted)
             self.redelivered = kept
-            self.n_redelivered -= len(done)
-            self._visible(now, -len(done))
+            self.n_redelivered -= len(gone)
+            self._visible(now, -len(gone))
             # Waiting in the queue again: their receives are all counted already.
-            self._delete(done, now, len(done), held=0)
+            self._delete(gone, now, len(gone), held=0)
 
-    def _return(self, batch: Batch) -> None:
-        """A batch's visibility deadline passed: undeleted messages reappear, dead-letter or expire."""
-        at = batch.visible_at
-        if self.in_flight.pop(batch.serial, None) is None:
+    def _return(self, batch: Batch, now: float) -> None:
+        """Visibility deadlines of ``batch`` passed by ``now``: those messages reappear (or leave).
+
+        A batch whose messages share one deadline returns whole; one collected over a batching
+        window returns the messages due by ``now``, each at its own deadline, and waits for the
+        rest.
+        """
+        if batch.serial not in self.in_flight:
             return  # already returned (or deleted)
-        messages = batch.messages  # kept on the batch: a late delete still names its receipts
-        if not len(messages):
+        deadlines = batch.deadlines
+        if deadlines is None:
+            del self.in_flight[batch.serial]
+            self._reappear(batch.messages, batch.visible_at)
             return
-        self.in_flight_level.add(at, -len(messages))
-        messages, _ = self._expire(messages, at, held=1)
+        returned = batch.returned if batch.returned is not None else np.zeros(batch.n, dtype=bool)
+        due = ~returned & (deadlines <= now)
+        if due.any():
+            # Kept on the batch (marked returned): a late delete still names their receipts.
+            self._reappear(batch.messages.select(due), deadlines[due])
+            returned = returned | due
+            batch.returned = returned
+        if returned.all():
+            del self.in_flight[batch.serial]
+        else:
+            heapq.heappush(self._deadlines, (float(deadlines[~returned].min()), batch.serial, batch))
+
+    def _reappear(self, messages: Messages, at: float | np.ndarray) -> None:
+        """Received messages whose visibility timeout ended at ``at`` (one time, or one each).
+
+        They reappear in the queue with one more receive spent, or move to the DLQ on their
+        ``max_receive_count``-th receive, or expire if their retention ended meanwhile.
+        """
+        n = len(messages)
+        if not n:
+            return
+        many = isinstance(at, np.ndarray)
+        if many:
+            self.in_flight_level.add_many(at, -1.0)
+        else:
+            self.in_flight_level.add(at, -n)
+        expiry = messages.sent_at + self.retention_s
+        old = expiry <= at
+        if old.any():
+            gone = messages.select(old)
+            self.outcomes.ended(
+                self.consumer, gone.sent_at, expiry[old], _EXPIRED, ids=gone.ids, detail=gone.detail(1)
+            )
+            messages = messages.select(~old)
+            at = at[~old] if isinstance(at, np.ndarray) else at
         if self.max_receive_count and len(messages):
             # Received retries + 1 times by now: SQS redrives once that reaches maxReceiveCount.
             dead = messages.retries + 1 >= self.max_receive_count
             if dead.any():
                 gone = messages.select(dead)
-                self.outcomes.ended(
-                    self.consumer, gone.sent_at, at, _DLQ, ids=gone.ids, detail=gone.detail(1)
-                )
+                when = at[dead] if isinstance(at, np.ndarray) else at
+                detail = gone.detail(1)
+                self.outcomes.ended(self.consumer, gone.sent_at, when, _DLQ, ids=gone.ids, detail=detail)
                 messages = messages.select(~dead)
+                at = at[~dead] if isinstance(at, np.ndarray) else at
         if len(messages):
             messages.retries = messages.retries + 1
             self.redelivered.append(messages)
             self.n_redelivered += len(messages)
-            self._visible(at, len(messages))
+            self._visible(at, 1.0 if isinstance(at, np.ndarray) else len(messages))
             oldest = float(messages.sent_at.min()) + self.retention_s
             self._retention_watermark = min(self._retention_watermark, oldest)
             self._expiry.request(self._retention_watermark, self.env.now)
@@ -242,7 +315,8 @@ class MessageFates:
         for pool in self.redelivered:
             self.outcomes.census(self.consumer, pool.sent_at, RecordState.WAITING, pool.ids, pool.detail())
         for batch in self.in_flight.values():
-            m = batch.messages
+            held = batch.held()
+            m = batch.messages if held is None else batch.messages.select(held)
             self.outcomes.census(self.consumer, m.sent_at, RecordState.IN_FLIGHT, m.ids, m.detail(1))
         self.recorder.add_total("visibility_overruns", self.overrun_batches)
 

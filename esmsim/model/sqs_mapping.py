@@ -110,6 +110,8 @@ class SqsMappingRuntime:
             if got is None:
                 break
             batch = cast(Batch, got)  # the loop above leaves only a batch
+            if not batch.n:
+                continue  # its messages all left while its window collected
             self.last_batch_at = env.now
             outcome, failed, _, end, _ = yield from invoke(batch, give_up_at=batch.visible_at)
             if outcome == GAVE_UP:

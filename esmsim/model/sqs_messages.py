@@ -106,23 +106,48 @@ Part = Ids | Messages
 
 
 class Batch:
-    """Messages handed to one poller in one receive, with their shared visibility deadline.
+    """Messages handed to one poller in one receive, with their visibility deadlines.
 
-    It is what the invoke step invokes (:class:`esmsim.model.invoke.Attempt`).
+    Each message's visibility timeout runs from its own receive: a batch collected over a batching
+    window holds messages received at different times. ``deadlines`` holds them, one per message,
+    when they differ (None: every message's is ``visible_at``); ``visible_at`` is the earliest.
+    Messages whose deadline passed while the invocation ran are visible again in the queue:
+    ``returned`` marks them (None: none has). It is what the invoke step invokes
+    (:class:`esmsim.model.invoke.Attempt`).
     """
 
-    __slots__ = ("messages", "n", "nbytes", "on_overrun", "received_at", "released", "serial", "visible_at")
+    __slots__ = (
+        "deadlines",
+        "messages",
+        "n",
+        "nbytes",
+        "on_overrun",
+        "received_at",
+        "released",
+        "returned",
+        "serial",
+        "visible_at",
+    )
 
     shard = -1
     lane = -1
     stored_at = math.nan
 
-    def __init__(self, messages: Messages, nbytes: float, received_at: float, visible_at: float) -> None:
+    def __init__(
+        self,
+        messages: Messages,
+        nbytes: float,
+        received_at: float,
+        visible_at: float,
+        deadlines: np.ndarray | None = None,
+    ) -> None:
         self.messages = messages
         self.n = len(messages)
         self.nbytes = nbytes
         self.received_at = received_at
-        self.visible_at = visible_at
+        self.deadlines = deadlines
+        self.visible_at = visible_at if deadlines is None or not self.n else float(deadlines.min())
+        self.returned: np.ndarray | None = None
         self.released = False  # its visibility deadline is pending: undeleted rows will reappear
         self.serial = 0
         self.on_overrun: Callable[[Batch, float], None] | None = None
@@ -132,11 +157,15 @@ class Batch:
         """The messages' poison draws."""
         return self.messages.draw
 
+    def held(self) -> np.ndarray | None:
+        """Mask of the messages this batch's receipts still hold (None: all of them)."""
+        return None if self.returned is None else ~self.returned
+
     def prepare(self, now: float) -> bool:
         """A queue's batch does not change while it is retried."""
         return True
 
     def started(self, start: float, end: float) -> None:
-        """If the invocation outlasts the visibility timeout, the messages reappear meanwhile."""
+        """If the invocation outlasts a visibility timeout, those messages reappear meanwhile."""
         if end >= self.visible_at and self.on_overrun is not None:
             self.on_overrun(self, start)

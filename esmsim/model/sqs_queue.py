@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import simpy
 
+from esmsim.events import RecordState
 from esmsim.model.alarm import Alarm
 from esmsim.model.invoke import fit_payload
 from esmsim.model.records import Ids, RecordFifo
@@ -340,18 +341,83 @@ class SqsQueue(MessageFates):
             )
         return Messages.join(out)
 
-    def form_batch(self, parts: list[Part], nbytes: float, received_at: float) -> Batch:
-        """Turn received parts into a batch whose visibility timeout runs from ``received_at``.
+    def form_batch(
+        self, parts: list[Part], nbytes: float, received_at: float, received: np.ndarray | None = None
+    ) -> Batch:
+        """Turn received parts into an in-flight batch, complete at ``received_at``.
 
-        Its deadline is not scheduled yet: most batches are deleted before it, and a deadline only
-        matters once the poller lets go of a batch with rows undeleted (:meth:`release`).
+        Each message's visibility timeout runs from its receive: ``received_at`` for all of them, or
+        ``received`` (one time per message, in the parts' order) for a batch collected over a
+        batching window. The deadlines are not scheduled yet: most batches are deleted before
+        them, and a deadline only matters once the poller lets go of a batch with rows undeleted
+        (:meth:`release`).
         """
-        batch = Batch(self.messages(parts), nbytes, received_at, received_at + self.visibility_timeout_s)
+        messages = self.messages(parts)
+        vt = self.visibility_timeout_s
+        deadlines = None
+        if received is not None:
+            if received_at - float(received.min()) >= vt:
+                messages, received, nbytes = self._received_again(messages, received, received_at, nbytes)
+            deadlines = received + vt
+        batch = Batch(messages, nbytes, received_at, received_at + vt, deadlines)
+        if not batch.n:
+            return batch  # every message left while the window collected: nothing to invoke
         self._serial += 1
         batch.serial = self._serial
         self.in_flight[batch.serial] = batch
         self._post_received((received_at, batch.n))
         return batch
+
+    def _received_again(
+        self, messages: Messages, received: np.ndarray, now: float, nbytes: float
+    ) -> tuple[Messages, np.ndarray, float]:
+        """Messages a collecting poller held past their visibility timeout, before its batch closed.
+
+        Each became visible again at its deadline and, the poller still polling, was received again
+        at once (its receive count spent, its clock restarted), once per visibility timeout that
+        passed. One that reached ``max_receive_count`` moved to the DLQ at that deadline instead;
+        one whose retention ended first expired. Returns the messages left, their receive times
+        and their payload bytes.
+        """
+        vt = self.visibility_timeout_s
+        k = np.maximum(np.floor((now - received) / vt).astype(np.int64), 0)  # deadlines passed, each
+        retries = messages.retries
+        last = k.copy()  # the deadline at which each one leaves the batch, if it does
+        redrive = np.zeros(len(messages), dtype=bool)
+        if self.max_receive_count:
+            # The j-th deadline ends receive number retries + j: at max_receive_count, the DLQ.
+            j_dead = self.max_receive_count - retries
+            redrive = j_dead <= k
+            last = np.where(redrive, j_dead, k)
+        expiry = messages.sent_at + self.retention_s
+        expired = (k > 0) & (expiry <= received + last * vt)
+        dead = redrive & ~expired
+        leave = expired | dead
+        if leave.any():
+            at = received + last * vt
+            if expired.any():
+                gone = messages.select(expired)
+                gone.retries = gone.retries + np.maximum(last[expired] - 1, 0)
+                self.outcomes.ended(
+                    self.consumer, gone.sent_at, expiry[expired], RecordState.EXPIRED, ids=gone.ids,
+                    detail=gone.detail(1),
+                )  # fmt: skip
+            if dead.any():
+                gone = messages.select(dead)
+                gone.retries = gone.retries + last[dead] - 1  # receives before the one ending here
+                self.outcomes.ended(
+                    self.consumer, gone.sent_at, at[dead], RecordState.DLQ, ids=gone.ids,
+                    detail=gone.detail(1),
+                )  # fmt: skip
+            self.in_flight_level.add_many(np.where(expired, expiry, at)[leave], -1.0)
+            nbytes -= float(messages.size[leave].sum()) + float(np.count_nonzero(leave)) * self.overhead
+        stay = ~leave
+        again = np.where(stay, k, 0)
+        if again.any():
+            self._post_received((now, int(again.sum())))
+        messages = messages.select(stay)
+        messages.retries = retries[stay] + k[stay]
+        return messages, received[stay] + k[stay] * vt, nbytes
 
     def count_receives(self, now: float, calls: int, nbytes: float, empty: tuple[float, float, int]) -> None:
         """Account ReceiveMessage calls: those that returned messages, and empty long polls.

@@ -65,6 +65,7 @@ class Collector:
         "nbytes",
         "need",
         "owner",
+        "part_at",
         "parts",
         "since",
         "tracks_bytes",
@@ -77,6 +78,8 @@ class Collector:
         self.owner = owner
         self.since = now
         self.parts: list[Part] = []
+        #: When each part was received (NaN: dealt as it arrived, each row at its arrival).
+        self.part_at: list[float] = []
         self.dealt: list[slice] = []  # parts dealt from fresh arrivals while waiting
         self.held = 0
         self.need = owner.batch_size
@@ -151,6 +154,7 @@ class SqsReceivers:
         collector = Collector(self.env.event(), owner, now, self._max_record_bytes)
         if n:
             collector.parts = parts
+            collector.part_at = [now] * len(parts)
             collector.held = n
             collector.need -= n
             collector.nbytes = nbytes
@@ -171,8 +175,10 @@ class SqsReceivers:
             self._reschedule(now, self._ring_next()[0])
         return collector
 
-    def _form(self, parts: list[Part], nbytes: float, now: float) -> Batch:
-        batch = self.queue.form_batch(parts, nbytes, now)
+    def _form(
+        self, parts: list[Part], nbytes: float, now: float, received: np.ndarray | None = None
+    ) -> Batch:
+        batch = self.queue.form_batch(parts, nbytes, now, received)
         batch.on_overrun = self.release
         return batch
 
@@ -357,10 +363,10 @@ class SqsReceivers:
         after = queue.fifo.search("visible_at", window_end, "right", start=head)  # first row past it
         p = head + o + step * max(0, -(-(after - head - o) // step))  # the collector's first row past it
         last_at = queue.fresh_visible_at(p - step) if p - step >= head + o else c.last_at
+        last_at = max(last_at, c.last_at)  # a redelivered message may have been its last receive
         wait = c.owner.wait_time_s
-        end = (
-            last_at + wait * math.ceil((window_end - last_at) / wait) if window_end > last_at else window_end
-        )
+        # A receive that returned after the window ended closes the batch at once.
+        end = last_at + wait * math.ceil((window_end - last_at) / wait) if window_end > last_at else last_at
         if p < total:
             end = min(end, queue.fresh_visible_at(p))
         return end
@@ -385,6 +391,7 @@ class SqsReceivers:
                 c.owner.idle_collectors -= 1
             c.last_at = queue.fresh_visible_at(head + o + (k - 1) * step)
             c.parts.append(part)
+            c.part_at.append(math.nan)
             c.dealt.append(part)
             c.held += k
             c.need -= k
@@ -415,11 +422,12 @@ class SqsReceivers:
                     c.owner.idle_collectors -= 1
                 c.last_at = now
                 c.parts += parts
+                c.part_at += [now] * len(parts)
                 c.held += n
                 c.need -= n
                 c.nbytes += nbytes
                 c.calls += math.ceil(n / c.owner.max_messages)
-            if c.need == 0 or capped:
+            if c.need == 0 or capped or (n and now >= c.window_end):
                 self._complete(idx, now)
             else:
                 i += 1
@@ -446,9 +454,23 @@ class SqsReceivers:
                 sizes = np.concatenate([queue.column("size", p) for p in c.dealt])
                 c.nbytes += float(sizes.sum()) + sizes.size * queue.overhead
         self._count_empty(c, now, calls=calls)
-        # The batch's visibility clock starts when it is complete: a clock per message would let a
-        # message come back before a later one in its batch was even sent (window > visibility).
-        c.event.succeed(self._form(c.parts, c.nbytes, now))
+        received = self._received(c) if c.first_at < now else None
+        c.event.succeed(self._form(c.parts, c.nbytes, now, received))
+
+    def _received(self, c: Collector) -> np.ndarray:
+        """When each message of a collector's batch was received, in the order of its parts.
+
+        SQS starts each message's visibility timeout at its own receive: a dealt message was
+        received as it arrived, the others when the collector's receive took them.
+        """
+        queue = self.queue
+        times = []
+        for part, at in zip(c.parts, c.part_at, strict=True):
+            if isinstance(part, Messages):
+                times.append(np.full(len(part), at))
+            else:
+                times.append(queue.column("visible_at", part) if math.isnan(at) else np.full(count(part), at))
+        return np.concatenate(times)
 
     def _count_empty(self, c: Collector, now: float, calls: int = 0) -> None:
         self.queue.count_receives(now, calls, c.nbytes, _empty_polls(c, c.first_at if c.held else now))
