@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 
 import pandas as pd
 
 from esmsim._version import __version__
+from esmsim.errors import EsmsimWarning
 from esmsim.estimate import check
 from esmsim.model.build import build
 from esmsim.observe import resources, summary, timeseries
@@ -62,6 +64,15 @@ def simulate(
     world = build(scenario, Streams(seed, replication), trace=trace)
     world.start()
     world.run()
+    reached = tuple(
+        f"sources.{name}.in_flight_limit: the queue reached {queue.in_flight_limit:,} messages in flight "
+        f"at {queue.limit_reached_at:.6g} s; {queue.over_limit_receives:,} receives were refused or cut "
+        "short (SQS's OverLimit) and the poller fleet did not grow while at the limit"
+        for name, queue in world.queues.items()
+        if queue.limit_reached_at == queue.limit_reached_at  # reached: not NaN
+    )
+    for line in reached:
+        warnings.warn(line, EsmsimWarning, stacklevel=2)
     observed = world.recorder.close()
     numbers, _ = summary.summary(scenario, observed)
     empty = pd.DataFrame()
@@ -79,7 +90,7 @@ def simulate(
         throttle_reasons=observed.throttles_by_reason,
         traced=trace,
         diagnostics={"late_level_changes": observed.late_level_changes},
-        warnings=tuple(issue.format() for issue in scenario.warnings),
+        warnings=(*(issue.format() for issue in scenario.warnings), *reached),
         mapping_timeseries=timeseries.mapping_timeseries(scenario, observed) if tables else empty,
         shard_timeseries=timeseries.shard_timeseries(scenario, observed) if tables else empty,
         invocations=event_tables.invocations(observed) if trace else empty,

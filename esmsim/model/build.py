@@ -243,6 +243,7 @@ def _queue(
         visibility_timeout_s=source.visibility_timeout,
         retention_s=source.retention,
         max_receive_count=source.max_receive_count,
+        in_flight_limit=source.in_flight_limit,
         delivery_delay_s=source.delivery_delay,
         chunk_bytes=scenario.pricing.sqs_request_chunk_bytes,
         record_overhead=overhead,

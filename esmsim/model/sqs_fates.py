@@ -51,6 +51,8 @@ class MessageFates:
     _retention_watermark: float
     _expiry: Alarm
     in_flight_level: Any
+    in_flight_n: int
+    over_limit_receives: int
     _post_in_flight: Callable[[tuple[float, float]], None]
     _post_deletes: Callable[[tuple[float, float]], None]
     _post_delete_calls: Callable[[tuple[float, float]], None]
@@ -97,6 +99,7 @@ class MessageFates:
             n = len(done)
             self._delete(done, now, n)
         self._post_in_flight((now, -n))
+        self.in_flight_n -= n
 
     @staticmethod
     def _keep(batch: Batch, which: np.ndarray) -> None:
@@ -150,6 +153,7 @@ class MessageFates:
             n = int(np.count_nonzero(done))
             self._delete(batch.messages.select(done), now, n)
             self._post_in_flight((now, -n))
+            self.in_flight_n -= n
         still = held & ~ok
         if still.any():
             self._keep(batch, still)  # failed rows still held: they reappear at their deadlines
@@ -210,6 +214,7 @@ class MessageFates:
         n = len(messages)
         if not n:
             return
+        self.in_flight_n -= n
         many = isinstance(at, np.ndarray)
         if many:
             self.in_flight_level.add_many(at, -1.0)
@@ -319,6 +324,7 @@ class MessageFates:
             m = batch.messages if held is None else batch.messages.select(held)
             self.outcomes.census(self.consumer, m.sent_at, RecordState.IN_FLIGHT, m.ids, m.detail(1))
         self.recorder.add_total("visibility_overruns", self.overrun_batches)
+        self.recorder.add_total("sqs_over_limit_receives", self.over_limit_receives)
 
     # Provided by SqsQueue.
     def _visible(self, at: float | np.ndarray, delta: float) -> None:

@@ -141,6 +141,8 @@ class SqsMappingRuntime:
             visible = queue.visible_now(now)
             if visible:
                 self.last_batch_at = now
+            if not queue.room():
+                visible = 0  # at the in-flight limit receives return nothing: no reason to grow
             floor = poller_floor(self.scaling, now - self.last_batch_at, self.cap is not None)
             admitted, throttled = self.invoker.admitted, self.invoker.throttled
             attempts = admitted + throttled - sum(self._seen)

@@ -52,6 +52,7 @@ class SqsQueue(MessageFates):
         visibility_timeout_s: float,
         retention_s: float,
         max_receive_count: int | None,
+        in_flight_limit: int = 120_000,
         delivery_delay_s: float = 0.0,
         chunk_bytes: float = 65536.0,
         record_overhead: float = 0.0,
@@ -90,6 +91,10 @@ class SqsQueue(MessageFates):
         self._next_visible = math.inf
         self._cache_columns()
         self.overrun_batches = 0  # batches whose visibility timeout passed before they finished
+        self.in_flight_limit = in_flight_limit
+        self.in_flight_n = 0  # messages received and not yet deleted, dead-lettered or visible again
+        self.over_limit_receives = 0  # receives the in-flight limit refused or cut short
+        self.limit_reached_at = math.nan  # when in-flight messages first reached the limit
         self.visible = recorder.level("visible")
         self.backlog = recorder.level("backlog")
         self.in_flight_level = recorder.level("in_flight")
@@ -267,6 +272,11 @@ class SqsQueue(MessageFates):
         n = 0
         nbytes = 0.0
         capped = False
+        allowed = self.room()
+        if allowed < max_n:
+            if self.visible_now(now) > allowed:
+                self.over_limit_receives += 1  # the in-flight limit cuts this receive short
+            max_n = allowed
         while self.n_redelivered and n < max_n and not capped:
             pool = self.redelivered[0]
             head = pool.size[: max_n - n]
@@ -304,7 +314,18 @@ class SqsQueue(MessageFates):
             if self._post_backlog is not None:
                 self._post_backlog((now, -n))
             self._post_in_flight((now, n))
+            self.received_into_flight(n, now)
         return parts, n, nbytes, capped
+
+    def received_into_flight(self, n: int, now: float) -> None:
+        """Count ``n`` more messages in flight (the level is posted by the caller)."""
+        self.in_flight_n += n
+        if self.in_flight_n >= self.in_flight_limit and math.isnan(self.limit_reached_at):
+            self.limit_reached_at = now
+
+    def room(self) -> int:
+        """Messages that can still be received before the in-flight limit (0 at it)."""
+        return max(0, self.in_flight_limit - self.in_flight_n)
 
     def messages(self, parts: list[Part]) -> Messages:
         """Received parts as one set of message columns."""
@@ -410,6 +431,7 @@ class SqsQueue(MessageFates):
                     detail=gone.detail(1),
                 )  # fmt: skip
             self.in_flight_level.add_many(np.where(expired, expiry, at)[leave], -1.0)
+            self.in_flight_n -= int(np.count_nonzero(leave))
             nbytes -= float(messages.size[leave].sum()) + float(np.count_nonzero(leave)) * self.overhead
         stay = ~leave
         again = np.where(stay, k, 0)

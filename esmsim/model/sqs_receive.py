@@ -66,6 +66,7 @@ class Collector:
         "need",
         "owner",
         "part_at",
+        "part_dealt",
         "parts",
         "since",
         "tracks_bytes",
@@ -78,8 +79,10 @@ class Collector:
         self.owner = owner
         self.since = now
         self.parts: list[Part] = []
-        #: When each part was received (NaN: dealt as it arrived, each row at its arrival).
+        #: When each part was received; for a part dealt as it arrived (``part_dealt``), each row at
+        #: its arrival, but no earlier than this (the in-flight limit's lifting, or -inf).
         self.part_at: list[float] = []
+        self.part_dealt: list[bool] = []
         self.dealt: list[slice] = []  # parts dealt from fresh arrivals while waiting
         self.held = 0
         self.need = owner.batch_size
@@ -129,6 +132,10 @@ class SqsReceivers:
         self.ring: list[Collector] = []  # batching window: round-robin dealing
         self.rr = 0  # ring position that gets the next arrival
         self._alarm = Alarm(env, self._wake)
+        # The in-flight limit: while it binds, rows past it cannot be dealt (``_capped``); rows
+        # dealt once it is lifted count as received then (``_floor``), not when they arrived.
+        self._capped = False
+        self._floor = -math.inf
         #: The largest payload one record can have (its size distribution's bound, cut to the queue's
         #: maximum message size, plus event metadata): it decides whether the 6 MB cap can bind.
         self._max_record_bytes = max_record_bytes
@@ -155,6 +162,7 @@ class SqsReceivers:
         if n:
             collector.parts = parts
             collector.part_at = [now] * len(parts)
+            collector.part_dealt = [False] * len(parts)
             collector.held = n
             collector.need -= n
             collector.nbytes = nbytes
@@ -163,6 +171,8 @@ class SqsReceivers:
             collector.window_end = now + owner.window_s
         else:
             owner.idle_collectors += 1
+            if owner.window_s and queue.room() == 0:
+                queue.over_limit_receives += 1  # a receive at the in-flight limit returns nothing
         if owner.window_s == 0:
             if self.head_waiter is None:
                 self._arm(collector, now, parked=False)
@@ -211,7 +221,12 @@ class SqsReceivers:
         to the other waiters, or taken at this wake.
         """
         self.head_waiter = collector
-        at = self.queue.next_fresh_at()
+        queue = self.queue
+        at = queue.next_fresh_at()
+        if queue.room() == 0:
+            # At the in-flight limit a receive returns nothing: the long poll runs its full wait.
+            queue.over_limit_receives += 1
+            at = now + collector.owner.wait_time_s
         collector.armed = at < math.inf
         if not collector.armed:
             return  # nothing known to arrive yet: on_extend arms it once traffic is generated
@@ -273,6 +288,9 @@ class SqsReceivers:
             self._serve_fifo(now)
         if not self.ring:
             return math.inf
+        if self._capped:
+            self._floor = now  # rows held back by the in-flight limit are receivable from now
+            self._capped = False
         while True:
             t, i, upto = self._ring_next()
             if t > now:
@@ -281,7 +299,12 @@ class SqsReceivers:
             self._complete(i, t)
             if not self.ring:
                 return math.inf
-        self._settle(queue.arrived(now))
+        arrived = queue.arrived(now)
+        if arrived > queue.head + queue.room():
+            arrived = queue.head + queue.room()  # the in-flight limit holds the rest back
+            self._capped = True
+            queue.over_limit_receives += 1
+        self._settle(arrived)
         if queue.n_redelivered:
             self._serve_ring_redelivered(now)
             return self._ring_next()[0] if self.ring else math.inf
@@ -294,7 +317,7 @@ class SqsReceivers:
         if head is not None and not head.armed and queue.visible_now(now) > 0:
             self.fifo.appendleft(head)  # no arrival will wake it: serve it like the others
             self.head_waiter = None
-        while self.fifo and queue.visible_now(now) > 0:
+        while self.fifo and queue.visible_now(now) > 0 and queue.room() > 0:
             c = self.fifo.popleft()
             owner = c.owner
             owner.idle_collectors -= 1
@@ -309,8 +332,11 @@ class SqsReceivers:
         queue generates them (:meth:`on_extend`).
         """
         queue = self.queue
-        total = queue.fifo.top
         head = queue.head
+        total = queue.fifo.top
+        if head + queue.room() < total:
+            total = head + queue.room()  # rows past the in-flight limit cannot be received yet
+            self._capped = True
         ring = self.ring
         n = len(ring)
         step = 1 if self.single else n
@@ -321,14 +347,14 @@ class SqsReceivers:
             c = ring[i]
             last = head + o + (c.need - 1) * step
             room = min(room, last + 1)
-            t, upto = (queue.fresh_visible_at(last), last + 1) if last < total else (math.inf, total)
+            t, upto = (self._at(last), last + 1) if last < total else (math.inf, total)
             if c.held:
                 deadline = c.window_end
                 if deadline < t and c.owner.finish_poll_after_window:  # else it fills first anyway
                     deadline = self._poll_end(c, o, step, head, total)
             else:
                 first = head + o
-                deadline = queue.fresh_visible_at(first) + c.owner.window_s if first < total else math.inf
+                deadline = self._at(first) + c.owner.window_s if first < total else math.inf
             if deadline < t:
                 t = deadline
                 upto = queue.fifo.search("visible_at", deadline, "right", start=head)
@@ -342,8 +368,8 @@ class SqsReceivers:
                         # Ties: rows dealt for another collector's completion must stop short of
                         # this one's row that does not fit (a whole backlog can appear at once).
                         room = min(room, over)
-                        if queue.fresh_visible_at(over) <= t:
-                            t, upto = queue.fresh_visible_at(over), over  # the record that does not fit waits
+                        if self._at(over) <= t:
+                            t, upto = self._at(over), over  # the record that does not fit waits
             if t < best_t:
                 best_t, best_i, best_upto = t, i, upto
         return best_t, best_i, min(best_upto, room)
@@ -362,14 +388,18 @@ class SqsReceivers:
         window_end = c.window_end
         after = queue.fifo.search("visible_at", window_end, "right", start=head)  # first row past it
         p = head + o + step * max(0, -(-(after - head - o) // step))  # the collector's first row past it
-        last_at = queue.fresh_visible_at(p - step) if p - step >= head + o else c.last_at
+        last_at = self._at(p - step) if p - step >= head + o else c.last_at
         last_at = max(last_at, c.last_at)  # a redelivered message may have been its last receive
         wait = c.owner.wait_time_s
         # A receive that returned after the window ended closes the batch at once.
         end = last_at + wait * math.ceil((window_end - last_at) / wait) if window_end > last_at else last_at
         if p < total:
-            end = min(end, queue.fresh_visible_at(p))
+            end = min(end, self._at(p))
         return end
+
+    def _at(self, position: int) -> float:
+        """When the fresh message at ``position`` can be dealt: on arrival, or once the limit lifted."""
+        return max(self.queue.fresh_visible_at(position), self._floor)
 
     def _settle(self, upto: int) -> None:
         """Deal fresh rows ``[head, upto)`` to the ring, round-robin."""
@@ -386,12 +416,13 @@ class SqsReceivers:
             part = slice(head + o, upto, step)
             k = count(part)
             if not c.held:
-                c.first_at = queue.fresh_visible_at(head + o)
+                c.first_at = self._at(head + o)
                 c.window_end = c.first_at + c.owner.window_s
                 c.owner.idle_collectors -= 1
-            c.last_at = queue.fresh_visible_at(head + o + (k - 1) * step)
+            c.last_at = self._at(head + o + (k - 1) * step)
             c.parts.append(part)
-            c.part_at.append(math.nan)
+            c.part_at.append(self._floor)
+            c.part_dealt.append(True)
             c.dealt.append(part)
             c.held += k
             c.need -= k
@@ -399,6 +430,9 @@ class SqsReceivers:
                 c.nbytes += queue.payload(part)
         # Dealt messages were received the moment they arrived: never visible, in flight at once.
         arrived_at = queue.column("visible_at", slice(head, upto))
+        if self._floor > -math.inf:
+            arrived_at = np.maximum(arrived_at, self._floor)
+        queue.received_into_flight(m, float(arrived_at[-1]))
         queue.visible.add_many(arrived_at, -1.0)
         if queue.backlog is not queue.visible:
             queue.backlog.add_many(arrived_at, -1.0)
@@ -423,6 +457,7 @@ class SqsReceivers:
                 c.last_at = now
                 c.parts += parts
                 c.part_at += [now] * len(parts)
+                c.part_dealt += [False] * len(parts)
                 c.held += n
                 c.need -= n
                 c.nbytes += nbytes
@@ -465,11 +500,13 @@ class SqsReceivers:
         """
         queue = self.queue
         times = []
-        for part, at in zip(c.parts, c.part_at, strict=True):
+        for part, at, dealt in zip(c.parts, c.part_at, c.part_dealt, strict=True):
             if isinstance(part, Messages):
                 times.append(np.full(len(part), at))
+            elif dealt:
+                times.append(np.maximum(queue.column("visible_at", part), at))
             else:
-                times.append(queue.column("visible_at", part) if math.isnan(at) else np.full(count(part), at))
+                times.append(np.full(count(part), at))
         return np.concatenate(times)
 
     def _count_empty(self, c: Collector, now: float, calls: int = 0) -> None:

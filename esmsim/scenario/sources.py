@@ -111,6 +111,12 @@ class SqsSource(Frozen):
         le=SQS_MAX_MESSAGE_BYTES,
         description="Largest message; record sizes are cut to it.",
     )
+    in_flight_limit: Int = Field(
+        120_000,
+        ge=1,
+        description="Most messages in flight (received, not yet deleted or visible again); SQS documents "
+        "about 120,000 for a standard queue. A receive at the limit returns nothing.",
+    )
     traffic: Traffic = Field(default_factory=Traffic, description="What producers send.")
 
 
