@@ -15,7 +15,7 @@ import pytest
 
 from esmsim.rng import Streams
 from esmsim.run import simulate
-from tests.helpers import ONE_POLLER, assert_conserved, invocations_of, records_of, scenario, traced
+from tests.helpers import ONE_POLLER, assert_conserved, invocations_of, merge, records_of, scenario, traced
 
 #: Lambda's synchronous invocation payload limit (6 MB), which caps every batch a mapping sends.
 PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
@@ -796,3 +796,50 @@ def test_a_window_longer_than_the_visibility_timeout_spends_receives_while_it_co
     np.testing.assert_array_equal(rec["receives"][1:31], 2)
     np.testing.assert_array_equal(rec["receives"][31:], 1)
     assert_conserved(result)
+
+
+def test_receives_never_take_a_queue_past_its_in_flight_limit() -> None:
+    # 100 messages wait at t=0, an in-flight limit of 5, batches of 10 without a window, two pollers,
+    # a 1 s function. The first poller's receive takes 5 (the room left), the second finds the queue
+    # at its limit: its long poll runs its full 20 s wait empty. Every second the first poller
+    # deletes its 5 and takes the next 5, so 20 batches of 5 drain the queue by t=20, in flight
+    # never above 5.
+    s = scenario(
+        {
+            "duration": 30,
+            "functions": {"f": {"duration": "1s"}},
+            "sources": {"q": {"in_flight_limit": 5, "traffic": {"initial_backlog": 100}}},
+        },
+        {"batch_size": 10, "poller_scaling": {**ONE_POLLER, "initial": 2, "ceiling": 2, "min_pollers": 2}},
+    )
+    with pytest.warns(
+        UserWarning, match=r"sources\.q\.in_flight_limit: the queue reached 5 messages in flight"
+    ):
+        result = traced(s)
+    inv = invocations_of(result, 0)
+    assert (inv["records"] == 5).all()
+    assert inv["records"].sum() == 100
+    assert result.summary["in_flight_max"] == 5
+    assert result.summary["sqs_over_limit_receives"] >= 1
+    assert_conserved(result)
+
+
+def test_the_in_flight_limit_holds_a_fleet_that_would_pass_it() -> None:
+    # 5,000 messages a second collected into batches of 2,000 over 60 s windows for a 30 s function:
+    # unbounded, about 180,000 messages would be in flight at once (pollers holding windows plus
+    # batches being processed). A standard queue stops at about 120,000: receives return nothing
+    # there, so esmsim holds the count at the limit and says so.
+    raw = {
+        "duration": "5m",
+        "functions": {"f": {"timeout": 30, "duration": "30s"}},
+        "sources": {"q": {"visibility_timeout": "6m", "traffic": {"rate": "5000/s", "record_size": "200B"}}},
+    }
+    mapping = {"batch_size": 2000, "batching_window": "60s"}
+    with pytest.warns(UserWarning, match="120,000 messages in flight"):
+        limited = simulate(scenario(raw, mapping)).summary
+    unbounded = simulate(
+        scenario(merge(raw, {"sources": {"q": {"in_flight_limit": 10**9}}}), mapping)
+    ).summary
+    assert limited["in_flight_max"] == 120_000
+    assert unbounded["in_flight_max"] > 150_000
+    assert limited["batch_size_mean"] <= 2000
