@@ -403,40 +403,47 @@ class SqsQueue(MessageFates):
         vt = self.visibility_timeout_s
         k = np.maximum(np.floor((now - received) / vt).astype(np.int64), 0)  # deadlines passed, each
         retries = messages.retries
-        last = k.copy()  # the deadline at which each one leaves the batch, if it does
-        redrive = np.zeros(len(messages), dtype=bool)
-        if self.max_receive_count:
-            # The j-th deadline ends receive number retries + j: at max_receive_count, the DLQ.
-            j_dead = self.max_receive_count - retries
-            redrive = j_dead <= k
-            last = np.where(redrive, j_dead, k)
+        # The deadline at which each would leave: the first one at or after its retention ends (it
+        # expires), or the one ending receive number max_receive_count (the DLQ), expiry first.
         expiry = messages.sent_at + self.retention_s
-        expired = (k > 0) & (expiry <= received + last * vt)
-        dead = redrive & ~expired
-        leave = expired | dead
+        j_expire = np.maximum(np.ceil((expiry - received) / vt), 1).astype(np.int64)
+        j_dead = (
+            self.max_receive_count - retries
+            if self.max_receive_count
+            else np.full(k.shape, np.iinfo(np.int64).max)
+        )
+        last = np.minimum(j_expire, j_dead)
+        leave = last <= k
+        expired = leave & (j_expire <= j_dead)
+        dead = leave & ~expired
+        again = np.where(leave, last - 1, k)  # receives that started at a deadline
         if leave.any():
             at = received + last * vt
-            if expired.any():
-                gone = messages.select(expired)
-                gone.retries = gone.retries + np.maximum(last[expired] - 1, 0)
-                self.outcomes.ended(
-                    self.consumer, gone.sent_at, expiry[expired], RecordState.EXPIRED, ids=gone.ids,
-                    detail=gone.detail(1),
-                )  # fmt: skip
-            if dead.any():
-                gone = messages.select(dead)
-                gone.retries = gone.retries + last[dead] - 1  # receives before the one ending here
-                self.outcomes.ended(
-                    self.consumer, gone.sent_at, at[dead], RecordState.DLQ, ids=gone.ids,
-                    detail=gone.detail(1),
-                )  # fmt: skip
-            self.in_flight_level.add_many(np.where(expired, expiry, at)[leave], -1.0)
+            gone = messages.select(leave)
+            gone.retries = gone.retries + again[leave]  # the receive ending at ``at`` is added below
+            for mask, state, when in (
+                (expired[leave], RecordState.EXPIRED, expiry),
+                (dead[leave], RecordState.DLQ, at),
+            ):
+                if mask.any():
+                    part = gone.select(mask)
+                    self.outcomes.ended(
+                        self.consumer,
+                        part.sent_at,
+                        when[leave][mask],
+                        state,
+                        ids=part.ids,
+                        detail=part.detail(1),
+                    )
+            self.in_flight_level.add_many(at[leave], -1.0)
             self.in_flight_n -= int(np.count_nonzero(leave))
             nbytes -= float(messages.size[leave].sum()) + float(np.count_nonzero(leave)) * self.overhead
+        # Receives beyond the batch's own (which form_batch counts for the messages that stay):
+        # the re-receives, and the first receive of those that left.
+        extra = int(again.sum()) + int(np.count_nonzero(leave))
+        if extra:
+            self._post_received((now, extra))
         stay = ~leave
-        again = np.where(stay, k, 0)
-        if again.any():
-            self._post_received((now, int(again.sum())))
         messages = messages.select(stay)
         messages.retries = retries[stay] + k[stay]
         return messages, received[stay] + k[stay] * vt, nbytes
