@@ -9,6 +9,8 @@ Runs are read through the public API: a traced run's ``invocations``, ``throttle
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -583,33 +585,52 @@ def test_pollers_sharing_arrivals_each_wait_for_their_own_next_message(
     assert first["records"] == records
 
 
+def _window_0(poller_scaling: dict[str, Any], polling: dict[str, Any]) -> dict[str, Any]:
+    """500 messages/s, 200 ms invocations, batch size 10, no window: a run's summary."""
+    s = scenario(
+        {
+            "duration": 450,
+            "warmup": 150,
+            "functions": {"f": {"duration": "200ms"}},
+            "sources": {"q": {"visibility_timeout": 30, "traffic": {"rate": "500/s"}}},
+        },
+        {"batch_size": 10, "poller_scaling": poller_scaling, "polling": polling},
+    )
+    return simulate(s, seed=1).summary
+
+
 def test_the_scale_up_threshold_moves_the_window_0_cost_curve() -> None:
     # 500 messages/s, 200 ms invocations, batch size 10, no window. With the default rule (grow
-    # whenever one message is visible at a tick) the fleet grows until batches average about 1.4
+    # whenever one message is visible at a tick) the fleet grows until most polls find one or two
     # messages; asking for more visible messages before growing leaves a smaller fleet with fuller
     # batches: fewer invocations and SQS calls per record, so a lower cost per million records,
     # at the same latency (capacity is ample in every case). The cost curves without a window rest
     # on this knob, which is why it is one.
-    rows = []
-    for threshold in (1, 5, 20):
-        s = scenario(
-            {
-                "duration": 450,
-                "warmup": 150,
-                "functions": {"f": {"duration": "200ms"}},
-                "sources": {"q": {"visibility_timeout": 30, "traffic": {"rate": "500/s"}}},
-            },
-            {"batch_size": 10, "poller_scaling": {"scale_up_visible": threshold}},
-        )
-        rows.append(simulate(s, seed=1).summary)
+    rows = [_window_0({"scale_up_visible": threshold}, {}) for threshold in (1, 5, 20)]
     batch = [r["batch_size_mean"] for r in rows]
     fleet = [r["pollers_mean"] for r in rows]
     cost = [r["cost_per_million_records_usd"] for r in rows]
-    assert batch[0] < 1.6  # the default rule's small batches
     assert batch[0] < batch[1] < batch[2]
     assert fleet[0] > fleet[1] > fleet[2]
     assert cost[0] > cost[1] > cost[2]
     assert max(r["latency_p99_s"] for r in rows) < 0.25  # 200 ms of work, no queueing to speak of
+
+
+def test_the_receive_round_trip_moves_the_window_0_cost_curve() -> None:
+    # The same load. A long poll returns a round trip after the message that ends it arrives, with
+    # what is visible then. With no round trip every poll returns one message the instant it
+    # arrives and the fleet grows until batches average under 1.6; a 10 ms round trip (the default)
+    # lets the messages of those 10 ms join, 50 ms more: fuller batches, a smaller fleet, a lower
+    # cost per million records, for a latency a round trip longer.
+    rows = [_window_0({}, {"round_trip": rtt}) for rtt in (0.0, 0.01, 0.05)]
+    batch = [r["batch_size_mean"] for r in rows]
+    fleet = [r["pollers_mean"] for r in rows]
+    cost = [r["cost_per_million_records_usd"] for r in rows]
+    assert batch[0] < 1.6 < batch[1] < batch[2]
+    assert fleet[0] > fleet[1] > fleet[2]
+    assert cost[0] > cost[1] > cost[2]
+    p50 = [r["latency_p50_s"] for r in rows]
+    assert p50[0] < p50[2] < p50[0] + 0.05 + 0.005  # at most the round trip more (ms of rounding)
 
 
 def test_a_message_deleted_after_its_visibility_timeout_keeps_its_receive_count() -> None:

@@ -203,6 +203,8 @@ def mmc_scenario(lam: float, mu: float, c: int, duration: float, warmup: float) 
                 "scale_down_per_minute": 0,
             },
             "error_backoff": {"enabled": False},
+            # Erlang C's free server starts at once: no ReceiveMessage round trip (10 ms by default).
+            "polling": {"round_trip": 0},
             "record_overhead": 0,
         },
     )

@@ -215,14 +215,16 @@ class SqsReceivers:
     def _arm(self, collector: Collector, now: float, *, parked: bool) -> None:
         """Make ``collector`` the long poll that the next arriving message wakes.
 
-        A collector its poller has not yet waited on gets a timeout as its event (one SimPy event
+        The poll returns ``round_trip_s`` after that message arrives and takes what is visible then
+        (up to its batch size): messages arriving meanwhile join the batch. A collector its poller has not yet waited on gets a timeout as its event (one SimPy event
         per wake); one already waiting is woken by a timeout's callback. Arrival times are known in
         advance; a message that becomes visible earlier (a redelivery) is served by the dispatcher
         to the other waiters, or taken at this wake.
         """
         self.head_waiter = collector
         queue = self.queue
-        at = queue.next_fresh_at()
+        # The long poll returns a round trip after the message arrives, with what is visible then.
+        at = queue.next_fresh_at() + collector.owner.round_trip_s
         if queue.room() == 0:
             # At the in-flight limit a receive returns nothing: the long poll runs its full wait.
             queue.over_limit_receives += 1

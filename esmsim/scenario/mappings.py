@@ -123,7 +123,11 @@ class Polling(Frozen):
     wait_time: WholeSeconds = Field(20.0, ge=1, le=20, description="Long-poll wait (SQS WaitTimeSeconds).")
     max_messages: Int = Field(10, ge=1, le=10, description="Messages per ReceiveMessage (SQS allows 10).")
     round_trip: Seconds = Field(
-        0.01, ge=0, description="Messages arriving closer together than this share one ReceiveMessage."
+        0.01,
+        ge=0,
+        description="A ReceiveMessage call's round trip: a long poll returns this long after the message "
+        "that ends it arrives, with what is visible then; messages arriving closer together than this "
+        "share one call (undocumented by AWS: an assumption).",
     )
     finish_poll_after_window: bool = Field(
         True,
