@@ -316,14 +316,20 @@ def test_messages_expire_after_the_retention_period() -> None:
 
 def test_cold_starts_follow_the_idle_lifetime() -> None:
     # A message every 20 minutes (the last at 7200 s). Environments live 10 minutes idle: every
-    # invocation is cold. With 30 minutes, only the first one is.
+    # invocation is cold. With 30 minutes, only the first one is. (The scaler ticks every 0.7 s, so
+    # no message arrives on a tick, when a newly started poller would take it at once.)
     base = {
         "duration": 7210,
         "functions": {"f": {"cold_start": "300ms"}},
         "sources": {"q": {"traffic": {"rate": "3/h", "pattern": "constant"}}},
     }
-    short = traced(scenario({**base, "functions": {"f": {"cold_start": "300ms", "keep_alive": "10m"}}}))
-    long = traced(scenario({**base, "functions": {"f": {"cold_start": "300ms", "keep_alive": "30m"}}}))
+    mapping = {"poller_scaling": {"tick": 0.7}}
+    short = traced(
+        scenario({**base, "functions": {"f": {"cold_start": "300ms", "keep_alive": "10m"}}}, mapping)
+    )
+    long = traced(
+        scenario({**base, "functions": {"f": {"cold_start": "300ms", "keep_alive": "30m"}}}, mapping)
+    )
     assert short.summary["invocations"] == long.summary["invocations"] == 6
     assert short.summary["cold_starts"] == 6
     assert long.summary["cold_starts"] == 1
