@@ -588,6 +588,7 @@ def poller_scaling(draw: st.DrawFn, wild: float) -> Any:
                 "idle_min_pollers": whole(1, 5),
                 "idle_after": real(0, 600),
                 "scale_down_per_minute": real(0, 600),
+                "scale_down_window": real(0, 600),
                 "tick": real(0.1, 10),
             }
         )

@@ -180,6 +180,7 @@ def _mapping(draw: st.DrawFn, source: str, function: str) -> dict[str, Any]:
             "idle_min_pollers": draw(st.integers(1, 3)),
             "idle_after": draw(st.sampled_from([0, 10, 300])),
             "scale_down_per_minute": draw(st.sampled_from([0, 60, 600])),
+            "scale_down_window": draw(st.sampled_from([0, 5, 60])),
             "tick": draw(st.sampled_from([0.5, 1, 3])),
         }
     else:

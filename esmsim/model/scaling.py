@@ -3,12 +3,13 @@
 AWS documents the start (5 concurrent batches), the scale-up rate while messages remain (+300 a
 minute since November 2023, +60 before), the ceiling (1,250; 1,000 before), the floor when traffic
 is low (5, "as few as 2" without maximum concurrency), that errors and throttles make it back off
-"gradually" and that it does not scale up while they occur. It documents neither how fast idle
-pollers are retired nor how strong the back-off is; those are the knobs of
+"gradually" and that it does not scale up while they occur. It documents neither when nor how fast
+idle pollers are retired, nor how strong the back-off is; those are the knobs of
 :class:`esmsim.scenario.mappings.PollerScaling` and ``ErrorBackoff`` (docs/model.md).
 
-The fleet has two sizes: the demand-driven ``target`` (grown while messages remain, shrunk while
-pollers idle) and the ``effective`` size pollers obey, which the error back-off pulls below it.
+The fleet has two sizes: the demand-driven ``target`` (grown while messages remain, shrunk by the
+pollers left idle over a trailing window, :class:`SpareWindow`) and the ``effective`` size pollers
+obey, which the error back-off pulls below it.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def next_target(
     target: float,
     *,
     visible: int,
-    idle: int,
+    spare: int,
     dt_s: float,
     params: PollerScaling,
     floor: int,
@@ -43,17 +44,70 @@ def next_target(
     Args:
         target: current fleet size (fractional: the rate accrues between ticks).
         visible: messages waiting in the queue that no poller has taken; the fleet grows when
-            there are at least ``params.scale_up_visible``, and retires idle pollers when none.
-        idle: this mapping's pollers waiting with empty hands.
+            there are at least ``params.scale_up_visible``, and may shrink only when there are none.
+        spare: pollers the fleet could have done without over the trailing scale-down window
+            (:meth:`SpareWindow.spare`): at most these are retired, never a busy one.
         dt_s: time since the previous tick.
         params: the scaling knobs.
         floor: the current floor (see :func:`poller_floor`).
     """
     if visible >= params.scale_up_visible:
         target = min(float(params.ceiling), target + params.per_minute * dt_s / 60.0)
-    elif visible == 0 and idle > 0:
-        target -= min(float(idle), params.scale_down_per_minute * dt_s / 60.0)
+    elif visible == 0 and spare > 0:
+        target -= min(float(spare), params.scale_down_per_minute * dt_s / 60.0)
     return max(float(floor), target)
+
+
+class SpareWindow:
+    """Pollers idle at every scaler tick of a trailing window: the scale-down signal.
+
+    A poller is idle when it waits in ReceiveMessage with empty hands; invoking, retrying a
+    throttle or gathering a batch, it is busy. A fleet that had ``k`` pollers idle at every tick of
+    the window had ``k`` it could have done without all along: with them retired, every tick would
+    still have found the same work taken. Two things bound ``k``: the fewest idle at any tick, and
+    the current fleet less the most busy at any tick (pollers retired since were among the idle).
+    Pollers added since are not credited: a fleet held smaller (by the back-off, say) kept its work
+    waiting or batched, which says nothing of what a larger one would have left idle. Sampled at
+    the ticks, it is the continuous minimum up to what happens between two ticks.
+    """
+
+    __slots__ = ("_busiest", "_first", "_idlest", "span_s")
+
+    def __init__(self, span_s: float) -> None:
+        self.span_s = span_s
+        # Sliding extremes (constant time per tick on average): the ticks no later tick has
+        # matched, the window's extreme in front; most busy in ``_busiest``, fewest idle in
+        # ``_idlest``.
+        self._busiest: deque[tuple[float, int]] = deque()
+        self._idlest: deque[tuple[float, int]] = deque()
+        self._first = math.inf
+
+    def add(self, now: float, fleet: int, idle: int) -> None:
+        """Book one tick's fleet and idle pollers, forgetting ticks older than the window."""
+        self._first = min(self._first, now)
+        busiest, idlest = self._busiest, self._idlest
+        busy = fleet - idle
+        while busiest and busiest[-1][1] <= busy:
+            busiest.pop()
+        busiest.append((now, busy))
+        while idlest and idlest[-1][1] >= idle:
+            idlest.pop()
+        idlest.append((now, idle))
+        # The current tick always counts: a window of 0 is this tick alone.
+        cut = now - self.span_s
+        for ticks in (busiest, idlest):
+            while ticks[0][0] < now and ticks[0][0] <= cut:
+                ticks.popleft()
+
+    def spare(self, now: float, fleet: int) -> int:
+        """Pollers of a fleet of ``fleet`` idle at every tick of the window.
+
+        0 until ticks have been booked over a whole window: a fleet younger than the window has
+        not shown that it can do without any poller.
+        """
+        if not self._busiest or now - self._first < self.span_s:
+            return 0
+        return max(0, min(self._idlest[0][1], fleet - self._busiest[0][1]))
 
 
 class FailureWindow:

@@ -18,7 +18,14 @@ import simpy
 
 from esmsim.events import Outcome
 from esmsim.model.invoke import GAVE_UP, Invoker
-from esmsim.model.scaling import FailureWindow, kept_share, next_effective, next_target, poller_floor
+from esmsim.model.scaling import (
+    FailureWindow,
+    SpareWindow,
+    kept_share,
+    next_effective,
+    next_target,
+    poller_floor,
+)
 from esmsim.model.sqs_messages import Batch
 from esmsim.model.sqs_queue import SqsQueue
 from esmsim.model.sqs_receive import WAKE, Collector, SqsReceivers
@@ -134,11 +141,17 @@ class SqsMappingRuntime:
         env = self.env
         tick = self.scaling.tick
         queue = self.queue
+        # Scale-down looks at a trailing window, not at this tick alone: a moment with nothing
+        # visible and a poller idle is routine for a fleet that is just big enough, and retiring
+        # on it would keep such a fleet below the size its load needs.
+        idle_window = SpareWindow(self.scaling.scale_down_window)
         while True:
             yield env.timeout(tick)
             now = env.now
             self.receivers.dispatch(now)
             visible = queue.visible_now(now)
+            running = self.running
+            idle_window.add(now, running, self.idle_collectors)
             if visible:
                 self.last_batch_at = now
             if not queue.room():
@@ -160,7 +173,7 @@ class SqsMappingRuntime:
                 target = next_target(
                     target,
                     visible=visible,
-                    idle=self.idle_collectors if share == 0 else 0,
+                    spare=idle_window.spare(now, running) if share == 0 else 0,
                     dt_s=tick,
                     params=self.scaling,
                     floor=floor,

@@ -216,10 +216,11 @@ class SqsReceivers:
         """Make ``collector`` the long poll that the next arriving message wakes.
 
         The poll returns ``round_trip_s`` after that message arrives and takes what is visible then
-        (up to its batch size): messages arriving meanwhile join the batch. A collector its poller has not yet waited on gets a timeout as its event (one SimPy event
-        per wake); one already waiting is woken by a timeout's callback. Arrival times are known in
-        advance; a message that becomes visible earlier (a redelivery) is served by the dispatcher
-        to the other waiters, or taken at this wake.
+        (up to its batch size): messages arriving meanwhile join the batch. A collector its poller
+        has not yet waited on gets a timeout as its event (one SimPy event per wake); one already
+        waiting is woken by a timeout's callback. Arrival times are known in advance; a message
+        that becomes visible earlier (a redelivery) is served by the dispatcher to the other
+        waiters, or taken at this wake.
         """
         self.head_waiter = collector
         queue = self.queue

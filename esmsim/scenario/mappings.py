@@ -17,6 +17,8 @@ class PollerScaling(Frozen):
 
     AWS documents the start (5), the rate (+300 a minute since November 2023, +60 before) and the
     ceiling (1,250; 1,000 before). Everything else here is a modelling choice; see docs/model.md.
+    In particular AWS documents no scale-down signal or rate: the fleet retires only pollers that
+    stayed idle over a trailing ``scale_down_window`` (a minute), at most ``scale_down_per_minute``.
     """
 
     initial: Int = Field(5, ge=1, description="Concurrent batches when messages first appear.")
@@ -31,6 +33,13 @@ class PollerScaling(Frozen):
     )
     scale_down_per_minute: Number = Field(
         300.0, ge=0, description="Idle pollers retired per minute (undocumented by AWS: an assumption)."
+    )
+    scale_down_window: Seconds = Field(
+        60.0,
+        ge=0,
+        description="Trailing time over which pollers must have been idle to be retired: at most the "
+        "fewest idle at any tick of it, and only once nothing is visible (undocumented by AWS: an "
+        "assumption, a minute like the scale-up rate; 0 retires whatever is idle at a tick).",
     )
     tick: Seconds = Field(1.0, gt=0, description="How often the scaler re-evaluates.")
     scale_up_visible: Int = Field(
