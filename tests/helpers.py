@@ -21,6 +21,16 @@ from esmsim.scenario.scenario import Scenario
 ONE_POLLER: dict[str, Any] = {"initial": 1, "ceiling": 1, "min_pollers": 1, "idle_min_pollers": 1}
 
 
+def one_poller_window(batch_size: int, window: float) -> dict[str, Any]:
+    """A mapping of one poller collecting ``batch_size`` over ``window`` seconds, alone."""
+    return {
+        "batch_size": batch_size,
+        "batching_window": window,
+        "single_poller_batching": True,
+        "poller_scaling": ONE_POLLER,
+    }
+
+
 def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     """Deep-merge ``extra`` into a copy of ``base`` (lists are replaced, dicts merged)."""
     out = copy.deepcopy(base)

@@ -30,10 +30,10 @@ from esmsim.scenario.mappings import SqsMapping
 from esmsim.scenario.scenario import Scenario
 from esmsim.scenario.sources import SqsSource
 from tests.helpers import (
-    ONE_POLLER,
     assert_conserved,
     invocations_of,
     merge,
+    one_poller_window,
     peak_concurrency,
     records_of,
     scenario,
@@ -846,12 +846,7 @@ def test_window_longer_than_the_visibility_timeout_keeps_records_causal() -> Non
                 }
             },
         },
-        {
-            "batch_size": 2,
-            "batching_window": 20,
-            "single_poller_batching": True,
-            "poller_scaling": ONE_POLLER,
-        },
+        one_poller_window(2, 20),
     )
     result = traced(s)
     rec = records_of(result, "q")
@@ -892,7 +887,7 @@ def test_batching_window_stops_before_the_message_that_would_pass_6_mb() -> None
             "duration": 3,
             "sources": {"q": {"traffic": {"rate": "10/s", "pattern": "constant", "record_size": "700KB"}}},
         },
-        {"batch_size": 9, "batching_window": 5, "single_poller_batching": True, "poller_scaling": ONE_POLLER},
+        one_poller_window(9, 5),
     )
     inv = traced(s).invocations
     assert inv["start_s"][0] == pytest.approx(0.9)
