@@ -182,6 +182,10 @@ class SqsQueue(MessageFates):
             if self._post_backlog is not None:
                 self._post_backlog((at, delta))
 
+    def visible_column(self) -> tuple[np.ndarray, int]:
+        """The fresh rows' visibility times and the position of their first row (for hot loops)."""
+        return self._visible_col, self._base
+
     def fresh_visible_at(self, position: int) -> float:
         """When the fresh message at ``position`` becomes visible."""
         return float(self._visible_col[position - self._base])

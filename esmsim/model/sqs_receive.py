@@ -345,19 +345,29 @@ class SqsReceivers:
         step = 1 if self.single else n
         best_t, best_i, best_upto = math.inf, -1, head
         room = total  # deal no further than every collector's need allows (ties)
+        # The hot loop reads arrival times straight from the queue's column (``_at`` inlined).
+        visible, base = queue.visible_column()
+        floor = self._floor
         for o in range(1 if self.single else n):
             i = (self.rr + o) % n
             c = ring[i]
             last = head + o + (c.need - 1) * step
-            room = min(room, last + 1)
-            t, upto = (self._at(last), last + 1) if last < total else (math.inf, total)
+            if last + 1 < room:
+                room = last + 1
+            if last < total:
+                t, upto = visible[last - base], last + 1
+                if t < floor:
+                    t = floor
+            else:
+                t, upto = math.inf, total
             if c.held:
                 deadline = c.window_end
                 if deadline < t and c.owner.finish_poll_after_window:  # else it fills first anyway
                     deadline = self._poll_end(c, o, step, head, total)
+            elif head + o < total:
+                deadline = max(visible[head + o - base], floor) + c.owner.window_s
             else:
-                first = head + o
-                deadline = self._at(first) + c.owner.window_s if first < total else math.inf
+                deadline = math.inf
             if deadline < t:
                 t = deadline
                 upto = queue.fifo.search("visible_at", deadline, "right", start=head)
@@ -375,7 +385,7 @@ class SqsReceivers:
                             t, upto = self._at(over), over  # the record that does not fit waits
             if t < best_t:
                 best_t, best_i, best_upto = t, i, upto
-        return best_t, best_i, min(best_upto, room)
+        return float(best_t), best_i, min(best_upto, room)
 
     def _poll_end(self, c: Collector, o: int, step: int, head: int, total: int) -> float:
         """When a holding collector's batch closes at the latest, its window over.
