@@ -26,9 +26,10 @@ from esmsim.model.scaling import (
     next_target,
     poller_floor,
 )
+from esmsim.model.sqs_collector import Collector
 from esmsim.model.sqs_messages import Batch
 from esmsim.model.sqs_queue import SqsQueue
-from esmsim.model.sqs_receive import WAKE, Collector, SqsReceivers
+from esmsim.model.sqs_receive import WAKE, SqsReceivers
 from esmsim.observe.recorder import Recorder
 from esmsim.scenario.mappings import SqsMapping
 

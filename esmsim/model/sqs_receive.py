@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Protocol
 
 import numpy as np
 import simpy
@@ -31,91 +30,12 @@ from esmsim.events import RecordState
 from esmsim.model.alarm import Alarm
 from esmsim.model.invoke import PAYLOAD_LIMIT_BYTES, fit_payload
 from esmsim.model.records import count
+from esmsim.model.sqs_collector import NO_EMPTY_POLLS, Collector, ReceiverOwner, empty_polls
 from esmsim.model.sqs_messages import Batch, Messages, Part
 from esmsim.model.sqs_queue import SqsQueue
 
 #: The value an armed long poll wakes with (as opposed to a batch handed to it).
 WAKE = "wake"
-
-
-class ReceiverOwner(Protocol):
-    """What a collector needs from the mapping whose poller it is."""
-
-    batch_size: int
-    window_s: float
-    max_messages: int
-    wait_time_s: float
-    round_trip_s: float
-    idle_collectors: int
-    #: A long poll in progress when the batching window ends is not cut short.
-    finish_poll_after_window: bool
-
-
-class Collector:
-    """A poller waiting in ReceiveMessage, possibly holding part of a batch."""
-
-    __slots__ = (
-        "armed",
-        "calls",
-        "dealt",
-        "event",
-        "first_at",
-        "held",
-        "last_at",
-        "nbytes",
-        "need",
-        "owner",
-        "part_at",
-        "part_dealt",
-        "parts",
-        "since",
-        "tracks_bytes",
-        "window_end",
-    )
-
-    def __init__(self, event: simpy.Event, owner: ReceiverOwner, now: float, max_record_bytes: float) -> None:
-        self.event = event
-        self.armed = False  # a wake-up at the next arrival is scheduled for it
-        self.owner = owner
-        self.since = now
-        self.parts: list[Part] = []
-        #: When each part was received; for a part dealt as it arrived (``part_dealt``), each row at
-        #: its arrival, but no earlier than this (the in-flight limit's lifting, or -inf).
-        self.part_at: list[float] = []
-        self.part_dealt: list[bool] = []
-        self.dealt: list[slice] = []  # parts dealt from fresh arrivals while waiting
-        self.held = 0
-        self.need = owner.batch_size
-        self.nbytes = 0.0
-        self.calls = 0
-        self.first_at = math.nan
-        self.last_at = math.nan  # when it last received a message: its long poll restarted then
-        self.window_end = math.inf
-        # The payload cap can only bind if a full batch of the largest records would exceed it.
-        self.tracks_bytes = owner.batch_size * max_record_bytes > PAYLOAD_LIMIT_BYTES
-
-    def nbytes_left(self) -> float:
-        """Payload room left under the 6 MB cap."""
-        return PAYLOAD_LIMIT_BYTES - self.nbytes
-
-
-#: A receive that returned at once: no empty long poll before it.
-_NO_EMPTY_POLLS = (0.0, 0.0, 0)
-
-
-def _empty_polls(c: Collector, until: float, *, run_end: bool = False) -> tuple[float, float, int]:
-    """Long polls that ran their full wait time empty between ``c.since`` and ``until``.
-
-    Returns ``(since, wait_s, n)``: ``n`` polls of ``wait_s`` seconds each, back to back from ``since``.
-    A poll ending exactly at ``until`` counts, unless ``until`` is the end of the run (``run_end``):
-    that poll lies outside it.
-    """
-    wait_s = c.owner.wait_time_s
-    waited = until - c.since
-    if waited <= 0:
-        return c.since, wait_s, 0
-    n = math.ceil(waited / wait_s) - 1 if run_end else int(waited // wait_s)
-    return c.since, wait_s, max(0, n)
 
 
 class SqsReceivers:
@@ -156,7 +76,7 @@ class SqsReceivers:
             queue.refresh(now)
         parts, n, nbytes, capped = queue.take(now, owner.batch_size, PAYLOAD_LIMIT_BYTES)
         if n and (n == owner.batch_size or capped or owner.window_s == 0):
-            queue.count_receives(now, math.ceil(n / owner.max_messages), nbytes, _NO_EMPTY_POLLS)
+            queue.count_receives(now, math.ceil(n / owner.max_messages), nbytes, NO_EMPTY_POLLS)
             return self._form(parts, nbytes, now)
         collector = Collector(self.env.event(), owner, now, self._max_record_bytes)
         if n:
@@ -207,7 +127,7 @@ class SqsReceivers:
             self._arm(collector, now, parked=False)
             return collector
         owner.idle_collectors -= 1
-        queue.count_receives(now, math.ceil(n / owner.max_messages), nbytes, _empty_polls(collector, now))
+        queue.count_receives(now, math.ceil(n / owner.max_messages), nbytes, empty_polls(collector, now))
         if self.fifo:
             self._arm(self.fifo.popleft(), now, parked=True)
         return self._form(parts, nbytes, now)
@@ -303,11 +223,10 @@ class SqsReceivers:
             if not self.ring:
                 return math.inf
         arrived = queue.arrived(now)
-        if arrived > queue.head + queue.room():
-            arrived = queue.head + queue.room()  # the in-flight limit holds the rest back
-            self._capped = True
-            queue.over_limit_receives += 1
-        self._settle(arrived)
+        dealable = self._dealable(arrived)
+        if dealable < arrived:
+            queue.over_limit_receives += 1  # the limit held back messages waiting pollers would take
+        self._settle(dealable)
         if queue.n_redelivered:
             self._serve_ring_redelivered(now)
             return self._ring_next()[0] if self.ring else math.inf
@@ -325,8 +244,17 @@ class SqsReceivers:
             owner = c.owner
             owner.idle_collectors -= 1
             parts, n, nbytes, _ = queue.take(now, owner.batch_size, PAYLOAD_LIMIT_BYTES)
-            queue.count_receives(now, math.ceil(n / owner.max_messages), nbytes, _empty_polls(c, now))
+            queue.count_receives(now, math.ceil(n / owner.max_messages), nbytes, empty_polls(c, now))
             c.event.succeed(self._form(parts, nbytes, now))
+
+    def _dealable(self, upto: int) -> int:
+        """Fresh rows up to ``upto`` that the in-flight limit lets be dealt (marks it binding)."""
+        queue = self.queue
+        limit = queue.head + queue.room()
+        if limit < upto:
+            self._capped = True
+            return limit
+        return upto
 
     def _ring_next(self) -> tuple[float, int, int]:
         """The earliest ring completion: ``(time, ring index, rows to deal up to)``.
@@ -336,10 +264,7 @@ class SqsReceivers:
         """
         queue = self.queue
         head = queue.head
-        total = queue.fifo.top
-        if head + queue.room() < total:
-            total = head + queue.room()  # rows past the in-flight limit cannot be received yet
-            self._capped = True
+        total = self._dealable(queue.fifo.top)
         ring = self.ring
         n = len(ring)
         step = 1 if self.single else n
@@ -502,28 +427,11 @@ class SqsReceivers:
                 sizes = np.concatenate([queue.column("size", p) for p in c.dealt])
                 c.nbytes += float(sizes.sum()) + sizes.size * queue.overhead
         self._count_empty(c, now, calls=calls)
-        received = self._received(c) if c.first_at < now else None
+        received = c.received_times(self.queue) if c.first_at < now else None
         c.event.succeed(self._form(c.parts, c.nbytes, now, received))
 
-    def _received(self, c: Collector) -> np.ndarray:
-        """When each message of a collector's batch was received, in the order of its parts.
-
-        SQS starts each message's visibility timeout at its own receive: a dealt message was
-        received as it arrived, the others when the collector's receive took them.
-        """
-        queue = self.queue
-        times = []
-        for part, at, dealt in zip(c.parts, c.part_at, c.part_dealt, strict=True):
-            if isinstance(part, Messages):
-                times.append(np.full(len(part), at))
-            elif dealt:
-                times.append(np.maximum(queue.column("visible_at", part), at))
-            else:
-                times.append(np.full(count(part), at))
-        return np.concatenate(times)
-
     def _count_empty(self, c: Collector, now: float, calls: int = 0) -> None:
-        self.queue.count_receives(now, calls, c.nbytes, _empty_polls(c, c.first_at if c.held else now))
+        self.queue.count_receives(now, calls, c.nbytes, empty_polls(c, c.first_at if c.held else now))
 
     # ------------------------------------------------------------------ waking up
     def _reschedule(self, now: float, ring_next: float) -> None:
@@ -541,7 +449,7 @@ class SqsReceivers:
         queue = self.queue
         waiting = [*self.fifo, *self.ring] + ([self.head_waiter] if self.head_waiter else [])
         for c in waiting:
-            empty = _empty_polls(c, c.first_at) if c.held else _empty_polls(c, end, run_end=True)
+            empty = empty_polls(c, c.first_at) if c.held else empty_polls(c, end, run_end=True)
             self.queue.count_receives(end, 0, c.nbytes, empty)
             if c.parts:
                 m: Messages = queue.messages(c.parts)
