@@ -9,13 +9,10 @@ from __future__ import annotations
 import math
 from typing import Protocol
 
-import numpy as np
 import simpy
 
 from esmsim.model.invoke import PAYLOAD_LIMIT_BYTES
-from esmsim.model.records import count
-from esmsim.model.sqs_messages import Messages, Part
-from esmsim.model.sqs_queue import SqsQueue
+from esmsim.model.sqs_messages import Part
 
 
 class ReceiverOwner(Protocol):
@@ -32,23 +29,31 @@ class ReceiverOwner(Protocol):
 
 
 class Collector:
-    """A poller waiting in ReceiveMessage, possibly holding part of a batch."""
+    """A poller waiting in ReceiveMessage, possibly holding part of a batch.
+
+    What its own receives took is in ``parts`` (with their receive times in ``part_at``). With a
+    batching window it is a member of the queue's :class:`esmsim.model.sqs_ring.Ring`, which also
+    deals it arriving messages: those are the ring's to list (:meth:`Ring.rows`), not kept here.
+    """
 
     __slots__ = (
+        "active",
         "armed",
+        "base",
         "calls",
-        "dealt",
         "event",
         "first_at",
-        "held",
-        "last_at",
+        "first_row",
+        "idle",
+        "in_ring",
         "nbytes",
-        "need",
         "owner",
         "part_at",
-        "part_dealt",
         "parts",
+        "quota",
+        "seq",
         "since",
+        "taken_at",
         "tracks_bytes",
         "window_end",
     )
@@ -58,42 +63,31 @@ class Collector:
         self.armed = False  # a wake-up at the next arrival is scheduled for it
         self.owner = owner
         self.since = now
-        self.parts: list[Part] = []
-        #: When each part was received; for a part dealt as it arrived (``part_dealt``), each row at
-        #: its arrival, but no earlier than this (the in-flight limit's lifting, or -inf).
-        self.part_at: list[float] = []
-        self.part_dealt: list[bool] = []
-        self.dealt: list[slice] = []  # parts dealt from fresh arrivals while waiting
-        self.held = 0
-        self.need = owner.batch_size
-        self.nbytes = 0.0
+        self.parts: list[Part] = []  # what its own receives took (not what the ring dealt it)
+        self.part_at: list[float] = []  # when each of those was received
+        self.idle = True  # holds no message yet
+        self.quota = owner.batch_size  # messages its batch still takes, less what the ring deals it
+        self.nbytes = 0.0  # payload of ``parts``
         self.calls = 0
-        self.first_at = math.nan
-        self.last_at = math.nan  # when it last received a message: its long poll restarted then
+        self.first_at = math.nan  # when it first held a message: its window opened then
+        self.taken_at = -math.inf  # when its own receive last took messages
         self.window_end = math.inf
+        # Ring membership (esmsim.model.sqs_ring): join number, lap it started being dealt to, and
+        # the first row dealt to it (-1: none yet).
+        self.seq = -1
+        self.base = 0
+        self.first_row = -1
+        self.in_ring = False
+        self.active = False
         # The payload cap can only bind if a full batch of the largest records would exceed it.
         self.tracks_bytes = owner.batch_size * max_record_bytes > PAYLOAD_LIMIT_BYTES
 
-    def nbytes_left(self) -> float:
-        """Payload room left under the 6 MB cap."""
-        return PAYLOAD_LIMIT_BYTES - self.nbytes
-
-    def received_times(self, queue: SqsQueue) -> np.ndarray:
-        """When each message of its batch was received, in the order of its parts.
-
-        SQS starts each message's visibility timeout at its own receive: a dealt message was
-        received as it arrived (no earlier than its part's ``part_at``), the others when the
-        collector's receive took them.
-        """
-        times = []
-        for part, at, dealt in zip(self.parts, self.part_at, self.part_dealt, strict=True):
-            if isinstance(part, Messages):
-                times.append(np.full(len(part), at))
-            elif dealt:
-                times.append(np.maximum(queue.column("visible_at", part), at))
-            else:
-                times.append(np.full(count(part), at))
-        return np.concatenate(times)
+    def hold(self, at: float) -> None:
+        """It holds its first message, received at ``at``: its window opens."""
+        self.idle = False
+        self.first_at = at
+        self.window_end = at + self.owner.window_s
+        self.owner.idle_collectors -= 1
 
 
 #: A receive that returned at once: no empty long poll before it.

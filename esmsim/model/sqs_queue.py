@@ -341,6 +341,13 @@ class SqsQueue(MessageFates):
             return Messages(
                 first, self._sent_col[a:b], self._size_col[a:b], None if draw is None else draw[a:b], None
             )
+        if len(parts) == 1 and isinstance(first, np.ndarray):
+            # Rows dealt to one collector of a batching window: one take per column.
+            rows = first - self._base
+            draw = self._draw_col
+            return Messages(
+                first, self._sent_col[rows], self._size_col[rows], None if draw is None else draw[rows], None
+            )
         if all(isinstance(part, slice) for part in parts):
             # Rows dealt round-robin to one collector: one index array, one take per column.
             ids = np.concatenate([np.arange(p.start, p.stop, p.step or 1) for p in parts])  # type: ignore[union-attr]

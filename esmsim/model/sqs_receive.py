@@ -14,14 +14,16 @@ oldest collector receives messages, which reproduces the single-poller closed fo
 
 Because arrival times are known in advance (as far as traffic has been generated; the queue calls
 :meth:`SqsReceivers.on_extend` when more is), the moment the next collector completes is computed
-directly, and the messages that arrived in between are dealt as strided slices: one SimPy event per
-completed batch, never one per message.
+directly (:class:`esmsim.model.sqs_ring.Ring` finds it in the ring's laps), and the messages that
+arrived in between are dealt at once: one SimPy event per completed batch, never one per message,
+and a constant amount of Python work per batch however many pollers share the arrivals.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from typing import cast
 
 import numpy as np
 import simpy
@@ -33,6 +35,7 @@ from esmsim.model.records import count
 from esmsim.model.sqs_collector import NO_EMPTY_POLLS, Collector, ReceiverOwner, empty_polls
 from esmsim.model.sqs_messages import Batch, Messages, Part
 from esmsim.model.sqs_queue import SqsQueue
+from esmsim.model.sqs_ring import Ring
 
 #: The value an armed long poll wakes with (as opposed to a batch handed to it).
 WAKE = "wake"
@@ -49,22 +52,29 @@ class SqsReceivers:
         self.single = single_poller
         self.fifo: deque[Collector] = deque()  # no batching window: first come, first served
         self.head_waiter: Collector | None = None  # the one armed to wake at the next arrival
-        self.ring: list[Collector] = []  # batching window: round-robin dealing
-        self.rr = 0  # ring position that gets the next arrival
+        self.ring = Ring(single=single_poller)  # batching window: round-robin dealing
         self._alarm = Alarm(env, self._wake)
         # The in-flight limit: while it binds, rows past it cannot be dealt (``_capped``); rows
         # dealt once it is lifted count as received then (``_floor``), not when they arrived.
         self._capped = False
         self._floor = -math.inf
+        self._floors: list[tuple[int, float]] = []  # (first row, floor) as rows were dealt
         #: The largest payload one record can have (its size distribution's bound, cut to the queue's
         #: maximum message size, plus event metadata): it decides whether the 6 MB cap can bind.
         self._max_record_bytes = max_record_bytes
         queue.held_by_pollers = self.held_parts
 
     def held_parts(self) -> list[Part]:
-        """Messages waiting pollers hold (dealt to them, not yet in a batch)."""
-        waiting = [*self.fifo, *self.ring] + ([self.head_waiter] if self.head_waiter else [])
-        return [p for c in waiting for p in c.parts]
+        """The oldest messages waiting pollers hold.
+
+        What their receives took, and the first row the ring dealt each: rows arrive in sending
+        order, so that is the oldest the ring dealt it (enough for the queue's oldest age and for
+        the rows it must keep).
+        """
+        waiting = [*self.fifo, *self.ring.members] + ([self.head_waiter] if self.head_waiter else [])
+        parts = [p for c in waiting for p in c.parts]
+        parts += [slice(c.first_row, c.first_row + 1) for c in self.ring.members if c.first_row >= 0]
+        return parts
 
     # ------------------------------------------------------------------ the pollers' side
     def receive(self, owner: ReceiverOwner, now: float) -> Batch | Collector:
@@ -82,12 +92,11 @@ class SqsReceivers:
         if n:
             collector.parts = parts
             collector.part_at = [now] * len(parts)
-            collector.part_dealt = [False] * len(parts)
-            collector.held = n
-            collector.need -= n
+            collector.quota -= n
             collector.nbytes = nbytes
             collector.calls = math.ceil(n / owner.max_messages)
-            collector.first_at = collector.last_at = now
+            collector.idle = False
+            collector.first_at = collector.taken_at = now
             collector.window_end = now + owner.window_s
         else:
             owner.idle_collectors += 1
@@ -101,7 +110,7 @@ class SqsReceivers:
             if queue.next_deadline() < self._alarm.at:
                 self._reschedule(now, math.inf)  # a redelivery may come before the next arrival
         else:
-            self.ring.append(collector)
+            self.ring.join(collector)
             self._reschedule(now, self._ring_next()[0])
         return collector
 
@@ -189,12 +198,13 @@ class SqsReceivers:
         if stopped:
             gone = {id(c) for c in stopped}
             self.fifo = deque(c for c in self.fifo if id(c) not in gone)
-        for i in range(len(self.ring) - 1, -1, -1):
+        members = self.ring.members
+        for i in range(len(members) - 1, -1, -1):
             if len(stopped) == k:
                 break
-            c = self.ring[i]
-            if c.owner is owner and c.held == 0:
-                self._pop_ring(i)
+            c = members[i]
+            if c.owner is owner and c.idle:
+                self.ring.leave(i)
                 stopped.append(c)
         for c in stopped:
             owner.idle_collectors -= 1
@@ -213,13 +223,14 @@ class SqsReceivers:
             return math.inf
         if self._capped:
             self._floor = now  # rows held back by the in-flight limit are receivable from now
+            self._floors.append((queue.head, now))
             self._capped = False
         while True:
-            t, i, upto = self._ring_next()
+            t, c, upto = self._ring_next()
             if t > now:
                 break
             self._settle(upto)
-            self._complete(i, t)
+            self._complete(cast(Collector, c), t)
             if not self.ring:
                 return math.inf
         arrived = queue.arrived(now)
@@ -256,88 +267,122 @@ class SqsReceivers:
             return limit
         return upto
 
-    def _ring_next(self) -> tuple[float, int, int]:
-        """The earliest ring completion: ``(time, ring index, rows to deal up to)``.
+    def _ring_next(self) -> tuple[float, Collector | None, int]:
+        """The earliest ring completion: ``(time, member, rows to deal up to)``.
 
-        Rows not generated yet are unknown: a completion they would bring is found again once the
-        queue generates them (:meth:`on_extend`).
+        A batch closes when its last needed message arrives (the ring finds which comes first), when
+        its window ends (or the long poll running then returns), or before the message that would
+        take it over the payload cap. Rows not generated yet are unknown: a completion they would
+        bring is found again once the queue generates them (:meth:`on_extend`).
         """
         queue = self.queue
-        head = queue.head
-        total = self._dealable(queue.fifo.top)
         ring = self.ring
-        n = len(ring)
-        step = 1 if self.single else n
-        best_t, best_i, best_upto = math.inf, -1, head
-        room = total  # deal no further than every collector's need allows (ties)
-        # The hot loop reads arrival times straight from the queue's column (``_at`` inlined).
-        visible, base = queue.visible_column()
-        floor = self._floor
-        for o in range(1 if self.single else n):
-            i = (self.rr + o) % n
-            c = ring[i]
-            last = head + o + (c.need - 1) * step
-            if last + 1 < room:
-                room = last + 1
+        head = queue.head
+        # Rows past the in-flight limit cannot be dealt; only rows that have arrived mark it binding
+        # (dispatch), not rows generated ahead of time.
+        total = min(queue.fifo.top, head + queue.room())
+        best_t, best_c, best_upto = math.inf, None, head
+        room = total  # deal no further than the first batch to fill allows (ties)
+        fill = ring.next_fill(head)
+        if fill is not None:
+            last, c, _ = fill
+            room = min(room, last + 1)
             if last < total:
-                t, upto = visible[last - base], last + 1
-                if t < floor:
-                    t = floor
-            else:
-                t, upto = math.inf, total
-            if c.held:
-                deadline = c.window_end
-                if deadline < t and c.owner.finish_poll_after_window:  # else it fills first anyway
-                    deadline = self._poll_end(c, o, step, head, total)
-            elif head + o < total:
-                deadline = max(visible[head + o - base], floor) + c.owner.window_s
-            else:
-                deadline = math.inf
-            if deadline < t:
-                t = deadline
-                upto = queue.fifo.search("visible_at", deadline, "right", start=head)
-            if c.tracks_bytes:
-                stop = min(head + o + c.need * step, total)
-                if stop > head + o:
-                    sizes = queue.column("size", slice(head + o, stop, step)) + queue.overhead
-                    j, _, capped = fit_payload(np.cumsum(sizes), c.nbytes_left())
-                    if capped:
-                        over = head + o + j * step
-                        # Ties: rows dealt for another collector's completion must stop short of
-                        # this one's row that does not fit (a whole backlog can appear at once).
-                        room = min(room, over)
-                        if self._at(over) <= t:
-                            t, upto = self._at(over), over  # the record that does not fit waits
-            if t < best_t:
-                best_t, best_i, best_upto = t, i, upto
-        return float(best_t), best_i, min(best_upto, room)
+                best_t, best_c, best_upto = self._at(last), c, last + 1
+        # Windows ending first: members holding messages, then the next member to be dealt its first.
+        for c in ring.windows_before(best_t):
+            deadline = self._poll_end(c, head, total) if c.owner.finish_poll_after_window else c.window_end
+            if deadline < best_t:
+                best_t, best_c = deadline, c
+                best_upto = queue.fifo.search("visible_at", deadline, "right", start=head)
+        for c, i in ring.unvisited():
+            if not c.idle:
+                continue
+            first = head + ring.offset(c, i)
+            if first >= total:
+                break
+            deadline = self._at(first) + c.owner.window_s
+            if deadline < best_t:
+                best_t, best_c = deadline, c
+                best_upto = queue.fifo.search("visible_at", deadline, "right", start=head)
+            if len(ring.window_lengths) == 1:
+                break  # the others get their first rows later, so their windows end later
+        if ring.tracking:
+            for i, c in enumerate(ring.members):
+                if not (c.tracks_bytes and c.active):
+                    continue
+                step = ring.width
+                start = head + ring.offset(c, i)
+                stop = min(start + ring.need(c, i) * step, total)
+                if stop <= start:
+                    continue
+                sizes = queue.column("size", slice(start, stop, step)) + queue.overhead
+                j, _, capped = fit_payload(np.cumsum(sizes), PAYLOAD_LIMIT_BYTES - self._held_bytes(c))
+                if capped:
+                    over = start + j * step
+                    # Ties: rows dealt for another collector's completion must stop short of this
+                    # one's row that does not fit (a whole backlog can appear at once).
+                    room = min(room, over)
+                    if self._at(over) < best_t:  # the record that does not fit waits
+                        best_t, best_c, best_upto = self._at(over), c, over
+        return float(best_t), best_c, min(best_upto, room)
 
-    def _poll_end(self, c: Collector, o: int, step: int, head: int, total: int) -> float:
+    def _poll_end(self, c: Collector, head: int, total: int) -> float:
         """When a holding collector's batch closes at the latest, its window over.
 
         The long poll in progress when the window ends is not cut short (AWS: on a very quiet queue
         Lambda "might wait for up to 20 seconds before invoking", even with a shorter window). That
         poll began at the collector's last message (or at a full wait after it); it returns when its
         wait runs out, or earlier with the collector's next message, which then joins the batch.
-        Rows are dealt round-robin, so the collector's rows from ``head`` are ``head + o``,
-        ``head + o + step``, ...
+        The ring deals the collector every ``width``-th row from its next visit.
         """
         queue = self.queue
+        ring = self.ring
         window_end = c.window_end
-        after = queue.fifo.search("visible_at", window_end, "right", start=head)  # first row past it
-        p = head + o + step * max(0, -(-(after - head - o) // step))  # the collector's first row past it
-        last_at = self._at(p - step) if p - step >= head + o else c.last_at
-        last_at = max(last_at, c.last_at)  # a redelivered message may have been its last receive
+        p = math.inf  # its first row past the window's end
+        last_at = math.nan  # when it last received a message
+        if c.active:
+            step = ring.width
+            start = head + ring.offset(c, ring.index(c))
+            after = queue.fifo.search("visible_at", window_end, "right", start=head)  # first row past it
+            p = start + step * max(0, -(-(after - start) // step))
+            if p - step >= start:
+                last_at = max(self._at(p - step), c.taken_at)
+        if math.isnan(last_at):
+            last_at = self._last_at(c, head)
         wait = c.owner.wait_time_s
         # A receive that returned after the window ended closes the batch at once.
         end = last_at + wait * math.ceil((window_end - last_at) / wait) if window_end > last_at else last_at
         if p < total:
-            end = min(end, self._at(p))
+            end = min(end, self._at(int(p)))
         return end
+
+    def _last_at(self, c: Collector, head: int) -> float:
+        """When a holding collector last received a message, up to the row ``head``."""
+        rows = self.ring.rows(c, head)
+        last = c.taken_at
+        if rows.shape[0]:
+            last = max(last, self._received(rows[-1:])[0])
+        return last
 
     def _at(self, position: int) -> float:
         """When the fresh message at ``position`` can be dealt: on arrival, or once the limit lifted."""
         return max(self.queue.fresh_visible_at(position), self._floor)
+
+    def _received(self, rows: np.ndarray) -> np.ndarray:
+        """When dealt rows were received: on arrival, or when the in-flight limit let them be dealt."""
+        visible, base = self.queue.visible_column()
+        at = visible[rows - base]
+        if self._floors:
+            starts = np.array([row for row, _ in self._floors])
+            floors = np.array([-math.inf] + [floor for _, floor in self._floors])
+            at = np.maximum(at, floors[np.searchsorted(starts, rows, side="right")])
+        return np.asarray(at, dtype=float)
+
+    def _held_bytes(self, c: Collector) -> float:
+        """Payload of what a collector holds: what its receives took and what the ring dealt it."""
+        rows = self.ring.rows(c, self.queue.head)
+        return c.nbytes + self.queue.payload(rows) if rows.shape[0] else c.nbytes
 
     def _settle(self, upto: int) -> None:
         """Deal fresh rows ``[head, upto)`` to the ring, round-robin."""
@@ -346,26 +391,10 @@ class SqsReceivers:
         m = upto - head
         if m <= 0:
             return
-        ring = self.ring
-        n = len(ring)
-        step = 1 if self.single else n
-        for o in range(min(step, m)):
-            c = ring[(self.rr + o) % n]
-            part = slice(head + o, upto, step)
-            k = count(part)
-            if not c.held:
-                c.first_at = self._at(head + o)
-                c.window_end = c.first_at + c.owner.window_s
-                c.owner.idle_collectors -= 1
-            c.last_at = self._at(head + o + (k - 1) * step)
-            c.parts.append(part)
-            c.part_at.append(self._floor)
-            c.part_dealt.append(True)
-            c.dealt.append(part)
-            c.held += k
-            c.need -= k
-            if c.tracks_bytes:
-                c.nbytes += queue.payload(part)
+        for c in self.ring.deal(head, m):
+            if c.idle:
+                c.hold(self._at(c.first_row))
+                self.ring.push_window(c)
         # Dealt messages were received the moment they arrived: never visible, in flight at once.
         arrived_at = queue.column("visible_at", slice(head, upto))
         if self._floor > -math.inf:
@@ -375,63 +404,64 @@ class SqsReceivers:
         if queue.backlog is not queue.visible:
             queue.backlog.add_many(arrived_at, -1.0)
         queue.in_flight_level.add_many(arrived_at, 1.0)
-        if not self.single:
-            self.rr = (self.rr + m) % n
         queue.head = upto
 
     def _serve_ring_redelivered(self, now: float) -> None:
         """Messages visible again after a visibility timeout go to the ring in turn."""
         queue = self.queue
+        ring = self.ring
         i = 0
-        while queue.n_redelivered and i < len(self.ring):
-            idx = (self.rr + i) % len(self.ring)
-            c = self.ring[idx]
-            parts, n, nbytes, capped = queue.take(now, c.need, c.nbytes_left())
+        while queue.n_redelivered and i < len(ring):
+            idx = (ring.rr + i) % len(ring)
+            c = ring.members[idx]
+            need = ring.need(c, idx)
+            room = PAYLOAD_LIMIT_BYTES - (self._held_bytes(c) if c.tracks_bytes else c.nbytes)
+            parts, n, nbytes, capped = queue.take(now, need, room)
             if n:
-                if not c.held:
-                    c.first_at = now
-                    c.window_end = now + c.owner.window_s
-                    c.owner.idle_collectors -= 1
-                c.last_at = now
+                if c.idle:
+                    c.hold(now)
+                    ring.push_window(c)
+                c.taken_at = now
                 c.parts += parts
                 c.part_at += [now] * len(parts)
-                c.part_dealt += [False] * len(parts)
-                c.held += n
-                c.need -= n
                 c.nbytes += nbytes
                 c.calls += math.ceil(n / c.owner.max_messages)
-            if c.need == 0 or capped or (n and now >= c.window_end):
-                self._complete(idx, now)
+                ring.took(c, n)
+            if need == n or capped or (n and now >= c.window_end):
+                self._complete(c, now)
             else:
                 i += 1
 
-    def _pop_ring(self, i: int) -> Collector:
-        c = self.ring.pop(i)
-        if i < self.rr:
-            self.rr -= 1
-        if self.rr >= len(self.ring):
-            self.rr = 0
-        return c
-
-    def _complete(self, i: int, now: float) -> None:
-        c = self._pop_ring(i)
+    def _complete(self, c: Collector, now: float) -> None:
+        """A ring member's batch closes at ``now``: it leaves the ring and its poller invokes."""
+        ring = self.ring
+        ring.leave(ring.index(c))
         queue = self.queue
         owner = c.owner
         calls = c.calls
-        if c.dealt:
-            rows_at = np.concatenate([queue.column("visible_at", p) for p in c.dealt])
+        parts = c.parts
+        received = [
+            np.full(len(p) if isinstance(p, Messages) else count(p), at)
+            for p, at in zip(parts, c.part_at, strict=True)
+        ]
+        rows = ring.rows(c, queue.head)
+        if rows.shape[0]:
+            visible, base = queue.visible_column()
+            arrived_at = visible[rows - base]
             # Messages closer together than a round trip come back in one ReceiveMessage call.
-            bursts = 1 + int(np.count_nonzero(np.diff(rows_at) > owner.round_trip_s))
-            calls += max(bursts, math.ceil(rows_at.size / owner.max_messages))
-            if not c.tracks_bytes:
-                sizes = np.concatenate([queue.column("size", p) for p in c.dealt])
-                c.nbytes += float(sizes.sum()) + sizes.size * queue.overhead
+            bursts = 1 + int(np.count_nonzero(arrived_at[1:] - arrived_at[:-1] > owner.round_trip_s))
+            calls += max(bursts, math.ceil(rows.shape[0] / owner.max_messages))
+            c.nbytes += queue.payload(rows)
+            parts = [*parts, rows]
+            received.append(self._received(rows) if self._floors else arrived_at)
         self._count_empty(c, now, calls=calls)
-        received = c.received_times(self.queue) if c.first_at < now else None
-        c.event.succeed(self._form(c.parts, c.nbytes, now, received))
+        times = None
+        if c.first_at < now:
+            times = received[0] if len(received) == 1 else np.concatenate(received)
+        c.event.succeed(self._form(parts, c.nbytes, now, times))
 
     def _count_empty(self, c: Collector, now: float, calls: int = 0) -> None:
-        self.queue.count_receives(now, calls, c.nbytes, empty_polls(c, c.first_at if c.held else now))
+        self.queue.count_receives(now, calls, c.nbytes, empty_polls(c, now if c.idle else c.first_at))
 
     # ------------------------------------------------------------------ waking up
     def _reschedule(self, now: float, ring_next: float) -> None:
@@ -447,10 +477,15 @@ class SqsReceivers:
         """At the end of the run, messages held by waiting pollers are in flight."""
         self.dispatch(end)
         queue = self.queue
-        waiting = [*self.fifo, *self.ring] + ([self.head_waiter] if self.head_waiter else [])
+        waiting = [*self.fifo, *self.ring.members] + ([self.head_waiter] if self.head_waiter else [])
         for c in waiting:
-            empty = empty_polls(c, c.first_at) if c.held else empty_polls(c, end, run_end=True)
+            empty = empty_polls(c, end, run_end=True) if c.idle else empty_polls(c, c.first_at)
+            parts = list(c.parts)
+            rows = self.ring.rows(c, queue.head) if c.in_ring else None
+            if rows is not None and rows.shape[0]:
+                parts.append(rows)
+                c.nbytes += queue.payload(rows)
             self.queue.count_receives(end, 0, c.nbytes, empty)
-            if c.parts:
-                m: Messages = queue.messages(c.parts)
+            if parts:
+                m: Messages = queue.messages(parts)
                 queue.outcomes.census(queue.consumer, m.sent_at, RecordState.IN_FLIGHT, m.ids, m.detail(1))
