@@ -16,13 +16,16 @@ Cases:
 * ``kinesis-64x2``: a Kinesis stream of 64 shards read with parallelization factor 2 (128 lanes),
   12,800 records/s for 5 simulated minutes.
 
-Usage: ``python benchmarks/bench_core.py [--invocations N] [--repeat R]``
+Usage: ``python benchmarks/bench_core.py [--invocations N] [--repeat R] [--cases NAME ...] [--check]``
+
+``--check`` exits with 1 when an SQS case misses its goal (the check of the issue's speed goals).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,13 @@ import esmsim
 from esmsim.scenario.scenario import Scenario
 
 ROOT = Path(__file__).resolve().parent.parent
+
+#: The SQS engine's speed goals: (column, ratio to plain SimPy timeouts).
+GOALS = {
+    "sqs-1k-b10-w1": ("inv/timeout", 0.1),
+    "sqs-500-b10-w0": ("inv/timeout", 0.1),
+    "sqs-50k-b500-w1": ("rec/timeout", 3.5),
+}
 
 
 def plain_simpy_rate(n: int = 1_000_000) -> float:
@@ -146,6 +156,8 @@ def main() -> None:
     )
     parser.add_argument("--invocations", type=int, default=20_000, help="invocations in the backlog cases")
     parser.add_argument("--repeat", type=int, default=3, help="runs per case; the fastest counts")
+    parser.add_argument("--cases", nargs="*", help="run only these cases (default: all)")
+    parser.add_argument("--check", action="store_true", help="exit 1 if an SQS case misses its goal")
     args = parser.parse_args()
 
     cases = {
@@ -157,24 +169,41 @@ def main() -> None:
         "sqs-50k-b500-w1": steady_sqs(50_000, 500, "1s", "2m"),
         "kinesis-64x2": stream_scenario(),
     }
+    if args.cases:
+        unknown = set(args.cases) - set(cases)
+        if unknown:
+            parser.error(f"unknown cases {sorted(unknown)}; known: {', '.join(cases)}")
+        cases = {name: scenario for name, scenario in cases.items() if name in args.cases}
     simpy_rate = max(plain_simpy_rate() for _ in range(3))
     print(f"plain SimPy: {simpy_rate:,.0f} timeouts/s (the unit of the ratios below)")
     header = f"{'case':16s} {'invocations':>11s} {'records':>11s} {'total s':>7s} "
-    header += f"{'inv/s':>9s} {'rec/s':>11s} {'inv/timeout':>11s} {'rec/timeout':>11s} {'us/inv':>7s}"
+    header += f"{'inv/s':>9s} {'rec/s':>11s} {'inv/timeout':>11s} {'rec/timeout':>11s} {'us/inv':>7s}  goal"
     print(header)
     per_invocation: dict[str, float] = {}
+    missed: list[str] = []
     for name, scenario in cases.items():
         best = min((timed_run(scenario) for _ in range(args.repeat)), key=lambda r: r["total_s"])
         inv_rate = best["invocations"] / best["total_s"]
         rec_rate = best["records"] / best["total_s"]
         per_invocation[name] = best["total_s"] / best["invocations"]
+        goal = ""
+        if name in GOALS:
+            column, wanted = GOALS[name]
+            got = (inv_rate if column == "inv/timeout" else rec_rate) / simpy_rate
+            goal = f"{column} >= {wanted}: {'met' if got >= wanted else 'MISSED'}"
+            if got < wanted:
+                missed.append(name)
         print(
             f"{name:16s} {best['invocations']:11,.0f} {best['records']:11,.0f} "
             f"{best['total_s']:7.2f} {inv_rate:9,.0f} {rec_rate:11,.0f} {inv_rate / simpy_rate:11.3f} "
-            f"{rec_rate / simpy_rate:11.3f} {per_invocation[name] * 1e6:7.1f}"
+            f"{rec_rate / simpy_rate:11.3f} {per_invocation[name] * 1e6:7.1f}  {goal}"
         )
-    ratio = per_invocation["backlog-b1000"] / per_invocation["backlog-b10"]
-    print(f"wall time per invocation, batch 1000 / batch 10: {ratio:.2f}x end to end (target: at most 2x)")
+    if "backlog-b1000" in per_invocation and "backlog-b10" in per_invocation:
+        ratio = per_invocation["backlog-b1000"] / per_invocation["backlog-b10"]
+        print(f"wall time per invocation, batch 1000 / batch 10: {ratio:.2f}x end to end (target: at most 2x)")
+    if args.check and missed:
+        print(f"speed goals missed: {', '.join(missed)}")
+        sys.exit(1)
 
 
 if __name__ == "__main__":
