@@ -288,7 +288,8 @@ class SqsReceivers:
             last, c, _ = fill
             room = min(room, last + 1)
             if last < total:
-                best_t, best_c, best_upto = self._at(last), c, last + 1
+                visible, base = queue.visible_column()
+                best_t, best_c, best_upto = max(float(visible[last - base]), self._floor), c, last + 1
         # Windows ending first: members holding messages, then the next member to be dealt its first.
         for c in ring.windows_before(best_t):
             deadline = self._poll_end(c, head, total) if c.owner.finish_poll_after_window else c.window_end

@@ -160,6 +160,8 @@ class Ring:
     def windows_before(self, t: float) -> list[Collector]:
         """Members holding messages whose window ends before ``t``, earliest first."""
         windows = self._windows
+        if not windows or windows[0][0] >= t:
+            return []
         found: list[tuple[float, int, Collector]] = []
         while windows and windows[0][0] < t:
             entry = heapq.heappop(windows)
