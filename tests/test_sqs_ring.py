@@ -1,4 +1,4 @@
-"""The batching-window ring's lap arithmetic against dealing one row at a time.
+"""Batch formation in batching windows: the ring's laps, when a batch closes, its receive calls.
 
 :class:`esmsim.model.sqs_ring.Ring` never deals row by row: it counts laps of the pointer. These
 tests replay random joins, leaves, redelivered takes and deals on the ring and on a plain list with
@@ -7,6 +7,7 @@ a pointer, and require the same rows, counts and first batch to fill.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +15,7 @@ import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from esmsim.model.sqs_collector import Collector
+from esmsim.model.sqs_collector import Collector, dealt_receive_calls, long_poll_end
 from esmsim.model.sqs_ring import Ring
 
 
@@ -176,3 +177,21 @@ def test_in_single_mode_only_the_oldest_member_is_dealt_to() -> None:
     assert ring.next_fill(2) == (3, b, 0)
     ring.deal(2, 1)
     np.testing.assert_array_equal(ring.rows(b, 3), [2])
+
+
+def test_a_window_ends_with_the_long_poll_running_then() -> None:
+    # Last message at 3 s, 20 s polls, 5 s window ending at 8 s: the poll that began at 3 s runs to
+    # 23 s, unless the next message (at 10 s) ends it first.
+    assert long_poll_end(8.0, 3.0, 20.0, math.inf) == 23.0
+    assert long_poll_end(8.0, 3.0, 20.0, 10.0) == 10.0
+    # Two full polls ran empty after a message at 0 s: the third, from 40 s, is running at 45 s.
+    assert long_poll_end(45.0, 0.0, 20.0, math.inf) == 60.0
+    # A receive that returned after the window ended closes the batch at once.
+    assert long_poll_end(8.0, 9.0, 20.0, math.inf) == 9.0
+
+
+def test_dealt_messages_come_in_one_call_per_burst_of_at_most_ten() -> None:
+    # Bursts: {0, 0.005}, {0.1}, {0.5}: three calls; 25 messages at one instant need three calls.
+    assert dealt_receive_calls(np.array([0.0, 0.005, 0.1, 0.5]), 0.01, 10) == 3
+    assert dealt_receive_calls(np.zeros(25), 0.01, 10) == 3
+    assert dealt_receive_calls(np.empty(0), 0.01, 10) == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Protocol
 
+import numpy as np
 import simpy
 
 from esmsim.model.invoke import PAYLOAD_LIMIT_BYTES
@@ -107,3 +108,28 @@ def empty_polls(c: Collector, until: float, *, run_end: bool = False) -> tuple[f
         return c.since, wait_s, 0
     n = math.ceil(waited / wait_s) - 1 if run_end else int(waited // wait_s)
     return c.since, wait_s, max(0, n)
+
+
+def long_poll_end(window_end: float, last_at: float, wait_s: float, next_at: float) -> float:
+    """When the long poll running as a batching window ends returns, closing the batch.
+
+    The poll began with the collector's last message at ``last_at`` (polls of ``wait_s`` run back
+    to back after it); it returns when its wait runs out, or at ``next_at`` when the collector's
+    next message arrives first (``inf``: none known). A receive that returned after the window
+    ended (``last_at >= window_end``) closes the batch at once.
+    """
+    if window_end <= last_at:
+        return min(last_at, next_at)
+    return min(last_at + wait_s * math.ceil((window_end - last_at) / wait_s), next_at)
+
+
+def dealt_receive_calls(arrived_at: np.ndarray, round_trip_s: float, max_messages: int) -> int:
+    """ReceiveMessage calls that brought messages dealt to a waiting collector as they arrived.
+
+    Messages closer together than a round trip come back in one call, which returns at most
+    ``max_messages``.
+    """
+    if not arrived_at.shape[0]:
+        return 0
+    bursts = 1 + int(np.count_nonzero(arrived_at[1:] - arrived_at[:-1] > round_trip_s))
+    return max(bursts, math.ceil(int(arrived_at.shape[0]) / max_messages))

@@ -32,7 +32,14 @@ from esmsim.events import RecordState
 from esmsim.model.alarm import Alarm
 from esmsim.model.invoke import PAYLOAD_LIMIT_BYTES, fit_payload
 from esmsim.model.records import count
-from esmsim.model.sqs_collector import NO_EMPTY_POLLS, Collector, ReceiverOwner, empty_polls
+from esmsim.model.sqs_collector import (
+    NO_EMPTY_POLLS,
+    Collector,
+    ReceiverOwner,
+    dealt_receive_calls,
+    empty_polls,
+    long_poll_end,
+)
 from esmsim.model.sqs_messages import Batch, Messages, Part
 from esmsim.model.sqs_queue import SqsQueue
 from esmsim.model.sqs_ring import Ring
@@ -351,12 +358,8 @@ class SqsReceivers:
                 last_at = max(self._at(p - step), c.taken_at)
         if math.isnan(last_at):
             last_at = self._last_at(c, head)
-        wait = c.owner.wait_time_s
-        # A receive that returned after the window ended closes the batch at once.
-        end = last_at + wait * math.ceil((window_end - last_at) / wait) if window_end > last_at else last_at
-        if p < total:
-            end = min(end, self._at(int(p)))
-        return end
+        next_at = self._at(int(p)) if p < total else math.inf
+        return long_poll_end(window_end, last_at, c.owner.wait_time_s, next_at)
 
     def _last_at(self, c: Collector, head: int) -> float:
         """When a holding collector last received a message, up to the row ``head``."""
@@ -449,9 +452,7 @@ class SqsReceivers:
         if rows.shape[0]:
             visible, base = queue.visible_column()
             arrived_at = visible[rows - base]
-            # Messages closer together than a round trip come back in one ReceiveMessage call.
-            bursts = 1 + int(np.count_nonzero(arrived_at[1:] - arrived_at[:-1] > owner.round_trip_s))
-            calls += max(bursts, math.ceil(rows.shape[0] / owner.max_messages))
+            calls += dealt_receive_calls(arrived_at, owner.round_trip_s, owner.max_messages)
             c.nbytes += queue.payload(rows)
             parts = [*parts, rows]
             received.append(self._received(rows) if self._floors else arrived_at)
