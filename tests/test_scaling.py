@@ -87,6 +87,17 @@ def test_the_fleet_retires_at_most_its_spare_pollers_at_the_scale_down_rate() ->
     assert next_target(20.0, visible=0, spare=12, dt_s=0.5, params=legacy, floor=5) == 19.5
 
 
+def test_a_capped_fleet_grows_no_further_than_its_maximum_concurrency() -> None:
+    # A backlog under maximum_concurrency 10: the fleet stops at 10, so when the queue empties the
+    # first spare poller retired is a real one (before, the target ran on to the 1,250 ceiling and
+    # had (1,250 - 10) / 5 s of growth that never ran to retire first).
+    up = {"visible": 1000, "spare": 0, "dt_s": 1.0, "params": FLEET, "floor": 2}
+    assert next_target(8.0, cap=10, **up) == 10.0
+    assert next_target(10.0, cap=10, **up) == 10.0
+    assert next_target(10.0, **up) == 10.0 + FLEET.per_minute / 60  # uncapped, it grows
+    assert next_target(9.0, visible=0, spare=1, dt_s=1.0, params=FLEET, floor=2, cap=10) == 8.0
+
+
 def test_a_fleet_just_big_enough_for_its_load_is_not_retired() -> None:
     # Ten pollers at 80 % load: at some tick of every minute all ten are busy, though most ticks
     # find two idle and nothing visible. Judged tick by tick (a window of 0) those moments retire

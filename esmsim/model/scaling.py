@@ -38,6 +38,7 @@ def next_target(
     dt_s: float,
     params: PollerScaling,
     floor: int,
+    cap: int | None = None,
 ) -> float:
     """The fleet size after one scaler tick of ``dt_s`` seconds.
 
@@ -50,9 +51,12 @@ def next_target(
         dt_s: time since the previous tick.
         params: the scaling knobs.
         floor: the current floor (see :func:`poller_floor`).
+        cap: the mapping's ``maximum_concurrency``: the fleet grows no further, so that once the
+            queue empties it retires real pollers, not a growth that never ran.
     """
     if visible >= params.scale_up_visible:
-        target = min(float(params.ceiling), target + params.per_minute * dt_s / 60.0)
+        ceiling = params.ceiling if cap is None else min(params.ceiling, cap)
+        target = max(target, min(float(ceiling), target + params.per_minute * dt_s / 60.0))
     elif visible == 0 and spare > 0:
         target -= min(float(spare), params.scale_down_per_minute * dt_s / 60.0)
     return max(float(floor), target)

@@ -178,6 +178,7 @@ class SqsMappingRuntime:
                     dt_s=tick,
                     params=self.scaling,
                     floor=floor,
+                    cap=self.cap,
                 )
             effective = next_effective(
                 self.effective,
