@@ -586,18 +586,34 @@ def test_pollers_sharing_arrivals_each_wait_for_their_own_next_message(
     assert first["records"] == records
 
 
+#: Summaries of ``_window_0`` runs, by scenario.
+_WINDOW_0_RUNS: dict[str, dict[str, Any]] = {}
+
+
 def _window_0(poller_scaling: dict[str, Any], polling: dict[str, Any]) -> dict[str, Any]:
-    """500 messages/s, 200 ms invocations, batch size 10, no window: a run's summary."""
+    """500 messages/s, 200 ms invocations, batch size 10, no window: a run's summary.
+
+    Five minutes, the first 100 s warm-up (7.5 and 150 s before): every ordering the two tests
+    below assert held at seeds 1 to 6, as over 7.5 minutes. The closest is the fleet of thresholds
+    1 and 5: 49.6 against 44.8 pollers at seed 1 (49.6 and 45.8 over 7.5 minutes), 49.6 against
+    48.8 at seed 4 (50.3 and 48.7 over 7.5 minutes): a small effect at any horizon, not noise of
+    a short one.
+    """
     s = scenario(
         {
-            "duration": 450,
-            "warmup": 150,
+            "duration": 300,
+            "warmup": 100,
             "functions": {"f": {"duration": "200ms"}},
             "sources": {"q": {"visibility_timeout": 30, "traffic": {"rate": "500/s"}}},
         },
         {"batch_size": 10, "poller_scaling": poller_scaling, "polling": polling},
     )
-    return simulate(s, seed=1).summary
+    # Keyed on the whole validated scenario: the two tests below share their default row (a
+    # scale-up threshold of 1 and a 10 ms round trip are the defaults), which is run once.
+    key = s.model_dump_json()
+    if key not in _WINDOW_0_RUNS:
+        _WINDOW_0_RUNS[key] = simulate(s, seed=1).summary
+    return _WINDOW_0_RUNS[key]
 
 
 def test_the_scale_up_threshold_moves_the_window_0_cost_curve() -> None:

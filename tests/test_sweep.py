@@ -253,6 +253,9 @@ def _sweep_cli(path: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # Ctrl-C as a terminal delivers it: a pytest started in the background (`pytest &`, some CI
+        # runners) passes SIGINT on ignored, and Python then installs no KeyboardInterrupt handler.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
@@ -276,9 +279,13 @@ def _wait_for_runs(out: Path, count: int, proc: subprocess.Popen[str], limit_s: 
 
 
 def slow_tiny() -> dict[str, Any]:
-    # Longer runs (about half a second each) so the sweep can be stopped part-way: 8 of them.
+    # Longer runs so the sweep can be stopped part-way: 8 of them, in grid order, the four of
+    # batch size 1 first (about 0.8 s each on a 2-core machine) and the four of batch size 20
+    # (about 0.2 s). The tests poll the journal every 50 ms and stop the sweep once it holds two
+    # runs (about 1.6 s of runs left) or three (about 0.8 s left): it cannot finish in between.
+    # (600 s runs made these two tests take 85 s for the same checks.)
     raw = tiny(replications=2)
-    raw["duration"] = 600
+    raw["duration"] = 120
     raw["sources"]["q"]["traffic"]["rate"] = "60/s"
     return raw
 
