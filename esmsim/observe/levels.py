@@ -144,32 +144,32 @@ class BinnedLevel:
 
     def _take(self, until: float) -> tuple[np.ndarray, np.ndarray]:
         """Remove and return the pending changes before ``until`` (times before 0 count at 0)."""
-        parts_t: list[np.ndarray] = []
-        parts_d: list[np.ndarray] = []
         if self._changes:
+            # Posted changes become arrays once: those at or after ``until`` (often most of them,
+            # as the fold horizon trails the clock by a minute or more) wait as arrays, not tuples.
             pairs = _pairs(self._changes)
-            t, d = pairs[:, 0], pairs[:, 1]
-            keep = t >= until
-            parts_t.append(t[~keep])
-            parts_d.append(d[~keep])
             self._changes.clear()  # in place: ``post`` stays bound to this list
-            if keep.any():
-                self._changes.extend(zip(t[keep].tolist(), d[keep].tolist(), strict=True))
-        if self._vt:
-            # One mask over everything pending (hundreds of small blocks per fold in a busy run).
-            t = np.concatenate(self._vt).astype(float, copy=False)
-            d = _expand(self._vd, [v.size for v in self._vt])
-            keep = t >= until
-            if keep.all():
-                self._vt, self._vd = [t], [d]
-            else:
-                parts_t.append(t[~keep])
-                parts_d.append(d[~keep])
-                self._vt, self._vd = ([t[keep]], [d[keep]]) if keep.any() else ([], [])
-            self._pending = sum(v.size for v in self._vt)
-        if not parts_t:
+            self._vt.append(pairs[:, 0])
+            self._vd.append(pairs[:, 1])
+        if not self._vt:
             return np.empty(0), np.empty(0)
-        return np.maximum(np.concatenate(parts_t), 0.0), np.concatenate(parts_d)
+        # One mask over everything pending (hundreds of small blocks per fold in a busy run).
+        vt = self._vt
+        t = vt[0] if len(vt) == 1 else np.concatenate(vt)
+        t = t.astype(float, copy=False)
+        d = _expand(self._vd, [v.size for v in vt])
+        keep = t >= until
+        if keep.all():
+            self._vt, self._vd = [t], [d]
+            return np.empty(0), np.empty(0)
+        if keep.any():
+            self._vt, self._vd = [t[keep]], [d[keep]]
+            done = ~keep
+            t, d = t[done], d[done]
+        else:
+            self._vt, self._vd = [], []
+        self._pending = sum(v.size for v in self._vt)
+        return np.maximum(t, 0.0), d
 
     def _fold_window(self, times: np.ndarray, deltas: np.ndarray, until: float) -> None:
         """Fold changes in [done_until, until), in time order, into the bins they fall in."""
