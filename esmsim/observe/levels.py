@@ -18,6 +18,10 @@ show as a momentary dip or spike); a bin ``[a, b)`` holds the level right after 
 ``a`` and every value taken inside; the last bin is closed and also holds the changes at the end
 of the run. Changes before 0 count at 0 (records already in a source when the run starts);
 changes after the end are ignored.
+
+Levels count things (messages, environments, invocations), so every delta is a whole number and
+sums of deltas are exact in any order: changes at one instant may be folded in any order, and a
+block of changes at one instant may be written as one change of their sum.
 """
 
 from __future__ import annotations
@@ -78,8 +82,8 @@ class BinnedLevel:
     __slots__ = (
         "_area",
         "_changes",
+        "_later",
         "_max",
-        "_pending",
         "_run_area",
         "_start_value",
         "_vd",
@@ -105,9 +109,11 @@ class BinnedLevel:
         self._changes: list[tuple[float, float]] = []
         #: ``post((time, delta))``: the cheapest way to write one change (a bound list append).
         self.post = self._changes.append
+        # Arrays written since the last fold, and the blocks of changes a fold found not yet due
+        # (times, deltas, earliest time): a block is looked at again only once it has a due change.
         self._vt: list[np.ndarray] = []
         self._vd: list[float | np.ndarray] = []
-        self._pending = 0
+        self._later: list[tuple[np.ndarray, np.ndarray, float]] = []
         #: Every change before this time has been folded.
         self.done_until = 0.0
         #: The level right after every folded change.
@@ -122,18 +128,28 @@ class BinnedLevel:
 
     def add_many(self, at: np.ndarray, delta: float | np.ndarray) -> None:
         """Several changes at once (a scalar delta applies to every time)."""
-        if at.size:
+        n = at.size
+        if not n:
+            return
+        if not isinstance(delta, float | int):
             self._vt.append(at)
-            # A scalar stays a scalar until folding, where all of them expand in one np.repeat.
-            self._vd.append(delta if isinstance(delta, float | int) else np.asarray(delta, dtype=float))
-            self._pending += at.size
+            self._vd.append(np.asarray(delta, dtype=float))
+            return
+        if n > 16 and at[0] == at[-1] and max(at[0], 0.0) >= self.done_until and at.min() == at.max():
+            # A block at one instant (a backlog present at the start: millions of records at 0) is
+            # one change of their sum (exact: deltas are whole numbers), not n to sort at the fold.
+            self._changes.append((float(at[0]), float(delta * n)))
+            return
+        self._vt.append(at)
+        # A scalar stays a scalar until folding, where all of them expand in one np.repeat.
+        self._vd.append(delta)
 
     # ------------------------------------------------------------------ folding
     def fold(self, until: float) -> None:
         """Fold every change before ``until`` (no change before it may come later)."""
         until = min(until, self.end)
         if until <= self.done_until and not self._changes and not self._vt:
-            return
+            return  # blocks waiting in ``_later`` all lie at or after ``done_until``
         times, deltas = self._take(until)
         late = times < self.done_until
         if late.any():
@@ -145,31 +161,50 @@ class BinnedLevel:
     def _take(self, until: float) -> tuple[np.ndarray, np.ndarray]:
         """Remove and return the pending changes before ``until`` (times before 0 count at 0)."""
         if self._changes:
-            # Posted changes become arrays once: those at or after ``until`` (often most of them,
-            # as the fold horizon trails the clock by a minute or more) wait as arrays, not tuples.
+            # Posted changes become arrays once, here: whatever is not yet due waits as arrays.
             pairs = _pairs(self._changes)
             self._changes.clear()  # in place: ``post`` stays bound to this list
             self._vt.append(pairs[:, 0])
             self._vd.append(pairs[:, 1])
-        if not self._vt:
-            return np.empty(0), np.empty(0)
-        # One mask over everything pending (hundreds of small blocks per fold in a busy run).
-        vt = self._vt
-        t = vt[0] if len(vt) == 1 else np.concatenate(vt)
-        t = t.astype(float, copy=False)
-        d = _expand(self._vd, [v.size for v in vt])
-        keep = t >= until
-        if keep.all():
-            self._vt, self._vd = [t], [d]
-            return np.empty(0), np.empty(0)
-        if keep.any():
-            self._vt, self._vd = [t[keep]], [d[keep]]
-            done = ~keep
-            t, d = t[done], d[done]
-        else:
+        due_t: list[np.ndarray] = []
+        due_d: list[np.ndarray] = []
+        if self._vt:
+            vt = self._vt
+            # One block of everything written since the last fold (hundreds of small arrays).
+            t = (vt[0] if len(vt) == 1 else np.concatenate(vt)).astype(float, copy=False)
+            d = _expand(self._vd, [v.size for v in vt])
             self._vt, self._vd = [], []
-        self._pending = sum(v.size for v in self._vt)
-        return np.maximum(t, 0.0), d
+            self._split(t, d, until, due_t, due_d)
+        if self._later:
+            blocks, self._later = self._later, []
+            for t, d, earliest in blocks:
+                if earliest >= until:
+                    self._later.append((t, d, earliest))
+                else:
+                    self._split(t, d, until, due_t, due_d)
+        if not due_t:
+            return np.empty(0), np.empty(0)
+        times = due_t[0] if len(due_t) == 1 else np.concatenate(due_t)
+        return np.maximum(times, 0.0), due_d[0] if len(due_d) == 1 else np.concatenate(due_d)
+
+    def _split(
+        self, t: np.ndarray, d: np.ndarray, until: float, due_t: list[np.ndarray], due_d: list[np.ndarray]
+    ) -> None:
+        """Changes ``(t, d)`` before ``until`` go to ``due_t``/``due_d``, the others wait in a block."""
+        earliest = float(t.min())
+        if earliest >= until:
+            self._later.append((t, d, earliest))
+            return
+        keep = t >= until
+        if not keep.any():
+            due_t.append(t)
+            due_d.append(d)
+            return
+        done = ~keep
+        due_t.append(t[done])
+        due_d.append(d[done])
+        later = t[keep]
+        self._later.append((later, d[keep], float(later.min())))
 
     def _fold_window(self, times: np.ndarray, deltas: np.ndarray, until: float) -> None:
         """Fold changes in [done_until, until), in time order, into the bins they fall in."""
@@ -179,33 +214,38 @@ class BinnedLevel:
             self._fold_constant(start, until)
             return
         # Markers (zero changes) at the window's start, every bin edge inside it and the warm-up,
-        # so no interval between consecutive points crosses a bin edge or the warm-up. Put after
-        # the changes and sorted stably, each marker follows the changes at its instant.
+        # so no interval between consecutive points crosses a bin edge or the warm-up.
         inner = edges[(edges > start) & (edges < until)]
         warm = [self.warmup] if start < self.warmup < until else []
         markers = np.concatenate([[start], inner, warm])
         all_t = np.concatenate([times, markers])
+        # Stable: blocks arrive mostly in time order, which a merge sort runs through fastest.
         order = np.argsort(all_t, kind="stable")
-        t = all_t[order]
-        value = self.level + np.cumsum(np.concatenate([deltas, np.zeros(markers.size)])[order])
-        # The level at every edge marker, right after the changes at it: where each bin starts.
-        position = np.empty_like(order)
-        position[order] = np.arange(order.size)
-        edge_markers = times.size + np.flatnonzero(np.isin(markers, edges))
-        for i in edge_markers.tolist():
-            b = int(bin_index(np.array([all_t[i]]), edges)[0])
-            if all_t[i] == edges[b]:
-                self._start_value[b] = value[position[i]]
+        t = all_t.take(order)
+        running = np.concatenate([deltas, np.zeros(markers.size)]).take(order).cumsum()
         # Only the value after every change at an instant counts (changes at one time count together).
-        last = np.append(t[1:] != t[:-1], True)
-        t, value = t[last], value[last]
-        bins = bin_index(t, edges)
-        first = np.flatnonzero(np.append(True, bins[1:] != bins[:-1]))  # t is sorted, so bins are too
-        present = bins[first]
+        last = np.empty(t.size, dtype=bool)
+        np.not_equal(t[1:], t[:-1], out=last[:-1])
+        last[-1] = True
+        t = t[last]
+        value = self.level + running[last]
+        # The level at every edge marker, right after the changes at it: where each bin starts.
+        for at in markers[np.isin(markers, edges)].tolist():
+            b = int(bin_index(np.array([at]), edges)[0])
+            if at == edges[b]:
+                self._start_value[b] = value[int(t.searchsorted(at))]
+        b_first, b_last = bin_index(t[[0, -1]], edges).tolist()
+        if b_first == b_last:  # the usual window, inside one bin (t is sorted, so bins are too)
+            first = np.zeros(1, dtype=np.int64)
+            present = np.array([b_first])
+        else:
+            bins = bin_index(t, edges)
+            first = np.flatnonzero(np.append(True, bins[1:] != bins[:-1]))
+            present = bins[first]
         self._max[present] = np.maximum(self._max[present], np.maximum.reduceat(value, first))
         areas = value * np.diff(np.append(t, until))
         self._area[present] += np.add.reduceat(areas, first)
-        self._run_area += float(areas[t >= self.warmup].sum())
+        self._run_area += float((areas if t[0] >= self.warmup else areas[t >= self.warmup]).sum())
         self.level = float(value[-1])
         self.done_until = until
 
