@@ -323,9 +323,19 @@ class BinnedSum:
 
     def add_many(self, at: np.ndarray, values: float | np.ndarray = 1.0) -> None:
         """Add values at several times."""
-        if at.size:
+        n = at.size
+        if not n:
+            return
+        if not isinstance(values, float | int):
             self._vt.append(at)
-            self._vv.append(values if isinstance(values, float | int) else np.asarray(values, dtype=float))
+            self._vv.append(np.asarray(values, dtype=float))
+        elif n > 16 and at[0] == at[-1] and at.min() == at.max():
+            # Many at one instant (a start-up backlog's sends): one row of their sum (sums count
+            # things, so it is exact).
+            self._rows.append((float(at[0]), float(values * n)))
+        else:
+            self._vt.append(at)
+            self._vv.append(values)
 
     def fold(self) -> None:
         """Bin what was written since the last fold (the order of writes does not matter)."""
@@ -338,11 +348,28 @@ class BinnedSum:
             values = [*values, pairs[:, 1]]
         if not times:
             return
-        t = np.concatenate(times).astype(float, copy=False)
-        v = _expand(values, [x.size for x in times])
         self._vt, self._vv = [], []
-        self._sums += np.bincount(bin_index(t, self.edges), weights=v, minlength=len(self._sums))
-        self._total += float(v.sum())
+        nb = len(self._sums)
+        # Values are counts, so sums are exact in any grouping: blocks sharing one scalar value
+        # (usually 1) are counted without weights, which bincount does several times faster.
+        by_value: dict[float, list[np.ndarray]] = {}
+        weighted_t: list[np.ndarray] = []
+        weighted_v: list[np.ndarray] = []
+        for t, v in zip(times, values, strict=True):
+            if isinstance(v, np.ndarray):
+                weighted_t.append(t)
+                weighted_v.append(v)
+            else:
+                by_value.setdefault(float(v), []).append(t)
+        for value, parts in by_value.items():
+            t = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            self._sums += np.bincount(bin_index(t, self.edges), minlength=nb) * value
+            self._total += value * t.size
+        if weighted_t:
+            t = np.concatenate(weighted_t)
+            v = np.concatenate(weighted_v)
+            self._sums += np.bincount(bin_index(t, self.edges), weights=v, minlength=nb)
+            self._total += float(v.sum())
 
     @property
     def total(self) -> float:
