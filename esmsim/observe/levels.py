@@ -26,8 +26,8 @@ block of changes at one instant may be written as one change of their sum.
 
 from __future__ import annotations
 
-import itertools
 import math
+from array import array
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,10 +47,16 @@ def bin_index(times: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.clip(idx, 0, len(edges) - 2, out=idx)
 
 
-def _pairs(rows: list[tuple[float, float]]) -> np.ndarray:
-    """A list of ``(time, value)`` tuples as an (n, 2) array (fromiter: far faster than np.array)."""
-    flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=float, count=2 * len(rows))
-    return flat.reshape(-1, 2)
+def _pairs(flat: array[float]) -> np.ndarray:
+    """Pairs ``(time, value)`` written flat into ``flat`` as an (n, 2) array; empties ``flat``.
+
+    Pairs are written with ``array.extend`` rather than kept as tuples in a list: a run writes
+    several per invocation, and tuples alive until the next fold, scattered over memory, cost more
+    to convert and free than the writes themselves (and keep the garbage collector busy).
+    """
+    pairs = np.array(flat, dtype=float).reshape(-1, 2)  # a copy through the buffer protocol
+    del flat[:]  # in place: ``post`` stays bound to this array
+    return pairs
 
 
 def _expand(deltas: list[float | np.ndarray], sizes: list[int]) -> np.ndarray:
@@ -106,9 +112,9 @@ class BinnedLevel:
         self._max = np.full(nb, -np.inf)
         self._start_value = np.zeros(nb)  # the level at each bin's start, once folded
         self._run_area = 0.0
-        self._changes: list[tuple[float, float]] = []
-        #: ``post((time, delta))``: the cheapest way to write one change (a bound list append).
-        self.post = self._changes.append
+        self._changes: array[float] = array("d")  # time, delta, time, delta ...
+        #: ``post((time, delta))``: the cheapest way to write one change (a bound array extend).
+        self.post = self._changes.extend
         # Arrays written since the last fold, and the blocks of changes a fold found not yet due
         # (times, deltas, earliest time): a block is looked at again only once it has a due change.
         self._vt: list[np.ndarray] = []
@@ -124,7 +130,7 @@ class BinnedLevel:
     # ------------------------------------------------------------------ writing
     def add(self, at: float, delta: float) -> None:
         """The level changes by ``delta`` at time ``at``."""
-        self._changes.append((at, delta))
+        self._changes.extend((at, delta))
 
     def add_many(self, at: np.ndarray, delta: float | np.ndarray) -> None:
         """Several changes at once (a scalar delta applies to every time)."""
@@ -138,7 +144,7 @@ class BinnedLevel:
         if n > 16 and at[0] == at[-1] and max(at[0], 0.0) >= self.done_until and at.min() == at.max():
             # A block at one instant (a backlog present at the start: millions of records at 0) is
             # one change of their sum (exact: deltas are whole numbers), not n to sort at the fold.
-            self._changes.append((float(at[0]), float(delta * n)))
+            self._changes.extend((float(at[0]), float(delta * n)))
             return
         self._vt.append(at)
         # A scalar stays a scalar until folding, where all of them expand in one np.repeat.
@@ -163,7 +169,6 @@ class BinnedLevel:
         if self._changes:
             # Posted changes become arrays once, here: whatever is not yet due waits as arrays.
             pairs = _pairs(self._changes)
-            self._changes.clear()  # in place: ``post`` stays bound to this list
             self._vt.append(pairs[:, 0])
             self._vd.append(pairs[:, 1])
         due_t: list[np.ndarray] = []
@@ -311,15 +316,15 @@ class BinnedSum:
         self.edges = edges
         self._sums = np.zeros(len(edges) - 1)
         self._total = 0.0
-        self._rows: list[tuple[float, float]] = []
-        #: ``post((time, value))``: the cheapest way to add one value (a bound list append).
-        self.post = self._rows.append
+        self._rows: array[float] = array("d")  # time, value, time, value ...
+        #: ``post((time, value))``: the cheapest way to add one value (a bound array extend).
+        self.post = self._rows.extend
         self._vt: list[np.ndarray] = []
         self._vv: list[float | np.ndarray] = []
 
     def add(self, at: float, value: float = 1.0) -> None:
         """Add ``value`` in the bin of time ``at``."""
-        self._rows.append((at, value))
+        self._rows.extend((at, value))
 
     def add_many(self, at: np.ndarray, values: float | np.ndarray = 1.0) -> None:
         """Add values at several times."""
@@ -332,7 +337,7 @@ class BinnedSum:
         elif n > 16 and at[0] == at[-1] and at.min() == at.max():
             # Many at one instant (a start-up backlog's sends): one row of their sum (sums count
             # things, so it is exact).
-            self._rows.append((float(at[0]), float(values * n)))
+            self._rows.extend((float(at[0]), float(values * n)))
         else:
             self._vt.append(at)
             self._vv.append(values)
@@ -343,7 +348,6 @@ class BinnedSum:
         values: list[float | np.ndarray] = self._vv
         if self._rows:
             pairs = _pairs(self._rows)
-            self._rows.clear()  # in place: ``post`` stays bound to this list
             times = [*times, pairs[:, 0]]
             values = [*values, pairs[:, 1]]
         if not times:
