@@ -113,12 +113,9 @@ class Outcomes:
         #: A traced run's record ends: column chunks (TRACE_COLUMNS), one per fold, and the ends
         #: since the last fold as given, (consumer, sent, done, state, ids, detail).
         self._trace: list[dict[str, np.ndarray]] | None = [] if trace else None
+        #: Whether every record's fate is kept (a traced run): a plain attribute, read per batch.
+        self.tracing = trace
         self._trace_pending: list[_TraceEntry] = []
-
-    @property
-    def tracing(self) -> bool:
-        """Whether every record's fate is kept (a traced run)."""
-        return self._trace is not None
 
     # ------------------------------------------------------------------ writing
     def arrived(self, consumer: int, n: int) -> None:
@@ -130,7 +127,7 @@ class Outcomes:
         consumer: int,
         sent_at: np.ndarray,
         done_at: float | np.ndarray,
-        state: RecordState,
+        state: int,
         ids: slice | np.ndarray | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
@@ -140,7 +137,7 @@ class Outcomes:
             consumer: the consumer's index.
             sent_at: when each was sent (latency counts from here).
             done_at: when they ended (one time for all, or one each).
-            state: SUCCEEDED, DLQ, DROPPED or EXPIRED.
+            state: SUCCEEDED, DLQ, DROPPED or EXPIRED (a :class:`RecordState`, or its int).
             ids: the records' ids in their source (kept only when tracing).
             detail: more columns for the records table, kept only when tracing: ``receives`` (SQS),
                 ``shard``, ``key`` and ``stored_s`` (streams), ``poison_draw``; a scalar or one value
@@ -148,7 +145,7 @@ class Outcomes:
         """
         if sent_at.size == 0:
             return
-        self._pending.append((consumer, sent_at, done_at, int(state), ids, detail))
+        self._pending.append((consumer, sent_at, done_at, state, ids, detail))
         self._pending_n += sent_at.size
         if self._pending_n >= FOLD_RECORDS:
             self.fold()
