@@ -223,13 +223,19 @@ class SqsQueue(MessageFates):
         visible = self._visible_col
         # Rows before head were received, so they have arrived (pollers dealing a window's messages
         # move head without asking here, and the rows before it may already be dropped).
-        arrived = self._arrived if self._arrived > head else head
-        if arrived < top and visible[arrived - base] <= now:
-            arrived += 1  # usually exactly one more arrival since the last look
-            if arrived < top and visible[arrived - base] <= now:
-                arrived += int(visible[arrived - base : top - base].searchsorted(now, side="right"))
-        self._arrived = arrived
-        self._next_visible = float(visible[arrived - base]) if arrived < top else math.inf
+        i = (self._arrived if self._arrived > head else head) - base
+        end = top - base
+        # Usually a few arrivals since the last look: stepped over one by one (item() is the
+        # cheapest read of one value), searched for beyond eight.
+        item = visible.item
+        first = i
+        while i < end and item(i) <= now:
+            i += 1
+            if i - first == 8:
+                i += int(visible[i:end].searchsorted(now, side="right"))
+                break
+        self._arrived = arrived = i + base
+        self._next_visible = item(i) if i < end else math.inf
         return arrived
 
     def visible_now(self, now: float) -> int:
