@@ -414,9 +414,9 @@ class SqsQueue(MessageFates):
         batch = Batch(messages, nbytes, received_at, received_at + vt, deadlines)
         if not batch.n:
             return batch  # every message left while the window collected: nothing to invoke
-        self._serial += 1
-        batch.serial = self._serial
-        self.in_flight[batch.serial] = batch
+        serial = self._serial = self._serial + 1
+        batch.serial = serial
+        self.in_flight[serial] = batch
         self._post_received((received_at, batch.n))
         return batch
 
