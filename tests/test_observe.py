@@ -400,3 +400,26 @@ def test_per_bin_histograms_are_histograms_of_each_bin() -> None:
     assert np.isnan(p[3]).all()
     for b in (0, 1, 2, 4):
         np.testing.assert_array_equal(p[b], histogram.percentiles(stack[b], [50.0, 99.0]))
+
+
+def test_a_block_at_one_instant_folds_like_its_changes_one_by_one() -> None:
+    # A start-up backlog writes millions of +1 at one instant: the level and the counter keep such
+    # a block as one change of its sum; the statistics are those of the changes written singly.
+    edges = bin_edges(180.0, 60.0)
+    block, single = BinnedLevel(edges, 30.0), BinnedLevel(edges, 30.0)
+    sums_block, sums_single = BinnedSum(edges), BinnedSum(edges)
+    at = np.full(1000, 70.0)
+    block.add_many(at, 1.0)
+    sums_block.add_many(at)
+    for t in at.tolist():
+        single.add_many(np.array([t]), 1.0)
+        sums_single.add(t)
+    for level in (block, single):
+        level.add_many(np.arange(100.0, 150.0), -1.0)
+        level.fold(120.0)
+    a, b = block.stats(), single.stats()
+    assert (a.mean, a.maximum) == (b.mean, b.maximum)
+    for name in ("bin_mean", "bin_max", "bin_end"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    np.testing.assert_array_equal(sums_block.array(), sums_single.array())
+    assert sums_block.total == sums_single.total == 1000.0

@@ -77,9 +77,10 @@ class LambdaFunction:
         init_s = self.inits.next() if kind in COLD_KINDS else 0.0
         if self.incidents:
             multiplier, error_rate, record_rate = self.conditions(now)
-        else:
-            multiplier, error_rate, record_rate = 1.0, self.error_rate, self.record_error_rate
-        run_s = (self.durations.next() + self.per_record_s * n) * self.cpu_factor * multiplier
+            run_s = (self.durations.next() + self.per_record_s * n) * self.cpu_factor * multiplier
+        else:  # the usual case: no multiplier (times 1.0 changes no float), no tuple to unpack
+            error_rate, record_rate = self.error_rate, self.record_error_rate
+            run_s = (self.durations.next() + self.per_record_s * n) * self.cpu_factor
         if run_s > self.timeout_s:
             return init_s, self.timeout_s, _TIMEOUT, None
         if error_rate and self.uniforms.next() < error_rate:

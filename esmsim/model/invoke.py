@@ -96,7 +96,18 @@ class Attempt(Protocol):
 class Invoker:
     """Invokes one function on behalf of one mapping."""
 
-    __slots__ = ("admitted", "env", "function", "item_failures", "mapping", "recorder", "retry", "throttled")
+    __slots__ = (
+        "_record",
+        "admitted",
+        "env",
+        "environments",
+        "function",
+        "item_failures",
+        "mapping",
+        "recorder",
+        "retry",
+        "throttled",
+    )
 
     def __init__(
         self,
@@ -113,6 +124,9 @@ class Invoker:
         self.recorder = recorder
         self.retry = retry
         self.item_failures = item_failures
+        # Read on every invocation: bound once here.
+        self.environments = function.environments
+        self._record = recorder.invocation
         #: Invokes admitted and throttled so far (a poller fleet's back-off watches them as they happen).
         self.admitted = 0
         self.throttled = 0
@@ -121,7 +135,7 @@ class Invoker:
         """Invoke the function with ``batch``; throttled attempts are retried until ``give_up_at``."""
         env = self.env
         function = self.function
-        environments = function.environments
+        environments = self.environments
         now = env.now
         throttles = 0
         while True:
@@ -141,10 +155,11 @@ class Invoker:
             now = env.now
         self.admitted += 1
         n = batch.n
-        init_s, run_s, outcome, failed = function.plan(now, kind, n, batch.draws, self.item_failures)
+        draws = batch.draws if function.poison_rate else None  # only poison needs them
+        init_s, run_s, outcome, failed = function.plan(now, kind, n, draws, self.item_failures)
         busy_s = init_s + run_s
         end = now + busy_s  # exactly the time SimPy will resume at: no rounding differences
-        self.recorder.invocation(
+        self._record(
             now,
             end,
             function.index,

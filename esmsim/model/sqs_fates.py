@@ -28,6 +28,7 @@ from esmsim.observe.recorder import Recorder
 SQS_BATCH_API_MAX = 10
 
 _SUCCEEDED, _DLQ, _EXPIRED = RecordState.SUCCEEDED, RecordState.DLQ, RecordState.EXPIRED
+_SUCCEEDED_INT = int(_SUCCEEDED)  # as Outcomes keeps states (per batch: no conversion)
 
 
 class MessageFates:
@@ -124,9 +125,9 @@ class MessageFates:
                     detail=done.detail(held),
                 )
             else:
-                self.outcomes.ended(self.consumer, done.sent_at, now, _SUCCEEDED)
+                self.outcomes.ended(self.consumer, done.sent_at, now, _SUCCEEDED_INT)
             self._post_deletes((now, n))
-            self._post_delete_calls((now, math.ceil(n / SQS_BATCH_API_MAX)))
+            self._post_delete_calls((now, -(-n // SQS_BATCH_API_MAX)))  # ceil(n / 10), in ints
 
     def _complete_overrun(self, batch: Batch, now: float, failed: np.ndarray | None) -> None:
         """A visibility timeout of the batch passed before it finished: those rows are visible again.

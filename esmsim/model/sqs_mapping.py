@@ -12,7 +12,7 @@ when they do not, and backs the fleet off while invocations fail or are throttle
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any, cast
+from typing import Any
 
 import simpy
 
@@ -110,18 +110,20 @@ class SqsMappingRuntime:
         release = self.receivers.release
         invoke = self.invoker.invoke
         while self.running <= self.allowed:
-            got = receive(self, env.now)
-            while type(got) is Collector:
+            now = env.now
+            got: Batch | Collector | None = receive(self, now)
+            while isinstance(got, Collector):
                 value = yield got.event
+                now = env.now
                 # A batch handed over, the armed wake-up, or None: retired while idle.
-                got = woken(got, env.now) if value is WAKE else value
+                got = woken(got, now) if value is WAKE else value
             if got is None:
                 break
-            batch = cast(Batch, got)  # the loop above leaves only a batch
+            batch = got  # the loop above leaves only a batch
             if not batch.n:
                 continue  # its messages all left while its window collected
-            self.last_batch_at = env.now
-            outcome, failed, _, end, _ = yield from invoke(batch, give_up_at=batch.visible_at)
+            self.last_batch_at = now
+            outcome, failed, _, end, _ = yield from invoke(batch, batch.visible_at)
             if outcome == GAVE_UP:
                 release(batch, env.now)  # its messages reappear at their visibility timeout
                 continue
@@ -131,7 +133,7 @@ class SqsMappingRuntime:
                 if not self.item_failures:
                     self.errors += 1
             else:
-                queue.complete(batch, end, failed if outcome == _PARTIAL else None)
+                queue.complete(batch, end, failed)  # failed: None unless PARTIAL
                 if outcome == _PARTIAL:
                     release(batch, end)
         self.running -= 1

@@ -223,13 +223,19 @@ class SqsQueue(MessageFates):
         visible = self._visible_col
         # Rows before head were received, so they have arrived (pollers dealing a window's messages
         # move head without asking here, and the rows before it may already be dropped).
-        arrived = max(self._arrived, head)
-        if arrived < top and visible[arrived - base] <= now:
-            arrived += 1  # usually exactly one more arrival since the last look
-            if arrived < top and visible[arrived - base] <= now:
-                arrived += int(visible[arrived - base : top - base].searchsorted(now, side="right"))
-        self._arrived = arrived
-        self._next_visible = float(visible[arrived - base]) if arrived < top else math.inf
+        i = (self._arrived if self._arrived > head else head) - base
+        end = top - base
+        # Usually a few arrivals since the last look: stepped over one by one (item() is the
+        # cheapest read of one value), searched for beyond eight.
+        item = visible.item
+        first = i
+        while i < end and item(i) <= now:
+            i += 1
+            if i - first == 8:
+                i += int(visible[i:end].searchsorted(now, side="right"))
+                break
+        self._arrived = arrived = i + base
+        self._next_visible = item(i) if i < end else math.inf
         return arrived
 
     def visible_now(self, now: float) -> int:
@@ -272,15 +278,19 @@ class SqsQueue(MessageFates):
         metadata) and whether the payload cap stopped the take. :meth:`form_batch` turns parts into
         an in-flight batch.
         """
+        # This runs once per receive: conditional expressions rather than min/max calls, and the
+        # room under the in-flight limit computed here rather than by room().
+        allowed = self.in_flight_limit - self.in_flight_n
+        if allowed < max_n:
+            if allowed < 0:
+                allowed = 0
+            if self.visible_now(now) > allowed:
+                self.over_limit_receives += 1  # the in-flight limit cuts this receive short
+            max_n = allowed
         parts: list[Part] = []
         n = 0
         nbytes = 0.0
         capped = False
-        allowed = self.room()
-        if allowed < max_n:
-            if self.visible_now(now) > allowed:
-                self.over_limit_receives += 1  # the in-flight limit cuts this receive short
-            max_n = allowed
         while self.n_redelivered and n < max_n and not capped:
             pool = self.redelivered[0]
             head = pool.size[: max_n - n]
@@ -298,7 +308,12 @@ class SqsQueue(MessageFates):
             nbytes += part_bytes
         if n < max_n and not capped:
             start = self.head
-            k = min(max_n - n, self.arrived(now) - start)
+            arrived = self._arrived
+            if now >= self._next_visible or arrived < start:
+                arrived = self.arrived(now)
+            k = arrived - start
+            if k > max_n - n:
+                k = max_n - n
             if k > 0:
                 room = bytes_left - nbytes
                 base = self._base
@@ -314,11 +329,14 @@ class SqsQueue(MessageFates):
                     n += k
                     nbytes += part_bytes
         if n:
-            self._post_visible((now, -n))
+            change = (now, -n)
+            self._post_visible(change)
             if self._post_backlog is not None:
-                self._post_backlog((now, -n))
+                self._post_backlog(change)
             self._post_in_flight((now, n))
-            self.received_into_flight(n, now)
+            in_flight = self.in_flight_n = self.in_flight_n + n
+            if in_flight >= self.in_flight_limit and math.isnan(self.limit_reached_at):
+                self.limit_reached_at = now
         return parts, n, nbytes, capped
 
     def received_into_flight(self, n: int, now: float) -> None:
@@ -384,7 +402,16 @@ class SqsQueue(MessageFates):
         them, and a deadline only matters once the poller lets go of a batch with rows undeleted
         (:meth:`release`).
         """
-        messages = self.messages(parts)
+        first = parts[0]
+        if len(parts) == 1 and type(first) is slice and first.step is None:
+            # The usual case, as messages() makes it, without the call: one run of fresh rows, as views.
+            a, b = first.start - self._base, first.stop - self._base
+            draw = self._draw_col
+            messages = Messages(
+                first, self._sent_col[a:b], self._size_col[a:b], None if draw is None else draw[a:b], None
+            )
+        else:
+            messages = self.messages(parts)
         vt = self.visibility_timeout_s
         deadlines = None
         if received is not None:
@@ -394,9 +421,9 @@ class SqsQueue(MessageFates):
         batch = Batch(messages, nbytes, received_at, received_at + vt, deadlines)
         if not batch.n:
             return batch  # every message left while the window collected: nothing to invoke
-        self._serial += 1
-        batch.serial = self._serial
-        self.in_flight[batch.serial] = batch
+        serial = self._serial = self._serial + 1
+        batch.serial = serial
+        self.in_flight[serial] = batch
         self._post_received((received_at, batch.n))
         return batch
 
@@ -468,7 +495,8 @@ class SqsQueue(MessageFates):
         """
         if calls:
             self._post_receive_calls((now, calls))
-            self._post_receive_units((now, max(calls, math.ceil(nbytes / self.chunk_bytes))))
+            units = math.ceil(nbytes / self.chunk_bytes)
+            self._post_receive_units((now, units if units > calls else calls))
         since, wait_s, n = empty
         if n == 1:
             self.empty_receives.post((since + wait_s, 1))

@@ -18,12 +18,16 @@ show as a momentary dip or spike); a bin ``[a, b)`` holds the level right after 
 ``a`` and every value taken inside; the last bin is closed and also holds the changes at the end
 of the run. Changes before 0 count at 0 (records already in a source when the run starts);
 changes after the end are ignored.
+
+Levels count things (messages, environments, invocations), so every delta is a whole number and
+sums of deltas are exact in any order: changes at one instant may be folded in any order, and a
+block of changes at one instant may be written as one change of their sum.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
+from array import array
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,10 +47,16 @@ def bin_index(times: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.clip(idx, 0, len(edges) - 2, out=idx)
 
 
-def _pairs(rows: list[tuple[float, float]]) -> np.ndarray:
-    """A list of ``(time, value)`` tuples as an (n, 2) array (fromiter: far faster than np.array)."""
-    flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=float, count=2 * len(rows))
-    return flat.reshape(-1, 2)
+def _pairs(flat: array[float]) -> np.ndarray:
+    """Pairs ``(time, value)`` written flat into ``flat`` as an (n, 2) array; empties ``flat``.
+
+    Pairs are written with ``array.extend`` rather than kept as tuples in a list: a run writes
+    several per invocation, and tuples alive until the next fold, scattered over memory, cost more
+    to convert and free than the writes themselves (and keep the garbage collector busy).
+    """
+    pairs = np.array(flat, dtype=float).reshape(-1, 2)  # a copy through the buffer protocol
+    del flat[:]  # in place: ``post`` stays bound to this array
+    return pairs
 
 
 def _expand(deltas: list[float | np.ndarray], sizes: list[int]) -> np.ndarray:
@@ -78,8 +88,8 @@ class BinnedLevel:
     __slots__ = (
         "_area",
         "_changes",
+        "_later",
         "_max",
-        "_pending",
         "_run_area",
         "_start_value",
         "_vd",
@@ -102,12 +112,14 @@ class BinnedLevel:
         self._max = np.full(nb, -np.inf)
         self._start_value = np.zeros(nb)  # the level at each bin's start, once folded
         self._run_area = 0.0
-        self._changes: list[tuple[float, float]] = []
-        #: ``post((time, delta))``: the cheapest way to write one change (a bound list append).
-        self.post = self._changes.append
+        self._changes: array[float] = array("d")  # time, delta, time, delta ...
+        #: ``post((time, delta))``: the cheapest way to write one change (a bound array extend).
+        self.post = self._changes.extend
+        # Arrays written since the last fold, and the blocks of changes a fold found not yet due
+        # (times, deltas, earliest time): a block is looked at again only once it has a due change.
         self._vt: list[np.ndarray] = []
         self._vd: list[float | np.ndarray] = []
-        self._pending = 0
+        self._later: list[tuple[np.ndarray, np.ndarray, float]] = []
         #: Every change before this time has been folded.
         self.done_until = 0.0
         #: The level right after every folded change.
@@ -118,22 +130,32 @@ class BinnedLevel:
     # ------------------------------------------------------------------ writing
     def add(self, at: float, delta: float) -> None:
         """The level changes by ``delta`` at time ``at``."""
-        self._changes.append((at, delta))
+        self._changes.extend((at, delta))
 
     def add_many(self, at: np.ndarray, delta: float | np.ndarray) -> None:
         """Several changes at once (a scalar delta applies to every time)."""
-        if at.size:
+        n = at.size
+        if not n:
+            return
+        if not isinstance(delta, float | int):
             self._vt.append(at)
-            # A scalar stays a scalar until folding, where all of them expand in one np.repeat.
-            self._vd.append(delta if isinstance(delta, float | int) else np.asarray(delta, dtype=float))
-            self._pending += at.size
+            self._vd.append(np.asarray(delta, dtype=float))
+            return
+        if n > 16 and at[0] == at[-1] and max(at[0], 0.0) >= self.done_until and at.min() == at.max():
+            # A block at one instant (a backlog present at the start: millions of records at 0) is
+            # one change of their sum (exact: deltas are whole numbers), not n to sort at the fold.
+            self._changes.extend((float(at[0]), float(delta * n)))
+            return
+        self._vt.append(at)
+        # A scalar stays a scalar until folding, where all of them expand in one np.repeat.
+        self._vd.append(delta)
 
     # ------------------------------------------------------------------ folding
     def fold(self, until: float) -> None:
         """Fold every change before ``until`` (no change before it may come later)."""
         until = min(until, self.end)
         if until <= self.done_until and not self._changes and not self._vt:
-            return
+            return  # blocks waiting in ``_later`` all lie at or after ``done_until``
         times, deltas = self._take(until)
         late = times < self.done_until
         if late.any():
@@ -144,32 +166,50 @@ class BinnedLevel:
 
     def _take(self, until: float) -> tuple[np.ndarray, np.ndarray]:
         """Remove and return the pending changes before ``until`` (times before 0 count at 0)."""
-        parts_t: list[np.ndarray] = []
-        parts_d: list[np.ndarray] = []
         if self._changes:
+            # Posted changes become arrays once, here: whatever is not yet due waits as arrays.
             pairs = _pairs(self._changes)
-            t, d = pairs[:, 0], pairs[:, 1]
-            keep = t >= until
-            parts_t.append(t[~keep])
-            parts_d.append(d[~keep])
-            self._changes.clear()  # in place: ``post`` stays bound to this list
-            if keep.any():
-                self._changes.extend(zip(t[keep].tolist(), d[keep].tolist(), strict=True))
+            self._vt.append(pairs[:, 0])
+            self._vd.append(pairs[:, 1])
+        due_t: list[np.ndarray] = []
+        due_d: list[np.ndarray] = []
         if self._vt:
-            # One mask over everything pending (hundreds of small blocks per fold in a busy run).
-            t = np.concatenate(self._vt).astype(float, copy=False)
-            d = _expand(self._vd, [v.size for v in self._vt])
-            keep = t >= until
-            if keep.all():
-                self._vt, self._vd = [t], [d]
-            else:
-                parts_t.append(t[~keep])
-                parts_d.append(d[~keep])
-                self._vt, self._vd = ([t[keep]], [d[keep]]) if keep.any() else ([], [])
-            self._pending = sum(v.size for v in self._vt)
-        if not parts_t:
+            vt = self._vt
+            # One block of everything written since the last fold (hundreds of small arrays).
+            t = (vt[0] if len(vt) == 1 else np.concatenate(vt)).astype(float, copy=False)
+            d = _expand(self._vd, [v.size for v in vt])
+            self._vt, self._vd = [], []
+            self._split(t, d, until, due_t, due_d)
+        if self._later:
+            blocks, self._later = self._later, []
+            for t, d, earliest in blocks:
+                if earliest >= until:
+                    self._later.append((t, d, earliest))
+                else:
+                    self._split(t, d, until, due_t, due_d)
+        if not due_t:
             return np.empty(0), np.empty(0)
-        return np.maximum(np.concatenate(parts_t), 0.0), np.concatenate(parts_d)
+        times = due_t[0] if len(due_t) == 1 else np.concatenate(due_t)
+        return np.maximum(times, 0.0), due_d[0] if len(due_d) == 1 else np.concatenate(due_d)
+
+    def _split(
+        self, t: np.ndarray, d: np.ndarray, until: float, due_t: list[np.ndarray], due_d: list[np.ndarray]
+    ) -> None:
+        """Changes ``(t, d)`` before ``until`` go to ``due_t``/``due_d``, the others wait in a block."""
+        earliest = float(t.min())
+        if earliest >= until:
+            self._later.append((t, d, earliest))
+            return
+        keep = t >= until
+        if not keep.any():
+            due_t.append(t)
+            due_d.append(d)
+            return
+        done = ~keep
+        due_t.append(t[done])
+        due_d.append(d[done])
+        later = t[keep]
+        self._later.append((later, d[keep], float(later.min())))
 
     def _fold_window(self, times: np.ndarray, deltas: np.ndarray, until: float) -> None:
         """Fold changes in [done_until, until), in time order, into the bins they fall in."""
@@ -179,33 +219,38 @@ class BinnedLevel:
             self._fold_constant(start, until)
             return
         # Markers (zero changes) at the window's start, every bin edge inside it and the warm-up,
-        # so no interval between consecutive points crosses a bin edge or the warm-up. Put after
-        # the changes and sorted stably, each marker follows the changes at its instant.
+        # so no interval between consecutive points crosses a bin edge or the warm-up.
         inner = edges[(edges > start) & (edges < until)]
         warm = [self.warmup] if start < self.warmup < until else []
         markers = np.concatenate([[start], inner, warm])
         all_t = np.concatenate([times, markers])
+        # Stable: blocks arrive mostly in time order, which a merge sort runs through fastest.
         order = np.argsort(all_t, kind="stable")
-        t = all_t[order]
-        value = self.level + np.cumsum(np.concatenate([deltas, np.zeros(markers.size)])[order])
-        # The level at every edge marker, right after the changes at it: where each bin starts.
-        position = np.empty_like(order)
-        position[order] = np.arange(order.size)
-        edge_markers = times.size + np.flatnonzero(np.isin(markers, edges))
-        for i in edge_markers.tolist():
-            b = int(bin_index(np.array([all_t[i]]), edges)[0])
-            if all_t[i] == edges[b]:
-                self._start_value[b] = value[position[i]]
+        t = all_t.take(order)
+        running = np.concatenate([deltas, np.zeros(markers.size)]).take(order).cumsum()
         # Only the value after every change at an instant counts (changes at one time count together).
-        last = np.append(t[1:] != t[:-1], True)
-        t, value = t[last], value[last]
-        bins = bin_index(t, edges)
-        first = np.flatnonzero(np.append(True, bins[1:] != bins[:-1]))  # t is sorted, so bins are too
-        present = bins[first]
+        last = np.empty(t.size, dtype=bool)
+        np.not_equal(t[1:], t[:-1], out=last[:-1])
+        last[-1] = True
+        t = t[last]
+        value = self.level + running[last]
+        # The level at every edge marker, right after the changes at it: where each bin starts.
+        for at in markers[np.isin(markers, edges)].tolist():
+            b = int(bin_index(np.array([at]), edges)[0])
+            if at == edges[b]:
+                self._start_value[b] = value[int(t.searchsorted(at))]
+        b_first, b_last = bin_index(t[[0, -1]], edges).tolist()
+        if b_first == b_last:  # the usual window, inside one bin (t is sorted, so bins are too)
+            first = np.zeros(1, dtype=np.int64)
+            present = np.array([b_first])
+        else:
+            bins = bin_index(t, edges)
+            first = np.flatnonzero(np.append(True, bins[1:] != bins[:-1]))
+            present = bins[first]
         self._max[present] = np.maximum(self._max[present], np.maximum.reduceat(value, first))
         areas = value * np.diff(np.append(t, until))
         self._area[present] += np.add.reduceat(areas, first)
-        self._run_area += float(areas[t >= self.warmup].sum())
+        self._run_area += float((areas if t[0] >= self.warmup else areas[t >= self.warmup]).sum())
         self.level = float(value[-1])
         self.done_until = until
 
@@ -271,21 +316,31 @@ class BinnedSum:
         self.edges = edges
         self._sums = np.zeros(len(edges) - 1)
         self._total = 0.0
-        self._rows: list[tuple[float, float]] = []
-        #: ``post((time, value))``: the cheapest way to add one value (a bound list append).
-        self.post = self._rows.append
+        self._rows: array[float] = array("d")  # time, value, time, value ...
+        #: ``post((time, value))``: the cheapest way to add one value (a bound array extend).
+        self.post = self._rows.extend
         self._vt: list[np.ndarray] = []
         self._vv: list[float | np.ndarray] = []
 
     def add(self, at: float, value: float = 1.0) -> None:
         """Add ``value`` in the bin of time ``at``."""
-        self._rows.append((at, value))
+        self._rows.extend((at, value))
 
     def add_many(self, at: np.ndarray, values: float | np.ndarray = 1.0) -> None:
         """Add values at several times."""
-        if at.size:
+        n = at.size
+        if not n:
+            return
+        if not isinstance(values, float | int):
             self._vt.append(at)
-            self._vv.append(values if isinstance(values, float | int) else np.asarray(values, dtype=float))
+            self._vv.append(np.asarray(values, dtype=float))
+        elif n > 16 and at[0] == at[-1] and at.min() == at.max():
+            # Many at one instant (a start-up backlog's sends): one row of their sum (sums count
+            # things, so it is exact).
+            self._rows.extend((float(at[0]), float(values * n)))
+        else:
+            self._vt.append(at)
+            self._vv.append(values)
 
     def fold(self) -> None:
         """Bin what was written since the last fold (the order of writes does not matter)."""
@@ -293,16 +348,32 @@ class BinnedSum:
         values: list[float | np.ndarray] = self._vv
         if self._rows:
             pairs = _pairs(self._rows)
-            self._rows.clear()  # in place: ``post`` stays bound to this list
             times = [*times, pairs[:, 0]]
             values = [*values, pairs[:, 1]]
         if not times:
             return
-        t = np.concatenate(times).astype(float, copy=False)
-        v = _expand(values, [x.size for x in times])
         self._vt, self._vv = [], []
-        self._sums += np.bincount(bin_index(t, self.edges), weights=v, minlength=len(self._sums))
-        self._total += float(v.sum())
+        nb = len(self._sums)
+        # Values are counts, so sums are exact in any grouping: blocks sharing one scalar value
+        # (usually 1) are counted without weights, which bincount does several times faster.
+        by_value: dict[float, list[np.ndarray]] = {}
+        weighted_t: list[np.ndarray] = []
+        weighted_v: list[np.ndarray] = []
+        for t, v in zip(times, values, strict=True):
+            if isinstance(v, np.ndarray):
+                weighted_t.append(t)
+                weighted_v.append(v)
+            else:
+                by_value.setdefault(float(v), []).append(t)
+        for value, parts in by_value.items():
+            t = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            self._sums += np.bincount(bin_index(t, self.edges), minlength=nb) * value
+            self._total += value * t.size
+        if weighted_t:
+            t = np.concatenate(weighted_t)
+            v = np.concatenate(weighted_v)
+            self._sums += np.bincount(bin_index(t, self.edges), weights=v, minlength=nb)
+            self._total += float(v.sum())
 
     @property
     def total(self) -> float:

@@ -31,6 +31,7 @@ EXACT_LATENCY_LIMIT = 10_000_000
 FOLD_RECORDS = 1 << 16
 
 STATES = len(RecordState)
+_SUCCEEDED = int(RecordState.SUCCEEDED)
 #: Columns of a traced run's records table, in the order they are kept.
 TRACE_COLUMNS = (
     "consumer",
@@ -44,6 +45,10 @@ TRACE_COLUMNS = (
     "stored_s",
     "poison_draw",
 )
+
+
+#: An end as :meth:`Outcomes.ended` keeps it: ``(consumer, sent, done, state, ids, detail)``.
+_PendingEnd = tuple[int, np.ndarray, "float | np.ndarray", int, Any, Any]
 
 
 class ConservationError(AssertionError):
@@ -93,7 +98,7 @@ class Outcomes:
         self._arrived = np.zeros(n, dtype=np.int64)
         self._census = np.zeros((n, STATES), dtype=np.int64)
         self._per_minute = np.zeros((n, STATES, self.nb))
-        self._pending: list[tuple[int, np.ndarray, float | np.ndarray, int, Any, Any]] = []
+        self._pending: list[_PendingEnd] = []
         self._pending_n = 0
         self._steady_hist = np.zeros(histogram.BUCKETS, dtype=np.int64)
         self._exact: list[np.ndarray] | None = []
@@ -108,12 +113,9 @@ class Outcomes:
         #: A traced run's record ends: column chunks (TRACE_COLUMNS), one per fold, and the ends
         #: since the last fold as given, (consumer, sent, done, state, ids, detail).
         self._trace: list[dict[str, np.ndarray]] | None = [] if trace else None
+        #: Whether every record's fate is kept (a traced run): a plain attribute, read per batch.
+        self.tracing = trace
         self._trace_pending: list[_TraceEntry] = []
-
-    @property
-    def tracing(self) -> bool:
-        """Whether every record's fate is kept (a traced run)."""
-        return self._trace is not None
 
     # ------------------------------------------------------------------ writing
     def arrived(self, consumer: int, n: int) -> None:
@@ -125,7 +127,7 @@ class Outcomes:
         consumer: int,
         sent_at: np.ndarray,
         done_at: float | np.ndarray,
-        state: RecordState,
+        state: int,
         ids: slice | np.ndarray | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
@@ -135,7 +137,7 @@ class Outcomes:
             consumer: the consumer's index.
             sent_at: when each was sent (latency counts from here).
             done_at: when they ended (one time for all, or one each).
-            state: SUCCEEDED, DLQ, DROPPED or EXPIRED.
+            state: SUCCEEDED, DLQ, DROPPED or EXPIRED (a :class:`RecordState`, or its int).
             ids: the records' ids in their source (kept only when tracing).
             detail: more columns for the records table, kept only when tracing: ``receives`` (SQS),
                 ``shard``, ``key`` and ``stored_s`` (streams), ``poison_draw``; a scalar or one value
@@ -143,7 +145,7 @@ class Outcomes:
         """
         if sent_at.size == 0:
             return
-        self._pending.append((consumer, sent_at, done_at, int(state), ids, detail))
+        self._pending.append((consumer, sent_at, done_at, state, ids, detail))
         self._pending_n += sent_at.size
         if self._pending_n >= FOLD_RECORDS:
             self.fold()
@@ -173,40 +175,90 @@ class Outcomes:
         if not self._pending:
             return
         pending, self._pending, self._pending_n = self._pending, [], 0
-        sizes = np.fromiter((p[1].shape[0] for p in pending), dtype=np.int64, count=len(pending))
-        consumer = np.repeat(np.fromiter((p[0] for p in pending), np.int64, len(pending)), sizes)
-        state = np.repeat(np.fromiter((p[3] for p in pending), np.int64, len(pending)), sizes)
-        sent = np.concatenate([p[1] for p in pending])
-        scalar = np.fromiter((not isinstance(p[2], np.ndarray) for p in pending), bool, len(pending))
-        if scalar.all():  # the usual case: a batch's records end together
-            done = np.repeat(np.fromiter((p[2] for p in pending), float, len(pending)), sizes)
+        count = len(pending)
+        sizes = np.fromiter((p[1].shape[0] for p in pending), dtype=np.int64, count=count)
+        consumer = np.fromiter((p[0] for p in pending), np.int64, count)
+        state = np.fromiter((p[3] for p in pending), np.int64, count)
+        scalar = np.fromiter((not isinstance(p[2], np.ndarray) for p in pending), bool, count)
+        # Counted per end (a batch's records end together) rather than per record: an end with one
+        # time is one bincount entry weighted by its size; one with a time per record (a window's
+        # messages reappearing each at its deadline) is one entry per record.
+        if scalar.all():
+            done_at = np.fromiter((p[2] for p in pending), float, count)
+            minute = bin_index(done_at, self.edges)
+            key_owner = consumer * STATES + state
+            weights = sizes
         else:
-            done = np.concatenate(
+            done_at = np.fromiter(
+                (p[2] if s else math.nan for p, s in zip(pending, scalar, strict=True)), float, count
+            )
+            per_record = [
+                np.asarray(p[2], dtype=float) for p, s in zip(pending, scalar, strict=True) if not s
+            ]
+            many = ~scalar
+            times = np.concatenate([done_at[scalar], *per_record])
+            minute = bin_index(times, self.edges)
+            key_owner = np.concatenate(
                 [
-                    np.full(p[1].shape[0], p[2]) if s else np.asarray(p[2], dtype=float)
-                    for p, s in zip(pending, scalar, strict=True)
+                    (consumer * STATES + state)[scalar],
+                    np.repeat((consumer * STATES + state)[many], sizes[many]),
                 ]
             )
-        minute = bin_index(done, self.edges)
+            weights = np.concatenate([sizes[scalar], np.ones(int(sizes[many].sum()), dtype=np.int64)])
         # Only the minutes these records ended in (few: most end "now").
         lo = int(minute.min())
         span = int(minute.max()) - lo + 1
-        key = (consumer * STATES + state) * span + (minute - lo)
-        counts = np.bincount(key, minlength=len(self.consumers) * STATES * span)
+        counts = np.bincount(
+            key_owner * span + (minute - lo), weights=weights, minlength=len(self.consumers) * STATES * span
+        )
         self._per_minute[:, :, lo : lo + span] += counts.reshape(len(self.consumers), STATES, span)
-        ok = state == RecordState.SUCCEEDED
+        ok = state == _SUCCEEDED
         if ok.any():
-            self._fold_latency(sent[ok], done[ok], minute[ok])
+            self._fold_successes(
+                [p for p, o in zip(pending, ok.tolist(), strict=True) if o],
+                sizes[ok],
+                done_at[ok],
+                scalar[ok],
+            )
         if self._trace is not None:
             self._trace_pending += pending
             self._trace_chunk()
 
-    def _fold_latency(self, sent: np.ndarray, done: np.ndarray, minute: np.ndarray) -> None:
+    def _fold_successes(
+        self, ends: list[_PendingEnd], sizes: np.ndarray, done_at: np.ndarray, scalar: np.ndarray
+    ) -> None:
+        """Latencies of the records that ended SUCCEEDED: ``ends`` with their sizes and end times."""
+        sent = ends[0][1] if len(ends) == 1 else np.concatenate([e[1] for e in ends])
+        if scalar.all():
+            done = np.repeat(done_at, sizes)
+            # Records of one end share its minute: bin the ends, not the records.
+            end_minute = bin_index(done_at, self.edges)
+            lo = int(end_minute.min())
+            span = int(end_minute.max()) - lo + 1
+            offset = None if span == 1 else np.repeat(end_minute - lo, sizes)
+            self._steady_done += int(sizes[done_at >= self.warmup].sum())
+        else:
+            done = np.concatenate(
+                [
+                    np.full(e[1].shape[0], e[2]) if s else np.asarray(e[2], dtype=float)
+                    for e, s in zip(ends, scalar.tolist(), strict=True)
+                ]
+            )
+            minute = bin_index(done, self.edges)
+            lo = int(minute.min())
+            span = int(minute.max()) - lo + 1
+            offset = minute - lo
+            self._steady_done += int(np.count_nonzero(done >= self.warmup))
         latency = done - sent
-        self._steady_done += int(np.count_nonzero(done >= self.warmup))
-        steady = latency[sent >= self.warmup] if self.warmup > 0 else latency
+        bucket = histogram.bucket_of(latency)  # once: the run's histogram and the minute's share it
+        if self.warmup > 0:
+            steady_mask = sent >= self.warmup
+            steady = latency[steady_mask]
+            steady_bucket = bucket[steady_mask]
+        else:
+            steady, steady_bucket = latency, bucket
         if steady.size:
-            self._steady_hist += histogram.histogram(steady)
+            self._steady_hist += np.bincount(steady_bucket, minlength=histogram.BUCKETS)
             self._steady_count += steady.size
             self._steady_sum += float(steady.sum())
             self._steady_max = max(self._steady_max, float(steady.max()))
@@ -216,16 +268,14 @@ class Outcomes:
                 else:
                     self._exact = None
         # Per-minute histograms for the minutes these records ended in (few: records end "now").
-        lo = int(minute.min())
-        span = int(minute.max()) - lo + 1
-        key = (minute - lo) * histogram.BUCKETS + histogram.bucket_of(latency)
+        key = bucket if offset is None else offset * histogram.BUCKETS + bucket
         counts = np.bincount(key, minlength=span * histogram.BUCKETS).reshape(span, histogram.BUCKETS)
-        for offset in np.flatnonzero(counts.sum(axis=1)).tolist():
-            m = lo + offset
+        for i in np.flatnonzero(counts.sum(axis=1)).tolist():
+            m = lo + i
             if m in self._minute_hist:
-                self._minute_hist[m] += counts[offset]
+                self._minute_hist[m] += counts[i]
             else:
-                self._minute_hist[m] = counts[offset].copy()
+                self._minute_hist[m] = counts[i].copy()
 
     def close_minutes(self, until: float) -> None:
         """Turn the latency histograms of minutes that ended by ``until`` into their percentiles."""
