@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import cast
 
 import numpy as np
 import simpy
@@ -234,10 +233,10 @@ class SqsReceivers:
             self._capped = False
         while True:
             t, c, upto = self._ring_next()
-            if t > now:
+            if t > now or c is None:  # no member: t is inf
                 break
             self._settle(upto)
-            self._complete(cast(Collector, c), t)
+            self._complete(c, t)
             if not self.ring:
                 return math.inf
         arrived = queue.arrived(now)
