@@ -30,6 +30,13 @@ def count(ids: Ids) -> int:
     return int(ids.shape[0])
 
 
+def positions(ids: Ids) -> np.ndarray:
+    """The positions a batch part addresses, as an array."""
+    if isinstance(ids, slice):
+        return np.arange(ids.start or 0, ids.stop, ids.step or 1)
+    return ids
+
+
 class RecordFifo:
     """Columns of records in arrival order; positions ``[low, top)`` are held.
 

@@ -83,6 +83,14 @@ class Collector:
         # The payload cap can only bind if a full batch of the largest records would exceed it.
         self.tracks_bytes = owner.batch_size * max_record_bytes > PAYLOAD_LIMIT_BYTES
 
+    def took(self, parts: list[Part], n: int, nbytes: float, now: float) -> None:
+        """Its own receive took ``n`` messages (``parts``, ``nbytes`` of payload) at ``now``."""
+        self.parts += parts
+        self.part_at += [now] * len(parts)
+        self.nbytes += nbytes
+        self.calls += math.ceil(n / self.owner.max_messages)
+        self.taken_at = now
+
     def hold(self, at: float) -> None:
         """It holds its first message, received at ``at``: its window opens."""
         self.idle = False

@@ -3,7 +3,8 @@
 :class:`MessageFates` is the part of :class:`esmsim.model.sqs_queue.SqsQueue` that owns visibility
 deadlines: a batch's undeleted messages reappear when its deadline passes (or go to the DLQ once
 received ``max_receive_count`` times, or expire once older than the retention period), a late
-delete only removes what nobody received since, and SQS deletes what outlives its retention.
+delete only removes what nobody received since, SQS deletes what outlives its retention, and a
+poller collecting a window longer than the visibility timeout receives its messages again.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ class MessageFates:
     _post_in_flight: Callable[[tuple[float, float]], None]
     _post_deletes: Callable[[tuple[float, float]], None]
     _post_delete_calls: Callable[[tuple[float, float]], None]
+    _post_received: Callable[[tuple[float, float]], None]
+    visibility_timeout_s: float
+    overhead: float
 
     def refresh(self, now: float) -> None:
         """Apply everything due by ``now``: visibility deadlines, then retention."""
@@ -326,6 +330,65 @@ class MessageFates:
             self.outcomes.census(self.consumer, m.sent_at, RecordState.IN_FLIGHT, m.ids, m.detail(1))
         self.recorder.add_total("visibility_overruns", self.overrun_batches)
         self.recorder.add_total("sqs_over_limit_receives", self.over_limit_receives)
+
+    def _received_again(
+        self, messages: Messages, received: np.ndarray, now: float, nbytes: float
+    ) -> tuple[Messages, np.ndarray, float]:
+        """Messages a collecting poller held past their visibility timeout, before its batch closed.
+
+        Each became visible again at its deadline and, the poller still polling, was received again
+        at once (its receive count spent, its clock restarted), once per visibility timeout that
+        passed. One that reached ``max_receive_count`` moved to the DLQ at that deadline instead;
+        one whose retention ended first expired. Returns the messages left, their receive times
+        and their payload bytes.
+        """
+        vt = self.visibility_timeout_s
+        k = np.maximum(np.floor((now - received) / vt).astype(np.int64), 0)  # deadlines passed, each
+        retries = messages.retries
+        # The deadline at which each would leave: the first one at or after its retention ends (it
+        # expires), or the one ending receive number max_receive_count (the DLQ), expiry first.
+        expiry = messages.sent_at + self.retention_s
+        j_expire = np.maximum(np.ceil((expiry - received) / vt), 1).astype(np.int64)
+        j_dead = (
+            self.max_receive_count - retries
+            if self.max_receive_count
+            else np.full(k.shape, np.iinfo(np.int64).max)
+        )
+        last = np.minimum(j_expire, j_dead)
+        leave = last <= k
+        expired = leave & (j_expire <= j_dead)
+        dead = leave & ~expired
+        again = np.where(leave, last - 1, k)  # receives that started at a deadline
+        if leave.any():
+            at = received + last * vt
+            gone = messages.select(leave)
+            gone.retries = gone.retries + again[leave]  # the receive ending at ``at`` is added below
+            for mask, state, when in (
+                (expired[leave], RecordState.EXPIRED, expiry),
+                (dead[leave], RecordState.DLQ, at),
+            ):
+                if mask.any():
+                    part = gone.select(mask)
+                    self.outcomes.ended(
+                        self.consumer,
+                        part.sent_at,
+                        when[leave][mask],
+                        state,
+                        ids=part.ids,
+                        detail=part.detail(1),
+                    )
+            self.in_flight_level.add_many(at[leave], -1.0)
+            self.in_flight_n -= int(np.count_nonzero(leave))
+            nbytes -= float(messages.size[leave].sum()) + float(np.count_nonzero(leave)) * self.overhead
+        # Receives beyond the batch's own (which form_batch counts for the messages that stay):
+        # the re-receives, and the first receive of those that left.
+        extra = int(again.sum()) + int(np.count_nonzero(leave))
+        if extra:
+            self._post_received((now, extra))
+        stay = ~leave
+        messages = messages.select(stay)
+        messages.retries = retries[stay] + k[stay]
+        return messages, received[stay] + k[stay] * vt, nbytes
 
     # Provided by SqsQueue.
     def _visible(self, at: float | np.ndarray, delta: float) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from esmsim.model.records import Ids
+from esmsim.model.records import Ids, positions
 
 
 class Messages:
@@ -45,10 +45,9 @@ class Messages:
     @property
     def ids(self) -> np.ndarray:
         """Each message's position in the queue."""
-        ids = self._ids
-        if isinstance(ids, slice):
-            ids = self._ids = np.arange(ids.start, ids.stop, ids.step or 1)
-        return ids
+        if isinstance(self._ids, slice):
+            self._ids = positions(self._ids)
+        return self._ids
 
     @property
     def retries(self) -> np.ndarray:

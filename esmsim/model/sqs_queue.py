@@ -24,10 +24,9 @@ from typing import Any
 import numpy as np
 import simpy
 
-from esmsim.events import RecordState
 from esmsim.model.alarm import Alarm
 from esmsim.model.invoke import fit_payload
-from esmsim.model.records import Ids, RecordFifo
+from esmsim.model.records import Ids, RecordFifo, positions
 from esmsim.model.sqs_fates import MessageFates
 from esmsim.model.sqs_messages import Batch, Messages, Part
 from esmsim.observe.recorder import Recorder
@@ -334,9 +333,7 @@ class SqsQueue(MessageFates):
             if self._post_backlog is not None:
                 self._post_backlog(change)
             self._post_in_flight((now, n))
-            in_flight = self.in_flight_n = self.in_flight_n + n
-            if in_flight >= self.in_flight_limit and math.isnan(self.limit_reached_at):
-                self.limit_reached_at = now
+            self.received_into_flight(n, now)
         return parts, n, nbytes, capped
 
     def received_into_flight(self, n: int, now: float) -> None:
@@ -352,44 +349,28 @@ class SqsQueue(MessageFates):
     def messages(self, parts: list[Part]) -> Messages:
         """Received parts as one set of message columns."""
         first = parts[0]
-        if len(parts) == 1 and isinstance(first, slice) and first.step is None:
+        if len(parts) == 1 and type(first) is slice and first.step is None:
             # The usual case: one run of fresh rows, as views.
             a, b = first.start - self._base, first.stop - self._base
             draw = self._draw_col
             return Messages(
                 first, self._sent_col[a:b], self._size_col[a:b], None if draw is None else draw[a:b], None
             )
-        if len(parts) == 1 and isinstance(first, np.ndarray):
-            # Rows dealt to one collector of a batching window: one take per column.
-            rows = first - self._base
-            draw = self._draw_col
-            return Messages(
-                first, self._sent_col[rows], self._size_col[rows], None if draw is None else draw[rows], None
+        fresh = [p for p in parts if not isinstance(p, Messages)]
+        if len(fresh) == len(parts):
+            # Fresh rows only (a receive's run, the rows a batching window dealt): one take per column.
+            return self._fresh(
+                positions(fresh[0]) if len(fresh) == 1 else np.concatenate([positions(p) for p in fresh])
             )
-        if all(isinstance(part, slice) for part in parts):
-            # Rows dealt round-robin to one collector: one index array, one take per column.
-            ids = np.concatenate([np.arange(p.start, p.stop, p.step or 1) for p in parts])  # type: ignore[union-attr]
-            rows = ids - self._base
-            draw = self._draw_col
-            return Messages(
-                ids, self._sent_col[rows], self._size_col[rows], None if draw is None else draw[rows], None
-            )
-        fifo = self.fifo
-        out = []
-        for part in parts:
-            if isinstance(part, Messages):
-                out.append(part)
-                continue
-            out.append(
-                Messages(
-                    part,
-                    fifo.gather("sent_at", part),
-                    fifo.gather("size", part),
-                    fifo.gather("draw", part) if self.draws else None,
-                    None,
-                )
-            )
-        return Messages.join(out)
+        return Messages.join([p if isinstance(p, Messages) else self._fresh(positions(p)) for p in parts])
+
+    def _fresh(self, ids: np.ndarray) -> Messages:
+        """Never-received messages at positions ``ids``, their columns taken from the queue's."""
+        rows = ids - self._base
+        draw = self._draw_col
+        return Messages(
+            ids, self._sent_col[rows], self._size_col[rows], None if draw is None else draw[rows], None
+        )
 
     def form_batch(
         self, parts: list[Part], nbytes: float, received_at: float, received: np.ndarray | None = None
@@ -402,16 +383,7 @@ class SqsQueue(MessageFates):
         them, and a deadline only matters once the poller lets go of a batch with rows undeleted
         (:meth:`release`).
         """
-        first = parts[0]
-        if len(parts) == 1 and type(first) is slice and first.step is None:
-            # The usual case, as messages() makes it, without the call: one run of fresh rows, as views.
-            a, b = first.start - self._base, first.stop - self._base
-            draw = self._draw_col
-            messages = Messages(
-                first, self._sent_col[a:b], self._size_col[a:b], None if draw is None else draw[a:b], None
-            )
-        else:
-            messages = self.messages(parts)
+        messages = self.messages(parts)
         vt = self.visibility_timeout_s
         deadlines = None
         if received is not None:
@@ -426,65 +398,6 @@ class SqsQueue(MessageFates):
         self.in_flight[serial] = batch
         self._post_received((received_at, batch.n))
         return batch
-
-    def _received_again(
-        self, messages: Messages, received: np.ndarray, now: float, nbytes: float
-    ) -> tuple[Messages, np.ndarray, float]:
-        """Messages a collecting poller held past their visibility timeout, before its batch closed.
-
-        Each became visible again at its deadline and, the poller still polling, was received again
-        at once (its receive count spent, its clock restarted), once per visibility timeout that
-        passed. One that reached ``max_receive_count`` moved to the DLQ at that deadline instead;
-        one whose retention ended first expired. Returns the messages left, their receive times
-        and their payload bytes.
-        """
-        vt = self.visibility_timeout_s
-        k = np.maximum(np.floor((now - received) / vt).astype(np.int64), 0)  # deadlines passed, each
-        retries = messages.retries
-        # The deadline at which each would leave: the first one at or after its retention ends (it
-        # expires), or the one ending receive number max_receive_count (the DLQ), expiry first.
-        expiry = messages.sent_at + self.retention_s
-        j_expire = np.maximum(np.ceil((expiry - received) / vt), 1).astype(np.int64)
-        j_dead = (
-            self.max_receive_count - retries
-            if self.max_receive_count
-            else np.full(k.shape, np.iinfo(np.int64).max)
-        )
-        last = np.minimum(j_expire, j_dead)
-        leave = last <= k
-        expired = leave & (j_expire <= j_dead)
-        dead = leave & ~expired
-        again = np.where(leave, last - 1, k)  # receives that started at a deadline
-        if leave.any():
-            at = received + last * vt
-            gone = messages.select(leave)
-            gone.retries = gone.retries + again[leave]  # the receive ending at ``at`` is added below
-            for mask, state, when in (
-                (expired[leave], RecordState.EXPIRED, expiry),
-                (dead[leave], RecordState.DLQ, at),
-            ):
-                if mask.any():
-                    part = gone.select(mask)
-                    self.outcomes.ended(
-                        self.consumer,
-                        part.sent_at,
-                        when[leave][mask],
-                        state,
-                        ids=part.ids,
-                        detail=part.detail(1),
-                    )
-            self.in_flight_level.add_many(at[leave], -1.0)
-            self.in_flight_n -= int(np.count_nonzero(leave))
-            nbytes -= float(messages.size[leave].sum()) + float(np.count_nonzero(leave)) * self.overhead
-        # Receives beyond the batch's own (which form_batch counts for the messages that stay):
-        # the re-receives, and the first receive of those that left.
-        extra = int(again.sum()) + int(np.count_nonzero(leave))
-        if extra:
-            self._post_received((now, extra))
-        stay = ~leave
-        messages = messages.select(stay)
-        messages.retries = retries[stay] + k[stay]
-        return messages, received[stay] + k[stay] * vt, nbytes
 
     def count_receives(self, now: float, calls: int, nbytes: float, empty: tuple[float, float, int]) -> None:
         """Account ReceiveMessage calls: those that returned messages, and empty long polls.

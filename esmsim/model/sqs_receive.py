@@ -95,19 +95,13 @@ class SqsReceivers:
             queue.count_receives(now, math.ceil(n / owner.max_messages), nbytes, NO_EMPTY_POLLS)
             return self._form(parts, nbytes, now)
         collector = Collector(self.env.event(), owner, now, self._max_record_bytes)
+        owner.idle_collectors += 1  # it waits empty-handed until it holds a message
         if n:
-            collector.parts = parts
-            collector.part_at = [now] * len(parts)
+            collector.hold(now)
+            collector.took(parts, n, nbytes, now)
             collector.quota -= n
-            collector.nbytes = nbytes
-            collector.calls = math.ceil(n / owner.max_messages)
-            collector.idle = False
-            collector.first_at = collector.taken_at = now
-            collector.window_end = now + owner.window_s
-        else:
-            owner.idle_collectors += 1
-            if owner.window_s and queue.room() == 0:
-                queue.over_limit_receives += 1  # a receive at the in-flight limit returns nothing
+        elif owner.window_s and queue.room() == 0:
+            queue.over_limit_receives += 1  # a receive at the in-flight limit returns nothing
         if owner.window_s == 0:
             if self.head_waiter is None:
                 self._arm(collector, now, parked=False)
@@ -424,11 +418,7 @@ class SqsReceivers:
                 if c.idle:
                     c.hold(now)
                     ring.push_window(c)
-                c.taken_at = now
-                c.parts += parts
-                c.part_at += [now] * len(parts)
-                c.nbytes += nbytes
-                c.calls += math.ceil(n / c.owner.max_messages)
+                c.took(parts, n, nbytes, now)
                 ring.took(c, n)
             if need == n or capped or (n and now >= c.window_end):
                 self._complete(c, now)

@@ -71,6 +71,11 @@ def _expand(deltas: list[float | np.ndarray], sizes: list[int]) -> np.ndarray:
     return out
 
 
+def _one_instant(at: np.ndarray) -> bool:
+    """Whether a block of many changes all fall at one instant (then one change of their sum)."""
+    return at.size > 16 and at[0] == at[-1] and at.min() == at.max()
+
+
 @dataclass(frozen=True)
 class LevelStats:
     """Exact statistics of a step function over a run."""
@@ -141,7 +146,7 @@ class BinnedLevel:
             self._vt.append(at)
             self._vd.append(np.asarray(delta, dtype=float))
             return
-        if n > 16 and at[0] == at[-1] and max(at[0], 0.0) >= self.done_until and at.min() == at.max():
+        if _one_instant(at) and max(at[0], 0.0) >= self.done_until:
             # A block at one instant (a backlog present at the start: millions of records at 0) is
             # one change of their sum (exact: deltas are whole numbers), not n to sort at the fold.
             self._changes.extend((float(at[0]), float(delta * n)))
@@ -334,7 +339,7 @@ class BinnedSum:
         if not isinstance(values, float | int):
             self._vt.append(at)
             self._vv.append(np.asarray(values, dtype=float))
-        elif n > 16 and at[0] == at[-1] and at.min() == at.max():
+        elif _one_instant(at):
             # Many at one instant (a start-up backlog's sends): one row of their sum (sums count
             # things, so it is exact).
             self._rows.extend((float(at[0]), float(values * n)))
