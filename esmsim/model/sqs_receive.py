@@ -68,6 +68,10 @@ class SqsReceivers:
         #: The largest payload one record can have (its size distribution's bound, cut to the queue's
         #: maximum message size, plus event metadata): it decides whether the 6 MB cap can bind.
         self._max_record_bytes = max_record_bytes
+        # The ring's next completion (:meth:`_ring_next`) and what it was computed from.
+        self._next: tuple[float, Collector | None, int] = (math.inf, None, 0)
+        self._next_key: tuple[int, int, float] | None = None
+        self._dealt_head = -1  # the queue's head as the ring last saw it (moved by dealing)
         queue.held_by_pollers = self.held_parts
 
     def held_parts(self) -> list[Part]:
@@ -281,6 +285,21 @@ class SqsReceivers:
         # Rows past the in-flight limit cannot be dealt; only rows that have arrived mark it binding
         # (dispatch), not rows generated ahead of time.
         total = min(queue.fifo.top, head + queue.room())
+        # Dealing follows the plan, so the answer holds until the ring's membership or quotas, the
+        # rows known, the limit or the floor change (head + room is constant while rows are dealt),
+        # or a receive takes fresh rows the ring would have dealt (the head moves without _settle).
+        key = (ring.version, total, self._floor)
+        if key == self._next_key and head == self._dealt_head:
+            return self._next
+        self._next_key = key
+        self._dealt_head = head
+        self._next = self._plan_next(head, total)
+        return self._next
+
+    def _plan_next(self, head: int, total: int) -> tuple[float, Collector | None, int]:
+        """:meth:`_ring_next` computed afresh, rows ``[head, total)`` dealable."""
+        queue = self.queue
+        ring = self.ring
         best_t, best_c, best_upto = math.inf, None, head
         room = total  # deal no further than the first batch to fill allows (ties)
         fill = ring.next_fill(head)
@@ -292,7 +311,9 @@ class SqsReceivers:
                 best_t, best_c, best_upto = max(float(visible[last - base]), self._floor), c, last + 1
         # Windows ending first: members holding messages, then the next member to be dealt its first.
         for c in ring.windows_before(best_t):
-            deadline = self._poll_end(c, head, total) if c.owner.finish_poll_after_window else c.window_end
+            deadline = c.window_end
+            if c.owner.finish_poll_after_window:
+                deadline = self._poll_end(c, head, total, deadline)
             if deadline < best_t:
                 best_t, best_c = deadline, c
                 best_upto = queue.fifo.search("visible_at", deadline, "right", start=head)
@@ -302,12 +323,18 @@ class SqsReceivers:
             first = head + ring.offset(c, i)
             if first >= total:
                 break
-            deadline = self._at(first) + c.owner.window_s
+            window_end = self._at(first) + c.owner.window_s
+            if window_end >= best_t:
+                if len(ring.window_lengths) == 1:
+                    break  # the others get their first rows later, so their windows end later
+                continue
+            # Its window, and the poll running when it ends, as if its first row were dealt already.
+            deadline = window_end
+            if c.owner.finish_poll_after_window:
+                deadline = self._poll_end(c, head, total, window_end)
             if deadline < best_t:
                 best_t, best_c = deadline, c
                 best_upto = queue.fifo.search("visible_at", deadline, "right", start=head)
-            if len(ring.window_lengths) == 1:
-                break  # the others get their first rows later, so their windows end later
         if ring.tracking:
             for i, c in enumerate(ring.members):
                 if not (c.tracks_bytes and c.active):
@@ -328,8 +355,8 @@ class SqsReceivers:
                         best_t, best_c, best_upto = self._at(over), c, over
         return float(best_t), best_c, min(best_upto, room)
 
-    def _poll_end(self, c: Collector, head: int, total: int) -> float:
-        """When a holding collector's batch closes at the latest, its window over.
+    def _poll_end(self, c: Collector, head: int, total: int, window_end: float) -> float:
+        """When a collector's batch closes at the latest, its window (ending at ``window_end``) over.
 
         The long poll in progress when the window ends is not cut short (AWS: on a very quiet queue
         Lambda "might wait for up to 20 seconds before invoking", even with a shorter window). That
@@ -339,7 +366,6 @@ class SqsReceivers:
         """
         queue = self.queue
         ring = self.ring
-        window_end = c.window_end
         p = math.inf  # its first row past the window's end
         last_at = math.nan  # when it last received a message
         if c.active:
@@ -401,6 +427,8 @@ class SqsReceivers:
         if queue.backlog is not queue.visible:
             queue.backlog.add_many(arrived_at, -1.0)
         queue.in_flight_level.add_many(arrived_at, 1.0)
+        if self._dealt_head == head:
+            self._dealt_head = upto
         queue.head = upto
 
     def _serve_ring_redelivered(self, now: float) -> None:

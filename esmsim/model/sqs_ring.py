@@ -55,6 +55,9 @@ class Ring:
         # The join number of the member each row went to (-1: none, a receive took it).
         self._owner = np.full(1024, -1, dtype=np.int64)
         self._obase = 0  # row of _owner[0]
+        #: Bumped whenever membership or a member's quota changes: what the ring will deal, and so
+        #: when its next batch closes, can only change then (dealing itself follows the plan).
+        self.version = 0
 
     def __len__(self) -> int:
         return len(self.members)
@@ -69,6 +72,7 @@ class Ring:
         """Add a collector at the end of the list (holding what its receive took, if anything)."""
         c.seq = self._next_seq
         self._next_seq += 1
+        self.version += 1
         c.in_ring = True
         self.members.append(c)
         self._seqs.append(c.seq)
@@ -90,6 +94,7 @@ class Ring:
     def leave(self, i: int) -> Collector:
         """Remove the member at list index ``i``."""
         c = self.members.pop(i)
+        self.version += 1
         self._seqs.pop(i)
         self._seq_array = None
         c.in_ring = False
@@ -128,6 +133,7 @@ class Ring:
     def took(self, c: Collector, k: int) -> None:
         """Member ``c``'s receive took ``k`` messages itself (redeliveries): it needs fewer dealt."""
         c.quota -= k
+        self.version += 1
         if c.active:
             self._push_fill(c)
 
