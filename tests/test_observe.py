@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -423,3 +424,57 @@ def test_a_block_at_one_instant_folds_like_its_changes_one_by_one() -> None:
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
     np.testing.assert_array_equal(sums_block.array(), sums_single.array())
     assert sums_block.total == sums_single.total == 1000.0
+
+
+def test_a_writer_holding_changes_back_posts_them_when_a_fold_asks() -> None:
+    # A writer may hold changes back (the SQS queue holds arrivals it may yet cancel against a
+    # receive at the same instant) if it posts, when a fold asks, every change up to the fold's
+    # time: the statistics are those of the changes written at once.
+    edges = bin_edges(180.0, 60.0)
+    held, direct = BinnedLevel(edges), BinnedLevel(edges)
+    pending = [10.0, 70.0, 120.0, 150.0]
+    asked: list[float] = []
+
+    def post_until(until: float) -> None:
+        asked.append(until)
+        while pending and pending[0] <= until:
+            held.add(pending.pop(0), 1.0)
+
+    held.before_fold = post_until
+    for t in (10.0, 70.0, 120.0, 150.0):
+        direct.add(t, 1.0)
+    for level in (held, direct):
+        level.fold(100.0)
+        level.fold(120.0)
+    a, b = held.stats(), direct.stats()
+    assert asked == [100.0, 120.0, 180.0]  # each fold asked first, the last one up to the end
+    assert held.late == 0  # the change at exactly 120 was posted before the fold at 120
+    assert (a.mean, a.maximum) == (b.mean, b.maximum)
+    for name in ("bin_mean", "bin_max", "bin_end"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
+@pytest.mark.parametrize(
+    ("in_flight_limit", "visible_mean", "visible_max"), [(None, 0.0, 0.0), (5, 1345 / 60, 49.0)]
+)
+def test_messages_dealt_to_a_window_as_they_arrive_are_never_visible(
+    in_flight_limit: int | None, visible_mean: float, visible_max: float
+) -> None:
+    # One message a second (t = 1, 2, ...), one poller collecting a 30 s window into batches of 100.
+    # Unlimited, every message goes to the collecting poller the instant it arrives: the queue
+    # never shows one visible. With an in-flight limit of 5 the poller holds 1..5 and closes at 31;
+    # messages 6 on wait visible until the next receive takes 5 at 32 (deleted at 32, room again),
+    # so minute 0's level is k - 5 over [k, k+1) for k = 6..31, k - 10 for k = 32..59: a mean of
+    # (1 + ... + 26 + 22 + ... + 49) / 60 = 1345 / 60 and a maximum of 49.
+    source: dict[str, object] = {"traffic": {"rate": "1/s", "pattern": "constant"}}
+    if in_flight_limit is not None:
+        source["in_flight_limit"] = in_flight_limit
+    s = scenario(
+        {"duration": 120, "functions": {"f": {"duration": "1s"}}, "sources": {"q": source}},
+        {"batch_size": 100, "batching_window": 30, "poller_scaling": ONE_POLLER},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the limit's warning: not what this test is about
+        ts = simulate(s).timeseries
+    assert ts["ApproximateNumberOfMessagesVisible"].iloc[0] == pytest.approx(visible_mean, rel=1e-12)
+    assert ts["BacklogMax"].iloc[0] == visible_max

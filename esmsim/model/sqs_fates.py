@@ -287,6 +287,7 @@ class MessageFates:
             self.outcomes.ended(
                 self.consumer, sent, expiry, _EXPIRED, ids=part, detail=self._fresh_detail(part)
             )
+            self.post_all_arrivals()
             self._visible(expiry, -1.0)
             self.head = stop
         if self.n_redelivered:
@@ -392,6 +393,10 @@ class MessageFates:
 
     # Provided by SqsQueue.
     def _visible(self, at: float | np.ndarray, delta: float) -> None:
+        raise NotImplementedError
+
+    def post_all_arrivals(self) -> None:
+        """Post every arrival the queue held back (fresh rows are about to expire)."""
         raise NotImplementedError
 
     def _fresh_detail(self, part: slice) -> dict[str, Any] | None:

@@ -100,6 +100,14 @@ class SqsQueue(MessageFates):
         self._post_visible = self.visible.post
         self._post_backlog = None if self.backlog is self.visible else self.backlog.post
         self._post_in_flight = self.in_flight_level.post
+        # Fresh rows before this one have their arrival posted to the visible (and backlog) levels,
+        # or were dealt to a batching window the instant they arrived: +1 and -1 at one instant,
+        # which cancel (levels count changes at one instant together), so neither is posted. The
+        # rest are posted when a fold needs them, or at once when a receive or expiry takes them.
+        self._posted = 0
+        self.visible.before_fold = self.post_arrivals_until
+        if self.backlog is not self.visible:
+            self.backlog.before_fold = self.post_arrivals_until
         self.received = recorder.counter("NumberOfMessagesReceived", name)
         self.receive_calls = recorder.counter("receives", name)
         self.empty_receives = recorder.counter("NumberOfEmptyReceives", name)
@@ -143,7 +151,8 @@ class SqsQueue(MessageFates):
         self.sent.add_many(sent)
         # Producers' SendMessage requests (reported apart from the mapping's cost).
         self.recorder.add_total("sqs_send_units", chunked_request_units(size, self.chunk_bytes))
-        self._visible(visible_at, 1.0)
+        if self._posted < self.head:
+            self._posted = self.head  # (an empty queue: nothing held back)
 
     def _cache_columns(self) -> None:
         """The FIFO's arrays (replaced only when it grows): read directly on the hot path."""
@@ -169,6 +178,42 @@ class SqsQueue(MessageFates):
             if isinstance(part, slice):
                 lowest = min(lowest, part.start)
         return lowest
+
+    # ----------------------------------------------------------------------------- arrivals
+    def post_arrivals_until(self, until: float) -> None:
+        """Post the arrivals held back (see ``_posted``) of fresh rows visible by ``until``."""
+        if self._posted < self.fifo.top and self.fresh_visible_at(self._posted) <= until:
+            self._post_arrivals(self.fifo.search("visible_at", until, "right", start=self._posted))
+
+    def post_all_arrivals(self) -> None:
+        """Post every arrival held back: fresh rows are about to leave other than by dealing."""
+        if self._posted < self.fifo.top:
+            self._post_arrivals(self.fifo.top)
+
+    def _post_arrivals(self, upto: int) -> None:
+        self._visible(self.column("visible_at", slice(self._posted, upto)), 1.0)
+        self._posted = upto
+
+    def dealt_on_arrival(self, upto: int, arrived_at: np.ndarray) -> None:
+        """Fresh rows ``[head, upto)`` were received at ``arrived_at`` by pollers collecting a window.
+
+        Rows received the instant they arrived, whose arrival is still held back, never show as
+        visible: neither change is posted.
+        """
+        head = self.head
+        skip_from = self._posted if self._posted > head else head
+        if skip_from < upto and arrived_at[skip_from - head] != self.fresh_visible_at(skip_from):
+            # Received later than they arrived (once the in-flight limit let them be dealt): they
+            # were visible in between.
+            self._post_arrivals(upto)
+            skip_from = upto
+        if skip_from > head:
+            self._visible(arrived_at[: skip_from - head], -1.0)
+        if upto > self._posted:
+            self._posted = upto
+        self.in_flight_level.add_many(arrived_at, 1.0)
+        self.received_into_flight(upto - head, float(arrived_at[-1]))
+        self.head = upto
 
     def _visible(self, at: float | np.ndarray, delta: float) -> None:
         """Messages become visible (+) or stop being visible (-)."""
@@ -324,6 +369,8 @@ class SqsQueue(MessageFates):
                     part_bytes = float(cum[start + k - 1 - base]) - before
                 if k > 0:
                     parts.append(slice(start, start + k))
+                    if self._posted < start + k:
+                        self.post_all_arrivals()
                     self.head = start + k
                     n += k
                     nbytes += part_bytes

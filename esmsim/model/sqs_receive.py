@@ -418,18 +418,13 @@ class SqsReceivers:
             if c.idle:
                 c.hold(self._at(c.first_row))
                 self.ring.push_window(c)
-        # Dealt messages were received the moment they arrived: never visible, in flight at once.
+        # Dealt messages were received the moment they arrived (or once the limit let them be).
         arrived_at = queue.column("visible_at", slice(head, upto))
         if self._floor > -math.inf:
             arrived_at = np.maximum(arrived_at, self._floor)
-        queue.received_into_flight(m, float(arrived_at[-1]))
-        queue.visible.add_many(arrived_at, -1.0)
-        if queue.backlog is not queue.visible:
-            queue.backlog.add_many(arrived_at, -1.0)
-        queue.in_flight_level.add_many(arrived_at, 1.0)
         if self._dealt_head == head:
             self._dealt_head = upto
-        queue.head = upto
+        queue.dealt_on_arrival(upto, arrived_at)
 
     def _serve_ring_redelivered(self, now: float) -> None:
         """Messages visible again after a visibility timeout go to the ring in turn."""
