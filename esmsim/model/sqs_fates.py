@@ -287,7 +287,7 @@ class MessageFates:
             self.outcomes.ended(
                 self.consumer, sent, expiry, _EXPIRED, ids=part, detail=self._fresh_detail(part)
             )
-            self.post_all_arrivals()
+            self.post_arrivals_through(stop)
             self._visible(expiry, -1.0)
             self.head = stop
         if self.n_redelivered:
@@ -395,8 +395,8 @@ class MessageFates:
     def _visible(self, at: float | np.ndarray, delta: float) -> None:
         raise NotImplementedError
 
-    def post_all_arrivals(self) -> None:
-        """Post every arrival the queue held back (fresh rows are about to expire)."""
+    def post_arrivals_through(self, row: int) -> None:
+        """Post the arrivals the queue held back of fresh rows before ``row`` (about to expire)."""
         raise NotImplementedError
 
     def _fresh_detail(self, part: slice) -> dict[str, Any] | None:

@@ -185,10 +185,10 @@ class SqsQueue(MessageFates):
         if self._posted < self.fifo.top and self.fresh_visible_at(self._posted) <= until:
             self._post_arrivals(self.fifo.search("visible_at", until, "right", start=self._posted))
 
-    def post_all_arrivals(self) -> None:
-        """Post every arrival held back: fresh rows are about to leave other than by dealing."""
-        if self._posted < self.fifo.top:
-            self._post_arrivals(self.fifo.top)
+    def post_arrivals_through(self, row: int) -> None:
+        """Post the arrivals held back of fresh rows before ``row``: they leave other than by dealing."""
+        if self._posted < row:
+            self._post_arrivals(row)
 
     def _post_arrivals(self, upto: int) -> None:
         self._visible(self.column("visible_at", slice(self._posted, upto)), 1.0)
@@ -370,7 +370,7 @@ class SqsQueue(MessageFates):
                 if k > 0:
                     parts.append(slice(start, start + k))
                     if self._posted < start + k:
-                        self.post_all_arrivals()
+                        self.post_arrivals_through(start + k)
                     self.head = start + k
                     n += k
                     nbytes += part_bytes

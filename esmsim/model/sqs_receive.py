@@ -217,8 +217,13 @@ class SqsReceivers:
         return len(stopped)
 
     # ------------------------------------------------------------------ dealing
-    def dispatch(self, now: float) -> float:
-        """Bring every waiting poller up to ``now``; returns when the ring next completes."""
+    def dispatch(self, now: float, *, deal_all: bool = True) -> float:
+        """Bring every waiting poller up to ``now``; returns when the ring next completes.
+
+        With ``deal_all`` false, rows that arrived since the last completion may stay undealt
+        (they are dealt, as they would have been, before anything else reads or takes them): the
+        ring's own wake-ups need not deal what nobody looks at yet.
+        """
         queue = self.queue
         queue.refresh(now)
         if self.fifo or self.head_waiter:
@@ -241,6 +246,8 @@ class SqsReceivers:
         dealable = self._dealable(arrived)
         if dealable < arrived:
             queue.over_limit_receives += 1  # the limit held back messages waiting pollers would take
+        elif not deal_all and not queue.n_redelivered and not (self.fifo or self.head_waiter):
+            return t  # the ring alone reads these rows; its next dispatch deals them
         self._settle(dealable)
         if queue.n_redelivered:
             self._serve_ring_redelivered(now)
@@ -485,7 +492,7 @@ class SqsReceivers:
         self._alarm.request(t, now)
 
     def _wake(self, now: float) -> None:
-        self._reschedule(now, self.dispatch(now))
+        self._reschedule(now, self.dispatch(now, deal_all=False))
 
     def finish(self, end: float) -> None:
         """At the end of the run, messages held by waiting pollers are in flight."""

@@ -39,7 +39,7 @@ class Ring:
         self.single = single
         self.members: list[Collector] = []
         self._seqs: list[int] = []  # the members' join numbers, in list order (sorted)
-        self._seq_array: np.ndarray | None = None  # the same as an array, while membership holds
+        self._seq_array: np.ndarray | None = None  # the same twice over, while membership holds
         self.rr = 0  # list index of the member that gets the next row
         self.lap = 0  # completed passes of the pointer over the list
         self._next_seq = 0
@@ -199,8 +199,10 @@ class Ring:
             owner[lo] = self._seqs[self.rr]
         else:
             if self._seq_array is None:
-                self._seq_array = np.asarray(self._seqs, dtype=np.int64)
-            owner[lo : lo + m] = self._seq_array[(self.rr + np.arange(m)) % n]
+                # The join numbers twice over: any n in a row from the pointer are one slice.
+                self._seq_array = np.asarray(self._seqs + self._seqs, dtype=np.int64)
+            turn = self._seq_array[self.rr : self.rr + n]
+            owner[lo : lo + m] = turn[:m] if m <= n else np.resize(turn, m)
         first: list[Collector] = []
         unvisited = self._unvisited
         while unvisited:
