@@ -440,7 +440,7 @@ def test_a_writer_holding_changes_back_posts_them_when_a_fold_asks() -> None:
         while pending and pending[0] <= until:
             held.add(pending.pop(0), 1.0)
 
-    held.before_fold = post_until
+    held.before_fold.append(post_until)
     for t in (10.0, 70.0, 120.0, 150.0):
         direct.add(t, 1.0)
     for level in (held, direct):

@@ -105,9 +105,9 @@ class SqsQueue(MessageFates):
         # which cancel (levels count changes at one instant together), so neither is posted. The
         # rest are posted when a fold needs them, or at once when a receive or expiry takes them.
         self._posted = 0
-        self.visible.before_fold = self.post_arrivals_until
+        self.visible.before_fold.append(self.post_arrivals_until)
         if self.backlog is not self.visible:
-            self.backlog.before_fold = self.post_arrivals_until
+            self.backlog.before_fold.append(self.post_arrivals_until)
         self.received = recorder.counter("NumberOfMessagesReceived", name)
         self.receive_calls = recorder.counter("receives", name)
         self.empty_receives = recorder.counter("NumberOfEmptyReceives", name)

@@ -133,9 +133,9 @@ class BinnedLevel:
         self.level = 0.0
         #: Changes that came after their time was folded (see the module docstring).
         self.late = 0
-        #: Called with ``until`` before each fold: a writer that posts some changes only when a
-        #: fold needs them (see :meth:`fold`) registers here.
-        self.before_fold: Callable[[float], None] | None = None
+        #: Each called with ``until`` before each fold: writers that post some changes only when a
+        #: fold needs them (see :meth:`fold`) register here (several queues share one level).
+        self.before_fold: list[Callable[[float], None]] = []
 
     # ------------------------------------------------------------------ writing
     def add(self, at: float, delta: float) -> None:
@@ -164,13 +164,13 @@ class BinnedLevel:
     def fold(self, until: float) -> None:
         """Fold every change before ``until`` (no change before it may come later).
 
-        ``before_fold(until)`` runs first: a writer may hold back changes it may yet cancel (a
-        message's arrival and its receipt at the same instant), as long as it posts, when asked,
-        every change up to and including ``until`` it still holds.
+        Each ``before_fold`` hook runs first with ``until``: a writer may hold back changes it may
+        yet cancel (a message's arrival and its receipt at the same instant), as long as it posts,
+        when asked, every change up to and including ``until`` it still holds.
         """
         until = min(until, self.end)
-        if self.before_fold is not None:
-            self.before_fold(until)
+        for post_until in self.before_fold:
+            post_until(until)
         if until <= self.done_until and not self._changes and not self._vt:
             return  # blocks waiting in ``_later`` all lie at or after ``done_until``
         times, deltas = self._take(until)
