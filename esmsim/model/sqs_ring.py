@@ -202,7 +202,12 @@ class Ring:
                 # The join numbers twice over: any n in a row from the pointer are one slice.
                 self._seq_array = np.asarray(self._seqs + self._seqs, dtype=np.int64)
             turn = self._seq_array[self.rr : self.rr + n]
-            owner[lo : lo + m] = turn[:m] if m <= n else np.resize(turn, m)
+            if m <= n:
+                owner[lo : lo + m] = turn[:m]
+            else:  # whole laps at once (a broadcast), then the part of the last
+                laps = m // n
+                owner[lo : lo + laps * n].reshape(laps, n)[:] = turn
+                owner[lo + laps * n : lo + m] = turn[: m - laps * n]
         first: list[Collector] = []
         unvisited = self._unvisited
         while unvisited:
