@@ -202,8 +202,9 @@ def main() -> None:
                 missed.append(name)
         print(
             f"{name:16s} {best['invocations']:11,.0f} {best['records']:11,.0f} "
-            f"{best['total_s']:7.2f} {simpy_rate:9,.0f} {inv_rate:9,.0f} {rec_rate:11,.0f} {inv_rate / simpy_rate:11.3f} "
-            f"{rec_rate / simpy_rate:11.3f} {per_invocation[name] * 1e6:7.1f}  {goal}"
+            f"{best['total_s']:7.2f} {simpy_rate:9,.0f} {inv_rate:9,.0f} {rec_rate:11,.0f} "
+            f"{inv_rate / simpy_rate:11.3f} {rec_rate / simpy_rate:11.3f} "
+            f"{per_invocation[name] * 1e6:7.1f}  {goal}"
         )
     if "backlog-b1000" in per_invocation and "backlog-b10" in per_invocation:
         ratio = per_invocation["backlog-b1000"] / per_invocation["backlog-b10"]

@@ -236,14 +236,15 @@ def test_changes_before_zero_count_at_zero_and_after_the_end_are_ignored() -> No
 def test_backlog_max_of_a_minute_that_starts_with_a_receive_emptying_the_queue() -> None:
     # Two messages wait at t=0; one poller, batch size 1, a 60 s function. The first message is
     # received at 0, the second at exactly 60, when the first invocation ends: from 60 on the queue
-    # is empty, so minute 1 (60-120 s) has a mean and a maximum backlog of 0.
+    # is empty, so minute 1 (60-120 s) has a mean and a maximum backlog of 0. (The receive round
+    # trip is pinned to 0 so that the second receive falls exactly on the minute's edge.)
     s = scenario(
         {
             "duration": 180,
             "functions": {"f": {"duration": "60s", "timeout": 60}},
             "sources": {"q": {"visibility_timeout": 360, "traffic": {"initial_backlog": 2}}},
         },
-        {"batch_size": 1, "poller_scaling": ONE_POLLER},
+        {"batch_size": 1, "poller_scaling": ONE_POLLER, "polling": {"round_trip": 0}},
     )
     ts = simulate(s).timeseries
     assert ts["Invocations"].tolist() == [1.0, 1.0, 0.0]
@@ -465,13 +466,19 @@ def test_messages_dealt_to_a_window_as_they_arrive_are_never_visible(
     # never shows one visible. With an in-flight limit of 5 the poller holds 1..5 and closes at 31;
     # messages 6 on wait visible until the next receive takes 5 at 32 (deleted at 32, room again),
     # so minute 0's level is k - 5 over [k, k+1) for k = 6..31, k - 10 for k = 32..59: a mean of
-    # (1 + ... + 26 + 22 + ... + 49) / 60 = 1345 / 60 and a maximum of 49.
+    # (1 + ... + 26 + 22 + ... + 49) / 60 = 1345 / 60 and a maximum of 49. (The receive round trip
+    # is pinned to 0: with it, the message arriving as the poller loops at 32 waits 10 ms visible.)
     source: dict[str, object] = {"traffic": {"rate": "1/s", "pattern": "constant"}}
     if in_flight_limit is not None:
         source["in_flight_limit"] = in_flight_limit
     s = scenario(
         {"duration": 120, "functions": {"f": {"duration": "1s"}}, "sources": {"q": source}},
-        {"batch_size": 100, "batching_window": 30, "poller_scaling": ONE_POLLER},
+        {
+            "batch_size": 100,
+            "batching_window": 30,
+            "poller_scaling": ONE_POLLER,
+            "polling": {"round_trip": 0},
+        },
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the limit's warning: not what this test is about

@@ -86,25 +86,28 @@ def test_full_batch_flushes_before_the_window_ends() -> None:
 
 
 def test_window_opens_when_the_previous_invocation_completes_under_backlog() -> None:
-    # Three messages wait at t=0: the poller takes them at once, which opens its window at 0
-    # (AWS: the next window starts as soon as the previous invocation completes). It collects the
-    # records of t=1..5 and flushes at 5 with 8 records.
+    # Three messages wait at t=0: the poller's receive returns them a 10 ms round trip later,
+    # which opens its window at 0.01 (AWS: the next window starts as soon as the previous
+    # invocation completes), not at the next arrival. It collects the records of t=0.5..5 and
+    # flushes at its window's end, 5.01, with 3 + 10 records.
     s = scenario(
         {
             "duration": 5.5,
-            "sources": {"q": {"traffic": {"rate": "1/s", "pattern": "constant", "initial_backlog": 3}}},
+            "sources": {"q": {"traffic": {"rate": "2/s", "pattern": "constant", "initial_backlog": 3}}},
         },
-        one_poller_window(100, 5),
+        merge(one_poller_window(100, 5), {"polling": {"finish_poll_after_window": False}}),
     )
     inv = invocations_of(traced(s), 0)
-    np.testing.assert_allclose(inv["start_s"], [5.0])
-    np.testing.assert_array_equal(inv["records"], [8])
+    np.testing.assert_allclose(inv["start_s"], [5.01])
+    np.testing.assert_array_equal(inv["records"], [13])
 
 
 def test_failed_message_is_retried_after_the_visibility_timeout_then_dead_lettered() -> None:
     # One message, a function that always throws, visibility timeout 30 s, maxReceiveCount 3.
-    # Receive 1 at t=0 (fails at 0.1), visible again at 30 = receive 2, at 60 = receive 3; when the
-    # third visibility timeout ends (90) it has been received 3 times: SQS moves it to the DLQ.
+    # Receive 1 returns at t=0.01 (the message was waiting: a 10 ms round trip) and fails at 0.11;
+    # visible again at 30.01, it goes at once to the poller waiting in a long poll (receive 2), at
+    # 60.01 receive 3; when the third visibility timeout ends (90.01) it has been received 3 times:
+    # SQS moves it to the DLQ.
     s = scenario(
         {
             "functions": {"f": {"errors": {"invocation_error_rate": 1.0}}},
@@ -113,11 +116,11 @@ def test_failed_message_is_retried_after_the_visibility_timeout_then_dead_letter
     )
     result = traced(s)
     inv = invocations_of(result, 0)
-    np.testing.assert_allclose(inv["start_s"], [0, 30, 60])
+    np.testing.assert_allclose(inv["start_s"], [0.01, 30.01, 60.01])
     assert set(outcomes(inv)) == {"error"}
     rec = records_of(result, "q")
     assert list(states(rec)) == ["dlq"]
-    assert rec["done_s"][0] == pytest.approx(90)
+    assert rec["done_s"][0] == pytest.approx(90.01)
     assert rec["receives"][0] == 3  # received 3 times: 2 retries
     assert_conserved(result)
 
@@ -142,9 +145,10 @@ def test_dead_letter_after_exactly_max_receive_count_receives(max_receive_count:
 
 
 def test_partial_batch_response_returns_exactly_the_failed_messages() -> None:
-    # Ten messages in one batch; some are poison for the function. With ReportBatchItemFailures
-    # the first invocation deletes the others at 0.1 and only the poison ones reappear at 30, in a
-    # batch of their own; after maxReceiveCount 2 they are dead-lettered at 60.
+    # Ten messages in one batch (received at 0.01, a round trip after the poller asked); some are
+    # poison for the function. With ReportBatchItemFailures the first invocation deletes the others
+    # at 0.11 and only the poison ones reappear at 30.01, in a batch of their own; after
+    # maxReceiveCount 2 they are dead-lettered at 60.01.
     s = scenario(
         {
             "functions": {"f": {"errors": {"poison_record_rate": 0.3}}},
@@ -158,15 +162,15 @@ def test_partial_batch_response_returns_exactly_the_failed_messages() -> None:
     assert 0 < poison.sum() < 10, "the seed must give a mixed batch"
     result = traced(s)
     inv = invocations_of(result, 0)
-    np.testing.assert_allclose(inv["start_s"], [0, 30])
+    np.testing.assert_allclose(inv["start_s"], [0.01, 30.01])
     np.testing.assert_array_equal(inv["records"], [10, poison.sum()])
     assert outcomes(inv) == ["partial", "partial"]
     rec = records_of(result, "q")
     np.testing.assert_array_equal(rec["id"], np.arange(10))
     np.testing.assert_array_equal(states(rec) == "dlq", poison)
     np.testing.assert_array_equal(states(rec) == "succeeded", ~poison)
-    np.testing.assert_allclose(rec["done_s"][~poison], 0.1)
-    np.testing.assert_allclose(rec["done_s"][poison], 60)
+    np.testing.assert_allclose(rec["done_s"][~poison], 0.11)
+    np.testing.assert_allclose(rec["done_s"][poison], 60.01)
     np.testing.assert_array_equal(rec["receives"], np.where(poison, 2, 1))
     assert_conserved(result)
 
@@ -227,7 +231,9 @@ def test_poller_fleet_ramps_by_the_documented_rate_to_its_ceiling(
     preset: str, per_minute: int, ceiling: int, checks: list[tuple[float, int]]
 ) -> None:
     # A backlog that outlasts the ramp and a 10 s function: the fleet starts at 5 and, at one
-    # scaler tick a second, adds per_minute/60 pollers a second up to the ceiling (AWS V4).
+    # scaler tick a second, adds per_minute/60 pollers a second up to the ceiling (AWS V4). The
+    # receive round trip is pinned to 0 so pollers invoke back to back (concurrency below is the
+    # fleet's size at every check; with it, a poller can be between two invocations).
     duration = 270 if preset == "current" else 610
     s = scenario(
         {
@@ -236,7 +242,7 @@ def test_poller_fleet_ramps_by_the_documented_rate_to_its_ceiling(
             "functions": {"f": {"duration": "10s", "timeout": 15}},
             "sources": {"q": {"traffic": {"initial_backlog": 400_000}}},
         },
-        {"poller_scaling": preset},
+        {"poller_scaling": preset, "polling": {"round_trip": 0}},
     )
     times = np.array([t for t, _ in checks])
     np.testing.assert_array_equal(_fleet(times, per_minute, ceiling), [n for _, n in checks])
@@ -259,9 +265,10 @@ def test_poller_fleet_ramps_by_the_documented_rate_to_its_ceiling(
 
 def test_throttled_batch_is_retried_with_backoff_then_given_up_before_its_visibility_timeout() -> None:
     # Reserved concurrency 1, two pollers, two messages, a 20 s function, visibility timeout 30 s.
-    # Poller A runs message 0 from 0 to 20. Poller B is throttled at 0 and retries after 1, 2, 4
-    # and 8 s (at 1, 3, 7, 15); the next wait (16 s) would pass the visibility timeout (30), so it
-    # gives the batch up at 15. Message 1 reappears at 30 with its receive spent, and runs 30-50.
+    # Both receives return a 10 ms round trip after t=0. Poller A runs message 0 from 0.01 to
+    # 20.01. Poller B is throttled at 0.01 and retries after 1, 2, 4 and 8 s (at 1.01, 3.01, 7.01,
+    # 15.01); the next wait (16 s) would pass the visibility timeout (30.01), so it gives the batch
+    # up at 15.01. Message 1 reappears at 30.01 with its receive spent, and runs 30.01-50.01.
     s = scenario(
         {
             "duration": 60,
@@ -276,13 +283,13 @@ def test_throttled_batch_is_retried_with_backoff_then_given_up_before_its_visibi
     )
     result = traced(s)
     throttles = result.throttles
-    np.testing.assert_allclose(throttles["time_s"], [0, 1, 3, 7, 15])
+    np.testing.assert_allclose(throttles["time_s"], [0.01, 1.01, 3.01, 7.01, 15.01])
     assert set(throttles["reason"].astype(str)) == {"ReservedFunctionConcurrentInvocationLimitExceeded"}
     inv = invocations_of(result, 0)
-    np.testing.assert_allclose(inv["start_s"], [0, 30])
+    np.testing.assert_allclose(inv["start_s"], [0.01, 30.01])
     rec = records_of(result, "q")
     assert list(states(rec)) == ["succeeded", "succeeded"]
-    np.testing.assert_allclose(rec["done_s"], [20, 50])
+    np.testing.assert_allclose(rec["done_s"], [20.01, 50.01])
     assert list(rec["receives"]) == [1, 2]  # message 1's first receive was spent on the throttles
 
 
@@ -347,7 +354,8 @@ def test_provisioned_concurrency_serves_without_cold_starts() -> None:
     result = traced(s)
     assert result.summary["cold_starts"] == 0
     assert result.summary["provisioned_invocations"] == 2
-    assert result.summary["latency_max_s"] == pytest.approx(0.1)
+    # The receive's 10 ms round trip (the messages were waiting), then a warm 100 ms invocation.
+    assert result.summary["latency_max_s"] == pytest.approx(0.11)
     assert list(result.invocations["environment"].astype(str)) == ["provisioned", "provisioned"]
 
 
@@ -469,8 +477,8 @@ def test_batches_never_exceed_the_batch_size_when_the_payload_cap_could_bind() -
 def test_initial_backlog_sent_before_time_zero_counts_its_wait_and_retention() -> None:
     # Four messages sent evenly over the 120 s before time 0 (at -90, -60, -30 and 0), retention
     # 60 s. At 0 the first two are past their retention (-90 + 60 <= 0, -60 + 60 <= 0) and expire;
-    # the poller takes the other two at once and the 100 ms invocation deletes them at 0.1, so
-    # their latencies are 30.1 s and 0.1 s.
+    # the poller's receive returns the other two a 10 ms round trip later and the 100 ms
+    # invocation deletes them at 0.11, so their latencies are 30.11 s and 0.11 s.
     s = scenario(
         {
             "duration": 10,
@@ -482,10 +490,10 @@ def test_initial_backlog_sent_before_time_zero_counts_its_wait_and_retention() -
     rec = records_of(result, "q")
     np.testing.assert_allclose(rec["sent_s"], [-90, -60, -30, 0])
     assert list(states(rec)) == ["expired", "expired", "succeeded", "succeeded"]
-    np.testing.assert_allclose(rec["done_s"][2:] - rec["sent_s"][2:], [30.1, 0.1])
+    np.testing.assert_allclose(rec["done_s"][2:] - rec["sent_s"][2:], [30.11, 0.11])
     summary = result.summary
     assert summary["records_expired"] == 2
-    assert summary["latency_max_s"] == pytest.approx(30.1)
+    assert summary["latency_max_s"] == pytest.approx(30.11)
     assert_conserved(result)
 
 
@@ -648,6 +656,21 @@ def test_the_receive_round_trip_moves_the_window_0_cost_curve() -> None:
     assert cost[0] > cost[1] > cost[2]
     p50 = [r["latency_p50_s"] for r in rows]
     assert p50[0] < p50[2] < p50[0] + 0.05 + 0.005  # at most the round trip more (ms of rounding)
+
+
+@pytest.mark.parametrize("round_trip", [0.0, 0.01, 0.05])
+def test_a_receive_that_finds_messages_waiting_returns_a_round_trip_later(round_trip: float) -> None:
+    # 30 messages wait at t=0; one poller, batch size 10, no window, a 100 ms function. Each loop is
+    # a receive that finds messages waiting, returning a round trip later, then an invocation:
+    # batches start at rt, 2 rt + 0.1 and 3 rt + 0.2. Under a backlog the round trip is part of
+    # every poller's loop, so it sets how fast a fleet drains (10 % of a 100 ms invocation here).
+    s = scenario(
+        {"duration": 5, "sources": {"q": {"traffic": {"initial_backlog": 30}}}},
+        {"batch_size": 10, "poller_scaling": ONE_POLLER, "polling": {"round_trip": round_trip}},
+    )
+    inv = invocations_of(traced(s), 0)
+    np.testing.assert_allclose(inv["start_s"], [round_trip + k * (round_trip + 0.1) for k in range(3)])
+    np.testing.assert_array_equal(inv["records"], [10, 10, 10])
 
 
 def test_a_message_deleted_after_its_visibility_timeout_keeps_its_receive_count() -> None:

@@ -492,8 +492,9 @@ def batching_scenario(lam: float, batch: int, window: int, duration: float, sing
         "record_overhead": 0,
         # The closed form closes a batch at its window's end. AWS lets the long poll in progress
         # then run on (up to 20 s on a quiet queue), which test_sqs_micro checks; pinned off here
-        # so the window mechanism itself is compared with its closed form.
-        "polling": {"finish_poll_after_window": False},
+        # so the window mechanism itself is compared with its closed form. The closed form's poller
+        # also receives the instant it asks: the receive round trip is pinned to 0 for the same reason.
+        "polling": {"finish_poll_after_window": False, "round_trip": 0},
     }
     if single:
         mapping["poller_scaling"] = ONE_POLLER

@@ -109,8 +109,15 @@ class SqsMappingRuntime:
         woken = self.receivers.woken
         release = self.receivers.release
         invoke = self.invoker.invoke
+        visible_for_receive = self.receivers.visible_for_receive
+        round_trip = self.round_trip_s
         while self.running <= self.allowed:
             now = env.now
+            if round_trip and visible_for_receive(now):
+                # Messages are waiting: the call returns a round trip later with what is visible
+                # then, as a long poll ended by an arrival does (docs/model.md §3).
+                yield env.timeout(round_trip)
+                now = env.now
             got: Batch | Collector | None = receive(self, now)
             while isinstance(got, Collector):
                 value = yield got.event

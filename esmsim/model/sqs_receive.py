@@ -118,6 +118,15 @@ class SqsReceivers:
             self._reschedule(now, self._ring_next()[0])
         return collector
 
+    def visible_for_receive(self, now: float) -> bool:
+        """Whether a receive issued now finds messages waiting (after the windows took theirs)."""
+        queue = self.queue
+        if self.ring:
+            self.dispatch(now)
+        else:
+            queue.refresh(now)
+        return queue.visible_now(now) > 0 and queue.room() > 0
+
     def _form(
         self, parts: list[Part], nbytes: float, now: float, received: np.ndarray | None = None
     ) -> Batch:
