@@ -248,6 +248,7 @@ def _queue(
         chunk_bytes=scenario.pricing.sqs_request_chunk_bytes,
         record_overhead=overhead,
         draws=poison,
+        hold_arrivals=any(m.enabled and m.batching_window > 0 for m in readers),
     )
     world.queues[name] = queue
     recorder.gauge("oldest_age", name, queue.oldest_age)

@@ -56,6 +56,7 @@ class SqsQueue(MessageFates):
         chunk_bytes: float = 65536.0,
         record_overhead: float = 0.0,
         draws: bool = False,
+        hold_arrivals: bool = False,
     ) -> None:
         self.env = env
         self.name = name
@@ -102,9 +103,11 @@ class SqsQueue(MessageFates):
         self._post_in_flight = self.in_flight_level.post
         # Fresh rows before this one have their arrival posted to the visible (and backlog) levels,
         # or were dealt to a batching window the instant they arrived: +1 and -1 at one instant,
-        # which cancel (levels count changes at one instant together), so neither is posted. The
-        # rest are posted when a fold needs them, or at once when a receive or expiry takes them.
+        # which cancel (levels count changes at one instant together), so neither is posted. With
+        # ``hold_arrivals`` (a reader has a batching window) the rest are posted when a fold needs
+        # them, or when a receive or expiry takes them; without, as they are generated.
         self._posted = 0
+        self._hold_arrivals = hold_arrivals
         self.visible.before_fold.append(self.post_arrivals_until)
         if self.backlog is not self.visible:
             self.backlog.before_fold.append(self.post_arrivals_until)
@@ -153,6 +156,8 @@ class SqsQueue(MessageFates):
         self.recorder.add_total("sqs_send_units", chunked_request_units(size, self.chunk_bytes))
         if self._posted < self.head:
             self._posted = self.head  # (an empty queue: nothing held back)
+        if not self._hold_arrivals:
+            self._post_arrivals(self.fifo.top)
 
     def _cache_columns(self) -> None:
         """The FIFO's arrays (replaced only when it grows): read directly on the hot path."""
