@@ -113,12 +113,16 @@ class SqsMappingRuntime:
         round_trip = self.round_trip_s
         while self.running <= self.allowed:
             now = env.now
-            if round_trip and visible_for_receive(now):
-                # Messages are waiting: the call returns a round trip later with what is visible
-                # then, as a long poll ended by an arrival does (docs/model.md §3).
-                yield env.timeout(round_trip)
-                now = env.now
-            got: Batch | Collector | None = receive(self, now)
+            dealt = False  # whether the waiting pollers were just brought up to now
+            if round_trip:
+                if visible_for_receive(now):
+                    # Messages are waiting: the call returns a round trip later with what is
+                    # visible then, as a long poll ended by an arrival does (docs/model.md §3).
+                    yield env.timeout(round_trip)
+                    now = env.now
+                else:
+                    dealt = True
+            got: Batch | Collector | None = receive(self, now, dealt=dealt)
             while isinstance(got, Collector):
                 value = yield got.event
                 now = env.now

@@ -87,10 +87,15 @@ class SqsReceivers:
         return parts
 
     # ------------------------------------------------------------------ the pollers' side
-    def receive(self, owner: ReceiverOwner, now: float) -> Batch | Collector:
-        """A poller asks for a batch: it gets one at once, or a collector whose event yields it."""
+    def receive(self, owner: ReceiverOwner, now: float, *, dealt: bool = False) -> Batch | Collector:
+        """A poller asks for a batch: it gets one at once, or a collector whose event yields it.
+
+        ``dealt``: :meth:`visible_for_receive` has just brought the waiting pollers up to ``now``.
+        """
         queue = self.queue
-        if self.ring:
+        if dealt:
+            pass
+        elif self.ring:
             self.dispatch(now)  # deal what arrived to the windows first: it is theirs
         else:
             queue.refresh(now)
