@@ -93,12 +93,11 @@ class SqsReceivers:
         ``dealt``: :meth:`visible_for_receive` has just brought the waiting pollers up to ``now``.
         """
         queue = self.queue
-        if dealt:
-            pass
-        elif self.ring:
-            self.dispatch(now)  # deal what arrived to the windows first: it is theirs
-        else:
-            queue.refresh(now)
+        if not dealt:
+            if self.ring:
+                self.dispatch(now)  # deal what arrived to the windows first: it is theirs
+            else:
+                queue.refresh(now)
         parts, n, nbytes, capped = queue.take(now, owner.batch_size, PAYLOAD_LIMIT_BYTES)
         if n and (n == owner.batch_size or capped or owner.window_s == 0):
             queue.count_receives(now, math.ceil(n / owner.max_messages), nbytes, NO_EMPTY_POLLS)
