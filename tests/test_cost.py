@@ -143,6 +143,9 @@ def test_sqs_bills_a_request_per_64_kb_of_payload() -> None:
     # 1 KB and exactly 64 KB: one request each; 64 KB + 1 byte: two; 256 KB: four; empty: still one.
     sizes = np.array([1 * kb, 64 * kb, 64 * kb + 1, 256 * kb, 0.0])
     assert chunked_request_units(sizes, 64 * kb) == 1 + 1 + 2 + 4 + 1
+    # None over 64 KB (the quick path): one request each, the empty one too.
+    assert chunked_request_units(sizes[[0, 1, 4]], 64 * kb) == 3
+    assert chunked_request_units(np.empty(0), 64 * kb) == 0
 
 
 def test_cost_breakdown_totals_and_scaling() -> None:
