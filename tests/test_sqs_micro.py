@@ -626,12 +626,13 @@ def _window_0(poller_scaling: dict[str, Any], polling: dict[str, Any]) -> dict[s
 
 def test_the_scale_up_threshold_moves_the_window_0_cost_curve() -> None:
     # 500 messages/s, 200 ms invocations, batch size 10, no window. With the default rule (grow
-    # whenever one message is visible at a tick) the fleet grows until most polls find one or two
+    # whenever one message is visible at a tick) the fleet grows until polls find about three
     # messages; asking for more visible messages before growing leaves a smaller fleet with fuller
     # batches: fewer invocations and SQS calls per record, so a lower cost per million records,
     # at the same latency (capacity is ample in every case). The cost curves without a window rest
     # on this knob, which is why it is one.
-    rows = [_window_0({"scale_up_visible": threshold}, {}) for threshold in (1, 5, 20)]
+    # (A threshold of 5 is too close to what the default already finds: 3.35 against 3.3.)
+    rows = [_window_0({"scale_up_visible": threshold}, {}) for threshold in (1, 10, 20)]
     batch = [r["batch_size_mean"] for r in rows]
     fleet = [r["pollers_mean"] for r in rows]
     cost = [r["cost_per_million_records_usd"] for r in rows]
