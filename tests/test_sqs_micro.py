@@ -571,6 +571,22 @@ def test_a_long_poll_in_progress_when_the_window_ends_is_not_cut_short(
     assert_conserved(result)
 
 
+@pytest.mark.parametrize("tick", [1, 10])
+def test_the_poll_running_at_a_windows_end_does_not_depend_on_the_scaler_tick(tick: int) -> None:
+    # One message every 2.5 s (t = 2.5, 5, 7.5), a 1 s window: the window opened by the message at
+    # 2.5 ends at 3.5, and the long poll running then returns with the next message, at 5, which
+    # joins the batch. With a 10 s scaler tick no tick falls inside the window; the engine used to
+    # close the batch at 3.5 with one message then (the rule applied only once a tick had dealt
+    # the window its first message).
+    s = scenario(
+        {"duration": 9, "sources": {"q": {"traffic": {"rate": "0.4/s", "pattern": "constant"}}}},
+        merge(one_poller_window(100, 1), {"poller_scaling": {"tick": tick}}),
+    )
+    inv = invocations_of(traced(s), 0)
+    np.testing.assert_allclose(inv["start_s"], [5.0])
+    np.testing.assert_array_equal(inv["records"], [2])
+
+
 @pytest.mark.parametrize(("finish_poll", "start", "records"), [(True, 2.5, 4), (False, 2.25, 3)])
 def test_pollers_sharing_arrivals_each_wait_for_their_own_next_message(
     finish_poll: bool, start: float, records: int
