@@ -75,12 +75,12 @@ class LambdaFunction:
         every time; transient record errors and invocation errors come from the function's streams.
         """
         init_s = self.inits.next() if kind in COLD_KINDS else 0.0
+        run_s = (self.durations.next() + self.per_record_s * n) * self.cpu_factor
         if self.incidents:
             multiplier, error_rate, record_rate = self.conditions(now)
-            run_s = (self.durations.next() + self.per_record_s * n) * self.cpu_factor * multiplier
-        else:  # the usual case: no multiplier (times 1.0 changes no float), no tuple to unpack
+            run_s *= multiplier
+        else:  # the usual case: no multiplier, no tuple to unpack
             error_rate, record_rate = self.error_rate, self.record_error_rate
-            run_s = (self.durations.next() + self.per_record_s * n) * self.cpu_factor
         if run_s > self.timeout_s:
             return init_s, self.timeout_s, _TIMEOUT, None
         if error_rate and self.uniforms.next() < error_rate:

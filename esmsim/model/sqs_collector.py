@@ -119,7 +119,7 @@ def empty_polls(c: Collector, until: float, *, run_end: bool = False) -> tuple[f
 
 
 def long_poll_end(window_end: float, last_at: float, wait_s: float, next_at: float) -> float:
-    """When the long poll running as a batching window ends returns, closing the batch.
+    """When the long poll running as the batching window ends returns: the batch closes then.
 
     The poll began with the collector's last message at ``last_at`` (polls of ``wait_s`` run back
     to back after it); it returns when its wait runs out, or at ``next_at`` when the collector's

@@ -154,8 +154,6 @@ class SqsQueue(MessageFates):
         self.sent.add_many(sent)
         # Producers' SendMessage requests (reported apart from the mapping's cost).
         self.recorder.add_total("sqs_send_units", chunked_request_units(size, self.chunk_bytes))
-        if self._posted < self.head:
-            self._posted = self.head  # (an empty queue: nothing held back)
         if not self._hold_arrivals:
             self._post_arrivals(self.fifo.top)
 
@@ -206,7 +204,7 @@ class SqsQueue(MessageFates):
         visible: neither change is posted.
         """
         head = self.head
-        skip_from = self._posted if self._posted > head else head
+        skip_from = self._posted  # never before head: whatever moves head posts or skips first
         if skip_from < upto and arrived_at[skip_from - head] != self.fresh_visible_at(skip_from):
             # Received later than they arrived (once the in-flight limit let them be dealt): they
             # were visible in between.
@@ -375,7 +373,7 @@ class SqsQueue(MessageFates):
                 if k > 0:
                     parts.append(slice(start, start + k))
                     if self._posted < start + k:
-                        self.post_arrivals_through(start + k)
+                        self._post_arrivals(start + k)
                     self.head = start + k
                     n += k
                     nbytes += part_bytes

@@ -94,10 +94,7 @@ class SqsReceivers:
         """
         queue = self.queue
         if not dealt:
-            if self.ring:
-                self.dispatch(now)  # deal what arrived to the windows first: it is theirs
-            else:
-                queue.refresh(now)
+            self._catch_up(now)
         parts, n, nbytes, capped = queue.take(now, owner.batch_size, PAYLOAD_LIMIT_BYTES)
         if n and (n == owner.batch_size or capped or owner.window_s == 0):
             queue.count_receives(now, math.ceil(n / owner.max_messages), nbytes, NO_EMPTY_POLLS)
@@ -124,12 +121,15 @@ class SqsReceivers:
 
     def visible_for_receive(self, now: float) -> bool:
         """Whether a receive issued now finds messages waiting (after the windows took theirs)."""
-        queue = self.queue
+        self._catch_up(now)
+        return self.queue.visible_now(now) > 0 and self.queue.room() > 0
+
+    def _catch_up(self, now: float) -> None:
+        """Bring the queue, and the windows collecting from it, up to ``now`` before a receive."""
         if self.ring:
-            self.dispatch(now)
+            self.dispatch(now)  # deal what arrived to the windows first: it is theirs
         else:
-            queue.refresh(now)
-        return queue.visible_now(now) > 0 and queue.room() > 0
+            self.queue.refresh(now)
 
     def _form(
         self, parts: list[Part], nbytes: float, now: float, received: np.ndarray | None = None
@@ -327,8 +327,7 @@ class SqsReceivers:
             last, c, _ = fill
             room = min(room, last + 1)
             if last < total:
-                visible, base = queue.visible_column()
-                best_t, best_c, best_upto = max(float(visible[last - base]), self._floor), c, last + 1
+                best_t, best_c, best_upto = self._at(last), c, last + 1
         # Windows ending first: members holding messages, then the next member to be dealt its first.
         for c in ring.windows_before(best_t):
             deadline = c.window_end
