@@ -14,7 +14,7 @@ oldest collector receives messages, which reproduces the single-poller closed fo
 
 Because arrival times are known in advance (as far as traffic has been generated; the queue calls
 :meth:`SqsReceivers.on_extend` when more is), the moment the next collector completes is computed
-directly (:class:`esmsim.model.sqs_ring.Ring` finds it in the ring's laps), and the messages that
+directly (:class:`esmsim.model.sqs_lookahead.RingLookahead`, from the ring's laps), and the messages that
 arrived in between are dealt at once: one SimPy event per completed batch, never one per message,
 and a constant amount of Python work per batch however many pollers share the arrivals.
 """
@@ -29,7 +29,7 @@ import simpy
 
 from esmsim.events import RecordState
 from esmsim.model.alarm import Alarm
-from esmsim.model.invoke import PAYLOAD_LIMIT_BYTES, fit_payload
+from esmsim.model.invoke import PAYLOAD_LIMIT_BYTES
 from esmsim.model.records import count
 from esmsim.model.sqs_collector import (
     NO_EMPTY_POLLS,
@@ -37,8 +37,8 @@ from esmsim.model.sqs_collector import (
     ReceiverOwner,
     dealt_receive_calls,
     empty_polls,
-    long_poll_end,
 )
+from esmsim.model.sqs_lookahead import RingLookahead
 from esmsim.model.sqs_messages import Batch, Messages, Part
 from esmsim.model.sqs_queue import SqsQueue
 from esmsim.model.sqs_ring import Ring
@@ -61,17 +61,12 @@ class SqsReceivers:
         self.ring = Ring(single=single_poller)  # batching window: round-robin dealing
         self._alarm = Alarm(env, self._wake)
         # The in-flight limit: while it binds, rows past it cannot be dealt (``_capped``); rows
-        # dealt once it is lifted count as received then (``_floor``), not when they arrived.
+        # dealt once it is lifted count as received then (the look-ahead's floor), not on arrival.
         self._capped = False
-        self._floor = -math.inf
-        self._floors: list[tuple[int, float]] = []  # (first row, floor) as rows were dealt
         #: The largest payload one record can have (its size distribution's bound, cut to the queue's
         #: maximum message size, plus event metadata): it decides whether the 6 MB cap can bind.
         self._max_record_bytes = max_record_bytes
-        # The ring's next completion (:meth:`_ring_next`) and what it was computed from.
-        self._next: tuple[float, Collector | None, int] = (math.inf, None, 0)
-        self._next_key: tuple[int, int, float] | None = None
-        self._dealt_head = -1  # the queue's head as the ring last saw it (moved by dealing)
+        self.lookahead = RingLookahead(queue, self.ring)
         queue.held_by_pollers = self.held_parts
 
     def held_parts(self) -> list[Part]:
@@ -116,7 +111,7 @@ class SqsReceivers:
                 self._reschedule(now, math.inf)  # a redelivery may come before the next arrival
         else:
             self.ring.join(collector)
-            self._reschedule(now, self._ring_next()[0])
+            self._reschedule(now, self.lookahead.next()[0])
         return collector
 
     def visible_for_receive(self, now: float) -> bool:
@@ -196,13 +191,13 @@ class SqsReceivers:
         if head is not None and not head.armed:
             self._arm(head, now, parked=True)
         if self.ring:
-            self._reschedule(now, self._ring_next()[0])
+            self._reschedule(now, self.lookahead.next()[0])
 
     def release(self, batch: Batch, now: float) -> None:
         """A poller gives up a batch with undeleted rows: make sure a waiter wakes when they reappear."""
         self.queue.release(batch)
         if self.fifo or self.ring or self.head_waiter:
-            self._reschedule(now, self._ring_next()[0] if self.ring else math.inf)
+            self._reschedule(now, self.lookahead.next()[0] if self.ring else math.inf)
 
     def retire_idle(self, owner: ReceiverOwner, k: int, now: float) -> int:
         """Stop up to ``k`` of ``owner``'s empty-handed collectors (scale-down); returns how many."""
@@ -244,11 +239,10 @@ class SqsReceivers:
         if not self.ring:
             return math.inf
         if self._capped:
-            self._floor = now  # rows held back by the in-flight limit are receivable from now
-            self._floors.append((queue.head, now))
+            self.lookahead.lift(now)  # rows held back by the in-flight limit are receivable from now
             self._capped = False
         while True:
-            t, c, upto = self._ring_next()
+            t, c, upto = self.lookahead.next()
             if t > now or c is None:  # no member: t is inf
                 break
             self._settle(upto)
@@ -264,7 +258,7 @@ class SqsReceivers:
         self._settle(dealable)
         if queue.n_redelivered:
             self._serve_ring_redelivered(now)
-            return self._ring_next()[0] if self.ring else math.inf
+            return self.lookahead.next()[0] if self.ring else math.inf
         return t
 
     def _serve_fifo(self, now: float) -> None:
@@ -291,141 +285,6 @@ class SqsReceivers:
             return limit
         return upto
 
-    def _ring_next(self) -> tuple[float, Collector | None, int]:
-        """The earliest ring completion: ``(time, member, rows to deal up to)``.
-
-        A batch closes when its last needed message arrives (the ring finds which comes first), when
-        its window ends (or the long poll running then returns), or before the message that would
-        take it over the payload cap. Rows not generated yet are unknown: a completion they would
-        bring is found again once the queue generates them (:meth:`on_extend`).
-        """
-        queue = self.queue
-        ring = self.ring
-        head = queue.head
-        # Rows past the in-flight limit cannot be dealt; only rows that have arrived mark it binding
-        # (dispatch), not rows generated ahead of time.
-        total = min(queue.fifo.top, head + queue.room())
-        # Dealing follows the plan, so the answer holds until the ring's membership or quotas, the
-        # rows known, the limit or the floor change (head + room is constant while rows are dealt),
-        # or a receive takes fresh rows the ring would have dealt (the head moves without _settle).
-        key = (ring.version, total, self._floor)
-        if key == self._next_key and head == self._dealt_head:
-            return self._next
-        self._next_key = key
-        self._dealt_head = head
-        self._next = self._plan_next(head, total)
-        return self._next
-
-    def _plan_next(self, head: int, total: int) -> tuple[float, Collector | None, int]:
-        """:meth:`_ring_next` computed afresh, rows ``[head, total)`` dealable."""
-        queue = self.queue
-        ring = self.ring
-        best_t, best_c, best_upto = math.inf, None, head
-        room = total  # deal no further than the first batch to fill allows (ties)
-        fill = ring.next_fill(head)
-        if fill is not None:
-            last, c, _ = fill
-            room = min(room, last + 1)
-            if last < total:
-                best_t, best_c, best_upto = self._at(last), c, last + 1
-        # Windows ending first: members holding messages, then the next member to be dealt its first.
-        for c in ring.windows_before(best_t):
-            deadline = c.window_end
-            if c.owner.finish_poll_after_window:
-                deadline = self._poll_end(c, head, total, deadline)
-            if deadline < best_t:
-                best_t, best_c = deadline, c
-                best_upto = queue.fifo.search("visible_at", deadline, "right", start=head)
-        for c, i in ring.unvisited():
-            if not c.idle:
-                continue
-            first = head + ring.offset(c, i)
-            if first >= total:
-                break
-            window_end = self._at(first) + c.owner.window_s
-            if window_end >= best_t:
-                if len(ring.window_lengths) == 1:
-                    break  # the others get their first rows later, so their windows end later
-                continue
-            # Its window, and the poll running when it ends, as if its first row were dealt already.
-            deadline = window_end
-            if c.owner.finish_poll_after_window:
-                deadline = self._poll_end(c, head, total, window_end)
-            if deadline < best_t:
-                best_t, best_c = deadline, c
-                best_upto = queue.fifo.search("visible_at", deadline, "right", start=head)
-        if ring.tracking:
-            for i, c in enumerate(ring.members):
-                if not (c.tracks_bytes and c.active):
-                    continue
-                step = ring.width
-                start = head + ring.offset(c, i)
-                stop = min(start + ring.need(c, i) * step, total)
-                if stop <= start:
-                    continue
-                sizes = queue.column("size", slice(start, stop, step)) + queue.overhead
-                j, _, capped = fit_payload(np.cumsum(sizes), PAYLOAD_LIMIT_BYTES - self._held_bytes(c))
-                if capped:
-                    over = start + j * step
-                    # Ties: rows dealt for another collector's completion must stop short of this
-                    # one's row that does not fit (a whole backlog can appear at once).
-                    room = min(room, over)
-                    if self._at(over) < best_t:  # the record that does not fit waits
-                        best_t, best_c, best_upto = self._at(over), c, over
-        return float(best_t), best_c, min(best_upto, room)
-
-    def _poll_end(self, c: Collector, head: int, total: int, window_end: float) -> float:
-        """When a collector's batch closes at the latest, its window (ending at ``window_end``) over.
-
-        The long poll in progress when the window ends is not cut short (AWS: on a very quiet queue
-        Lambda "might wait for up to 20 seconds before invoking", even with a shorter window). That
-        poll began at the collector's last message (or at a full wait after it); it returns when its
-        wait runs out, or earlier with the collector's next message, which then joins the batch.
-        The ring deals the collector every ``width``-th row from its next visit.
-        """
-        queue = self.queue
-        ring = self.ring
-        p = math.inf  # its first row past the window's end
-        last_at = math.nan  # when it last received a message
-        if c.active:
-            step = ring.width
-            start = head + ring.offset(c, ring.index(c))
-            after = queue.fifo.search("visible_at", window_end, "right", start=head)  # first row past it
-            p = start + step * max(0, -(-(after - start) // step))
-            if p - step >= start:
-                last_at = max(self._at(p - step), c.taken_at)
-        if math.isnan(last_at):
-            last_at = self._last_at(c, head)
-        next_at = self._at(int(p)) if p < total else math.inf
-        return long_poll_end(window_end, last_at, c.owner.wait_time_s, next_at)
-
-    def _last_at(self, c: Collector, head: int) -> float:
-        """When a holding collector last received a message, up to the row ``head``."""
-        rows = self.ring.rows(c, head)
-        last = c.taken_at
-        if rows.shape[0]:
-            last = max(last, self._received(rows[-1:])[0])
-        return last
-
-    def _at(self, position: int) -> float:
-        """When the fresh message at ``position`` can be dealt: on arrival, or once the limit lifted."""
-        return max(self.queue.fresh_visible_at(position), self._floor)
-
-    def _received(self, rows: np.ndarray) -> np.ndarray:
-        """When dealt rows were received: on arrival, or when the in-flight limit let them be dealt."""
-        visible, base = self.queue.visible_column()
-        at = visible[rows - base]
-        if self._floors:
-            starts = np.array([row for row, _ in self._floors])
-            floors = np.array([-math.inf] + [floor for _, floor in self._floors])
-            at = np.maximum(at, floors[np.searchsorted(starts, rows, side="right")])
-        return np.asarray(at, dtype=float)
-
-    def _held_bytes(self, c: Collector) -> float:
-        """Payload of what a collector holds: what its receives took and what the ring dealt it."""
-        rows = self.ring.rows(c, self.queue.head)
-        return c.nbytes + self.queue.payload(rows) if rows.shape[0] else c.nbytes
-
     def _settle(self, upto: int) -> None:
         """Deal fresh rows ``[head, upto)`` to the ring, round-robin."""
         queue = self.queue
@@ -435,14 +294,13 @@ class SqsReceivers:
             return
         for c in self.ring.deal(head, m):
             if c.idle:
-                c.hold(self._at(c.first_row))
+                c.hold(self.lookahead.at(c.first_row))
                 self.ring.push_window(c)
         # Dealt messages were received the moment they arrived (or once the limit let them be).
         arrived_at = queue.column("visible_at", slice(head, upto))
-        if self._floor > -math.inf:
-            arrived_at = np.maximum(arrived_at, self._floor)
-        if self._dealt_head == head:
-            self._dealt_head = upto
+        if self.lookahead.floor > -math.inf:
+            arrived_at = np.maximum(arrived_at, self.lookahead.floor)
+        self.lookahead.dealt(head, upto)
         queue.dealt_on_arrival(upto, arrived_at)
 
     def _serve_ring_redelivered(self, now: float) -> None:
@@ -454,7 +312,7 @@ class SqsReceivers:
             idx = (ring.rr + i) % len(ring)
             c = ring.members[idx]
             need = ring.need(c, idx)
-            room = PAYLOAD_LIMIT_BYTES - (self._held_bytes(c) if c.tracks_bytes else c.nbytes)
+            room = PAYLOAD_LIMIT_BYTES - (self.lookahead.held_bytes(c) if c.tracks_bytes else c.nbytes)
             parts, n, nbytes, capped = queue.take(now, need, room)
             if n:
                 if c.idle:
@@ -486,7 +344,7 @@ class SqsReceivers:
             calls += dealt_receive_calls(arrived_at, owner.round_trip_s, owner.max_messages)
             c.nbytes += queue.payload(rows)
             parts = [*parts, rows]
-            received.append(self._received(rows) if self._floors else arrived_at)
+            received.append(self.lookahead.received(rows) if self.lookahead.floors else arrived_at)
         self._count_empty(c, now, calls=calls)
         times = None
         if c.first_at < now:
