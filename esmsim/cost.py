@@ -15,7 +15,7 @@ list prices without free tiers: marginal cost.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -61,7 +61,7 @@ def lambda_compute_usd(
     return on_demand + provisioned
 
 
-def lambda_requests_usd(invocations: int, pricing: Pricing) -> float:
+def lambda_requests_usd(invocations: float, pricing: Pricing) -> float:
     """Request charges."""
     return invocations * pricing.lambda_request_per_million_usd / 1e6
 
@@ -111,12 +111,29 @@ def efo_consumer_usd(shards: int, seconds: float, bytes_delivered: float, pricin
 
 
 def destination_usd(kind: str, deliveries: int, pricing: Pricing) -> float:
-    """Sending ``deliveries`` discarded-batch records to an on-failure destination."""
+    """Sending ``deliveries`` records to a destination (a stream's on-failure, async on-success/failure/DLQ).
+
+    A Lambda destination is one asynchronous invoke request; the destination function's own run is
+    not modelled.
+    """
     if kind == "sqs":
         return sqs_requests_usd(deliveries, pricing)
     if kind == "sns":
         return deliveries * pricing.sns_publish_per_million_usd / 1e6
+    if kind == "eventbridge":
+        return deliveries * pricing.eventbridge_event_per_million_usd / 1e6
+    if kind == "lambda":
+        return lambda_requests_usd(deliveries, pricing)
     return deliveries * pricing.s3_put_per_thousand_usd / 1e3
+
+
+def publish_usd(kind: str, units: float, pricing: Pricing) -> float:
+    """Publishers' requests to a push source: SNS publishes, EventBridge events (S3's notifications are free)."""
+    if kind == "sns":
+        return units * pricing.sns_publish_per_million_usd / 1e6
+    if kind == "eventbridge":
+        return units * pricing.eventbridge_event_per_million_usd / 1e6
+    return 0.0
 
 
 @dataclass(frozen=True)
@@ -161,6 +178,11 @@ class Usage:
     kinesis_put_units: float  # producers' PUT payload units
     efo_bytes: Mapping[int, float]  # per stream mapping with enhanced fan-out: bytes delivered
     discarded_batches: Mapping[int, int]  # per stream mapping: batches sent to its destination
+    #: Asynchronous invocation: requests billed beyond one for events over 256 KB, records sent to
+    #: destinations and dead-letter queues (by target type), publishers' requests (by push source type).
+    async_extra_requests: float = 0.0
+    async_deliveries: Mapping[str, int] = field(default_factory=dict)
+    publish_units: Mapping[str, float] = field(default_factory=dict)
 
 
 def run_cost(scenario: Scenario, usage: Usage) -> CostBreakdown:
@@ -180,6 +202,10 @@ def run_cost(scenario: Scenario, usage: Usage) -> CostBreakdown:
     source = sqs_requests_usd(usage.sqs_requests, pricing)
     producer = sqs_requests_usd(usage.sqs_send_units, pricing)
     producer += kinesis_put_units_usd(usage.kinesis_put_units, pricing)
+    for kind, units in usage.publish_units.items():
+        producer += publish_usd(kind, units, pricing)
+    for kind, deliveries in usage.async_deliveries.items():
+        source += destination_usd(kind, deliveries, pricing)
     for stream in scenario.sources.values():
         if isinstance(stream, KinesisSource):
             source += kinesis_stream_usd(stream.shards, stream.retention, scenario.duration, pricing)
@@ -193,5 +219,9 @@ def run_cost(scenario: Scenario, usage: Usage) -> CostBreakdown:
         if mapping.on_failure is not None:
             source += destination_usd(mapping.on_failure.type, usage.discarded_batches.get(i, 0), pricing)
     return CostBreakdown(
-        lambda_requests_usd(usage.invocations, pricing), compute, provisioned, source, producer
+        lambda_requests_usd(usage.invocations + usage.async_extra_requests, pricing),
+        compute,
+        provisioned,
+        source,
+        producer,
     )

@@ -25,7 +25,7 @@ from esmsim.errors import RunError
 from esmsim.scenario.functions import Function
 from esmsim.scenario.mappings import SqsMapping, StreamMapping
 from esmsim.scenario.scenario import Scenario
-from esmsim.scenario.sources import SqsSource, Traffic
+from esmsim.scenario.sources import PUSH_TYPES, SqsSource, Traffic
 
 # Measured constants. Each came from runs in fresh processes, reading the peak resident set size
 # (VmHWM of /proc/self/status; ru_maxrss would keep the forking parent's) of esmsim.simulate on
@@ -69,6 +69,9 @@ TRACED_INVOCATION_BYTES = 600.0
 #: Per breakpoint of a repeating rate profile (Python lists of floats, then numpy arrays); counted
 #: from the object sizes, not measured.
 PROFILE_POINT_BYTES = 120.0
+#: Per event waiting in a function's asynchronous event queue: a Python list of seven numbers and its
+#: heap entry (counted from the object sizes, not measured).
+ASYNC_EVENT_BYTES = 400.0
 #: Traffic is generated 65,536 records a block; a few blocks are alive at once (counted, not measured).
 BLOCK_BYTES = 4 * 65_536 * 40.0
 
@@ -163,11 +166,29 @@ def estimate(scenario: Scenario, *, trace: bool = False) -> Estimate:
     unreserved = scenario.account.concurrency_limit - sum(
         f.reserved_concurrency or 0 for f in scenario.functions.values()
     )
+    fed = {t.queue: scenario.sources[t.source].traffic for t in scenario.triggers if t.queue is not None}
     for name, source in scenario.sources.items():
-        traffic = source.traffic
+        traffic = fed.get(name, source.traffic)
         sent = arrivals(traffic, duration) + traffic.initial_backlog
+        if source.type in PUSH_TYPES:
+            paths = [t for t in scenario.triggers if t.source == name]
+            copies = 1.0 + getattr(source, "duplicate_rate", 0.0)
+            for t in paths:
+                records += sent * copies
+                if t.function is None:
+                    continue  # counted again as the queue's traffic
+                fn = scenario.functions[t.function]
+                attempts = 1.0 + fn.async_.maximum_retry_attempts * _failure_rate(fn)
+                invocations += sent * copies * attempts
+                waiting = min(sent * copies, _peak_rate(traffic) * min(duration, fn.async_.maximum_event_age))
+                memory += waiting * ASYNC_EVENT_BYTES
+                # Throttled events retry on their own back-off: about log2(cap) tries each, then one
+                # per cap until their age runs out (bounded by the run).
+                events += waiting * (math.log2(fn.async_.throttle_backoff_maximum) + 1)
+                traced_rows += sent * copies
+            continue
         records += sent
-        peak_rate = max([traffic.rate, *(p.rate for p in traffic.schedule)])
+        peak_rate = _peak_rate(traffic)
         readers = [(i, m) for i, m in enumerate(scenario.mappings) if m.source == name and m.enabled]
         if traffic.period is not None:
             points = math.ceil(duration / traffic.period) * (2 * len(traffic.schedule) + 2)
@@ -236,6 +257,19 @@ def estimate(scenario: Scenario, *, trace: bool = False) -> Estimate:
         wall_time_s=_sane(wall),
         event_bound=tuple(bound),
     )
+
+
+def _peak_rate(traffic: Traffic) -> float:
+    return max([traffic.rate, *(p.rate for p in traffic.schedule)])
+
+
+def _failure_rate(fn: Function) -> float:
+    """The chance that an invocation of one record fails (upper bound over incidents)."""
+    e = fn.errors
+    rate = max(e.invocation_error_rate, e.record_error_rate, e.poison_record_rate)
+    for incident in fn.incidents:
+        rate = max(rate, incident.invocation_error_rate or 0.0, incident.record_error_rate or 0.0)
+    return min(1.0, rate)
 
 
 def _mapping_size(

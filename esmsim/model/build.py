@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,11 +11,13 @@ import numpy as np
 import simpy
 
 from esmsim.events import RecordState
+from esmsim.model.async_queue import AsyncEventQueue
 from esmsim.model.concurrency import AccountPool
 from esmsim.model.function import LambdaFunction
 from esmsim.model.invoke import Invoker
+from esmsim.model.push import Delivered, DeliveryPath
 from esmsim.model.sqs_mapping import SqsMappingRuntime
-from esmsim.model.sqs_queue import SqsQueue
+from esmsim.model.sqs_queue import SqsQueue, chunked_request_units
 from esmsim.model.sqs_receive import SqsReceivers
 from esmsim.model.stream_mapping import StreamMappingRuntime
 from esmsim.model.stream_source import ShardLog, ShardReadLimits, StreamSource
@@ -23,9 +26,9 @@ from esmsim.model.watchdog import Watchdog
 from esmsim.observe.outcomes import Consumer
 from esmsim.observe.recorder import FOLD_EVERY_S, Layout, Recorder
 from esmsim.rng import Streams
-from esmsim.scenario.mappings import SqsMapping, StreamMapping
+from esmsim.scenario.mappings import SqsMapping, StreamMapping, ThrottleRetry
 from esmsim.scenario.scenario import Scenario
-from esmsim.scenario.sources import SqsSource
+from esmsim.scenario.sources import PUSH_TYPES, SNS_MAX_MESSAGE_BYTES, PushSource, SqsSource
 
 #: How often idle execution environments past their lifetime are retired (a level's lateness bound).
 REAP_EVERY_S = 10.0
@@ -36,12 +39,28 @@ def mapping_label(index: int, source: str, function: str) -> str:
     return f"mappings[{index}]: {source} -> {function}"
 
 
+def trigger_label(index: int, source: str, target: str) -> str:
+    """How a trigger is named in tables: ``triggers[0]: bucket -> function``."""
+    return f"triggers[{index}]: {source} -> {target}"
+
+
+def invoking_triggers(scenario: Scenario) -> list[int]:
+    """The triggers that invoke a function (asynchronously), in order: they follow the mappings in tables."""
+    return [i for i, t in enumerate(scenario.triggers) if t.function is not None]
+
+
 def layout(scenario: Scenario) -> Layout:
     """The recorder's names for a scenario's functions, mappings and record consumers."""
     functions = tuple(scenario.functions)
-    labels = tuple(mapping_label(i, m.source, m.function) for i, m in enumerate(scenario.mappings))
+    invoking = invoking_triggers(scenario)
+    labels = tuple(mapping_label(i, m.source, m.function) for i, m in enumerate(scenario.mappings)) + tuple(
+        trigger_label(i, scenario.triggers[i].source, scenario.triggers[i].target) for i in invoking
+    )
+    targets = [m.function for m in scenario.mappings] + [str(scenario.triggers[i].function) for i in invoking]
     consumers: list[Consumer] = []
     for name, source in scenario.sources.items():
+        if source.type in PUSH_TYPES:
+            continue  # its events are counted along each trigger
         if isinstance(source, SqsSource):
             consumers.append(Consumer(name, name, -1, "queue"))
             continue
@@ -49,10 +68,13 @@ def layout(scenario: Scenario) -> Layout:
         consumers += [Consumer(labels[i], name, i, "stream") for i in readers]
         if not readers:
             consumers.append(Consumer(name, name, -1, "unread"))
+    nm = len(scenario.mappings)
+    for k, i in enumerate(invoking):
+        consumers.append(Consumer(labels[nm + k], scenario.triggers[i].source, nm + k, "async"))
     return Layout(
         functions=functions,
         mappings=labels,
-        mapping_function=tuple(functions.index(m.function) for m in scenario.mappings),
+        mapping_function=tuple(functions.index(f) for f in targets),
         consumers=tuple(consumers),
         duration_s=scenario.duration,
         warmup_s=scenario.warmup,
@@ -69,6 +91,8 @@ def horizon(scenario: Scenario) -> float:
     tick, a retry wait or a reaper period; a margin covers the recorder's own folding step.
     """
     late = REAP_EVERY_S
+    if scenario.triggers:  # an event discarded at its age is noticed when its timer fires: never late
+        late = max(late, 1.0)
     for m in scenario.mappings:
         late = max(late, m.batching_window, m.throttle_retry.maximum)
         if isinstance(m, SqsMapping):
@@ -90,6 +114,8 @@ class World:
     queues: dict[str, SqsQueue] = field(default_factory=dict)
     receivers: dict[str, SqsReceivers] = field(default_factory=dict)
     streams: dict[str, StreamSource] = field(default_factory=dict)
+    async_queues: dict[str, AsyncEventQueue] = field(default_factory=dict)
+    paths: list[DeliveryPath] = field(default_factory=list)
     mappings: list[SqsMappingRuntime | StreamMappingRuntime] = field(default_factory=list)
     #: One per source: generate the next block (given the time), its horizon, whether it is exhausted.
     feeders: list[tuple[Callable[[float], None], Callable[[], float], Callable[[], bool]]] = field(
@@ -158,8 +184,10 @@ def build(scenario: Scenario, streams: Streams, *, trace: bool = False) -> World
     """Create the world for one run of ``scenario`` with the run's random streams."""
     env = simpy.Environment()
     recorder = Recorder(layout(scenario), trace=trace)
-    kinds = {s.type for s in scenario.sources.values()}
-    if "sqs" not in kinds:
+    kinds = {s.type for s in scenario.sources.values() if s.type not in PUSH_TYPES}
+    if not kinds:
+        recorder.share_level("backlog", "async_queued")
+    elif "sqs" not in kinds:
         recorder.share_level("backlog", "stream_backlog")
     elif kinds == {"sqs"}:
         recorder.share_level("backlog", "visible")
@@ -176,6 +204,8 @@ def build(scenario: Scenario, streams: Streams, *, trace: bool = False) -> World
     world = World(env, scenario, recorder, pool, functions)
     consumer_of = {(c.source, c.mapping): i for i, c in enumerate(recorder.layout.consumers)}
     for name, source in scenario.sources.items():
+        if source.type in PUSH_TYPES:
+            continue  # after the queues they may feed
         readers = [m for m in scenario.mappings if m.source == name]
         poison = any(scenario.functions[m.function].errors.poison_record_rate > 0 for m in readers)
         if isinstance(source, SqsSource):
@@ -217,7 +247,134 @@ def build(scenario: Scenario, streams: Streams, *, trace: bool = False) -> World
                     streams,
                 )
             )
+    for name, source in scenario.sources.items():
+        if source.type in PUSH_TYPES:
+            _push(world, name, source, streams, backlog_shared=not kinds)  # type: ignore[arg-type]
     return world
+
+
+def _push(world: World, name: str, source: PushSource, streams: Streams, *, backlog_shared: bool) -> None:
+    """A push source, its delivery paths (one per trigger) and the event queues of the functions they invoke."""
+    scenario, recorder, env = world.scenario, world.recorder, world.env
+    outcomes = recorder.outcomes
+    end = scenario.duration
+    consumer_of = {c.label: i for i, c in enumerate(recorder.layout.consumers)}
+    nm = len(scenario.mappings)
+    invoking = invoking_triggers(scenario)
+
+    def functions_behind(index: int) -> list[str]:
+        t = scenario.triggers[index]
+        if t.function is not None:
+            return [t.function]
+        return [m.function for m in scenario.mappings if m.source == t.queue]
+
+    mine = [i for i, t in enumerate(scenario.triggers) if t.source == name]
+    if not mine:
+        return
+    poison = any(
+        scenario.functions[f].errors.poison_record_rate > 0 for i in mine for f in functions_behind(i)
+    )
+    cut = SNS_MAX_MESSAGE_BYTES if source.type == "sns" else math.inf
+    feed = RecordFeed(source.traffic, end, streams, name, cut, draws=poison)
+    paths: list[DeliveryPath] = []
+    for i in mine:
+        trigger = scenario.triggers[i]
+        held: list[np.ndarray] = []  # sent times of events still on their way at the end
+        if trigger.function is not None:
+            label = recorder.layout.mappings[nm + invoking.index(i)]
+            consumer = consumer_of[label]
+            queue = world.async_queues.get(trigger.function)
+            if queue is None:
+                spec = scenario.functions[trigger.function]
+                queue = AsyncEventQueue(
+                    env,
+                    trigger.function,
+                    spec.async_,
+                    spec.reserved_concurrency == 0,
+                    recorder,
+                    end,
+                    backlog_shared=backlog_shared,
+                )
+                world.async_queues[trigger.function] = queue
+                world.finishers.append(queue.finish)
+            invoker = Invoker(
+                env,
+                world.functions[trigger.function],
+                nm + invoking.index(i),
+                recorder,
+                ThrottleRetry(),
+                False,
+            )
+            queue.add_trigger(i, invoker, consumer)
+            deliver = _to_function(queue, i)
+        else:
+            consumer = consumer_of[str(trigger.queue)]
+            deliver = _to_queue(world, str(trigger.queue), consumer, held)
+
+        def lose(
+            sent: np.ndarray, at: np.ndarray, consumer: int = consumer, held: list[np.ndarray] = held
+        ) -> None:
+            outcomes.arrived(consumer, sent.shape[0])
+            gone = at <= end
+            outcomes.ended(consumer, sent[gone], at[gone], RecordState.DROPPED)
+            held.append(sent[~gone])
+
+        def census(consumer: int = consumer, held: list[np.ndarray] = held) -> None:
+            if held:
+                outcomes.census(consumer, np.concatenate(held), RecordState.WAITING)
+
+        path = DeliveryPath(source, name, i, streams, deliver, lose)
+        paths.append(path)
+        world.paths.append(path)
+        world.finishers.append(census)
+
+    def generate(now: float) -> None:
+        block = feed.next_block()
+        if source.type != "s3":  # publishers' requests (S3's notifications are not billed)
+            units = chunked_request_units(block["size"], scenario.pricing.sqs_request_chunk_bytes)
+            recorder.add_total(f"publish_units:{source.type}", units)
+        for path in paths:
+            path.emit(block, feed.horizon)
+
+    def totals() -> None:
+        for path in paths:
+            recorder.add_total("push_duplicates", path.totals.duplicates)
+            recorder.add_total("push_handoff_retries", path.totals.handoff_retries)
+            recorder.add_total("push_lost", path.totals.lost)
+
+    world.finishers.append(totals)
+
+    world.feeders.append((generate, lambda: feed.horizon, lambda: feed.exhausted))
+
+
+def _to_function(queue: AsyncEventQueue, trigger: int) -> Callable[[Delivered], None]:
+    def deliver(events: Delivered) -> None:
+        queue.accept(trigger, events)
+
+    return deliver
+
+
+def _to_queue(world: World, name: str, consumer: int, held: list[np.ndarray]) -> Callable[[Delivered], None]:
+    """Deliveries into an SQS queue: they arrive as its messages (sent when they reach it)."""
+    queue, receivers = world.queues[name], world.receivers[name]
+    end = world.scenario.duration
+    outcomes = world.recorder.outcomes
+
+    def deliver(events: Delivered) -> None:
+        late = events.arrived_at > end
+        if late.any():
+            outcomes.arrived(consumer, int(np.count_nonzero(late)))
+            held.append(events.sent_at[late])
+            events = events.take(~late)
+        if not len(events):
+            return
+        block = {"sent_at": events.arrived_at, "size": events.size}
+        if events.draw is not None:
+            block["draw"] = events.draw
+        queue.extend(block)
+        receivers.on_extend(world.env.now)
+
+    return deliver
 
 
 def _horizon_of(stream: StreamSource) -> Callable[[], float]:

@@ -31,6 +31,9 @@ PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
 #: throttled (or nothing was left to send); ``failed`` masks the batch's failed records for PARTIAL.
 Invoked: TypeAlias = tuple[int, np.ndarray | None, float, float, int]
 GAVE_UP = -1
+#: An admitted attempt: ``(kind, outcome, end, busy_s, failed)``: the :class:`~esmsim.events.EnvKind`
+#: it runs in, its outcome, when it ends, how long it runs, and the PARTIAL mask as in :data:`Invoked`.
+Started: TypeAlias = tuple[int, int, float, float, np.ndarray | None]
 _TIMEOUT = int(Outcome.TIMEOUT)
 
 
@@ -134,18 +137,14 @@ class Invoker:
     def invoke(self, batch: Attempt, give_up_at: float = math.inf) -> Generator[simpy.Event, Any, Invoked]:
         """Invoke the function with ``batch``; throttled attempts are retried until ``give_up_at``."""
         env = self.env
-        function = self.function
-        environments = self.environments
         now = env.now
         throttles = 0
         while True:
             if not batch.prepare(now):
                 return GAVE_UP, None, now, now, throttles
-            kind = environments.acquire(now)
-            if kind >= 0:
+            started = self.start(batch, now)
+            if started is not None:
                 break
-            self.recorder.throttle(now, function.index, self.mapping, -kind)
-            self.throttled += 1
             throttles += 1
             retry = self.retry
             delay = backoff(throttles, retry.initial, retry.multiplier, retry.maximum)
@@ -153,6 +152,24 @@ class Invoker:
                 return GAVE_UP, None, now, now, throttles
             yield env.timeout(delay)
             now = env.now
+        kind, outcome, end, busy_s, failed = started
+        yield env.timeout(busy_s)
+        self.release(end, kind, outcome)
+        return outcome, failed, now, end, throttles
+
+    def start(self, batch: Attempt, now: float) -> Started | None:
+        """One attempt at ``now``, admitted and recorded; None if throttled (the throttle is recorded).
+
+        The caller decides when to try again after a throttle. An admitted invocation holds its
+        environment until the caller's :meth:`release` at ``end``, ``busy_s`` after ``now`` (wait
+        exactly ``busy_s``: ``now + busy_s`` is ``end`` to the bit).
+        """
+        function = self.function
+        kind = self.environments.acquire(now)
+        if kind < 0:
+            self.recorder.throttle(now, function.index, self.mapping, -kind)
+            self.throttled += 1
+            return None
         self.admitted += 1
         n = batch.n
         draws = batch.draws if function.poison_rate else None  # only poison needs them
@@ -175,6 +192,8 @@ class Invoker:
             batch.lane,
         )
         batch.started(now, end)
-        yield env.timeout(busy_s)
-        environments.release(end, kind, outcome == _TIMEOUT)
-        return outcome, failed, now, end, throttles
+        return kind, outcome, end, busy_s, failed
+
+    def release(self, end: float, kind: int, outcome: int) -> None:
+        """The invocation admitted as ``kind`` ended at ``end``: its environment goes back idle."""
+        self.environments.release(end, kind, outcome == _TIMEOUT)

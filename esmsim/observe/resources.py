@@ -1,4 +1,4 @@
-"""Per function, per mapping and per shard: what each did (for scenarios with several)."""
+"""Per function, per mapping, per trigger and per shard: what each did (for scenarios with several)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from esmsim.events import RecordState
 from esmsim.observe.levels import LevelStats
 from esmsim.observe.recorder import Observed
 from esmsim.observe.timeseries import counter_series, shard_samples
@@ -21,7 +22,7 @@ def _age_max(observed: Observed, mappings: list[int]) -> float:
 
 
 def resources(scenario: Scenario, observed: Observed) -> pd.DataFrame:
-    """One row per function, mapping and shard."""
+    """One row per function, mapping, trigger and shard."""
     rows: list[dict[str, Any]] = []
     layout = observed.layout
 
@@ -61,7 +62,25 @@ def resources(scenario: Scenario, observed: Observed) -> pd.DataFrame:
                 feeding,
             )
         )
+    nm = len(scenario.mappings)
+    by_consumer = {c.mapping: k for k, c in enumerate(observed.outcomes.consumers) if c.kind == "async"}
     for i, label in enumerate(layout.mappings):
+        if i >= nm:  # a trigger: invoked asynchronously, its events counted on their own
+            row = usage(
+                "trigger", label, observed.mapping_totals, i, None, observed.concurrency_by_mapping[i], [i]
+            )
+            k = by_consumer[i]
+            states = observed.outcomes.by_state[k]
+            row.update(
+                {
+                    "records": int(observed.outcomes.arrived[k]),
+                    "records_succeeded": int(states[RecordState.SUCCEEDED]),
+                    "records_dlq": int(states[RecordState.DLQ]),
+                    "records_dropped": int(states[RecordState.DROPPED]),
+                }
+            )
+            rows.append(row)
+            continue
         m = scenario.mappings[i]
         if isinstance(m, StreamMapping):
             limit: int | None = scenario.sources[m.source].shards * m.parallelization_factor  # type: ignore[union-attr]

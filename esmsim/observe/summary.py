@@ -61,7 +61,20 @@ def usage(observed: Observed) -> Usage:
         kinesis_put_units=observed.totals.get("kinesis_put_units", 0.0),
         efo_bytes=totals_by_mapping(observed, "bytes_delivered"),
         discarded_batches={k: int(v) for k, v in totals_by_mapping(observed, "discarded_batches").items()},
+        async_extra_requests=observed.totals.get("async_extra_requests", 0.0),
+        async_deliveries=_by_kind(observed, "async_deliveries"),
+        publish_units=_by_kind(observed, "publish_units"),
     )
+
+
+def _by_kind(observed: Observed, prefix: str) -> dict[str, int]:
+    """Named totals written per kind (``prefix:kind``)."""
+    out: dict[str, int] = {}
+    for name, value in observed.totals.items():
+        head, _, kind = name.partition(":")
+        if head == prefix and kind:
+            out[kind] = int(value)
+    return out
 
 
 def latency_method(observed: Observed) -> str:
@@ -92,6 +105,27 @@ def _duration_p99_ms(observed: Observed) -> float:
     if observed.durations is not None:
         return float(np.percentile(observed.durations, 99) * 1000)
     return float(histogram.percentiles(observed.duration_histogram, [99])[0] * 1000)
+
+
+def _async(observed: Observed) -> dict[str, Any]:
+    """What the functions' asynchronous event queues and the push sources' deliveries did."""
+    totals = observed.totals
+    age_sum = counter_total(observed, "AsyncEventAgeSum")
+    age_count = counter_total(observed, "AsyncEventAgeCount")
+    ages = [v for (name, _), v in observed.maxima.items() if name == "AsyncEventAge"]
+    age_max = max((float(np.nanmax(a)) for a in ages if a.size and not np.isnan(a).all()), default=math.nan)
+    return {
+        "async_events_received": int(totals.get("async_received", 0)),
+        "async_retries": int(totals.get("async_retries", 0)),
+        "async_event_age_max_s": age_max,
+        "async_event_age_mean_s": age_sum / age_count if age_count else math.nan,
+        "async_events_dropped": int(totals.get("async_dropped", 0)),
+        "async_queued_max": level(observed, "async_queued").maximum,
+        "async_dead_letter_errors": int(totals.get("async_dead_letter_errors", 0)),
+        "async_destination_delivery_failures": int(totals.get("async_destination_failures", 0)),
+        "push_duplicates": int(totals.get("push_duplicates", 0)),
+        "push_handoff_retries": int(totals.get("push_handoff_retries", 0)),
+    }
 
 
 def summary(scenario: Scenario, observed: Observed) -> tuple[dict[str, Any], CostBreakdown]:
@@ -152,6 +186,7 @@ def summary(scenario: Scenario, observed: Observed) -> tuple[dict[str, Any], Cos
         "read_throttles": int(observed.totals.get("read_throttles", 0)),
         "write_throttles": int(counter_total(observed, "WriteProvisionedThroughputExceeded")),
         "discarded_batches": int(sum(totals_by_mapping(observed, "discarded_batches").values())),
+        **_async(observed),
         "duration_s": end,
         "warmup_s": warmup,
     }

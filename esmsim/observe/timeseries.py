@@ -110,6 +110,15 @@ def timeseries(scenario: Scenario, observed: Observed) -> pd.DataFrame:
             "StreamBacklog": level(observed, "stream_backlog").bin_mean,
             "ShardBacklogMax": shard_max,
             "BatchSize": _per_minute_mean(series["RecordsSum"].sum(axis=0), invocations),
+            "AsyncEventsReceived": counter_series(observed, "AsyncEventsReceived"),
+            "AsyncEventAge": _per_minute_mean(
+                counter_series(observed, "AsyncEventAgeSum"), counter_series(observed, "AsyncEventAgeCount")
+            ),
+            "AsyncEventAgeMax": _maximum(observed, "AsyncEventAge"),
+            "AsyncEventsDropped": counter_series(observed, "AsyncEventsDropped"),
+            "DeadLetterErrors": counter_series(observed, "DeadLetterErrors"),
+            "DestinationDeliveryFailures": counter_series(observed, "DestinationDeliveryFailures"),
+            "AsyncQueued": level(observed, "async_queued").bin_mean,
             "LatencyP50": out.minute_p50,
             "LatencyP99": out.minute_p99,
         }

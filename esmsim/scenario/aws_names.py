@@ -99,6 +99,18 @@ AWS_NAMES: dict[str, tuple[AwsName, ...]] = {
     ),
     "KinesisSource": (),
     "DynamoDBSource": (),
+    "S3Source": (),
+    "SnsSource": (),
+    # A rule target's RetryPolicy, written flat on the bus (one target per trigger).
+    "EventBridgeSource": (
+        AwsName(("MaximumRetryAttempts",), "maximum_retry_attempts"),
+        AwsName(("MaximumEventAgeInSeconds",), "maximum_event_age"),
+    ),
+    # A function's event invoke config (AWS::Lambda::EventInvokeConfig).
+    "AsyncConfig": (
+        AwsName(("MaximumRetryAttempts",), "maximum_retry_attempts"),
+        AwsName(("MaximumEventAgeInSeconds",), "maximum_event_age"),
+    ),
     "_MappingBase": _MAPPING_NAMES,  # what SQS and stream mappings share
     "SqsMapping": (
         *_MAPPING_NAMES,
@@ -127,7 +139,7 @@ AWS_NAMES: dict[str, tuple[AwsName, ...]] = {
 #: models an entry may be. An entity's AWS spellings are relative to its own mapping.
 ENTITIES: dict[str, tuple[str, ...]] = {
     "functions": ("Function",),
-    "sources": ("SqsSource", "KinesisSource", "DynamoDBSource"),
+    "sources": ("SqsSource", "KinesisSource", "DynamoDBSource", "S3Source", "SnsSource", "EventBridgeSource"),
     "mappings": ("SqsMapping", "StreamMapping"),
 }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from esmsim.dists import ConstantDuration, DurationDist, LognormalDuration
 from esmsim.scenario.base import Frozen, Int, Number, PerSecond, Seconds, WholeSeconds, aws
@@ -101,6 +101,68 @@ class Incident(Frozen):
         return self
 
 
+class AsyncTarget(Frozen):
+    """Where an asynchronous invocation's record goes: a destination or the function's dead-letter queue."""
+
+    type: Literal["sqs", "sns", "eventbridge", "lambda", "s3"] = Field(
+        description="The target service (S3 on failure only; a dead-letter queue is SQS or SNS)."
+    )
+
+
+class AsyncConfig(Frozen):
+    """The function's event invoke config: how Lambda retries and routes asynchronous events.
+
+    Applies to events pushed by triggers (S3, SNS, EventBridge), not to event source mappings.
+    """
+
+    maximum_retry_attempts: Int = aws(
+        "AsyncConfig",
+        "maximum_retry_attempts",
+        2,
+        ge=0,
+        le=2,
+        description="Retries after a function error (or timeout): up to 3 attempts in all.",
+    )
+    maximum_event_age: WholeSeconds = aws(
+        "AsyncConfig",
+        "maximum_event_age",
+        21600.0,
+        ge=60,
+        le=21600,
+        description="An event older than this is discarded instead of retried (60 s to 6 h).",
+    )
+    retry_delays: tuple[Seconds, Seconds] = Field(
+        (60.0, 120.0),
+        description="Waits after a function error before the 2nd and the 3rd attempt (AWS: about 1 "
+        "and 2 minutes).",
+    )
+    throttle_backoff_initial: Seconds = Field(
+        1.0, gt=0, description="First wait after a throttle or system error (AWS: 1 s)."
+    )
+    throttle_backoff_maximum: Seconds = Field(
+        300.0, gt=0, description="Longest wait after throttles; waits double up to it (AWS: 5 minutes)."
+    )
+    on_success: AsyncTarget | None = Field(None, description="Where a successful invocation's record goes.")
+    on_failure: AsyncTarget | None = Field(None, description="Where a discarded event's record goes.")
+    dead_letter_queue: AsyncTarget | None = Field(
+        None, description="The function's older dead-letter queue (SQS or SNS): the event's payload only."
+    )
+
+    @field_validator("on_success")
+    @classmethod
+    def _success_target(cls, value: AsyncTarget | None) -> AsyncTarget | None:
+        if value is not None and value.type == "s3":
+            raise ValueError("S3 is an on-failure destination only (AWS rejects it on success)")
+        return value
+
+    @field_validator("dead_letter_queue")
+    @classmethod
+    def _dlq_target(cls, value: AsyncTarget | None) -> AsyncTarget | None:
+        if value is not None and value.type not in ("sqs", "sns"):
+            raise ValueError(f"a dead-letter queue is an SQS queue or an SNS topic, not {value.type}")
+        return value
+
+
 class Function(Frozen):
     """A Lambda function: configuration, duration model, environments and failures."""
 
@@ -163,6 +225,12 @@ class Function(Frozen):
     errors: FunctionErrors = Field(default_factory=FunctionErrors, description="How often it fails.")
     incidents: tuple[Incident, ...] = Field(
         (), description="Windows of time with other error rates or durations."
+    )
+    async_: AsyncConfig = Field(
+        default_factory=AsyncConfig,
+        validation_alias=AliasChoices("async", "EventInvokeConfig"),
+        serialization_alias="async",
+        description="How asynchronous events from triggers are retried and routed (EventInvokeConfig).",
     )
 
     @property

@@ -90,7 +90,14 @@ class Pricing(Frozen):
         "kinesis_efo_gb_usd", "Per GB delivered to an enhanced fan-out consumer.", ge=0
     )
     sns_publish_per_million_usd: Number = _price(
-        "sns_publish_per_million_usd", "Per million SNS publishes (on-failure destination).", ge=0
+        "sns_publish_per_million_usd",
+        "Per million SNS publish requests, each 64 KB of payload one (topics' publishers, destinations).",
+        ge=0,
+    )
+    eventbridge_event_per_million_usd: Number = _price(
+        "eventbridge_event_per_million_usd",
+        "Per million EventBridge custom events put, each 64 KB of payload one (publishers, destinations).",
+        ge=0,
     )
     s3_put_per_thousand_usd: Number = _price(
         "s3_put_per_thousand_usd", "Per thousand S3 PUTs (on-failure destination).", ge=0

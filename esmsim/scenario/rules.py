@@ -22,7 +22,14 @@ from esmsim.dists import (
 from esmsim.errors import Issue, did_you_mean
 from esmsim.scenario.functions import Function
 from esmsim.scenario.mappings import SqsMapping, StreamMapping
-from esmsim.scenario.sources import DYNAMODB_RETENTION_S, DynamoDBSource, KinesisSource, SqsSource
+from esmsim.scenario.sources import (
+    DYNAMODB_RETENTION_S,
+    PUSH_TYPES,
+    SNS_MAX_MESSAGE_BYTES,
+    DynamoDBSource,
+    KinesisSource,
+    SqsSource,
+)
 from esmsim.scenario.system import System
 
 __all__ = ["RULES", "check", "did_you_mean"]
@@ -36,9 +43,29 @@ INIT_LIMIT_S = 10.0
 MIN_STEP_S = 1e-6
 
 
+#: ARN prefixes of the push services, for a mapping that names one instead of a source.
+_PUSH_ARNS = {"arn:aws:s3:": "s3", "arn:aws:sns:": "sns", "arn:aws:events:": "eventbridge"}
+
+
+def _not_a_mapping(name: str, kind: str, function: str) -> str:
+    """Why a push source cannot be a mapping's source, and what to write instead."""
+    service = {"s3": "S3", "sns": "SNS", "eventbridge": "EventBridge"}[kind]
+    return (
+        f"{name!r} is {PUSH_TYPES[kind]}: {service} invokes Lambda asynchronously through a trigger, not an "
+        "event source mapping, and AWS rejects CreateEventSourceMapping for it; write it under triggers: "
+        f"- {{source: {name}, function: {function}}}"
+    )
+
+
 def _references(s: System) -> Iterator[Issue]:
     for i, m in enumerate(s.mappings):
-        if m.source not in s.sources:
+        source = s.sources.get(m.source)
+        arn = next((kind for prefix, kind in _PUSH_ARNS.items() if m.source.startswith(prefix)), None)
+        if source is not None and source.type in PUSH_TYPES:
+            yield Issue(("mappings", i, "source"), _not_a_mapping(m.source, source.type, m.function))
+        elif source is None and arn is not None:
+            yield Issue(("mappings", i, "source"), _not_a_mapping(m.source, arn, m.function))
+        elif m.source not in s.sources:
             yield Issue(
                 ("mappings", i, "source"),
                 f"unknown source {m.source!r}" + did_you_mean(m.source, list(s.sources)),
@@ -48,6 +75,84 @@ def _references(s: System) -> Iterator[Issue]:
                 ("mappings", i, "function"),
                 f"unknown function {m.function!r}" + did_you_mean(m.function, list(s.functions)),
             )
+
+
+def _trigger_rules(s: System) -> Iterator[Issue]:
+    """Triggers name a push source and a function, or a queue it feeds; each path once."""
+    seen: dict[tuple[str, str, str], int] = {}
+    fed: dict[str, int] = {}
+    for i, t in enumerate(s.triggers):
+        source = s.sources.get(t.source)
+        if source is None:
+            yield Issue(
+                ("triggers", i, "source"),
+                f"unknown source {t.source!r}" + did_you_mean(t.source, list(s.sources)),
+            )
+        elif source.type not in PUSH_TYPES:
+            yield Issue(
+                ("triggers", i, "source"),
+                f"{t.source!r} is a {source.type} source, read by an event source mapping: write it under "
+                f"mappings, not triggers (triggers are for {', '.join(PUSH_TYPES)})",
+            )
+        if t.function is not None and t.function not in s.functions:
+            yield Issue(
+                ("triggers", i, "function"),
+                f"unknown function {t.function!r}" + did_you_mean(t.function, list(s.functions)),
+            )
+        if t.queue is not None:
+            queue = s.sources.get(t.queue)
+            if queue is None:
+                yield Issue(
+                    ("triggers", i, "queue"),
+                    f"unknown queue {t.queue!r}" + did_you_mean(t.queue, list(s.sources)),
+                )
+            elif not isinstance(queue, SqsSource):
+                yield Issue(("triggers", i, "queue"), f"{t.queue!r} is not an SQS queue (type: {queue.type})")
+            else:
+                if t.queue in fed:
+                    yield Issue(
+                        ("triggers", i, "queue"),
+                        f"queue {t.queue!r} is already fed by triggers[{fed[t.queue]}]; esmsim models one "
+                        "push source per queue",
+                    )
+                fed.setdefault(t.queue, i)
+                if _has_traffic(queue.traffic):
+                    yield Issue(
+                        ("sources", t.queue, "traffic"),
+                        f"queue {t.queue!r} is fed by triggers[{i}] ({t.source}); esmsim does not mix it with "
+                        "traffic of its own: remove the traffic key",
+                    )
+        key = (t.source, "queue" if t.queue is not None else "function", t.target)
+        if key in seen:
+            yield Issue(
+                ("triggers", i),
+                f"{t.source!r} already delivers to {t.target!r} (triggers[{seen[key]}]); a subscription or "
+                "notification exists once",
+            )
+        seen.setdefault(key, i)
+    for name, source in s.sources.items():
+        if source.type != "sns":
+            continue
+        size = source.traffic.record_size
+        bound = size.upper_bound()
+        if math.isfinite(bound) and bound > SNS_MAX_MESSAGE_BYTES:
+            yield Issue(
+                ("sources", name, "traffic", "record_size"),
+                f"records of up to {bound:g} bytes exceed SNS's largest message ({SNS_MAX_MESSAGE_BYTES} bytes)",
+            )
+        elif not math.isfinite(bound) and _tail_above(size, SNS_MAX_MESSAGE_BYTES):
+            yield Issue(
+                ("sources", name, "traffic", "record_size"),
+                f"over 0.1 % of sizes fall above SNS's largest message ({SNS_MAX_MESSAGE_BYTES} bytes) and "
+                "are cut to it",
+                "warning",
+            )
+
+
+def _has_traffic(t: object) -> bool:
+    rate = getattr(t, "rate", 0.0)
+    schedule = getattr(t, "schedule", ())
+    return bool(rate > 0 or any(p.rate > 0 for p in schedule) or getattr(t, "initial_backlog", 0))
 
 
 def _duplicate_mappings(s: System) -> Iterator[Issue]:
@@ -151,17 +256,23 @@ def _queue_rules(s: System) -> Iterator[Issue]:
 
 
 def _source_rules(s: System) -> Iterator[Issue]:
-    """Every source: it has traffic and a mapping reading it."""
+    """Every source: it has traffic and a mapping reading it (a push source: a trigger)."""
     mapped = {m.source for m in s.mappings}
+    fed = {t.queue for t in s.triggers if t.queue is not None}
+    pushed = {t.source for t in s.triggers}
     for name, source in s.sources.items():
-        t = source.traffic
-        if t.rate == 0 and not any(p.rate > 0 for p in t.schedule) and t.initial_backlog == 0:
+        if name not in fed and not _has_traffic(source.traffic):
             yield Issue(
                 ("sources", name, "traffic"),
                 "no traffic: rate is 0, no schedule and no initial backlog",
                 "warning",
             )
-        if name not in mapped:
+        if source.type in PUSH_TYPES:
+            if name not in pushed:
+                yield Issue(
+                    ("sources", name), "no trigger delivers this source's events: they go nowhere", "warning"
+                )
+        elif name not in mapped:
             yield Issue(
                 ("sources", name), "no mapping reads this source: its records only accumulate", "warning"
             )
@@ -175,10 +286,12 @@ def _source_rules(s: System) -> Iterator[Issue]:
 
 
 def _unused_functions(s: System) -> Iterator[Issue]:
-    invoked = {m.function for m in s.mappings}
+    invoked = {m.function for m in s.mappings} | {t.function for t in s.triggers}
     for name in s.functions:
         if name not in invoked:
-            yield Issue(("functions", name), "no mapping invokes this function: it never runs", "warning")
+            yield Issue(
+                ("functions", name), "no mapping or trigger invokes this function: it never runs", "warning"
+            )
 
 
 def _stream_rules(s: System) -> Iterator[Issue]:
@@ -332,6 +445,16 @@ def _zero_time_loops(s: System) -> Iterator[Issue]:
                 f"give retry_backoff initial and maximum of at least {step}, or the function a duration "
                 f"of at least {step}",
             )
+    for name in {t.function for t in s.triggers if t.function in s.functions}:
+        config = s.functions[str(name)].async_
+        for key in ("throttle_backoff_initial", "throttle_backoff_maximum"):
+            value = getattr(config, key)
+            if value < MIN_STEP_S:
+                yield Issue(
+                    ("functions", str(name), "async", key),
+                    f"{value:g} s is below {step}: throttled events would retry without time passing "
+                    f"(allowed: at least {step}; AWS: 1 s doubling to 5 minutes)",
+                )
     for name, source in s.sources.items():
         period = source.traffic.period
         if period is not None and period < MIN_STEP_S:
@@ -392,6 +515,7 @@ def _run_rules(s: System) -> Iterator[Issue]:
 
 RULES: tuple[Callable[[System], Iterator[Issue]], ...] = (
     _references,
+    _trigger_rules,
     _duplicate_mappings,
     _sqs_mapping_rules,
     _stream_rules,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from esmsim.dists import ConstantSize, SizeDist
+from esmsim.dists import ConstantSize, DurationDist, LognormalDuration, SizeDist
 from esmsim.scenario.base import Bytes, Frozen, Int, Number, PerSecond, Seconds, WholeSeconds, aws
 
 #: SQS's maximum message size since 2025 (docs/model.md §2).
@@ -215,5 +215,94 @@ class DynamoDBSource(_StreamSource):
 #: DynamoDB streams keep records for 24 hours, not configurable.
 DYNAMODB_RETENTION_S = 86400.0
 
-Source = Annotated[SqsSource | KinesisSource | DynamoDBSource, Field(discriminator="type")]
+#: SNS's largest message (and an SNS destination's): 256 KB.
+SNS_MAX_MESSAGE_BYTES = 256 * 1024
+
+
+class _PushSource(Frozen):
+    """What S3, SNS and EventBridge share: they push events; Lambda invokes asynchronously (triggers)."""
+
+    traffic: Traffic = Field(default_factory=Traffic, description="Events the service emits.")
+
+
+def _handoff_failure_rate() -> Any:
+    return Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Probability that one hand-off attempt to Lambda fails and is retried by this service's "
+        "own retry policy (Lambda accepts asynchronous invokes from AWS services without a rate limit, so "
+        "failures are rare: an assumption, 0 by default).",
+    )
+
+
+class S3Source(_PushSource):
+    """An S3 bucket's event notifications (ObjectCreated and the like), pushed to Lambda."""
+
+    type: Literal["s3"] = Field(description="`s3`: a bucket's event notifications.")
+    delivery_delay: DurationDist = Field(
+        default_factory=lambda: LognormalDuration(dist="lognormal", median=1.0, p99=30.0),
+        description="From the object event to Lambda accepting the notification (AWS: typically "
+        "seconds, sometimes a minute or longer; the shape is an assumption).",
+    )
+    duplicate_rate: Number = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Fraction of notifications delivered twice (AWS: at-least-once; the rate is a knob).",
+    )
+
+
+class SnsSource(_PushSource):
+    """An SNS standard topic: every message goes to every subscription (`triggers`)."""
+
+    type: Literal["sns"] = Field(description="`sns`: a standard topic.")
+    delivery_delay: DurationDist = Field(
+        default_factory=lambda: LognormalDuration(dist="lognormal", median=0.05, p99=0.5),
+        description="From Publish to the subscriber accepting the message (AWS documents none: an "
+        "assumption).",
+    )
+    handoff_failure_rate: Number = _handoff_failure_rate()
+
+
+class EventBridgeSource(_PushSource):
+    """An EventBridge event bus and rule: matching events go to the rule's targets (`triggers`)."""
+
+    type: Literal["eventbridge"] = Field(description="`eventbridge`: a bus whose rule targets a function.")
+    delivery_delay: DurationDist = Field(
+        default_factory=lambda: LognormalDuration(dist="lognormal", median=0.5, p99=2.0),
+        description="From PutEvents to Lambda accepting the event (AWS documents none: an assumption).",
+    )
+    maximum_retry_attempts: Int = aws(
+        "EventBridgeSource",
+        "maximum_retry_attempts",
+        185,
+        ge=0,
+        le=185,
+        description="The target's retry policy: hand-off attempts after the first (AWS default 185).",
+    )
+    maximum_event_age: WholeSeconds = aws(
+        "EventBridgeSource",
+        "maximum_event_age",
+        86400.0,
+        ge=60,
+        le=86400,
+        description="The target's retry policy: an event older than this is not retried (24 h).",
+    )
+    retry_interval_max: Seconds = Field(
+        480.0,
+        gt=0,
+        description="Longest wait between hand-off retries; waits double from 1 s up to it (AWS: "
+        "exponential back-off with jitter, 185 attempts over 24 h; the cap is an assumption).",
+    )
+    handoff_failure_rate: Number = _handoff_failure_rate()
+
+
+Source = Annotated[
+    SqsSource | KinesisSource | DynamoDBSource | S3Source | SnsSource | EventBridgeSource,
+    Field(discriminator="type"),
+]
 StreamSource = KinesisSource | DynamoDBSource
+PushSource = S3Source | SnsSource | EventBridgeSource
+#: The push sources' types, and what each is called in messages.
+PUSH_TYPES = {"s3": "an S3 bucket", "sns": "an SNS topic", "eventbridge": "an EventBridge bus"}

@@ -10,11 +10,12 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from esmsim.scenario.base import Frozen, Int, Seconds
+from esmsim.scenario.base import Frozen, Int, Seconds, key_error
 from esmsim.scenario.functions import Account, Function
 from esmsim.scenario.mappings import Mapping
 from esmsim.scenario.pricing import Pricing
 from esmsim.scenario.sources import Source
+from esmsim.scenario.triggers import Trigger
 
 #: Seeds are stored as signed 64-bit integers in result tables (runs.parquet): seeds stay below.
 SEED_LIMIT = 2**63
@@ -35,10 +36,14 @@ class System(Frozen):
     account: Account = Field(default_factory=Account, description="The account's concurrency settings.")
     functions: dict[str, Function] = Field(min_length=1, description="Lambda functions by name.")
     sources: dict[str, Source] = Field(
-        min_length=1, description="Event sources (queues and streams) by name."
+        min_length=1, description="Event sources (queues, streams, buckets, topics, buses) by name."
     )
     mappings: tuple[Mapping, ...] = Field(
-        min_length=1, description="Event source mappings, source to function."
+        (), description="Event source mappings (SQS, Kinesis, DynamoDB), source to function."
+    )
+    triggers: tuple[Trigger, ...] = Field(
+        (),
+        description="Pushes (S3, SNS, EventBridge) to a function, invoked asynchronously, or SNS to a queue.",
     )
     pricing: Pricing = Field(
         default_factory=Pricing, description="Unit prices (default: us-east-1 list prices)."
@@ -50,6 +55,12 @@ class System(Frozen):
             "by `esmsim run`."
         ),
     )
+
+    @model_validator(mode="after")
+    def _something_consumes(self) -> System:
+        if not self.mappings and not self.triggers:
+            raise key_error(("mappings",), "give at least one mapping (or a trigger, for a push source)")
+        return self
 
     @model_validator(mode="before")
     @classmethod
