@@ -436,7 +436,7 @@ def test_duplicate_top_level_key(tmp_path: Path) -> None:
         ),
         (
             {13: "mappings: []", 14: None, 15: None, 16: None, 17: None},
-            "{path}:13: mappings: must not be empty",
+            "{path}:13: mappings: give at least one mapping (or a trigger, for a push source)",
         ),
         (
             {14: "  - function: orders", 15: None},
@@ -445,7 +445,7 @@ def test_duplicate_top_level_key(tmp_path: Path) -> None:
         (
             {9: "    type: kafka"},
             "{path}:9: sources.orders-queue.type: 'kafka' is not a known type "
-            "(allowed: sqs, kinesis, dynamodb)",
+            "(allowed: sqs, kinesis, dynamodb, s3, sns, eventbridge)",
         ),
     ],
     ids=[

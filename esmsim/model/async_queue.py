@@ -46,8 +46,8 @@ ASYNC_BILLED_BYTES = 256 * 1024
 ASYNC_CHUNK_BYTES = 64 * 1024
 
 _SUCCESS = int(Outcome.SUCCESS)
-# An event: [trigger, sent_at, accepted_at, size, draw, errors, throttles].
-_TRIGGER, _SENT, _ACCEPTED, _SIZE, _DRAW, _ERRORS, _THROTTLES = range(7)
+# An event: [trigger, sent_at, accepted_at, size, draw, errors, throttles, id].
+_TRIGGER, _SENT, _ACCEPTED, _SIZE, _DRAW, _ERRORS, _THROTTLES, _ID = range(8)
 Event = list
 
 
@@ -136,7 +136,8 @@ class AsyncEventQueue:
         self._due: list[tuple[float, int, Event, bool]] = []
         self._seq = itertools.count()
         self._running: dict[int, Event] = {}
-        self._late: list[tuple[int, np.ndarray]] = []  # (trigger, sent) of events arriving after the end
+        #: (trigger, sent, ids) of events arriving after the end.
+        self._late: list[tuple[int, np.ndarray, np.ndarray]] = []
         self._armed = math.inf
         self._batch = _Single()
         self.totals = AsyncTotals()
@@ -167,12 +168,18 @@ class AsyncEventQueue:
         self.outcomes.arrived(consumer, len(events))
         late = events.arrived_at > self.end_s
         if late.any():
-            self._late.append((trigger, events.sent_at[late]))
+            self._late.append((trigger, events.sent_at[late], events.ids[late]))
             events = events.take(~late)
         big = events.size > ASYNC_PAYLOAD_LIMIT_BYTES
         if big.any():
             self.totals.oversized += int(np.count_nonzero(big))
-            self.outcomes.ended(consumer, events.sent_at[big], events.arrived_at[big], RecordState.DROPPED)
+            self.outcomes.ended(
+                consumer,
+                events.sent_at[big],
+                events.arrived_at[big],
+                RecordState.DROPPED,
+                ids=events.ids[big],
+            )
             events = events.take(~big)
         if not len(events):
             return events
@@ -206,6 +213,7 @@ class AsyncEventQueue:
             draw,
             0,
             0,
+            int(block.ids[k]),
         ]
         if k + 1 < len(block):
             self._cursor[trigger] = k + 1
@@ -284,7 +292,9 @@ class AsyncEventQueue:
             del self._running[id(event)]
             if outcome == _SUCCESS:
                 consumer = self.consumers[event[_TRIGGER]]
-                self.outcomes.ended(consumer, np.array([event[_SENT]]), end, RecordState.SUCCEEDED)
+                self.outcomes.ended(
+                    consumer, np.array([event[_SENT]]), end, RecordState.SUCCEEDED, ids=np.array([event[_ID]])
+                )
                 target = self.config.on_success
                 if target is not None:
                     self.totals.on_success += 1
@@ -341,7 +351,9 @@ class AsyncEventQueue:
         state = RecordState.DLQ if routed else RecordState.DROPPED
         if routed:
             self.totals.routed += 1
-        self.outcomes.ended(self.consumers[event[_TRIGGER]], np.array([event[_SENT]]), at, state)
+        self.outcomes.ended(
+            self.consumers[event[_TRIGGER]], np.array([event[_SENT]]), at, state, ids=np.array([event[_ID]])
+        )
 
     def _count_delivery(self, kind: str) -> None:
         self.totals.deliveries[kind] = self.totals.deliveries.get(kind, 0) + 1
@@ -349,21 +361,28 @@ class AsyncEventQueue:
     # ------------------------------------------------------------------ the end of the run
     def finish(self) -> None:
         """Census of the events still queued (or not yet arrived) and of those executing."""
-        waiting: dict[int, list[float]] = {t: [] for t in self.consumers}
+        waiting: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {t: [] for t in self.consumers}
+        running: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {t: [] for t in self.consumers}
         for _, _, event, _ in self._due:
-            waiting[event[_TRIGGER]].append(event[_SENT])
+            waiting[event[_TRIGGER]].append((np.array([event[_SENT]]), np.array([event[_ID]])))
         for trigger, blocks in self._fresh.items():
             k = self._cursor[trigger]
             for i, block in enumerate(blocks):
-                waiting[trigger].extend(block.sent_at[k if i == 0 else 0 :].tolist())
-        for trigger, sent in self._late:
-            waiting[trigger].extend(sent.tolist())
-        running: dict[int, list[float]] = {t: [] for t in self.consumers}
+                rest = block.take(slice(k if i == 0 else 0, None))
+                waiting[trigger].append((rest.sent_at, rest.ids))
+        for trigger, sent, ids in self._late:
+            waiting[trigger].append((sent, ids))
         for event in self._running.values():
-            running[event[_TRIGGER]].append(event[_SENT])
+            running[event[_TRIGGER]].append((np.array([event[_SENT]]), np.array([event[_ID]])))
         for trigger, consumer in self.consumers.items():
-            self.outcomes.census(consumer, np.asarray(waiting[trigger]), RecordState.WAITING)
-            self.outcomes.census(consumer, np.asarray(running[trigger]), RecordState.IN_FLIGHT)
+            for parts, state in (
+                (waiting[trigger], RecordState.WAITING),
+                (running[trigger], RecordState.IN_FLIGHT),
+            ):
+                if parts:
+                    sent = np.concatenate([p[0] for p in parts])
+                    ids = np.concatenate([p[1] for p in parts])
+                    self.outcomes.census(consumer, sent, state, ids=ids)
         totals = self.totals
         for name in ("received", "oversized", "retries", "throttled", "dropped", "routed", "on_success"):
             self.recorder.add_total(f"async_{name}", getattr(totals, name))

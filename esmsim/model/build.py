@@ -23,7 +23,7 @@ from esmsim.model.stream_mapping import StreamMappingRuntime
 from esmsim.model.stream_source import ShardLog, ShardReadLimits, StreamSource
 from esmsim.model.traffic import RecordFeed
 from esmsim.model.watchdog import Watchdog
-from esmsim.observe.outcomes import Consumer
+from esmsim.observe.outcomes import Consumer, Outcomes
 from esmsim.observe.recorder import FOLD_EVERY_S, Layout, Recorder
 from esmsim.rng import Streams
 from esmsim.scenario.mappings import SqsMapping, StreamMapping, ThrottleRetry
@@ -279,7 +279,7 @@ def _push(world: World, name: str, source: PushSource, streams: Streams, *, back
     paths: list[DeliveryPath] = []
     for i in mine:
         trigger = scenario.triggers[i]
-        held: list[np.ndarray] = []  # sent times of events still on their way at the end
+        books = _PathBooks(outcomes, end, into_queue=trigger.queue is not None)
         if trigger.function is not None:
             label = recorder.layout.mappings[nm + invoking.index(i)]
             consumer = consumer_of[label]
@@ -309,24 +309,13 @@ def _push(world: World, name: str, source: PushSource, streams: Streams, *, back
             deliver = _to_function(queue, i)
         else:
             consumer = consumer_of[str(trigger.queue)]
-            deliver = _to_queue(world, str(trigger.queue), consumer, held)
+            deliver = _to_queue(world, str(trigger.queue), books)
+        books.consumer = consumer
 
-        def lose(
-            sent: np.ndarray, at: np.ndarray, consumer: int = consumer, held: list[np.ndarray] = held
-        ) -> None:
-            outcomes.arrived(consumer, sent.shape[0])
-            gone = at <= end
-            outcomes.ended(consumer, sent[gone], at[gone], RecordState.DROPPED)
-            held.append(sent[~gone])
-
-        def census(consumer: int = consumer, held: list[np.ndarray] = held) -> None:
-            if held:
-                outcomes.census(consumer, np.concatenate(held), RecordState.WAITING)
-
-        path = DeliveryPath(source, name, i, streams, deliver, lose)
+        path = DeliveryPath(source, name, i, streams, deliver, books.lose)
         paths.append(path)
         world.paths.append(path)
-        world.finishers.append(census)
+        world.finishers.append(books.census)
 
     def generate(now: float) -> None:
         block = feed.next_block()
@@ -347,6 +336,45 @@ def _push(world: World, name: str, source: PushSource, streams: Streams, *, back
     world.feeders.append((generate, lambda: feed.horizon, lambda: feed.exhausted))
 
 
+class _PathBooks:
+    """A delivery path's records that never reach its target: lost by the service, or still on the way.
+
+    A queue numbers its own messages (0, 1, ...); events that never reach it carry ``-1 - n``, n their
+    number along the path, so no two records of one consumer share an id.
+    """
+
+    def __init__(self, outcomes: Outcomes, end: float, *, into_queue: bool) -> None:
+        self.outcomes = outcomes
+        self.end = end
+        self.into_queue = into_queue
+        self.consumer = -1
+        self.held: list[tuple[np.ndarray, np.ndarray]] = []  # (sent, ids) of events on the way at the end
+
+    def _ids(self, ids: np.ndarray) -> np.ndarray:
+        return -1 - ids if self.into_queue else ids
+
+    def lose(self, sent: np.ndarray, at: np.ndarray, ids: np.ndarray) -> None:
+        """The service gave up on these events at ``at`` (after the run: still on their way)."""
+        self.outcomes.arrived(self.consumer, sent.shape[0])
+        gone = at <= self.end
+        self.outcomes.ended(
+            self.consumer, sent[gone], at[gone], RecordState.DROPPED, ids=self._ids(ids[gone])
+        )
+        self.held.append((sent[~gone], self._ids(ids[~gone])))
+
+    def late(self, sent: np.ndarray, ids: np.ndarray) -> None:
+        """These events reach a queue after the run ends."""
+        self.outcomes.arrived(self.consumer, sent.shape[0])
+        self.held.append((sent, self._ids(ids)))
+
+    def census(self) -> None:
+        """At the end: the events still on their way are waiting."""
+        if self.held:
+            sent = np.concatenate([h[0] for h in self.held])
+            ids = np.concatenate([h[1] for h in self.held])
+            self.outcomes.census(self.consumer, sent, RecordState.WAITING, ids=ids)
+
+
 def _to_function(queue: AsyncEventQueue, trigger: int) -> Callable[[Delivered], None]:
     def deliver(events: Delivered) -> None:
         queue.accept(trigger, events)
@@ -354,17 +382,15 @@ def _to_function(queue: AsyncEventQueue, trigger: int) -> Callable[[Delivered], 
     return deliver
 
 
-def _to_queue(world: World, name: str, consumer: int, held: list[np.ndarray]) -> Callable[[Delivered], None]:
+def _to_queue(world: World, name: str, books: _PathBooks) -> Callable[[Delivered], None]:
     """Deliveries into an SQS queue: they arrive as its messages (sent when they reach it)."""
     queue, receivers = world.queues[name], world.receivers[name]
     end = world.scenario.duration
-    outcomes = world.recorder.outcomes
 
     def deliver(events: Delivered) -> None:
         late = events.arrived_at > end
         if late.any():
-            outcomes.arrived(consumer, int(np.count_nonzero(late)))
-            held.append(events.sent_at[late])
+            books.late(events.sent_at[late], events.ids[late])
             events = events.take(~late)
         if not len(events):
             return

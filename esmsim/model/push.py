@@ -70,6 +70,7 @@ class Delivered:
     arrived_at: np.ndarray  # when the target accepted it (sorted)
     size: np.ndarray
     draw: np.ndarray | None  # poison draws, when a function may find poison
+    ids: np.ndarray  # numbered along the path as emitted (a duplicate gets its own number)
 
     def __len__(self) -> int:
         return int(self.arrived_at.shape[0])
@@ -77,7 +78,7 @@ class Delivered:
     def take(self, index: np.ndarray | slice) -> Delivered:
         """The events ``index`` picks (a mask, positions or a slice)."""
         draw = None if self.draw is None else self.draw[index]
-        return Delivered(self.sent_at[index], self.arrived_at[index], self.size[index], draw)
+        return Delivered(self.sent_at[index], self.arrived_at[index], self.size[index], draw, self.ids[index])
 
 
 @dataclass
@@ -100,7 +101,7 @@ class DeliveryPath:
         index: int,
         streams: Streams,
         deliver: Callable[[Delivered], None],
-        lose: Callable[[np.ndarray, np.ndarray], None],
+        lose: Callable[[np.ndarray, np.ndarray, np.ndarray], None],
     ) -> None:
         """Args:
         source: The push source's spec.
@@ -118,6 +119,7 @@ class DeliveryPath:
         self._deliver = deliver
         self._lose = lose
         self._carry: Delivered | None = None
+        self._next_id = 0
         self.totals = PathTotals()
 
     def emit(self, block: dict[str, np.ndarray], horizon: float) -> None:
@@ -135,6 +137,8 @@ class DeliveryPath:
             sent, size = sent[order], size[order]
             draw = None if draw is None else draw[order]
             n = sent.shape[0]
+        ids = np.arange(self._next_id, self._next_id + n)
+        self._next_id += n
         arrived = sent + source.delivery_delay.sample(self._delays, n)
         rate = getattr(source, "handoff_failure_rate", 0.0)
         if rate > 0 and n:
@@ -143,12 +147,18 @@ class DeliveryPath:
             self.totals.handoff_retries += int(failures[~gave_up].sum())
             if gave_up.any():
                 self.totals.lost += int(np.count_nonzero(gave_up))
-                self._lose(sent[gave_up], arrived[gave_up] + extra[gave_up])
+                self._lose(sent[gave_up], arrived[gave_up] + extra[gave_up], ids[gave_up])
                 keep = ~gave_up
-                sent, size, arrived, extra = sent[keep], size[keep], arrived[keep], extra[keep]
+                sent, size, arrived, extra, ids = (
+                    sent[keep],
+                    size[keep],
+                    arrived[keep],
+                    extra[keep],
+                    ids[keep],
+                )
                 draw = None if draw is None else draw[keep]
             arrived = arrived + extra
-        fresh = Delivered(sent, arrived, size, draw)
+        fresh = Delivered(sent, arrived, size, draw, ids)
         if self._carry is not None:
             fresh = _concat(self._carry, fresh)
         order = np.argsort(fresh.arrived_at, kind="stable")
@@ -169,4 +179,5 @@ def _concat(a: Delivered, b: Delivered) -> Delivered:
         np.concatenate([a.arrived_at, b.arrived_at]),
         np.concatenate([a.size, b.size]),
         draw,
+        np.concatenate([a.ids, b.ids]),
     )
