@@ -22,7 +22,7 @@ import numpy as np
 from esmsim.scenario.mappings import StreamMapping
 from esmsim.scenario.pricing import Pricing
 from esmsim.scenario.scenario import Scenario
-from esmsim.scenario.sources import KinesisSource, SqsSource
+from esmsim.scenario.sources import DynamoDBSource, KinesisSource, SqsSource
 
 
 def billed_seconds(seconds: np.ndarray, granularity_ms: float) -> np.ndarray:
@@ -128,7 +128,7 @@ def destination_usd(kind: str, deliveries: int, pricing: Pricing) -> float:
 
 
 def publish_usd(kind: str, units: float, pricing: Pricing) -> float:
-    """Publishers' requests to a push source: SNS publishes, EventBridge events (S3's notifications are free)."""
+    """Publishers' requests to a push source: SNS publishes, EventBridge events (S3 notifications: free)."""
     if kind == "sns":
         return units * pricing.sns_publish_per_million_usd / 1e6
     if kind == "eventbridge":
@@ -211,7 +211,7 @@ def run_cost(scenario: Scenario, usage: Usage) -> CostBreakdown:
             source += kinesis_stream_usd(stream.shards, stream.retention, scenario.duration, pricing)
     for i, mapping in enumerate(scenario.mappings):
         stream = scenario.sources[mapping.source]
-        if not isinstance(mapping, StreamMapping) or isinstance(stream, SqsSource):
+        if not isinstance(mapping, StreamMapping) or not isinstance(stream, KinesisSource | DynamoDBSource):
             continue
         if mapping.enhanced_fan_out:
             bytes_delivered = usage.efo_bytes.get(i, 0.0)

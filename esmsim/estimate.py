@@ -25,7 +25,7 @@ from esmsim.errors import RunError
 from esmsim.scenario.functions import Function
 from esmsim.scenario.mappings import SqsMapping, StreamMapping
 from esmsim.scenario.scenario import Scenario
-from esmsim.scenario.sources import PUSH_TYPES, SqsSource, Traffic
+from esmsim.scenario.sources import DynamoDBSource, KinesisSource, PushSource, SqsSource, Traffic
 
 # Measured constants. Each came from runs in fresh processes, reading the peak resident set size
 # (VmHWM of /proc/self/status; ru_maxrss would keep the forking parent's) of esmsim.simulate on
@@ -170,7 +170,7 @@ def estimate(scenario: Scenario, *, trace: bool = False) -> Estimate:
     for name, source in scenario.sources.items():
         traffic = fed.get(name, source.traffic)
         sent = arrivals(traffic, duration) + traffic.initial_backlog
-        if source.type in PUSH_TYPES:
+        if isinstance(source, PushSource):
             paths = [t for t in scenario.triggers if t.source == name]
             copies = 1.0 + getattr(source, "duplicate_rate", 0.0)
             for t in paths:
@@ -218,6 +218,7 @@ def estimate(scenario: Scenario, *, trace: bool = False) -> Estimate:
             )
             traced_rows += sent
             continue
+        assert isinstance(source, KinesisSource | DynamoDBSource)
         shards += source.shards
         keys = source.traffic.partition_keys
         memory += keys * (KEY_BYTES + (SKEWED_KEY_BYTES if source.traffic.key_skew else 0.0))

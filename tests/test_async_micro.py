@@ -28,9 +28,7 @@ def push(extra: dict[str, Any] | None = None, *, events: int = 1, kind: str = "s
     raw: dict[str, Any] = {
         "duration": 3600,
         "functions": {"f": {"duration": "1s", "cold_start": "0s", "timeout": 900}},
-        "sources": {
-            "src": {"type": kind, "delivery_delay": "0s", "traffic": {"initial_backlog": events}}
-        },
+        "sources": {"src": {"type": kind, "delivery_delay": "0s", "traffic": {"initial_backlog": events}}},
         "triggers": [{"source": "src", "function": "f"}],
     }
     return Scenario.model_validate(merge(raw, extra or {}))
@@ -58,7 +56,8 @@ def test_a_failing_event_is_tried_three_times_a_minute_then_two_apart_then_reach
     np.testing.assert_allclose(inv["start_s"], [0, 61, 182])
     assert list(inv["outcome"].astype(str)) == ["error"] * 3
     record = result.records.iloc[0]
-    assert str(record["state"]) == "dlq" and record["done_s"] == pytest.approx(183)
+    assert str(record["state"]) == "dlq"
+    assert record["done_s"] == pytest.approx(183)
     summary = result.summary
     assert summary["async_retries"] == 2
     assert summary["async_events_dropped"] == 1
@@ -112,7 +111,9 @@ def test_throttled_events_back_off_doubling_from_one_second_to_five_minutes() ->
     result = traced(s)
     expected_throttles = [0, 1, 3, 7, 15, 31, 63, 127, 255, 511]
     np.testing.assert_allclose(result.throttles["time_s"], expected_throttles)
-    assert set(result.throttles["reason"].astype(str)) == {"ReservedFunctionConcurrentInvocationLimitExceeded"}
+    assert set(result.throttles["reason"].astype(str)) == {
+        "ReservedFunctionConcurrentInvocationLimitExceeded"
+    }
     np.testing.assert_allclose(trigger_invocations(result)["start_s"], [0, 811])
     assert result.summary["async_event_age_max_s"] == pytest.approx(811)
 
@@ -120,14 +121,20 @@ def test_throttled_events_back_off_doubling_from_one_second_to_five_minutes() ->
 def test_a_throttled_function_drops_events_at_the_maximum_event_age() -> None:
     # One slot busy 100 s; four more events throttled at 0, 1, 3, 7, 15, 31; the next try would be at
     # 63, past the 60 s maximum age: each is discarded at 60 (routed when a destination is set).
-    base = {"functions": {"f": {"duration": "100s", "reserved_concurrency": 1, "async": {"maximum_event_age": 60}}}}
+    base = {
+        "functions": {
+            "f": {"duration": "100s", "reserved_concurrency": 1, "async": {"maximum_event_age": 60}}
+        }
+    }
     result = traced(push(base, events=5))
     assert states(result) == ["dropped"] * 4 + ["succeeded"]
     dropped = result.records[result.records["state"].astype(str) == "dropped"]
     np.testing.assert_allclose(dropped["done_s"], 60.0)
     assert result.summary["throttles"] == 4 * 6
     assert result.summary["async_events_dropped"] == 4
-    routed = traced(push(merge(base, {"functions": {"f": {"async": {"on_failure": {"type": "eventbridge"}}}}}), events=5))
+    routed = traced(
+        push(merge(base, {"functions": {"f": {"async": {"on_failure": {"type": "eventbridge"}}}}}), events=5)
+    )
     assert states(routed) == ["dlq"] * 4 + ["succeeded"]
     assert_conserved(routed)
 
@@ -135,7 +142,8 @@ def test_a_throttled_function_drops_events_at_the_maximum_event_age() -> None:
 def test_an_event_over_one_mb_is_refused_and_one_over_256_kb_is_billed_by_64_kb() -> None:
     big = push({"sources": {"src": {"traffic": {"record_size": "1100KB"}}}})
     result = traced(big)
-    assert result.summary["invocations"] == 0 and states(result) == ["dropped"]
+    assert result.summary["invocations"] == 0
+    assert states(result) == ["dropped"]
     # 300 KB: 256 KB plus one started 64 KB chunk, two requests for one invocation.
     large = simulate(push({"sources": {"src": {"traffic": {"record_size": "300KB"}}}}))
     price = large.scenario.pricing.lambda_request_per_million_usd / 1e6
@@ -171,7 +179,11 @@ def test_an_sns_destination_refuses_records_over_256_kb_and_the_dlq_still_takes_
 def test_sns_fans_out_to_two_queues_and_a_function_each_message_processed_three_times() -> None:
     raw = {
         "duration": 180,
-        "functions": {"audit": {"duration": "50ms"}, "billing": {"duration": "100ms"}, "ship": {"duration": "80ms"}},
+        "functions": {
+            "audit": {"duration": "50ms"},
+            "billing": {"duration": "100ms"},
+            "ship": {"duration": "80ms"},
+        },
         "sources": {
             "orders": {"type": "sns", "traffic": {"rate": "50/s", "schedule": [{"at": 60, "rate": 0}]}},
             "billing-q": {"type": "sqs"},
@@ -182,7 +194,10 @@ def test_sns_fans_out_to_two_queues_and_a_function_each_message_processed_three_
             {"source": "orders", "queue": "shipping-q"},
             {"source": "orders", "function": "audit"},
         ],
-        "mappings": [{"source": "billing-q", "function": "billing"}, {"source": "shipping-q", "function": "ship"}],
+        "mappings": [
+            {"source": "billing-q", "function": "billing"},
+            {"source": "shipping-q", "function": "ship"},
+        ],
     }
     result = traced(Scenario.model_validate(raw))
     table = result.records
@@ -201,7 +216,8 @@ def test_s3_duplicates_deliver_some_events_twice() -> None:
     once = simulate(push(events=400))
     twice = simulate(push({"sources": {"src": {"duplicate_rate": 1.0}}}, events=400))
     assert once.summary["records_in"] == 400
-    assert twice.summary["records_in"] == 800 and twice.summary["push_duplicates"] == 400
+    assert twice.summary["records_in"] == 800
+    assert twice.summary["push_duplicates"] == 400
     assert twice.summary["records_succeeded"] == 800
 
 
@@ -232,7 +248,8 @@ def test_async_request_billing_counts_64_kb_chunks_beyond_256_kb() -> None:
 def test_sns_handoff_retry_schedule() -> None:
     waits = sns_retry_waits()
     assert list(waits[:5]) == [0, 0, 0, 1, 1]
-    assert waits[5] == 1 and waits[-1] == pytest.approx(20)
+    assert waits[5] == 1
+    assert waits[-1] == pytest.approx(20)
     sns = SnsSource(type="sns")
     delay, gave_up = handoff_delay(sns, np.array([0, 3, 4, 15, 16, 100_015, 100_016]))
     head = float(np.sum(waits))

@@ -39,14 +39,20 @@ GUIDE = (
 
 @pytest.mark.parametrize("command", ["validate", "run"])
 def test_the_guides_s3_mapping_is_refused_with_what_to_write_instead(tmp_path: Path, command: str) -> None:
-    path = write(tmp_path, {6: "mappings:", 7: "  - {source: my-s3-bucket, function: thumbnail, batch_size: 10}"})
-    result = CliRunner().invoke(main, [command, path, *(["--out", str(tmp_path / "out")] if command == "run" else [])])
+    path = write(
+        tmp_path, {6: "mappings:", 7: "  - {source: my-s3-bucket, function: thumbnail, batch_size: 10}"}
+    )
+    result = CliRunner().invoke(
+        main, [command, path, *(["--out", str(tmp_path / "out")] if command == "run" else [])]
+    )
     assert_bad(result, GUIDE.format(path=path))
     assert not (tmp_path / "out").exists()
 
 
 def test_a_mapping_naming_an_s3_arn_gets_the_same_explanation(tmp_path: Path) -> None:
-    path = write(tmp_path, {6: "mappings:", 7: "  - {source: 'arn:aws:s3:::my-s3-bucket', function: thumbnail}"})
+    path = write(
+        tmp_path, {6: "mappings:", 7: "  - {source: 'arn:aws:s3:::my-s3-bucket', function: thumbnail}"}
+    )
     result = CliRunner().invoke(main, ["validate", path])
     assert len(result.stderr.splitlines()) == 1
     assert "is an S3 bucket: S3 invokes Lambda asynchronously through a trigger" in result.stderr
@@ -67,26 +73,33 @@ def test_a_mapping_naming_an_s3_arn_gets_the_same_explanation(tmp_path: Path) ->
         ),
         (
             {7: "  - {source: my-s3-bucket}"},
-            "{path}:7: triggers[0]: give exactly one of function (an asynchronous invoke) or queue (SNS to SQS)",
+            "{path}:7: triggers[0]: give exactly one of function (an asynchronous invoke) or queue "
+            "(into SQS)",
         ),
         (
-            {7: "  - {source: my-s3-bucket, function: thumbnail}\n  - {source: my-s3-bucket, function: thumbnail}"},
-            "{path}:8: triggers[1]: 'my-s3-bucket' already delivers to 'thumbnail' (triggers[0]); a subscription "
-            "or notification exists once",
+            {
+                7: "  - {source: my-s3-bucket, function: thumbnail}\n"
+                + "  - {source: my-s3-bucket, function: thumbnail}"
+            },
+            "{path}:8: triggers[1]: 'my-s3-bucket' already delivers to 'thumbnail' (triggers[0]); a "
+            "subscription or notification exists once",
         ),
         (
             {3: "  thumbnail: {duration: 300ms, async: {on_success: {type: s3}}}"},
-            "{path}:3: functions.thumbnail.async.on_success: S3 is an on-failure destination only (AWS rejects it "
-            "on success)",
+            "{path}:3: functions.thumbnail.async.on_success: S3 is an on-failure destination only (AWS "
+            "rejects it on success)",
         ),
         (
             {3: "  thumbnail: {duration: 300ms, async: {MaximumRetryAttempts: 3}}"},
             "{path}:3: functions.thumbnail.async.MaximumRetryAttempts: 3 is above the maximum 2",
         ),
         (
-            {5: "  t: {type: sns, traffic: {rate: 5/s, record_size: 300KB}}", 7: "  - {source: t, function: thumbnail}"},
-            "{path}:5: sources.t.traffic.record_size: records of up to 307200 bytes exceed SNS's largest message "
-            "(262144 bytes)",
+            {
+                5: "  t: {type: sns, traffic: {rate: 5/s, record_size: 300KB}}",
+                7: "  - {source: t, function: thumbnail}",
+            },
+            "{path}:5: sources.t.traffic.record_size: records of up to 307200 bytes exceed SNS's largest "
+            "message (262144 bytes)",
         ),
         (
             {

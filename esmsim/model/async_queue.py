@@ -26,6 +26,7 @@ import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeAlias
 
 import numpy as np
 import simpy
@@ -48,7 +49,7 @@ ASYNC_CHUNK_BYTES = 64 * 1024
 _SUCCESS = int(Outcome.SUCCESS)
 # An event: [trigger, sent_at, accepted_at, size, draw, errors, throttles, id].
 _TRIGGER, _SENT, _ACCEPTED, _SIZE, _DRAW, _ERRORS, _THROTTLES, _ID = range(8)
-Event = list
+Event: TypeAlias = list[Any]
 
 
 def extra_requests(size: float) -> int:
@@ -163,7 +164,7 @@ class AsyncEventQueue:
 
     # ------------------------------------------------------------------ events arriving
     def accept(self, trigger: int, events: Delivered) -> Delivered:
-        """Take a trigger's block of arrivals (sorted, all later than its earlier ones); returns what queued."""
+        """Take a trigger's block of arrivals (sorted, all after its earlier ones); returns what queued."""
         consumer = self.consumers[trigger]
         self.outcomes.arrived(consumer, len(events))
         late = events.arrived_at > self.end_s

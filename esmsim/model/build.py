@@ -204,7 +204,7 @@ def build(scenario: Scenario, streams: Streams, *, trace: bool = False) -> World
     world = World(env, scenario, recorder, pool, functions)
     consumer_of = {(c.source, c.mapping): i for i, c in enumerate(recorder.layout.consumers)}
     for name, source in scenario.sources.items():
-        if source.type in PUSH_TYPES:
+        if isinstance(source, PushSource):
             continue  # after the queues they may feed
         readers = [m for m in scenario.mappings if m.source == name]
         poison = any(scenario.functions[m.function].errors.poison_record_rate > 0 for m in readers)
@@ -248,13 +248,13 @@ def build(scenario: Scenario, streams: Streams, *, trace: bool = False) -> World
                 )
             )
     for name, source in scenario.sources.items():
-        if source.type in PUSH_TYPES:
-            _push(world, name, source, streams, backlog_shared=not kinds)  # type: ignore[arg-type]
+        if isinstance(source, PushSource):
+            _push(world, name, source, streams, backlog_shared=not kinds)
     return world
 
 
 def _push(world: World, name: str, source: PushSource, streams: Streams, *, backlog_shared: bool) -> None:
-    """A push source, its delivery paths (one per trigger) and the event queues of the functions they invoke."""
+    """A push source, its delivery paths (one per trigger) and the event queues of the functions invoked."""
     scenario, recorder, env = world.scenario, world.recorder, world.env
     outcomes = recorder.outcomes
     end = scenario.duration

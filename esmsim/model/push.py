@@ -103,13 +103,15 @@ class DeliveryPath:
         deliver: Callable[[Delivered], None],
         lose: Callable[[np.ndarray, np.ndarray, np.ndarray], None],
     ) -> None:
-        """Args:
-        source: The push source's spec.
-        name: The source's name.
-        index: The trigger's index (its random streams are its own).
-        streams: The run's random streams.
-        deliver: Takes each block of arrivals (sorted, complete up to the source's horizon).
-        lose: Takes the emission times and the give-up times of events the service gave up on.
+        """A trigger's delivery path.
+
+        Args:
+            source: The push source's spec.
+            name: The source's name.
+            index: The trigger's index (its random streams are its own).
+            streams: The run's random streams.
+            deliver: Takes each block of arrivals (sorted, complete up to the source's horizon).
+            lose: Takes the emission times, give-up times and ids of events the service gave up on.
         """
         self.source = source
         entity = f"{name}#triggers[{index}]"
@@ -142,7 +144,7 @@ class DeliveryPath:
         arrived = sent + source.delivery_delay.sample(self._delays, n)
         rate = getattr(source, "handoff_failure_rate", 0.0)
         if rate > 0 and n:
-            failures = self._handoff.geometric(1.0 - rate, n) - 1
+            failures = np.asarray(self._handoff.geometric(1.0 - rate, n)) - 1
             extra, gave_up = handoff_delay(source, failures)
             self.totals.handoff_retries += int(failures[~gave_up].sum())
             if gave_up.any():

@@ -15,9 +15,18 @@ from pydantic import AliasChoices, BaseModel, Tag, ValidationError
 from esmsim.dists import AnyDist
 from esmsim.errors import Issue, Path, format_number, one_line, show_value
 from esmsim.scenario.aws_names import AWS_NAMES, names_of, shown_name, top_keys
-from esmsim.scenario.functions import Account, Function
+from esmsim.scenario.functions import Account, AsyncConfig, Function
 from esmsim.scenario.mappings import SqsMapping, StreamMapping
-from esmsim.scenario.sources import DynamoDBSource, KinesisSource, SqsSource, StreamTraffic, Traffic
+from esmsim.scenario.sources import (
+    DynamoDBSource,
+    EventBridgeSource,
+    KinesisSource,
+    S3Source,
+    SnsSource,
+    SqsSource,
+    StreamTraffic,
+    Traffic,
+)
 from esmsim.scenario.system import System
 from esmsim.units import format_duration, format_size
 
@@ -63,6 +72,10 @@ _HOMES: tuple[tuple[type[BaseModel], str], ...] = (
     (Function, "under functions.NAME"),
     (SqsSource, "under sources.NAME"),
     (KinesisSource, "under sources.NAME (a Kinesis stream)"),
+    (S3Source, "under sources.NAME (an S3 bucket)"),
+    (SnsSource, "under sources.NAME (an SNS topic)"),
+    (EventBridgeSource, "under sources.NAME (an EventBridge bus)"),
+    (AsyncConfig, "under functions.NAME.async"),
     (Traffic, "under sources.NAME.traffic"),
     (StreamTraffic, "under sources.NAME.traffic (a stream)"),
     (SqsMapping, "in a mapping"),
@@ -269,7 +282,7 @@ def _accepted_keys(model: type[BaseModel]) -> dict[str, str]:
             choices = [alias]
         elif field.alias:
             choices = [field.alias]
-        if by_name or not choices:
+        if (by_name and not field.serialization_alias) or not choices:
             keys[name] = name
         for choice in choices:
             keys.setdefault(choice, name)
@@ -280,6 +293,8 @@ def _accepted_keys(model: type[BaseModel]) -> dict[str, str]:
 
 def _canonical_key(model: type[BaseModel], name: str) -> str:
     field = model.model_fields[name]
+    if field.serialization_alias:  # a key that is a Python keyword (``async``)
+        return field.serialization_alias
     return field.alias if field.alias and not model.model_config.get("populate_by_name") else name
 
 

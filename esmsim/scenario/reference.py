@@ -17,7 +17,7 @@ from pydantic_core import PydanticUndefined
 
 from esmsim.dists import _Dist
 from esmsim.scenario.aws_names import names_of
-from esmsim.scenario.functions import Account, Function, FunctionErrors, Incident
+from esmsim.scenario.functions import Account, AsyncConfig, AsyncTarget, Function, FunctionErrors, Incident
 from esmsim.scenario.mappings import (
     Destination,
     ErrorBackoff,
@@ -32,20 +32,25 @@ from esmsim.scenario.pricing import Pricing
 from esmsim.scenario.scenario import Scenario
 from esmsim.scenario.sources import (
     DynamoDBSource,
+    EventBridgeSource,
     KinesisSource,
     RatePoint,
+    S3Source,
+    SnsSource,
     SqsSource,
     StreamTraffic,
     Traffic,
 )
+from esmsim.scenario.triggers import Trigger
 from esmsim.sweep.spec import Bound, Objective, Sweep, SweepPlot
 from esmsim.units import format_duration, format_size
 
 INTRO = """\
 # Scenario files
 
-A scenario is a YAML (or TOML) file describing sources, functions and the mappings between them,
-and how long to simulate them. Every key below has a default except where marked *required*.
+A scenario is a YAML (or TOML) file describing sources, functions, the event source mappings
+between them and the triggers of push sources (S3, SNS, EventBridge), and how long to simulate them.
+Every key below has a default except where marked *required*.
 Durations accept `500ms`, `30s`, `5m`, `2h`, `1d` or a number of seconds; rates `200/s`, `12000/min`
 or a number per second; sizes `512B`, `2KB`, `1MB` (binary multiples, as AWS uses) or a number of
 bytes. Distributions are `{dist: constant, value: 50ms}`, `{dist: exponential, mean: 1s}`,
@@ -102,9 +107,14 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("`functions.NAME`", Function),
     ("`functions.NAME.errors`", FunctionErrors),
     ("`functions.NAME.incidents[i]`", Incident),
+    ("`functions.NAME.async`", AsyncConfig),
+    ("`functions.NAME.async.on_success` / `on_failure` / `dead_letter_queue`", AsyncTarget),
     ("`sources.NAME` (`type: sqs`)", SqsSource),
     ("`sources.NAME` (`type: kinesis`)", KinesisSource),
     ("`sources.NAME` (`type: dynamodb`)", DynamoDBSource),
+    ("`sources.NAME` (`type: s3`)", S3Source),
+    ("`sources.NAME` (`type: sns`)", SnsSource),
+    ("`sources.NAME` (`type: eventbridge`)", EventBridgeSource),
     ("`sources.NAME.traffic`", Traffic),
     ("`sources.NAME.traffic` (streams: also)", StreamTraffic),
     ("`sources.NAME.traffic.schedule[i]`", RatePoint),
@@ -116,6 +126,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("`mappings[i].retry_backoff` (streams)", RetryBackoff),
     ("`mappings[i].on_failure` (streams)", Destination),
     ("`mappings[i].throttle_retry`", ThrottleRetry),
+    ("`triggers[i]`", Trigger),
     ("`sweep`", Sweep),
     ("`sweep.objective`", Objective),
     ("`sweep.objective.constraints.METRIC`", Bound),
@@ -233,7 +244,7 @@ def section(title: str, model: type[BaseModel]) -> str:
     for name, info in model.model_fields.items():
         if name == "source_type" or (inherited is not None and name in inherited.model_fields):
             continue
-        key = info.alias or name
+        key = info.alias or info.serialization_alias or name
         meaning = (info.description or "").replace("|", "\\|").replace("\n", " ")
         row = (
             key,

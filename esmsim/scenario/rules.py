@@ -119,8 +119,8 @@ def _trigger_rules(s: System) -> Iterator[Issue]:
                 if _has_traffic(queue.traffic):
                     yield Issue(
                         ("sources", t.queue, "traffic"),
-                        f"queue {t.queue!r} is fed by triggers[{i}] ({t.source}); esmsim does not mix it with "
-                        "traffic of its own: remove the traffic key",
+                        f"queue {t.queue!r} is fed by triggers[{i}] ({t.source}); esmsim does not mix it "
+                        "with traffic of its own: remove the traffic key",
                     )
         key = (t.source, "queue" if t.queue is not None else "function", t.target)
         if key in seen:
@@ -138,7 +138,8 @@ def _trigger_rules(s: System) -> Iterator[Issue]:
         if math.isfinite(bound) and bound > SNS_MAX_MESSAGE_BYTES:
             yield Issue(
                 ("sources", name, "traffic", "record_size"),
-                f"records of up to {bound:g} bytes exceed SNS's largest message ({SNS_MAX_MESSAGE_BYTES} bytes)",
+                f"records of up to {bound:g} bytes exceed SNS's largest message "
+                f"({SNS_MAX_MESSAGE_BYTES} bytes)",
             )
         elif not math.isfinite(bound) and _tail_above(size, SNS_MAX_MESSAGE_BYTES):
             yield Issue(

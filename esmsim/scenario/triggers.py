@@ -1,4 +1,4 @@
-"""Schema of triggers: a push source (S3, SNS, EventBridge) delivering to a function or an SNS topic to a queue.
+"""Schema of triggers: a push source (S3, SNS, EventBridge) delivering to a function or to a queue.
 
 Push sources are not event source mappings: the producing service invokes Lambda asynchronously, and
 the trigger lives in that service (a bucket notification, a topic subscription, a rule target).
@@ -13,20 +13,22 @@ from esmsim.scenario.base import Frozen
 
 
 class Trigger(Frozen):
-    """One delivery path: ``source`` pushes to ``function`` (asynchronously) or, for a topic, to ``queue``."""
+    """One delivery path: ``source`` pushes to ``function`` (asynchronously) or into ``queue``."""
 
     source: str = Field(description="Name of an S3, SNS or EventBridge source under `sources`.")
     function: str | None = Field(
         None, description="A function invoked asynchronously with each event (through its event queue)."
     )
     queue: str | None = Field(
-        None, description="SNS only: an SQS queue under `sources` subscribed to the topic."
+        None,
+        description="An SQS queue under `sources` the events go into (an SNS subscription, an S3 "
+        "notification or an EventBridge target); a mapping then reads it.",
     )
 
     @model_validator(mode="after")
     def _one_target(self) -> Trigger:
         if (self.function is None) == (self.queue is None):
-            raise ValueError("give exactly one of function (an asynchronous invoke) or queue (SNS to SQS)")
+            raise ValueError("give exactly one of function (an asynchronous invoke) or queue (into SQS)")
         return self
 
     @property
