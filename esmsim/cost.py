@@ -22,7 +22,7 @@ import numpy as np
 from esmsim.scenario.mappings import StreamMapping
 from esmsim.scenario.pricing import Pricing
 from esmsim.scenario.scenario import Scenario
-from esmsim.scenario.sources import DynamoDBSource, KinesisSource, SqsSource
+from esmsim.scenario.sources import DynamoDBSource, KinesisSource
 
 
 def billed_seconds(seconds: np.ndarray, granularity_ms: float) -> np.ndarray:
