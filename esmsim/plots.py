@@ -15,7 +15,8 @@ def plot_run(result: RunResult) -> Figure:
 
     Panels: records in and out per second; latency p50 and p99; concurrency (maximum and mean per
     minute, the SQS poller fleet, throttles); the backlog (SQS messages visible and in flight, stream
-    records not yet processed) and records dead-lettered, dropped or expired.
+    records not yet processed, events waiting in functions' asynchronous event queues) and records
+    dead-lettered, dropped or expired.
     """
     ts = result.timeseries
     minutes = ts["time_s"] / 60.0
@@ -25,7 +26,8 @@ def plot_run(result: RunResult) -> Figure:
     fig.suptitle(title)
 
     ax = axes[0]
-    ax.plot(minutes, ts["NumberOfMessagesSent"] / 60.0, label="records in", color="tab:gray")
+    arrived = ts["NumberOfMessagesSent"] + ts["AsyncEventsReceived"]
+    ax.plot(minutes, arrived / 60.0, label="records in", color="tab:gray")
     ax.plot(minutes, ts["RecordsSucceeded"] / 60.0, label="records processed", color="tab:blue")
     ax.set_ylabel("records/s")
     ax.legend(loc="upper left")
@@ -58,6 +60,8 @@ def plot_run(result: RunResult) -> Figure:
         ax.plot(minutes, in_flight, label="in flight (mean)", color="tab:cyan")
     if result.scenario_has("kinesis", "dynamodb"):
         ax.plot(minutes, ts["StreamBacklog"], label="stream records not processed (mean)", color="tab:olive")
+    if result.scenario_has("s3", "sns", "eventbridge"):
+        ax.plot(minutes, ts["AsyncQueued"], label="events in async event queues (mean)", color="tab:pink")
     lost = ts["RecordsDLQ"] + ts["RecordsExpired"] + ts["RecordsDropped"]
     if lost.sum() > 0:
         ax.plot(minutes, lost.cumsum(), label="dead-lettered, dropped or expired (total)", color="tab:red")

@@ -207,7 +207,7 @@ def summary_lines(result: RunResult) -> list[str]:
         f"  max {_num(s['concurrency_max'])}   mean {_num(s['concurrency_mean'])}   "
         f"warm environments {_num(s['environments_mean'])}"
         + (f"   pollers max {_num(s['pollers_max'])}" if result.scenario_has("sqs") else ""),
-        "backlog (SQS messages visible + stream records not yet processed)",
+        "backlog (SQS messages visible + stream records not yet processed + events in async queues)",
         f"  max {_num(s['backlog_max'])}   mean {_num(s['backlog_mean'])}",
         "cost (us-east-1 list prices unless the scenario overrides them)",
         f"  this run            {_usd(s['cost_usd'])}  "
@@ -226,6 +226,18 @@ def summary_lines(result: RunResult) -> list[str]:
         ]
         at = lines.index("cost (us-east-1 list prices unless the scenario overrides them)")
         lines[at:at] = streams
+    if any(t.function is not None for t in result.scenario.triggers):
+        pushed = [
+            "asynchronous invocation (push sources through each function's event queue)",
+            f"  events received {_num(s['async_events_received'])}   retries {_num(s['async_retries'])}   "
+            f"discarded {_num(s['async_events_dropped'])}   queued max {_num(s['async_queued_max'])}",
+            f"  AsyncEventAge max {_seconds(s['async_event_age_max_s'])}   "
+            f"mean {_seconds(s['async_event_age_mean_s'])}   "
+            f"DeadLetterErrors {_num(s['async_dead_letter_errors'])}   "
+            f"DestinationDeliveryFailures {_num(s['async_destination_delivery_failures'])}",
+        ]
+        at = lines.index("cost (us-east-1 list prices unless the scenario overrides them)")
+        lines[at:at] = pushed
     if result.warnings:
         lines += ["", "warnings", *(f"  {w}" for w in result.warnings)]
     return lines

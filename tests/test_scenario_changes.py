@@ -199,7 +199,7 @@ def test_a_whole_function_may_be_added_on_purpose(tmp_path: Path) -> None:
     scenario, warnings = load_scenario_with_warnings(path, ["functions.new={memory_mb: 512, timeout: 10}"])
     assert scenario.functions["new"].memory_mb == 512
     assert [w.format() for w in warnings] == [
-        "--set functions.new: warning: functions.new: no mapping invokes this function: it never runs"
+        "--set functions.new: warning: functions.new: no mapping or trigger invokes this function: it never runs"
     ]
 
 
@@ -230,7 +230,7 @@ def test_an_unused_function_is_a_warning(tmp_path: Path) -> None:
     result = validate(path)
     assert result.exit_code == 0
     assert result.stderr.splitlines() == [
-        f"{path}:3: warning: functions.spare: no mapping invokes this function: it never runs"
+        f"{path}:3: warning: functions.spare: no mapping or trigger invokes this function: it never runs"
     ]
 
 
