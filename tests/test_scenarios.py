@@ -117,3 +117,37 @@ def test_hot_shards_lag_and_more_lanes_help() -> None:
     lanes = run("kinesis-hot-shard.yaml", "duration=10m", "warmup=1m", "mappings[0].parallelization_factor=4")
     assert hot["iterator_age_max_s"] > 120
     assert lanes["iterator_age_max_s"] < hot["iterator_age_max_s"] / 3
+
+
+def test_s3_thumbnails_throttled_events_age_out_to_the_destination() -> None:
+    # The burst (50/s from minute 20) exceeds the 20 reserved environments (about 35/s): throttled
+    # events back off in the event queue. With the maximum age cut to 5 minutes the oldest of them
+    # reach the on-failure queue within the shortened run; enough concurrency removes both.
+    short = ("duration=35m", "warmup=1m", "functions.thumbnail.async.maximum_event_age=5m")
+    capped = run("s3-thumbnails.yaml", *short)
+    assert capped["throttles"] > 0
+    assert capped["records_dlq"] > 0
+    assert capped["async_event_age_max_s"] <= 300
+    roomy = run("s3-thumbnails.yaml", *short, "functions.thumbnail.reserved_concurrency=60")
+    assert roomy["records_dlq"] == 0
+    assert roomy["async_event_age_max_s"] < 60
+
+
+def test_sns_fanout_processes_every_order_once_per_subscription() -> None:
+    result = simulate(load_scenario(SCENARIOS / "sns-order-fanout.yaml", ["duration=6m", "warmup=1m"]))
+    rows = result.resources.set_index("name")
+    audit = rows.loc["triggers[2]: orders-topic -> audit"]
+    assert audit["kind"] == "trigger"
+    s = result.summary
+    # Three delivery paths of the same messages: records_in is three times the audit path's count.
+    assert s["records_in"] == 3 * audit["records"]
+    # 2 % of audit invocations fail and are retried a minute later: retries, and a tail of minutes.
+    assert s["async_retries"] > 0
+    assert s["latency_max_s"] > 60
+
+
+def test_eventbridge_handoff_retries_delay_some_events() -> None:
+    s = run("eventbridge-rule.yaml", "duration=10m", "warmup=1m")
+    assert s["push_handoff_retries"] > 0
+    assert s["records_dropped"] == 0
+    assert s["latency_max_s"] > 5
