@@ -16,6 +16,10 @@ Cases:
   per timeout for the third.
 * ``kinesis-64x2``: a Kinesis stream of 64 shards read with parallelization factor 2 (128 lanes),
   12,800 records/s for 5 simulated minutes.
+* ``s3-async``, ``s3-async-throttled``: S3 notifications at 200/s invoking a 100 ms function
+  asynchronously for 10 simulated minutes, with room to spare and with reserved concurrency 15
+  (about 150 events/s: every event waiting in the event queue retries on its own back-off, so the
+  throttled case spends SimPy events on throttled attempts as well as invocations).
 
 Usage: ``python benchmarks/bench_core.py [--invocations N] [--repeat R] [--cases NAME ...] [--check]``
 
@@ -139,6 +143,22 @@ def stream_scenario() -> Scenario:
     )
 
 
+def async_scenario(reserved: int | None) -> Scenario:
+    """S3 events at 200/s into a 100 ms function, asynchronously; throttled when ``reserved`` is small."""
+    function: dict[str, Any] = {"timeout": 30, "duration": "100ms", "cold_start": "0s"}
+    if reserved is not None:
+        function["reserved_concurrency"] = reserved
+    return Scenario.model_validate(
+        {
+            "name": f"s3-async-rc{reserved}",
+            "duration": "10m",
+            "functions": {"f": function},
+            "sources": {"b": {"type": "s3", "traffic": {"rate": "200/s", "record_size": "1KB"}}},
+            "triggers": [{"source": "b", "function": "f"}],
+        }
+    )
+
+
 def timed_run(scenario: Scenario) -> dict[str, float]:
     """Simulate once (summary only, as a sweep does) and time it."""
     gc.collect()
@@ -169,6 +189,8 @@ def main() -> None:
         "sqs-500-b10-w0": steady_sqs(500, 10, "0s", "10m"),
         "sqs-50k-b500-w1": steady_sqs(50_000, 500, "1s", "2m"),
         "kinesis-64x2": stream_scenario(),
+        "s3-async": async_scenario(None),
+        "s3-async-throttled": async_scenario(15),
     }
     if args.cases:
         unknown = set(args.cases) - set(cases)

@@ -20,7 +20,7 @@ from esmsim.run import simulate
 from esmsim.scenario.functions import AsyncConfig
 from esmsim.scenario.scenario import Scenario
 from esmsim.scenario.sources import EventBridgeSource, SnsSource
-from tests.helpers import assert_conserved, merge, traced
+from tests.helpers import assert_conserved, merge, peak_concurrency, traced
 
 
 def push(extra: dict[str, Any] | None = None, *, events: int = 1, kind: str = "s3") -> Scenario:
@@ -264,3 +264,25 @@ def test_eventbridge_handoff_doubles_to_its_cap_and_gives_up_after_185_retries()
     np.testing.assert_allclose(delay[:4], [1, 3, 511, 991])
     assert delay[4] == pytest.approx(511 + 176 * 480)  # about 23.6 h: 185 retries over a day
     assert list(gave_up) == [False] * 5 + [True]
+
+
+def test_two_sources_into_one_function_share_its_queue_and_concurrency() -> None:
+    # Two buckets, three events each at 0, into one function with reserved concurrency 2 (10 s
+    # runs). Both triggers feed the function's one event queue: at 0 two run and four are throttled,
+    # retried at 1, 3, 7 and 15; at 15 two run (the slots freed at 10), the last two back off 16 s
+    # more and run at 31.
+    s = push(
+        {
+            "functions": {"f": {"duration": "10s", "reserved_concurrency": 2}},
+            "sources": {"other": {"type": "s3", "delivery_delay": "0s", "traffic": {"initial_backlog": 3}}},
+            "triggers": [{"source": "src", "function": "f"}, {"source": "other", "function": "f"}],
+        },
+        events=3,
+    )
+    result = traced(s)
+    inv = result.invocations.sort_values("start_s")
+    np.testing.assert_allclose(inv["start_s"], [0, 0, 15, 15, 31, 31])
+    assert set(inv["mapping"].astype(str)) == {"triggers[0]: src -> f", "triggers[1]: other -> f"}
+    assert peak_concurrency(inv) == 2
+    assert result.summary["records_succeeded"] == 6
+    assert_conserved(result)

@@ -928,11 +928,14 @@ def bounded(scenario: Scenario) -> Scenario:
             point["rate"] = min(point["rate"], 20.0)
         if "period" in traffic and traffic["period"] is not None:
             traffic["period"] = max(traffic["period"], 1.0)  # a schedule repeated every 1e-9 s
-        if source.type != "sqs":
+        if source.type in ("kinesis", "dynamodb"):
             raw["shards"] = min(source.shards, 4)
             traffic["partition_keys"] = min(source.traffic.partition_keys, 1000)
             _floor(raw, "idle_poll_interval", 0.01)
-    for raw_mapping in data["mappings"]:
+    for raw_function in data["functions"].values():  # throttled asynchronous events back off
+        _floor(raw_function.get("async"), "throttle_backoff_initial", 0.01)
+        _floor(raw_function.get("async"), "throttle_backoff_maximum", 0.01)
+    for raw_mapping in data.get("mappings", []):
         _floor(raw_mapping.get("poller_scaling"), "tick", 0.1)
         for retry in ("throttle_retry", "retry_backoff"):
             _floor(raw_mapping.get(retry), "initial", 0.01)

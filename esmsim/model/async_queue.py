@@ -139,7 +139,7 @@ class AsyncEventQueue:
         self._running: dict[int, Event] = {}
         #: (trigger, sent, ids) of events arriving after the end.
         self._late: list[tuple[int, np.ndarray, np.ndarray]] = []
-        self._armed = math.inf
+        self._timers: list[float] = []  # when the pending timers fire (a heap)
         self._batch = _Single()
         self.totals = AsyncTotals()
         #: Events waiting in the queue (accepted, not executing): its own level and, where queues or
@@ -225,17 +225,19 @@ class AsyncEventQueue:
 
     # ------------------------------------------------------------------ the pollers
     def _arm(self, at: float) -> None:
-        """Make sure a timer wakes the queue at ``at`` (one timer per distinct earliest due time)."""
-        if at < self._armed:
-            self._armed = at
+        """Make sure a timer wakes the queue by ``at``.
+
+        A pending timer at or before ``at`` will do: when it fires, the queue arms the next one.
+        """
+        timers = self._timers
+        if not timers or at < timers[0]:
+            heapq.heappush(timers, at)
             timer = self.env.timeout(max(0.0, at - self.env.now))
             timer.callbacks.append(self._on_timer)
 
     def _on_timer(self, _: simpy.Event) -> None:
-        now = self.env.now
-        if now >= self._armed:
-            self._armed = math.inf
-        self.dispatch(now)
+        heapq.heappop(self._timers)  # timers fire in time order: this one is the earliest
+        self.dispatch(self.env.now)
 
     def dispatch(self, now: float) -> None:
         """Try every event due by ``now``, oldest due first; then arm the timer for the next."""
