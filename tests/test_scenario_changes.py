@@ -199,7 +199,8 @@ def test_a_whole_function_may_be_added_on_purpose(tmp_path: Path) -> None:
     scenario, warnings = load_scenario_with_warnings(path, ["functions.new={memory_mb: 512, timeout: 10}"])
     assert scenario.functions["new"].memory_mb == 512
     assert [w.format() for w in warnings] == [
-        "--set functions.new: warning: functions.new: no mapping or trigger invokes this function: it never runs"
+        "--set functions.new: warning: functions.new: no mapping or trigger invokes this function: it "
+        "never runs"
     ]
 
 
