@@ -15,18 +15,12 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from esmsim.scenario.scenario import Scenario
 from tests.helpers import assert_conserved, peak_concurrency, summary_differences, traced
-from tests.test_properties import _function, _traffic
-
-SETTINGS = settings(
-    max_examples=15,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+from tests.test_properties import SETTINGS, _function, _traffic
 
 
 def _async(draw: st.DrawFn) -> dict[str, Any]:

@@ -163,8 +163,8 @@ class AsyncEventQueue:
         self._cursor[trigger] = 0
 
     # ------------------------------------------------------------------ events arriving
-    def accept(self, trigger: int, events: Delivered) -> Delivered:
-        """Take a trigger's block of arrivals (sorted, all after its earlier ones); returns what queued."""
+    def accept(self, trigger: int, events: Delivered) -> None:
+        """Take a trigger's block of arrivals (sorted, all after its earlier ones)."""
         consumer = self.consumers[trigger]
         self.outcomes.arrived(consumer, len(events))
         late = events.arrived_at > self.end_s
@@ -183,14 +183,13 @@ class AsyncEventQueue:
             )
             events = events.take(~big)
         if not len(events):
-            return events
+            return
         self.totals.received += len(events)
         self._received.add_many(events.arrived_at)
         for level in self._levels:
             level.add_many(events.arrived_at, 1.0)
         self._fresh[trigger].append(events)
         self._arm(float(events.arrived_at[0]))
-        return events
 
     def _next_fresh(self) -> tuple[float, int]:
         """The earliest fresh arrival and its trigger (inf when none waits)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -91,8 +92,6 @@ def horizon(scenario: Scenario) -> float:
     tick, a retry wait or a reaper period; a margin covers the recorder's own folding step.
     """
     late = REAP_EVERY_S
-    if scenario.triggers:  # an event discarded at its age is noticed when its timer fires: never late
-        late = max(late, 1.0)
     for m in scenario.mappings:
         late = max(late, m.batching_window, m.throttle_retry.maximum)
         if isinstance(m, SqsMapping):
@@ -115,7 +114,6 @@ class World:
     receivers: dict[str, SqsReceivers] = field(default_factory=dict)
     streams: dict[str, StreamSource] = field(default_factory=dict)
     async_queues: dict[str, AsyncEventQueue] = field(default_factory=dict)
-    paths: list[DeliveryPath] = field(default_factory=list)
     mappings: list[SqsMappingRuntime | StreamMappingRuntime] = field(default_factory=list)
     #: One per source: generate the next block (given the time), its horizon, whether it is exhausted.
     feeders: list[tuple[Callable[[float], None], Callable[[], float], Callable[[], bool]]] = field(
@@ -297,6 +295,8 @@ def _push(world: World, name: str, source: PushSource, streams: Streams, *, back
                 )
                 world.async_queues[trigger.function] = queue
                 world.finishers.append(queue.finish)
+            # One attempt at a time (Invoker.start): the event queue decides when to try again, so
+            # the invoker's own throttle retry is never used; one event has no batch item failures.
             invoker = Invoker(
                 env,
                 world.functions[trigger.function],
@@ -306,7 +306,7 @@ def _push(world: World, name: str, source: PushSource, streams: Streams, *, back
                 False,
             )
             queue.add_trigger(i, invoker, consumer)
-            deliver = _to_function(queue, i)
+            deliver: Callable[[Delivered], None] = functools.partial(queue.accept, i)
         else:
             consumer = consumer_of[str(trigger.queue)]
             deliver = _to_queue(world, str(trigger.queue), books)
@@ -314,7 +314,6 @@ def _push(world: World, name: str, source: PushSource, streams: Streams, *, back
 
         path = DeliveryPath(source, name, i, streams, deliver, books.lose)
         paths.append(path)
-        world.paths.append(path)
         world.finishers.append(books.census)
 
     def generate(now: float) -> None:
@@ -373,13 +372,6 @@ class _PathBooks:
             sent = np.concatenate([h[0] for h in self.held])
             ids = np.concatenate([h[1] for h in self.held])
             self.outcomes.census(self.consumer, sent, RecordState.WAITING, ids=ids)
-
-
-def _to_function(queue: AsyncEventQueue, trigger: int) -> Callable[[Delivered], None]:
-    def deliver(events: Delivered) -> None:
-        queue.accept(trigger, events)
-
-    return deliver
 
 
 def _to_queue(world: World, name: str, books: _PathBooks) -> Callable[[Delivered], None]:

@@ -28,7 +28,9 @@ from esmsim.scenario.sources import (
     SNS_MAX_MESSAGE_BYTES,
     DynamoDBSource,
     KinesisSource,
+    SnsSource,
     SqsSource,
+    Traffic,
 )
 from esmsim.scenario.system import System
 
@@ -131,29 +133,30 @@ def _trigger_rules(s: System) -> Iterator[Issue]:
             )
         seen.setdefault(key, i)
     for name, source in s.sources.items():
-        if source.type != "sns":
-            continue
-        size = source.traffic.record_size
-        bound = size.upper_bound()
-        if math.isfinite(bound) and bound > SNS_MAX_MESSAGE_BYTES:
-            yield Issue(
-                ("sources", name, "traffic", "record_size"),
-                f"records of up to {bound:g} bytes exceed SNS's largest message "
-                f"({SNS_MAX_MESSAGE_BYTES} bytes)",
-            )
-        elif not math.isfinite(bound) and _tail_above(size, SNS_MAX_MESSAGE_BYTES):
-            yield Issue(
-                ("sources", name, "traffic", "record_size"),
-                f"over 0.1 % of sizes fall above SNS's largest message ({SNS_MAX_MESSAGE_BYTES} bytes) and "
-                "are cut to it",
-                "warning",
-            )
+        if isinstance(source, SnsSource):
+            largest = "SNS's largest message"
+            yield from _size_limit(name, source.traffic, SNS_MAX_MESSAGE_BYTES, largest, largest)
 
 
-def _has_traffic(t: object) -> bool:
-    rate = getattr(t, "rate", 0.0)
-    schedule = getattr(t, "schedule", ())
-    return bool(rate > 0 or any(p.rate > 0 for p in schedule) or getattr(t, "initial_backlog", 0))
+def _size_limit(name: str, traffic: Traffic, limit: float, exceeds: str, above: str) -> Iterator[Issue]:
+    """Record sizes past a source's message size limit: an error if always, a warning for a long tail."""
+    size = traffic.record_size
+    bound = size.upper_bound()
+    if math.isfinite(bound) and bound > limit:
+        yield Issue(
+            ("sources", name, "traffic", "record_size"),
+            f"records of up to {bound:g} bytes exceed {exceeds} ({limit:g} bytes)",
+        )
+    elif not math.isfinite(bound) and _tail_above(size, limit):
+        yield Issue(
+            ("sources", name, "traffic", "record_size"),
+            f"over 0.1 % of sizes fall above {above} ({limit:g} bytes) and are cut to it",
+            "warning",
+        )
+
+
+def _has_traffic(t: Traffic) -> bool:
+    return t.rate > 0 or any(p.rate > 0 for p in t.schedule) or t.initial_backlog > 0
 
 
 def _duplicate_mappings(s: System) -> Iterator[Issue]:
@@ -239,21 +242,13 @@ def _queue_rules(s: System) -> Iterator[Issue]:
                 "dead-letter healthy messages",
                 "warning",
             )
-        size = queue.traffic.record_size
-        bound = size.upper_bound()
-        if math.isfinite(bound) and bound > queue.max_message_size:
-            yield Issue(
-                ("sources", name, "traffic", "record_size"),
-                f"records of up to {bound:g} bytes exceed the queue's maximum message size "
-                f"({queue.max_message_size:g} bytes)",
-            )
-        elif not math.isfinite(bound) and _tail_above(size, queue.max_message_size):
-            yield Issue(
-                ("sources", name, "traffic", "record_size"),
-                f"over 0.1 % of sizes fall above max_message_size ({queue.max_message_size:g} bytes) and are "
-                "cut to it",
-                "warning",
-            )
+        yield from _size_limit(
+            name,
+            queue.traffic,
+            queue.max_message_size,
+            "the queue's maximum message size",
+            "max_message_size",
+        )
 
 
 def _source_rules(s: System) -> Iterator[Issue]:
