@@ -1,4 +1,4 @@
-"""Command line: ``esmsim validate``, ``esmsim run``, ``esmsim sweep``, ``esmsim plot``.
+"""Command line: ``esmsim validate``, ``esmsim run``, ``esmsim sweep``, ``esmsim plot``, ``esmsim iam``.
 
 Heavy imports (pandas, matplotlib, the model) happen inside commands so ``esmsim --help`` stays fast.
 A scenario problem prints one line per issue (``file:line: key.path: message``) and exits with 2.
@@ -382,3 +382,22 @@ def plot(sweep_dir: str, formats: tuple[str, ...]) -> None:
     if "csv" in formats:
         for path in export_csv(out):
             click.echo(f"wrote {path}")
+
+
+@main.command()
+@scenario_argument
+@set_option
+@_user_errors
+def iam(scenario_file: str, overrides: tuple[str, ...]) -> None:
+    """Print the least-privilege IAM policies a scenario needs, as JSON.
+
+    Each function's execution-role policy (reading its mappings' sources, writing logs, sending to its
+    destinations) and the resource policies its triggers need (Lambda permissions, queue policies).
+    ARNs use the scenario's account.id and account.region. Needs the aws extra (policy_sentry).
+    """
+    import json
+
+    from esmsim.iam import policies
+
+    scenario = _load(scenario_file, overrides)
+    click.echo(json.dumps(policies(scenario), indent=2))

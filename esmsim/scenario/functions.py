@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
@@ -48,8 +49,29 @@ class Account(Frozen):
         ),
     )
     region: str = Field(
-        "us-east-1", description="Informational; prices are us-east-1 unless `pricing` says otherwise."
+        "us-east-1",
+        description="The Region (for the ARNs of `esmsim iam`); prices are us-east-1 unless `pricing` "
+        "says otherwise.",
     )
+    id: str = Field(
+        "123456789012",
+        description="The 12-digit account ID, for the ARNs `esmsim iam` writes (default: AWS's documentation "
+        "example).",
+    )
+
+    @field_validator("region")
+    @classmethod
+    def _region_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", value):
+            raise ValueError(f"{value!r} is not a Region name (e.g. us-east-1, eu-west-1)")
+        return value
+
+    @field_validator("id")
+    @classmethod
+    def _account_id(cls, value: str) -> str:
+        if not re.fullmatch(r"\d{12}", value):
+            raise ValueError(f"{value!r} is not an account ID (12 digits, e.g. 123456789012)")
+        return value
 
     @field_validator("scaling", mode="before")
     @classmethod
@@ -106,6 +128,11 @@ class AsyncTarget(Frozen):
 
     type: Literal["sqs", "sns", "eventbridge", "lambda", "s3"] = Field(
         description="The target service (S3 on failure only; a dead-letter queue is SQS or SNS)."
+    )
+    name: str | None = Field(
+        None,
+        description="The queue, topic, event bus, function or bucket, for `esmsim iam` (default: the "
+        "function's name and the target's role, e.g. `thumbnail-on-failure`).",
     )
 
 

@@ -251,6 +251,11 @@ class Destination(Frozen):
     type: Literal["sqs", "sns", "s3"] = Field(
         description="SQS and SNS receive a metadata record per batch; S3 also receives the records."
     )
+    name: str | None = Field(
+        None,
+        description="The queue, topic or bucket, for `esmsim iam` (default: the mapping's function name "
+        "and `-on-failure`).",
+    )
 
 
 class StreamMapping(_MappingBase):

