@@ -202,3 +202,58 @@ def test_the_cli_prints_json_and_refuses_a_bad_account_id(tmp_path: Path) -> Non
     )
     bad = CliRunner().invoke(main, ["iam", str(path)])
     assert_bad(bad, f"{path}:1: account.id: '12345' is not an account ID (12 digits, e.g. 123456789012)")
+
+
+# ---------------------------------------------------------------------- reliability findings
+
+
+def _warnings(raw: dict[str, Any]) -> list[str]:
+    return [issue.format() for issue in Scenario.model_validate(raw).warnings]
+
+
+def test_a_queue_without_redrive_is_a_finding_naming_the_sqs_docs() -> None:
+    raw = {
+        "functions": {"f": {}},
+        "sources": {"q": {"type": "sqs", "traffic": {"rate": 1}}},
+        "mappings": [{"source": "q", "function": "f"}],
+    }
+    (found,) = [w for w in _warnings(raw) if "redrive" in w]
+    assert found.startswith("warning: sources.q: no redrive policy (max_receive_count)")
+    assert "sqs-dead-letter-queues.html" in found
+    raw["sources"]["q"]["max_receive_count"] = 5
+    assert not [w for w in _warnings(raw) if "redrive" in w]
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({}, "retries a failing batch until its records expire"),
+        ({"maximum_retry_attempts": 3}, "no on_failure destination: batches discarded"),
+        ({"maximum_retry_attempts": 3, "on_failure": {"type": "sqs"}}, None),
+    ],
+)
+def test_stream_error_handling_findings(settings: dict[str, Any], expected: str | None) -> None:
+    raw = {
+        "functions": {"f": {}},
+        "sources": {"s": {"type": "kinesis", "shards": 1, "traffic": {"rate": 1}}},
+        "mappings": [{"source": "s", "function": "f", "starting_position": "LATEST", **settings}],
+    }
+    found = [w for w in _warnings(raw) if w.startswith("warning: mappings[0]:")]
+    if expected is None:
+        assert found == []
+    else:
+        assert len(found) == 1
+        assert expected in found[0]
+        assert "kinesis-on-failure-destination.html" in found[0]
+
+
+def test_asynchronous_events_without_a_destination_are_a_finding() -> None:
+    raw = {
+        "functions": {"f": {}},
+        "sources": {"b": {"type": "s3", "traffic": {"rate": 1}}},
+        "triggers": [{"source": "b", "function": "f"}],
+    }
+    (found,) = _warnings(raw)
+    assert found.startswith("warning: functions.f.async: no on_failure destination or dead-letter queue")
+    raw["functions"]["f"]["async"] = {"dead_letter_queue": {"type": "sqs"}}
+    assert _warnings(raw) == []
