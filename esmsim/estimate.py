@@ -164,8 +164,15 @@ def estimate(scenario: Scenario, *, trace: bool = False) -> Estimate:
     bound: list[str] = []
     minutes = math.ceil(duration / _MINUTE_S)
     shards = 0
-    unreserved = scenario.account.concurrency_limit - sum(
-        f.reserved_concurrency or 0 for f in scenario.functions.values()
+    # The largest unreserved pool of any account: an upper bound on what a function may use.
+    unreserved = max(
+        account.concurrency_limit
+        - sum(
+            f.reserved_concurrency or 0
+            for f in scenario.functions.values()
+            if scenario.account_name(f.account) == name
+        )
+        for name, account in scenario.all_accounts.items()
     )
     fed = {t.queue: scenario.sources[t.source].traffic for t in scenario.triggers if t.queue is not None}
     for name, source in scenario.sources.items():

@@ -152,26 +152,29 @@ def policies(scenario: Scenario) -> dict[str, Any]:
     Returns:
         ``{"functions": {NAME: policy}, "resource_policies": {NAME: policy}}``, IAM JSON documents.
     """
-    region, account = scenario.account.region, scenario.account.id
     roles = {name: _Statements() for name in scenario.functions}
     for name, role in roles.items():
-        names = Names(region, account, {"LogGroupName": f"/aws/lambda/{name}"})
+        home = scenario.function_account(name)
+        names = Names(home.region, home.id, {"LogGroupName": f"/aws/lambda/{name}"})
         for arn, logging in _read(LOGS, names, "log-group:").items():
             role.allow("WriteLogStreams" if "log-stream" in arn else "WriteLogs", tuple(logging), [arn])
     for i, m in enumerate(scenario.mappings):
         role = roles[m.function]
-        source = scenario.sources[m.source]
-        for sid, actions, arn in _mapping_reads(m, source, region, account):
+        owner = scenario.source_account(m.source)  # a source may be in another account
+        for sid, actions, arn in _mapping_reads(m, scenario.sources[m.source], owner.region, owner.id):
             role.allow(_sid(sid, m.source), actions, [arn])
         if isinstance(m, StreamMapping) and m.on_failure is not None:
+            home = scenario.function_account(m.function)
             target = m.on_failure.name or f"{m.function}-on-failure"
             role.allow(
                 _sid("OnFailure", f"mapping {i}"),
                 (SEND[m.on_failure.type],),
-                [_target_arn(m.on_failure.type, target, region, account)],
+                [_target_arn(m.on_failure.type, target, home.region, home.id)],
             )
     invoked = {t.function for t in scenario.triggers if t.function is not None}
     for name in sorted(invoked, key=list(scenario.functions).index):
+        home = scenario.function_account(name)
+        region, account = home.region, home.id
         config = scenario.functions[name].async_
         for purpose, sink in (
             ("on-success", config.on_success),
@@ -226,21 +229,40 @@ def _target_arn(kind: str, name: str, region: str, account: str) -> str:
     return resource(SEND[kind], Names(region, account, values), kinds[kind])
 
 
+def role_arn(scenario: Scenario, function: str) -> str:
+    """The ARN of a function's execution role (its ``role_name``, default ``NAME-role``)."""
+    home = scenario.function_account(function)
+    names = Names(
+        home.region,
+        home.id,
+        {"RoleNameWithPath": scenario.functions[function].role_name or f"{function}-role"},
+    )
+    return resource("iam:PassRole", names, "role/")
+
+
 def _resource_policies(scenario: Scenario) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Lambda permissions for push triggers, and queue policies for pushes into queues."""
-    region, account = scenario.account.region, scenario.account.id
+    """Lambda permissions and queue policies for triggers, and cross-account read grants.
+
+    A queue or stream read by a function of another account names the function's role in its policy.
+    """
     by_target: dict[str, list[dict[str, Any]]] = {}
     for i, t in enumerate(scenario.triggers):
         source = scenario.sources[t.source]
-        source_arn = _source_arn(source.type, t.source, region, account)
+        origin = scenario.source_account(t.source)
+        owner = (
+            scenario.function_account(t.target)
+            if t.function is not None
+            else scenario.source_account(t.target)
+        )
+        source_arn = _source_arn(source.type, t.source, origin.region, origin.id)
         condition: dict[str, Any] = {"ArnLike": {"aws:SourceArn": source_arn}}
         if source.type == "s3":  # a bucket ARN names no account: pin it
-            condition["StringEquals"] = {"aws:SourceAccount": account}
+            condition["StringEquals"] = {"aws:SourceAccount": origin.id}
         if t.function is not None:  # the function's resource policy (AWS::Lambda::Permission)
             action, kind = "lambda:InvokeFunction", "function:"
         else:  # the queue's policy (AWS::SQS::QueuePolicy)
             action, kind = "sqs:SendMessage", "sqs"
-        names = Names(region, account, {"FunctionName": t.target, "QueueName": t.target})
+        names = Names(owner.region, owner.id, {"FunctionName": t.target, "QueueName": t.target})
         statement = {
             "Sid": _sid("Trigger", str(i), t.source),
             "Effect": "Allow",
@@ -250,6 +272,23 @@ def _resource_policies(scenario: Scenario) -> Iterator[tuple[str, dict[str, Any]
             "Condition": condition,
         }
         by_target.setdefault(t.target, []).append(statement)
+    for i, m in enumerate(scenario.mappings):
+        owner = scenario.source_account(m.source)
+        if owner is scenario.function_account(m.function):
+            continue
+        # A consumer in another account: the queue's or stream's policy must let its role read.
+        for sid, actions, arn in _mapping_reads(m, scenario.sources[m.source], owner.region, owner.id):
+            if arn == "*":
+                continue  # account-wide actions are the role's alone
+            by_target.setdefault(m.source, []).append(
+                {
+                    "Sid": _sid("CrossAccount", sid, f"mapping {i}"),
+                    "Effect": "Allow",
+                    "Principal": {"AWS": role_arn(scenario, m.function)},
+                    "Action": list(actions),
+                    "Resource": arn,
+                }
+            )
     for target, statements in by_target.items():
         yield target, {"Version": "2012-10-17", "Statement": statements}
 

@@ -358,7 +358,8 @@ def test_with_changes_returns_a_validated_copy() -> None:
 def test_with_changes_keeps_what_was_not_changed() -> None:
     # The region warning depends on whether `pricing` was given: a copy must not give it.
     scenario = Scenario.model_validate({**RAW, "account": {"region": "eu-west-1"}})
-    assert [w.path for w in scenario.with_changes({"seed": 3}).warnings] == [("account", "region")]
+    assert ("account", "region") in [w.path for w in scenario.with_changes({"seed": 3}).warnings]
+    assert ("account", "region") not in [w.path for w in scenario.with_changes({"pricing": {}}).warnings]
 
 
 def test_with_changes_errors_are_labelled_like_set() -> None:

@@ -27,7 +27,7 @@ name: orders
 functions:
   orders: {timeout: 10}
 sources:
-  q: {type: sqs, visibility_timeout: 70, traffic: {rate: 20/s}}
+  q: {type: sqs, visibility_timeout: 70, max_receive_count: 5, traffic: {rate: 20/s}}
 mappings:
   - {source: q, function: orders, batching_window: 1}
 sweep:

@@ -101,6 +101,17 @@ def horizon(scenario: Scenario) -> float:
     return late + FOLD_EVERY_S
 
 
+def account_pools(scenario: Scenario) -> dict[str, AccountPool]:
+    """Each account's pool: its unreserved concurrency, scaling bucket and invoke-rate quota."""
+    pools = {}
+    for name, account in scenario.all_accounts.items():
+        mine = [f for f in scenario.functions.values() if scenario.account_name(f.account) == name]
+        reserved = sum(f.reserved_concurrency or 0 for f in mine)
+        pc_unreserved = sum(f.provisioned_concurrency for f in mine if f.reserved_concurrency is None)
+        pools[name] = AccountPool(account, reserved, pc_unreserved)
+    return pools
+
+
 @dataclass
 class World:
     """Everything a run simulates, and the recorder that observes it."""
@@ -108,7 +119,7 @@ class World:
     env: simpy.Environment
     scenario: Scenario
     recorder: Recorder
-    pool: AccountPool
+    pools: dict[str, AccountPool]  # by account name
     functions: dict[str, LambdaFunction]
     queues: dict[str, SqsQueue] = field(default_factory=dict)
     receivers: dict[str, SqsReceivers] = field(default_factory=dict)
@@ -189,17 +200,13 @@ def build(scenario: Scenario, streams: Streams, *, trace: bool = False) -> World
         recorder.share_level("backlog", "stream_backlog")
     elif kinds == {"sqs"}:
         recorder.share_level("backlog", "visible")
-    reserved = sum(f.reserved_concurrency or 0 for f in scenario.functions.values())
-    pc_unreserved = sum(
-        f.provisioned_concurrency for f in scenario.functions.values() if f.reserved_concurrency is None
-    )
-    pool = AccountPool(scenario.account, reserved, pc_unreserved)
+    pools = account_pools(scenario)
     environments = recorder.level("environments")
     functions = {
-        name: LambdaFunction(name, i, spec, pool, streams, environments)
+        name: LambdaFunction(name, i, spec, pools[scenario.account_name(spec.account)], streams, environments)
         for i, (name, spec) in enumerate(scenario.functions.items())
     }
-    world = World(env, scenario, recorder, pool, functions)
+    world = World(env, scenario, recorder, pools, functions)
     consumer_of = {(c.source, c.mapping): i for i, c in enumerate(recorder.layout.consumers)}
     for name, source in scenario.sources.items():
         if isinstance(source, PushSource):

@@ -253,6 +253,12 @@ class Function(Frozen):
     incidents: tuple[Incident, ...] = Field(
         (), description="Windows of time with other error rates or durations."
     )
+    account: str | None = Field(
+        None, description="Name of the account under `accounts` it runs in (default: the only one)."
+    )
+    role_name: str | None = Field(
+        None, description="Its execution role's name, for `esmsim iam` (default: `NAME-role`)."
+    )
     async_: AsyncConfig = Field(
         default_factory=AsyncConfig,
         validation_alias=AliasChoices("async", "EventInvokeConfig"),

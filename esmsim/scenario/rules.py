@@ -20,7 +20,7 @@ from esmsim.dists import (
     UniformDuration,
 )
 from esmsim.errors import Issue, did_you_mean
-from esmsim.scenario.functions import Function
+from esmsim.scenario.functions import Account, Function
 from esmsim.scenario.mappings import SqsMapping, StreamMapping
 from esmsim.scenario.sources import (
     DYNAMODB_RETENTION_S,
@@ -401,24 +401,85 @@ def _tail_above(size: object, limit: float) -> bool:
     return mean is not None and mean * 6.9 > limit
 
 
+def _account_rules(s: System) -> Iterator[Issue]:
+    """Accounts: named where there are several, known, and crossed only where AWS allows it."""
+    accounts = s.all_accounts
+    if s.accounts and "account" in s.model_fields_set:
+        yield Issue(("account",), "give either account (one account) or accounts (several), not both")
+    several = len(accounts) > 1
+    for section, entities in (("functions", s.functions), ("sources", s.sources)):
+        for name, entity in entities.items():
+            owner = entity.account
+            if owner is not None and owner not in accounts:
+                yield Issue(
+                    (section, name, "account"),
+                    f"unknown account {owner!r}" + did_you_mean(owner, list(accounts)),
+                )
+            elif owner is None and several:
+                yield Issue(
+                    (section, name),
+                    f"name its account (account: one of {', '.join(accounts)}): there are several",
+                )
+    for i, m in enumerate(s.mappings):
+        if not _accounts_known(s, m.source, m.function):
+            continue
+        source, fn = s.source_account(m.source), s.function_account(m.function)
+        if source is fn:
+            continue
+        kind = s.sources[m.source].type
+        if kind == "dynamodb":
+            yield Issue(
+                ("mappings", i),
+                f"reads DynamoDB stream {m.source!r} from another account; AWS documents cross-account event "
+                "source mappings for SQS, Kinesis and Kafka, not DynamoDB streams",
+            )
+        elif source.region != fn.region:
+            yield Issue(
+                ("mappings", i),
+                f"reads {m.source!r} in {source.region} from a function in {fn.region}; a mapping's source "
+                "must be in the function's Region",
+            )
+
+
+def _accounts_known(s: System, source: str, function: str) -> bool:
+    """Whether a source's and a function's accounts resolve (the rule above reports those that do not)."""
+    if source not in s.sources or function not in s.functions:
+        return False
+    accounts = s.all_accounts
+    owners = (s.sources[source].account, s.functions[function].account)
+    return all(o in accounts if o is not None else len(accounts) == 1 for o in owners)
+
+
 def _concurrency_rules(s: System) -> Iterator[Issue]:
-    limit, keep = s.account.concurrency_limit, s.account.unreserved_minimum
-    reserved = {
-        n: f.reserved_concurrency for n, f in s.functions.items() if f.reserved_concurrency is not None
-    }
+    for name, account in s.all_accounts.items():
+        mine = {
+            f: fn
+            for f, fn in s.functions.items()
+            if (fn.account == name) or (fn.account is None and len(s.all_accounts) == 1)
+        }
+        yield from _account_concurrency(account, mine, name if s.accounts else None)
+
+
+def _account_concurrency(
+    account: Account, functions: dict[str, Function], label: str | None
+) -> Iterator[Issue]:
+    """AWS's reservation limits within one account."""
+    where = f"account {label!r}'s" if label else "the account's"
+    limit, keep = account.concurrency_limit, account.unreserved_minimum
+    reserved = {n: f.reserved_concurrency for n, f in functions.items() if f.reserved_concurrency is not None}
     total = sum(reserved.values())
     if reserved and total > limit - keep:
         last = list(reserved)[-1]
         yield Issue(
             ("functions", last, "reserved_concurrency"),
-            f"reserved concurrency totals {total} across functions, but at most {limit - keep} of the "
-            f"account's {limit} may be reserved ({keep} must stay unreserved)",
+            f"reserved concurrency totals {total} across functions, but at most {limit - keep} of "
+            f"{where} {limit} may be reserved ({keep} must stay unreserved)",
         )
     # Provisioned concurrency of unreserved functions comes out of the unreserved pool, all of it
     # together, and AWS still keeps `unreserved_minimum` back.
     room = limit - total - keep
     taken = 0
-    for name, fn in s.functions.items():
+    for name, fn in functions.items():
         pc = fn.provisioned_concurrency
         if pc == 0:
             continue
@@ -554,11 +615,12 @@ def _shortest_run(fn: Function) -> float:
 def _run_rules(s: System) -> Iterator[Issue]:
     if s.warmup >= s.duration:
         yield Issue(("warmup",), f"{s.warmup:g} s must be shorter than duration ({s.duration:g} s)")
-    if s.account.region != "us-east-1" and "pricing" not in s.model_fields_set:
+    regions = {(name, a.region) for name, a in s.all_accounts.items() if a.region != "us-east-1"}
+    if regions and "pricing" not in s.model_fields_set:
+        name, region = sorted(regions)[0]
+        at = ("accounts", name, "region") if s.accounts else ("account", "region")
         yield Issue(
-            ("account", "region"),
-            f"{s.account.region}: costs use the us-east-1 price table unless `pricing:` overrides it",
-            "warning",
+            at, f"{region}: costs use the us-east-1 price table unless `pricing:` overrides it", "warning"
         )
 
 
@@ -572,6 +634,7 @@ RULES: tuple[Callable[[System], Iterator[Issue]], ...] = (
     _queue_rules,
     _source_rules,
     _unused_functions,
+    _account_rules,
     _reliability_findings,
     _concurrency_rules,
     _function_rules,

@@ -118,6 +118,9 @@ class SqsSource(Frozen):
         "about 120,000 for a standard queue. A receive at the limit returns nothing.",
     )
     traffic: Traffic = Field(default_factory=Traffic, description="What producers send.")
+    account: str | None = Field(
+        None, description="Name of the account under `accounts` that owns it (default: the only one)."
+    )
 
 
 class _StreamSource(Frozen):
@@ -154,6 +157,9 @@ class _StreamSource(Frozen):
         4 / 3, ge=1, description="Payload bytes per record byte in the event (Kinesis base64-encodes data)."
     )
     traffic: StreamTraffic = Field(default_factory=StreamTraffic, description="What producers write.")
+    account: str | None = Field(
+        None, description="Name of the account under `accounts` that owns it (default: the only one)."
+    )
 
 
 class KinesisSource(_StreamSource):
@@ -223,6 +229,9 @@ class _PushSource(Frozen):
     """What S3, SNS and EventBridge share: they push events; Lambda invokes asynchronously (triggers)."""
 
     traffic: Traffic = Field(default_factory=Traffic, description="Events the service emits.")
+    account: str | None = Field(
+        None, description="Name of the account under `accounts` that owns it (default: the only one)."
+    )
 
 
 def _handoff_failure_rate() -> Any:

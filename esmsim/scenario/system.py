@@ -17,6 +17,8 @@ from esmsim.scenario.pricing import Pricing
 from esmsim.scenario.sources import Source
 from esmsim.scenario.triggers import Trigger
 
+#: The one account's name when a scenario gives ``account`` rather than ``accounts``.
+DEFAULT_ACCOUNT = "default"
 #: Seeds are stored as signed 64-bit integers in result tables (runs.parquet): seeds stay below.
 SEED_LIMIT = 2**63
 
@@ -33,7 +35,14 @@ class System(Frozen):
     seed: Int = Field(
         0, ge=0, lt=SEED_LIMIT, description="Root of every random stream; same seed, same results."
     )
-    account: Account = Field(default_factory=Account, description="The account's concurrency settings.")
+    account: Account = Field(
+        default_factory=Account, description="The account's concurrency settings (one account)."
+    )
+    accounts: dict[str, Account] = Field(
+        {},
+        description="Several accounts by name, instead of `account`: each has its own concurrency pool, "
+        "scaling and invoke-rate quota; functions and sources name theirs.",
+    )
     functions: dict[str, Function] = Field(min_length=1, description="Lambda functions by name.")
     sources: dict[str, Source] = Field(
         min_length=1, description="Event sources (queues, streams, buckets, topics, buses) by name."
@@ -55,6 +64,25 @@ class System(Frozen):
             "by `esmsim run`."
         ),
     )
+
+    @property
+    def all_accounts(self) -> dict[str, Account]:
+        """The accounts by name: ``accounts``, or the one ``account`` (named ``default``)."""
+        return dict(self.accounts) if self.accounts else {DEFAULT_ACCOUNT: self.account}
+
+    def account_name(self, owner: str | None) -> str:
+        """The account an entity names (``owner``), or the only account when it names none."""
+        if owner is not None:
+            return owner
+        return next(iter(self.all_accounts)) if len(self.all_accounts) == 1 else DEFAULT_ACCOUNT
+
+    def function_account(self, function: str) -> Account:
+        """The account a function runs in."""
+        return self.all_accounts[self.account_name(self.functions[function].account)]
+
+    def source_account(self, source: str) -> Account:
+        """The account that owns a source."""
+        return self.all_accounts[self.account_name(self.sources[source].account)]
 
     @model_validator(mode="after")
     def _something_consumes(self) -> System:
