@@ -116,8 +116,8 @@ def test_a_source_in_another_region_is_refused(tmp_path: Path) -> None:
     raw = two_accounts(pricing={})
     raw["accounts"]["consumer"]["region"] = "eu-west-1"
     assert _errors(raw, tmp_path) == [
-        "mappings[1]: reads 'qb' in us-east-1 from a function in eu-west-1; a mapping's source must be in the "
-        "function's Region"
+        "mappings[1]: reads 'qb' in us-east-1 from a function in eu-west-1; a mapping's source must be in "
+        "the function's Region"
     ]
 
 
@@ -126,8 +126,8 @@ def test_reservations_are_limited_per_account(tmp_path: Path) -> None:
     raw["functions"]["b"]["reserved_concurrency"] = 25  # the consumer account has 20
     (error,) = _errors(raw, tmp_path)
     assert error == (
-        "functions.b.reserved_concurrency: reserved concurrency totals 25 across functions, but at most 20 of "
-        "account 'consumer''s 20 may be reserved (0 must stay unreserved)"
+        "functions.b.reserved_concurrency: reserved concurrency totals 25 across functions of account "
+        "'consumer', but at most 20 of its 20 may be reserved (0 must stay unreserved)"
     )
 
 

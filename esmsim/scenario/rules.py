@@ -464,7 +464,7 @@ def _account_concurrency(
     account: Account, functions: dict[str, Function], label: str | None
 ) -> Iterator[Issue]:
     """AWS's reservation limits within one account."""
-    where = f"account {label!r}'s" if label else "the account's"
+    of_account, whose = (f" of account {label!r}", "its") if label else ("", "the account's")
     limit, keep = account.concurrency_limit, account.unreserved_minimum
     reserved = {n: f.reserved_concurrency for n, f in functions.items() if f.reserved_concurrency is not None}
     total = sum(reserved.values())
@@ -472,8 +472,8 @@ def _account_concurrency(
         last = list(reserved)[-1]
         yield Issue(
             ("functions", last, "reserved_concurrency"),
-            f"reserved concurrency totals {total} across functions, but at most {limit - keep} of "
-            f"{where} {limit} may be reserved ({keep} must stay unreserved)",
+            f"reserved concurrency totals {total} across functions{of_account}, but at most {limit - keep} "
+            f"of {whose} {limit} may be reserved ({keep} must stay unreserved)",
         )
     # Provisioned concurrency of unreserved functions comes out of the unreserved pool, all of it
     # together, and AWS still keeps `unreserved_minimum` back.
