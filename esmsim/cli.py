@@ -1,4 +1,4 @@
-"""Command line: ``esmsim validate``, ``esmsim run``, ``esmsim sweep``, ``esmsim plot``, ``esmsim iam``.
+"""Command line: ``esmsim validate``, ``run``, ``sweep``, ``plot``, ``iam`` and ``import``.
 
 Heavy imports (pandas, matplotlib, the model) happen inside commands so ``esmsim --help`` stays fast.
 A scenario problem prints one line per issue (``file:line: key.path: message``) and exits with 2.
@@ -401,3 +401,34 @@ def iam(scenario_file: str, overrides: tuple[str, ...]) -> None:
 
     scenario = _load(scenario_file, overrides)
     click.echo(json.dumps(policies(scenario), indent=2))
+
+
+@main.command(name="import")
+@click.argument("template", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--out",
+    "out_file",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The scenario file to write (YAML).",
+)
+@_user_errors
+def import_(template: str, out_file: str) -> None:
+    """Turn a CloudFormation or SAM template into a scenario file.
+
+    Functions, queues, streams, tables' streams, topics and their subscriptions, bucket
+    notifications, EventBridge rules, event source mappings and event invoke configs are carried
+    over; traffic and handler durations become marked placeholders. What cannot be imported is
+    listed. Needs the aws extra (cfn-lint, aws-sam-translator).
+    """
+    from esmsim.importer import write_scenario
+
+    imported = write_scenario(Path(template), Path(out_file))
+    for note in imported.notes:
+        click.echo(f"{template}: note: {printable(note)}", err=True)
+    for item in imported.skipped:
+        click.echo(f"{template}: not imported: {printable(item)}", err=True)
+    click.echo(
+        f"wrote {out_file} ({len(imported.placeholders)} placeholder(s) to set: "
+        f"{', '.join(imported.placeholders) or 'none'})"
+    )
