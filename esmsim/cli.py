@@ -432,3 +432,22 @@ def import_(template: str, out_file: str) -> None:
         f"wrote {out_file} ({len(imported.placeholders)} placeholder(s) to set: "
         f"{', '.join(imported.placeholders) or 'none'})"
     )
+
+
+@main.command()
+@click.argument("out_dir", type=click.Path(exists=True, file_okay=False))
+@_user_errors
+def explain(out_dir: str) -> None:
+    """Print what limited a finished run (from OUT_DIR/summary.json, as `esmsim run` wrote it)."""
+    import json
+
+    from esmsim.report import limit_lines
+
+    path = Path(out_dir) / "summary.json"
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        limits = document["limits"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise RunError(f"{path}: not a summary.json written by esmsim run (it has no limits)") from None
+    for line in limit_lines(limits) or ["no mappings or triggers"]:
+        click.echo(line)

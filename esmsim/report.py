@@ -238,8 +238,20 @@ def summary_lines(result: RunResult) -> list[str]:
         ]
         at = lines.index("cost (us-east-1 list prices unless the scenario overrides them)")
         lines[at:at] = pushed
+    lines += limit_lines(result.limits)
     if result.warnings:
         lines += ["", "warnings", *(f"  {w}" for w in result.warnings)]
+    return lines
+
+
+def limit_lines(limits: dict[str, dict[str, Any]]) -> list[str]:
+    """What limited each mapping and trigger: the limits' shares of minutes and one line of advice."""
+    if not limits:
+        return []
+    lines = ["what limited the run (share of minutes)"]
+    for name, found in limits.items():
+        shares = ", ".join(f"{limit} {share:.0%}" for limit, share in found["binding"].items())
+        lines += [f"  {name}: {shares}", f"    advice: {found['advice']}"]
     return lines
 
 

@@ -51,6 +51,8 @@ class RunResult:
             unless ``simulate(..., trace=True)``.
         throttles: a traced run's throttled invokes (``time_s``, ``function``, ``mapping``,
             ``reason`` as AWS names it); empty unless traced.
+        limits: what limited each mapping and trigger: ``{label: {"binding": {limit: share of
+            minutes}, "advice": one line}}`` (:mod:`esmsim.observe.explain`).
         throttle_reasons: throttles by the reason AWS gives
             (``ReservedFunctionConcurrentInvocationLimitExceeded``,
             ``ConcurrentInvocationLimitExceeded``, ``FunctionInvocationRateLimitExceeded``,
@@ -77,6 +79,7 @@ class RunResult:
     shard_timeseries: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
     latency_method: str = "exact"
     throttle_reasons: dict[str, int] = field(default_factory=dict)
+    limits: dict[str, dict[str, Any]] = field(default_factory=dict)
     traced: bool = False
     diagnostics: dict[str, Any] = field(default_factory=dict)
     invocations: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
@@ -104,6 +107,7 @@ class RunResult:
             "summary": self.summary,
             "latency_method": self.latency_method,
             "throttle_reasons": self.throttle_reasons,
+            "limits": self.limits,
             "diagnostics": self.diagnostics,
             "provenance": self.provenance(),
             "warnings": list(self.warnings),

@@ -12,7 +12,7 @@ from esmsim._version import __version__
 from esmsim.errors import EsmsimWarning
 from esmsim.estimate import check
 from esmsim.model.build import build
-from esmsim.observe import resources, summary, timeseries
+from esmsim.observe import explain, resources, summary, timeseries
 from esmsim.observe import tables as event_tables
 from esmsim.result import RunResult
 from esmsim.rng import Streams
@@ -88,6 +88,7 @@ def simulate(
         latency_histogram=observed.outcomes.steady_histogram,
         latency_method=summary.latency_method(observed),
         throttle_reasons=observed.throttles_by_reason,
+        limits={found.name: found.as_dict() for found in explain.explain(scenario, observed)},
         traced=trace,
         diagnostics={"late_level_changes": observed.late_level_changes},
         warnings=(*(issue.format() for issue in scenario.warnings), *reached),

@@ -117,6 +117,8 @@ class Observed:
     function_totals: dict[str, np.ndarray]  # name -> per function
     mapping_totals: dict[str, np.ndarray]  # name -> per mapping
     throttles_by_reason: dict[str, int]  # AWS reason name -> count
+    #: Throttles per mapping, reason (a ThrottleReason's value) and minute: (mappings, reasons, minutes).
+    mapping_throttle_reasons: np.ndarray
     counters: dict[tuple[str, str], np.ndarray]  # (name, owner) -> per minute
     counter_totals: dict[tuple[str, str], float]
     maxima: dict[tuple[str, str], np.ndarray]  # (name, owner) -> per-minute maximum (NaN: none)
@@ -160,6 +162,7 @@ class Recorder:
         self._fn_totals = {name: np.zeros(nf) for name in (*fn_names, *billed)}
         self._map_totals = {name: np.zeros(nm) for name in fn_names}
         self._reasons = np.zeros(len(ThrottleReason) + 1, dtype=np.int64)
+        self._mapping_reasons = np.zeros((nm, len(ThrottleReason) + 1, self.nb), dtype=np.int64)
         self._levels: dict[str, BinnedLevel] = {}
         self._counters: dict[tuple[str, str], BinnedSum] = {}
         self._maxima: dict[tuple[str, str], BinnedMax] = {}
@@ -381,7 +384,11 @@ class Recorder:
         self._series["Throttles"] += np.bincount(key, minlength=nm * nb).reshape(nm, nb)
         self._fn_totals["throttles"] += np.bincount(function, minlength=nf)
         self._map_totals["throttles"] += np.bincount(mapping, minlength=nm)
-        self._reasons += np.bincount(thr[:, 3].astype(np.int64), minlength=self._reasons.size)
+        reason = thr[:, 3].astype(np.int64)
+        self._reasons += np.bincount(reason, minlength=self._reasons.size)
+        nr = self._reasons.size
+        by = (mapping * nr + reason) * nb + bin_index(thr[:, 0], self.edges)
+        self._mapping_reasons += np.bincount(by, minlength=nm * nr * nb).reshape(nm, nr, nb)
         if self._thr_trace is not None:
             self._thr_trace.append(thr)
 
@@ -435,6 +442,7 @@ class Recorder:
             function_totals=self._fn_totals,
             mapping_totals=self._map_totals,
             throttles_by_reason=reasons,
+            mapping_throttle_reasons=self._mapping_reasons,
             counters={key: c.array() for key, c in self._counters.items()},
             counter_totals={key: c.total for key, c in self._counters.items()},
             maxima={key: m.array() for key, m in self._maxima.items()},

@@ -1,0 +1,174 @@
+"""What limited a run: for each mapping and trigger, the binding limit minute by minute, and advice.
+
+Read from a finished run's observations only (docs/model.md §7). A minute is limited when work
+waited longer than the mapping's normal cycle (a queue's oldest message, a stream's IteratorAge, an
+asynchronous event's age); the limit is then the first of these that holds in that minute:
+
+1. throttles: the most frequent reason (reserved concurrency, account concurrency, the invoke-rate
+   quota, the function scaling rate);
+2. a stream's read throttles (read throughput);
+3. the mapping's concurrency at its cap: ``maximum_concurrency`` (SQS), shards x parallelization
+   factor (streams);
+4. function errors: the SQS error back-off, or a stream shard blocked by retries;
+5. otherwise the SQS poller fleet (its ceiling, or still growing);
+
+and "none (keeps up)" when nothing waited. A disabled mapping is "disabled" throughout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from esmsim.events import ThrottleReason
+from esmsim.observe.recorder import Observed
+from esmsim.scenario.mappings import SqsMapping, StreamMapping
+from esmsim.scenario.scenario import Scenario
+
+NONE = "none (keeps up)"
+DISABLED = "disabled mapping"
+RESERVED = "reserved concurrency"
+ACCOUNT = "account concurrency"
+RATE = "invoke-rate quota"
+SCALING = "function scaling rate"
+MAX_CONCURRENCY = "maximum_concurrency"
+POLLERS = "poller ceiling or scaling rate"
+BACKOFF = "error back-off"
+LANES = "shards x parallelization factor"
+READS = "read throughput"
+BLOCKED = "a blocked shard (retrying a failing batch)"
+#: Throttle reasons as limits.
+BY_REASON = {
+    ThrottleReason.RESERVED_CONCURRENCY: RESERVED,
+    ThrottleReason.ACCOUNT_CONCURRENCY: ACCOUNT,
+    ThrottleReason.INVOCATION_RATE: RATE,
+    ThrottleReason.SCALING_RATE: SCALING,
+}
+#: Slack on top of a mapping's normal cycle before waiting work counts as a limit.
+SLACK_S = 1.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    """One mapping's or trigger's binding limits over a run."""
+
+    name: str
+    shares: dict[str, float]  # limit -> share of the run's minutes it bound
+    advice: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """As ``summary.json`` holds it."""
+        return {"binding": self.shares, "advice": self.advice}
+
+
+def explain(scenario: Scenario, observed: Observed) -> list[Limits]:
+    """The binding limits of every mapping and invoking trigger (observed.layout.mappings order)."""
+    found = []
+    nm = len(scenario.mappings)
+    for i, label in enumerate(observed.layout.mappings):
+        minutes = _minutes(scenario, observed, i) if i < nm else _trigger_minutes(scenario, observed, i)
+        values, counts = np.unique(np.asarray(minutes, dtype=object), return_counts=True)
+        total = max(1, len(minutes))
+        ranked = sorted(zip(values, counts, strict=True), key=lambda pair: -pair[1])
+        shares = {str(limit): round(float(count) / total, 4) for limit, count in ranked}
+        found.append(Limits(label, shares, _advice(scenario, i, shares)))
+    return found
+
+
+def _minutes(scenario: Scenario, observed: Observed, i: int) -> list[str]:
+    """The limit in each minute of mapping ``i``."""
+    m = scenario.mappings[i]
+    nb = len(observed.edges) - 1
+    if not m.enabled:
+        return [DISABLED] * nb
+    reasons = observed.mapping_throttle_reasons[i]
+    errors = observed.mapping_series["Errors"][i]
+    busiest = observed.concurrency_by_mapping[i].bin_max
+    if isinstance(m, SqsMapping):
+        oldest = observed.gauges.get(("oldest_age", m.source), np.zeros(nb))
+        waited = oldest > m.batching_window + m.polling.wait_time + SLACK_S
+        cap: float | None = m.maximum_concurrency
+    else:
+        source = scenario.sources[m.source]
+        ages = observed.mapping_age_max[i] / 1000.0  # IteratorAge, ms
+        normal = m.batching_window + getattr(source, "idle_poll_interval", 1.0) + SLACK_S
+        waited = np.nan_to_num(ages, nan=0.0) > normal
+        cap = getattr(source, "shards", 1) * m.parallelization_factor
+    read_throttles = _read_throttles(observed, i, nb) if isinstance(m, StreamMapping) else np.zeros(nb)
+    out = []
+    for b in range(nb):
+        if not waited[b]:
+            out.append(NONE)
+        elif reasons[:, b].sum():
+            out.append(BY_REASON[ThrottleReason(int(np.argmax(reasons[:, b])))])
+        elif read_throttles[b]:
+            out.append(READS)
+        elif cap is not None and busiest[b] >= cap:
+            out.append(MAX_CONCURRENCY if isinstance(m, SqsMapping) else LANES)
+        elif errors[b]:
+            out.append(BACKOFF if isinstance(m, SqsMapping) else BLOCKED)
+        else:
+            out.append(POLLERS if isinstance(m, SqsMapping) else NONE)
+    return out
+
+
+def _trigger_minutes(scenario: Scenario, observed: Observed, i: int) -> list[str]:
+    """The limit in each minute of an invoking trigger: throttles while events waited."""
+    nb = len(observed.edges) - 1
+    function = observed.layout.functions[observed.layout.mapping_function[i]]
+    ages = observed.maxima.get(("AsyncEventAge", function), np.full(nb, np.nan))
+    waited = np.nan_to_num(ages, nan=0.0) > SLACK_S
+    reasons = observed.mapping_throttle_reasons[i]
+    return [
+        BY_REASON[ThrottleReason(int(np.argmax(reasons[:, b])))]
+        if waited[b] and reasons[:, b].sum()
+        else NONE
+        for b in range(nb)
+    ]
+
+
+def _read_throttles(observed: Observed, i: int, nb: int) -> np.ndarray:
+    label = observed.layout.mappings[i]
+    total = np.zeros(nb)
+    for (name, owner), values in observed.counters.items():
+        if name == "ReadProvisionedThroughputExceeded" and owner.startswith(f"{label}#"):
+            total = total + values
+    return total
+
+
+def _advice(scenario: Scenario, i: int, shares: dict[str, float]) -> str:
+    """One line naming the knob to turn for the limit that bound most."""
+    binding = next((limit for limit in shares if limit != NONE), None)
+    if binding is None:
+        return "keeps up: nothing limited it"
+    nm = len(scenario.mappings)
+    if i < nm:
+        m = scenario.mappings[i]
+        where, function = f"mappings[{i}]", m.function
+    else:
+        trigger = [t for t in scenario.triggers if t.function is not None][i - nm]
+        m, where, function = None, f"the trigger from {trigger.source}", str(trigger.function)
+    fn = scenario.functions[function]
+    share = f"{shares[binding]:.0%} of minutes"
+    lines = {
+        RESERVED: f"raise functions.{function}.reserved_concurrency (now {fn.reserved_concurrency})"
+        + (f", or cap {where}.maximum_concurrency below it" if isinstance(m, SqsMapping) else ""),
+        ACCOUNT: f"raise the account's concurrency_limit, or reserve concurrency for {function}",
+        RATE: "the account's invoke-rate quota (10 x its concurrency limit a second) binds: larger batches "
+        "or a higher concurrency limit",
+        SCALING: f"bursts outpace new environments (1,000 per 10 s): provisioned concurrency for {function}",
+        MAX_CONCURRENCY: f"raise {where}.maximum_concurrency (now {getattr(m, 'maximum_concurrency', None)})",
+        POLLERS: f"{where}'s poller fleet is at its ceiling or still growing: larger batches or a batching "
+        "window take more per poller (poller_scaling)",
+        BACKOFF: f"function errors shrink {where}'s poller fleet (error_backoff): "
+        "report_batch_item_failures, or fewer errors",
+        LANES: f"raise {where}.parallelization_factor (now {getattr(m, 'parallelization_factor', None)}) "
+        "or add shards",
+        READS: f"reads of {where}'s stream are throttled: enhanced_fan_out, or fewer consumers",
+        BLOCKED: f"a failing batch blocks its shard: {where}.maximum_retry_attempts, "
+        "bisect_batch_on_function_error and an on_failure destination",
+        DISABLED: f"{where} is disabled (enabled: false)",
+    }
+    return f"{binding} ({share}): {lines[binding]}"
