@@ -235,6 +235,11 @@ class Sampler:
         # A constant needs no random numbers at all, which keeps other streams' draws independent.
         self.constant: float | None = dist.value if isinstance(dist, _Constant) else None
 
+    @property
+    def rng(self) -> np.random.Generator:
+        """The stream it draws from (a live change of the distribution keeps drawing from it)."""
+        return self._rng
+
     def next(self) -> float:
         """Return the next draw."""
         if self.constant is not None:

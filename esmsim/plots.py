@@ -70,4 +70,10 @@ def plot_run(result: RunResult) -> Figure:
     ax.legend(loc="upper left")
     for ax in axes:
         ax.grid(True, alpha=0.3)
+        for k, change in enumerate(result.changes()):
+            if change["effective_s"] < result.scenario.duration:
+                label = "live change" if k == 0 and ax is axes[0] else None
+                ax.axvline(change["effective_s"] / 60.0, color="tab:gray", linestyle="--", lw=1, label=label)
+    if result.changes():
+        axes[0].legend(loc="upper left")
     return fig

@@ -101,6 +101,14 @@ class RunResult:
             "wall_time_s": self.wall_time_s,
         }
 
+    def changes(self) -> list[dict[str, Any]]:
+        """The scenario's live changes: when made, when they took effect, what they set."""
+        delay = self.scenario.update_delay
+        return [
+            {"at_s": change.at, "effective_s": change.at + delay, "set": dict(change.set)}
+            for change in self.scenario.changes
+        ]
+
     def to_dict(self) -> dict[str, Any]:
         """The summary with its provenance and the resolved scenario, ready for JSON."""
         return {
@@ -108,6 +116,7 @@ class RunResult:
             "latency_method": self.latency_method,
             "throttle_reasons": self.throttle_reasons,
             "limits": self.limits,
+            "changes": self.changes(),
             "diagnostics": self.diagnostics,
             "provenance": self.provenance(),
             "warnings": list(self.warnings),

@@ -132,6 +132,8 @@ class World:
     )
     #: Called once the run has ended, after the mappings closed their books.
     finishers: list[Callable[[], None]] = field(default_factory=list)
+    #: Called when the run starts, after the mappings started.
+    starters: list[Callable[[], Any]] = field(default_factory=list)
 
     @property
     def stream_mappings(self) -> list[StreamMappingRuntime]:
@@ -146,6 +148,8 @@ class World:
             mapping.start()
         for function in self.functions.values():
             self.env.process(function.reaper(self.env, REAP_EVERY_S))
+        for start in self.starters:
+            start()
         self.recorder.start(self.env)
 
     def _feed(
@@ -255,7 +259,27 @@ def build(scenario: Scenario, streams: Streams, *, trace: bool = False) -> World
     for name, source in scenario.sources.items():
         if isinstance(source, PushSource):
             _push(world, name, source, streams, backlog_shared=not kinds)
+    if scenario.stages:
+        world.starters.append(lambda: env.process(_live(world)))
     return world
+
+
+def _live(world: World) -> Generator[simpy.Event, Any, None]:
+    """Make each live change when it takes effect: the mappings and functions it touches follow it."""
+    env = world.env
+    current = world.scenario
+    for effective_at, stage in world.scenario.stages:
+        if effective_at >= current.duration:
+            return
+        yield env.timeout(max(0.0, effective_at - env.now))
+        now = env.now
+        for runtime, old, new in zip(world.mappings, current.mappings, stage.mappings, strict=True):
+            if old != new:
+                runtime.apply(new, now)  # type: ignore[arg-type]
+        for name, function in world.functions.items():
+            if current.functions[name] != stage.functions[name]:
+                function.apply(stage.functions[name])
+        current = stage
 
 
 def _push(world: World, name: str, source: PushSource, streams: Streams, *, backlog_shared: bool) -> None:

@@ -78,6 +78,8 @@ class AccountPool:
         self.limit = account.concurrency_limit
         # Provisioned concurrency of functions without a reservation is carved out of the unreserved
         # pool: it is theirs whether busy or not.
+        self.reserved_total = reserved_total
+        self.provisioned_unreserved = provisioned_unreserved
         self.unreserved_limit = account.concurrency_limit - reserved_total - provisioned_unreserved
         self.unreserved_in_use = 0
         self.legacy_bucket = (
@@ -85,6 +87,13 @@ class AccountPool:
         )
         self.rate = RateWindow(account.invocation_rate)
         self.account = account
+
+    def reserve(self, old: int | None, new: int | None, provisioned: int) -> None:
+        """A function's reservation changes from ``old`` to ``new`` (None: none) during the run."""
+        self.reserved_total += (new or 0) - (old or 0)
+        if (old is None) != (new is None):  # its provisioned concurrency moves in or out of the pool
+            self.provisioned_unreserved += provisioned if new is None else -provisioned
+        self.unreserved_limit = self.limit - self.reserved_total - self.provisioned_unreserved
 
     def function_bucket(self) -> TokenBucket | None:
         """A new per-function scaling bucket (2023 model), or None when the account bucket rules."""

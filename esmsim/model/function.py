@@ -46,6 +46,21 @@ class LambdaFunction:
         self.poison_rate = spec.errors.poison_record_rate
         self.incidents = tuple((i.start, i.end, i) for i in spec.incidents)
 
+    def apply(self, spec: Function) -> None:
+        """A live change (UpdateFunctionConfiguration, PutFunctionConcurrency).
+
+        Reserved concurrency, timeout, handler duration, errors; the random streams go on where
+        they were.
+        """
+        self.spec = spec
+        self.environments.reserve(spec)
+        self.timeout_s = spec.timeout
+        self.per_record_s = spec.per_record
+        self.durations = Sampler(spec.duration, self.durations.rng)
+        self.error_rate = spec.errors.invocation_error_rate
+        self.record_error_rate = spec.errors.record_error_rate
+        self.poison_rate = spec.errors.poison_record_rate
+
     def reaper(self, env: simpy.Environment, every_s: float = 60.0) -> Generator[simpy.Event, Any, None]:
         """Retire expired idle environments at least every ``every_s`` (see lambda_env)."""
         while True:

@@ -45,6 +45,7 @@ class Environments:
         "level",
         "on_demand_cap",
         "on_demand_in_use",
+        "pc",
         "pc_ready",
         "pc_reset",
         "pool",
@@ -55,6 +56,7 @@ class Environments:
     def __init__(self, spec: Function, pool: AccountPool, level: BinnedLevel) -> None:
         self.pool = pool
         pc = spec.provisioned_concurrency
+        self.pc = pc
         self.pc_ready = pc  # free provisioned environments, initialised
         self.pc_reset = 0  # free provisioned environments reset by a timeout
         reserved = spec.reserved_concurrency
@@ -109,6 +111,23 @@ class Environments:
         if cap is None:
             pool.unreserved_in_use += 1
         return kind
+
+    def reserve(self, spec: Function) -> None:
+        """A live change of the function's reserved concurrency (PutFunctionConcurrency).
+
+        Invocations running on demand move between the unreserved pool and the reservation with
+        it; the new cap applies to the next admissions (running ones are not stopped).
+        """
+        old = None if self.on_demand_cap is None else self.on_demand_cap + self.pc
+        new = spec.reserved_concurrency
+        if old == new:
+            return
+        self.pool.reserve(old, new, self.pc)
+        if old is None:
+            self.pool.unreserved_in_use -= self.on_demand_in_use
+        elif new is None:
+            self.pool.unreserved_in_use += self.on_demand_in_use
+        self.on_demand_cap = None if new is None else new - self.pc
 
     def release(self, now: float, kind: int, timed_out: bool) -> None:
         """End an invocation: its environment goes idle (reset, if it timed out)."""

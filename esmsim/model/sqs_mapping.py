@@ -67,6 +67,8 @@ class SqsMappingRuntime:
         self.scaling = spec.poller_scaling
         self.backoff = spec.error_backoff
         self.cap = spec.maximum_concurrency
+        self.enabled = spec.enabled
+        self._scaling_started = False
         self.target = self.effective = 0.0
         self.allowed = 0
         initial = float(min(self.scaling.initial, self.scaling.ceiling))
@@ -84,15 +86,40 @@ class SqsMappingRuntime:
         """Change the fleet sizes; ``allowed`` is what pollers compare against on every loop."""
         self.target = target
         self.effective = min(effective, target)
-        allowed = int(self.effective + 1e-9)
+        allowed = int(self.effective + 1e-9) if self.enabled else 0
         self.allowed = min(allowed, self.cap) if self.cap is not None else allowed
 
     def start(self) -> None:
         """Start the initial pollers and the scaler."""
-        if not self.spec.enabled:
+        if not self.enabled:
             return
         self._spawn(self.allowed, 0.0)
+        self._scaling_started = True
         self.env.process(self._scaler())
+
+    def apply(self, spec: SqsMapping, now: float) -> None:
+        """A live change (UpdateEventSourceMapping): enabled, batch size, maximum concurrency.
+
+        Disabling stops the pollers: idle ones at once, busy ones after their batch. Enabling starts
+        the fleet again from its initial size, as a new mapping starts.
+        """
+        self.spec = spec
+        self.batch_size = spec.batch_size
+        self.cap = spec.maximum_concurrency
+        if spec.enabled and not self.enabled:
+            self.enabled = True
+            initial = float(min(self.scaling.initial, self.scaling.ceiling))
+            self._set_fleet(initial, initial)
+            if not self._scaling_started:
+                self._scaling_started = True
+                self.env.process(self._scaler())
+        else:
+            self.enabled = spec.enabled
+            self._set_fleet(self.target, self.effective)
+        if self.running < self.allowed:
+            self._spawn(self.allowed - self.running, now)
+        elif self.running > self.allowed:
+            self.receivers.retire_idle(self, self.running - self.allowed, now)
 
     def _spawn(self, k: int, now: float) -> None:
         for _ in range(k):
@@ -162,6 +189,8 @@ class SqsMappingRuntime:
         while True:
             yield env.timeout(tick)
             now = env.now
+            if not self.enabled:
+                continue  # a disabled mapping neither polls nor scales
             self.receivers.dispatch(now)
             visible = queue.visible_now(now)
             running = self.running

@@ -166,6 +166,8 @@ class StreamMappingRuntime:
         self.env = env
         self.index = index
         self.spec = spec
+        self._started = False
+        self._resumed = env.event()  # succeeds when a live change enables the mapping again
         self.source = source
         self.invoker = invoker
         self.recorder = recorder
@@ -276,8 +278,23 @@ class StreamMappingRuntime:
         """Start one process per lane."""
         if not self.spec.enabled:
             return
+        self._started = True
         for lane in self.lanes:
             self.env.process(self._lane(lane))
+
+    def apply(self, spec: StreamMapping, now: float) -> None:
+        """A live change (UpdateEventSourceMapping): enabled, batch size.
+
+        Disabling pauses every lane after its current batch; enabling resumes them where they
+        stopped (the mapping keeps its checkpoints).
+        """
+        was = self.spec.enabled
+        self.spec = spec
+        if spec.enabled and not was:
+            resumed, self._resumed = self._resumed, self.env.event()
+            resumed.succeed()
+            if not self._started:
+                self.start()
 
     # ------------------------------------------------------------------ outcomes
     def _detail(self, lane: Lane, start: int, end: int) -> dict[str, Any] | None:
@@ -397,6 +414,10 @@ class StreamMappingRuntime:
         spec = self.spec
         invoke = self.invoker.invoke
         while True:
+            if not self.spec.enabled:  # disabled by a live change: wait to be enabled again
+                yield self._resumed
+                continue
+            spec = self.spec  # a live change may replace it between batches
             now = env.now
             nxt = self._next(lane, now)
             if isinstance(nxt, float):

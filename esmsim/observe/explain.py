@@ -81,25 +81,32 @@ def _minutes(scenario: Scenario, observed: Observed, i: int) -> list[str]:
     """The limit in each minute of mapping ``i``."""
     m = scenario.mappings[i]
     nb = len(observed.edges) - 1
-    if not m.enabled:
-        return [DISABLED] * nb
+    # The mapping as it stood in each minute (live changes may enable, disable or cap it).
+    middles = (observed.edges[:-1] + observed.edges[1:]) / 2
+    specs = [_in_effect(scenario, float(t)).mappings[i] for t in middles]
     reasons = observed.mapping_throttle_reasons[i]
     errors = observed.mapping_series["Errors"][i]
     busiest = observed.concurrency_by_mapping[i].bin_max
     if isinstance(m, SqsMapping):
         oldest = observed.gauges.get(("oldest_age", m.source), np.zeros(nb))
         waited = oldest > m.batching_window + m.polling.wait_time + SLACK_S
-        cap: float | None = m.maximum_concurrency
     else:
         source = scenario.sources[m.source]
         ages = observed.mapping_age_max[i] / 1000.0  # IteratorAge, ms
         normal = m.batching_window + getattr(source, "idle_poll_interval", 1.0) + SLACK_S
         waited = np.nan_to_num(ages, nan=0.0) > normal
-        cap = getattr(source, "shards", 1) * m.parallelization_factor
     read_throttles = _read_throttles(observed, i, nb) if isinstance(m, StreamMapping) else np.zeros(nb)
     out = []
     for b in range(nb):
-        if not waited[b]:
+        spec = specs[b]
+        cap: float | None
+        if isinstance(spec, SqsMapping):
+            cap = spec.maximum_concurrency
+        else:
+            cap = getattr(scenario.sources[m.source], "shards", 1) * spec.parallelization_factor
+        if not spec.enabled:
+            out.append(DISABLED)
+        elif not waited[b]:
             out.append(NONE)
         elif reasons[:, b].sum():
             out.append(BY_REASON[ThrottleReason(int(np.argmax(reasons[:, b])))])
@@ -112,6 +119,15 @@ def _minutes(scenario: Scenario, observed: Observed, i: int) -> list[str]:
         else:
             out.append(POLLERS if isinstance(m, SqsMapping) else NONE)
     return out
+
+
+def _in_effect(scenario: Scenario, t: float) -> Scenario:
+    """The system at time ``t``: the scenario with the live changes in effect by then."""
+    found = scenario
+    for effective_at, stage in scenario.stages:
+        if effective_at <= t:
+            found = stage
+    return found
 
 
 def _trigger_minutes(scenario: Scenario, observed: Observed, i: int) -> list[str]:

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple, Self
 from pydantic import PrivateAttr, ValidationError, model_validator
 
 from esmsim.errors import Issue, ScenarioError
+from esmsim.scenario.live import live_key_problem
 from esmsim.scenario.messages import issues_from_validation_error
 from esmsim.scenario.overrides import Change, apply_changes, parse_key
 from esmsim.scenario.rules import check
@@ -30,16 +31,87 @@ class Scenario(System):
     """
 
     _warnings: tuple[Issue, ...] = PrivateAttr(default=())
+    _stages: tuple[tuple[float, Scenario], ...] = PrivateAttr(default=())
 
     @model_validator(mode="after")
     def _aws_rules(self) -> Scenario:
         issues = check(self)
+        if self.changes and not any(issue.severity == "error" for issue in issues):
+            stages, found = self._live_stages()
+            issues += found
+            self._stages = stages
         errors = [issue for issue in issues if issue.severity == "error"]
         if errors:
             # Not a ValueError: pydantic lets it through with the exact key paths intact.
             raise ScenarioError(errors)
         self._warnings = tuple(issue for issue in issues if issue.severity == "warning")
         return self
+
+    @property
+    def stages(self) -> tuple[tuple[float, Scenario], ...]:
+        """After each live change: when it takes effect, and the system from then on.
+
+        A change takes effect ``update_delay`` after its time; the system is validated as AWS
+        validates an update.
+        """
+        return self._stages
+
+    def _missing(self, path: tuple[str | int, ...]) -> str | None:
+        """Why a live change's key names no existing mapping, function or source, or None."""
+        section, entity = path[0], path[1]
+        if section == "mappings" and not (isinstance(entity, int) and 0 <= entity < len(self.mappings)):
+            return f"no mappings[{entity}] (the scenario has {len(self.mappings)} mapping(s))"
+        named: dict[str, Any] = {}
+        if section == "functions":
+            named = dict(self.functions)
+        elif section == "sources":
+            named = dict(self.sources)
+        if section in ("functions", "sources") and entity not in named:
+            return f"no {str(section)[:-1]} named {entity!r} ({section}: {', '.join(named)})"
+        return None
+
+    def _live_stages(self) -> tuple[tuple[tuple[float, Scenario], ...], list[Issue]]:
+        """Validate every live change in order, each against the system with the earlier ones made."""
+        issues: list[Issue] = []
+        stages: list[tuple[float, Scenario]] = []
+        data = self.data()
+        data.pop("changes", None)
+        previous = 0.0
+        for i, live in enumerate(self.changes):
+            at = ("changes", i)
+            if live.at < previous:
+                issues.append(
+                    Issue((*at, "at"), f"{live.at:g} s is before the change above it ({previous:g} s)")
+                )
+            previous = live.at
+            if live.at >= self.duration:
+                issues.append(
+                    Issue((*at, "at"), f"{live.at:g} s is after the run ends: it never applies", "warning")
+                )
+            parsed: list[Change] = []
+            for key, value in live.set.items():
+                try:
+                    path = parse_key(key)
+                except ValueError as error:
+                    issues.append(Issue((*at, "set", key), str(error)))
+                    continue
+                problem = live_key_problem(path) or self._missing(path)
+                if problem is not None:
+                    issues.append(Issue((*at, "set", key), problem))
+                    continue
+                parsed.append(Change(path, value, f"changes[{i}] {key}"))
+            if len(parsed) < len(live.set):
+                continue
+            try:
+                data, _ = apply_changes(data, Where(), parsed)
+                stage = validate_scenario(data)
+            except ScenarioError as error:
+                issues += [
+                    Issue((*at, "set"), f"at {live.at:g} s: {issue.format()}") for issue in error.issues
+                ]
+                continue
+            stages.append((live.at + self.update_delay, stage))
+        return tuple(stages), issues
 
     @property
     def warnings(self) -> tuple[Issue, ...]:

@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 
 from esmsim.scenario.base import Frozen, Int, Seconds, key_error
 from esmsim.scenario.functions import Account, Function
+from esmsim.scenario.live import LiveChange
 from esmsim.scenario.mappings import Mapping
 from esmsim.scenario.pricing import Pricing
 from esmsim.scenario.sources import Source
@@ -53,6 +54,15 @@ class System(Frozen):
     triggers: tuple[Trigger, ...] = Field(
         (),
         description="Pushes (S3, SNS, EventBridge) to a function, invoked asynchronously, or SNS to a queue.",
+    )
+    changes: tuple[LiveChange, ...] = Field(
+        (), description="Keys set during the run, in time order (docs/model.md §14)."
+    )
+    update_delay: Seconds = Field(
+        5.0,
+        ge=0,
+        description="From a change to its effect: AWS applies updates asynchronously and documents no "
+        "delay (an assumption).",
     )
     pricing: Pricing = Field(
         default_factory=Pricing, description="Unit prices (default: us-east-1 list prices)."

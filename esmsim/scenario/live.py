@@ -1,0 +1,50 @@
+"""Schema of live changes: keys set on a running system at a time (``changes:``, docs/model.md §14).
+
+A change uses the dotted key paths of ``--set`` (``mappings[0].enabled``,
+``functions.orders.reserved_concurrency``); the scenario is validated again, as AWS would validate
+the update, with every change up to it applied. Which keys may change live is decided here: what
+AWS lets an update change and esmsim's runtime can follow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from esmsim.errors import Path
+from esmsim.scenario.aws_names import setting_of
+from esmsim.scenario.base import Frozen, Seconds
+
+#: Mapping keys a change may set (UpdateEventSourceMapping), and function keys (UpdateFunction-
+#: Configuration, PutFunctionConcurrency), that esmsim applies to a running mapping or function.
+LIVE_MAPPING_KEYS = ("enabled", "batch_size", "maximum_concurrency")
+LIVE_FUNCTION_KEYS = ("reserved_concurrency", "timeout", "duration", "per_record", "errors")
+#: Keys AWS does not let an update change: a mapping's source, a source's type.
+FIXED_KEYS = {("mappings", "source"), ("mappings", "source_type"), ("sources", "type")}
+
+
+class LiveChange(Frozen):
+    """Keys set at a time during the run: ``{at: 10m, set: {mappings[0].enabled: false}}``."""
+
+    at: Seconds = Field(ge=0, description="When the change is made (it takes effect update_delay later).")
+    set: dict[str, Any] = Field(
+        min_length=1, description="Dotted key paths, as --set takes them, to their new values."
+    )
+
+
+def live_key_problem(path: Path) -> str | None:
+    """Why ``path`` cannot change during a run, or None when it can."""
+    if len(path) < 3 or path[0] not in ("mappings", "functions", "sources"):
+        return "only a mapping's, function's or source's settings change during a run"
+    section, relative = str(path[0]), path[2:]
+    models = {"mappings": ("SqsMapping", "StreamMapping"), "functions": ("Function",), "sources": ()}[section]
+    key = setting_of(models, relative) or str(relative[0])
+    if (section, key) in FIXED_KEYS:
+        owner = {"mappings": "a mapping's", "sources": "a source's"}[section]
+        return f"AWS does not let an update change {owner} {key}"
+    allowed = {"mappings": LIVE_MAPPING_KEYS, "functions": LIVE_FUNCTION_KEYS, "sources": ()}[section]
+    if key not in allowed:
+        supported = ", ".join(f"{section}.{k}" for k in allowed) or "none yet"
+        return f"esmsim does not change {section} {key} during a run (supported: {supported})"
+    return None
