@@ -18,6 +18,7 @@ from pydantic_core import PydanticUndefined
 from esmsim.dists import _Dist
 from esmsim.scenario.aws_names import names_of
 from esmsim.scenario.functions import Account, AsyncConfig, AsyncTarget, Function, FunctionErrors, Incident
+from esmsim.scenario.live import LiveChange
 from esmsim.scenario.mappings import (
     Destination,
     ErrorBackoff,
@@ -127,6 +128,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("`mappings[i].on_failure` (streams)", Destination),
     ("`mappings[i].throttle_retry`", ThrottleRetry),
     ("`triggers[i]`", Trigger),
+    ("`changes[i]`", LiveChange),
     ("`sweep`", Sweep),
     ("`sweep.objective`", Objective),
     ("`sweep.objective.constraints.METRIC`", Bound),
