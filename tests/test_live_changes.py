@@ -180,3 +180,13 @@ def test_changes_out_of_order_are_refused(tmp_path: Path) -> None:
     )
     result = CliRunner().invoke(main, ["validate", str(path)])
     assert_bad(result, f"{path}:9: changes[1].at: 300 s is before the change above it (600 s)")
+
+
+def test_a_sweep_can_vary_a_changes_value_and_time() -> None:
+    s = sqs([{"at": "5m", "set": {"mappings[0].maximum_concurrency": 5}}], duration="10m")
+    varied = s.with_changes({"changes[0].set.mappings[0].maximum_concurrency": 50, "changes[0].at": "7m"})
+    assert varied.changes[0].at == 420
+    assert varied.changes[0].set == {"mappings[0].maximum_concurrency": 50}
+    ((effective_at, stage),) = varied.stages
+    assert effective_at == 420 + varied.update_delay
+    assert stage.mappings[0].maximum_concurrency == 50

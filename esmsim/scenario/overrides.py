@@ -146,6 +146,17 @@ def apply_changes(
     return raw, where
 
 
+def live_key_path(path: Path) -> Path:
+    """``changes[1].set.mappings[0].enabled``: the key inside ``set`` is one dotted key, not a path.
+
+    So a sweep or ``--set`` can vary a live change's value: the path stops at the ``set`` entry
+    named ``mappings[0].enabled``.
+    """
+    if len(path) > 4 and path[0] == "changes" and isinstance(path[1], int) and path[2] == "set":
+        return (*path[:3], format_path(path[3:]))
+    return path
+
+
 def change(raw: dict[str, Any], item: Change) -> tuple[dict[str, Any], list[Path]]:
     """Set one value, removing the other spellings of the key it sets.
 
@@ -168,6 +179,7 @@ def change(raw: dict[str, Any], item: Change) -> tuple[dict[str, Any], list[Path
     path, value, label = item
     if not path:
         raise ScenarioError([Issue((), "the key is empty", origin=label)])
+    path = live_key_path(path)
     _refuse_new_entity(raw, path, label)
     removed: list[Path] = []
     found = entity_of(path)
