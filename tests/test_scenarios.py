@@ -151,3 +151,16 @@ def test_eventbridge_handoff_retries_delay_some_events() -> None:
     assert s["push_handoff_retries"] > 0
     assert s["records_dropped"] == 0
     assert s["latency_max_s"] > 5
+
+
+def test_sqs_incident_backs_up_while_disabled_and_drains_after() -> None:
+    result = traced(load_scenario(SCENARIOS / "sqs-incident.yaml", ["duration=25m"]))
+    assert_conserved(result)
+    assert result.diagnostics["late_level_changes"] == 0  # the live changes write no level late
+    ts = result.timeseries
+    invocations = ts["Invocations"].to_numpy()
+    visible = ts["ApproximateNumberOfMessagesVisible"].to_numpy()
+    assert invocations[11:20].sum() == 0  # disabled from 10:05 to 20:05
+    assert visible[19] > 50_000  # 150 orders/s kept coming
+    assert visible[-1] < 100  # drained within five minutes at the raised cap
+    assert ts["ConcurrentExecutions"].to_numpy()[20:].max() > 30  # above the old cap of 30
