@@ -104,8 +104,13 @@ class SqsMappingRuntime:
         the fleet again from its initial size, as a new mapping starts.
         """
         self.spec = spec
+        resized = spec.batch_size != self.batch_size
         self.batch_size = spec.batch_size
         self.cap = spec.maximum_concurrency
+        if resized and self.running:
+            # Idle pollers waiting in a long poll hold a batch sized before the change: they stop,
+            # and the scaler's next tick starts new ones with the new size (busy ones keep theirs).
+            self.receivers.retire_idle(self, self.running, now)
         if spec.enabled and not self.enabled:
             self.enabled = True
             initial = float(min(self.scaling.initial, self.scaling.ceiling))
@@ -190,7 +195,10 @@ class SqsMappingRuntime:
             yield env.timeout(tick)
             now = env.now
             if not self.enabled:
-                continue  # a disabled mapping neither polls nor scales
+                # A disabled mapping neither polls nor scales; the queue's own clocks (messages
+                # whose visibility timeout ends) are still noticed within a tick, as levels need.
+                self.receivers.dispatch(now)
+                continue
             self.receivers.dispatch(now)
             visible = queue.visible_now(now)
             running = self.running
