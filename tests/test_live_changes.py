@@ -190,3 +190,23 @@ def test_a_sweep_can_vary_a_changes_value_and_time() -> None:
     ((effective_at, stage),) = varied.stages
     assert effective_at == 420 + varied.update_delay
     assert stage.mappings[0].maximum_concurrency == 50
+
+
+def test_reserved_concurrency_cut_to_zero_sends_asynchronous_events_straight_to_the_destination() -> None:
+    s = Scenario.model_validate(
+        {
+            "duration": "4m",
+            "functions": {"f": {"duration": "50ms", "async": {"on_failure": {"type": "sqs"}}}},
+            "sources": {"b": {"type": "s3", "delivery_delay": "0s", "traffic": {"rate": "5/s"}}},
+            "triggers": [{"source": "b", "function": "f"}],
+            "changes": [{"at": "2m", "set": {"functions.f.reserved_concurrency": 0}}],
+        }
+    )
+    result = traced(s)
+    effective = 120 + s.update_delay
+    assert (result.invocations["start_s"] < effective).all()
+    routed = result.records[result.records["state"].astype(str) == "dlq"]
+    assert len(routed) > 500  # about 5/s for two minutes
+    assert (routed["done_s"] >= effective).all()
+    assert result.summary["throttles"] == 0
+    assert_conserved(result)

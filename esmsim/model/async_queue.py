@@ -115,7 +115,6 @@ class AsyncEventQueue:
         env: simpy.Environment,
         function_name: str,
         config: AsyncConfig,
-        reserved_zero: bool,
         recorder: Recorder,
         end_s: float,
         *,
@@ -124,7 +123,6 @@ class AsyncEventQueue:
         self.env = env
         self.name = function_name
         self.config = config
-        self.reserved_zero = reserved_zero
         self.recorder = recorder
         self.outcomes = recorder.outcomes
         self.end_s = end_s
@@ -259,13 +257,13 @@ class AsyncEventQueue:
             self._arm(nxt)
 
     def _attempt(self, event: Event, now: float) -> None:
-        if self.reserved_zero:  # AWS: straight to the destination or DLQ, no attempt
-            self._discard(event, now)
+        invoker = self.invokers[event[_TRIGGER]]
+        if invoker.function.spec.reserved_concurrency == 0:  # AWS: straight to the destination or DLQ
+            self._discard(event, now)  # (read each time: a live change may set or lift it)
             return
         batch = self._batch
         batch.nbytes = event[_SIZE]
         batch.draws = None if math.isnan(event[_DRAW]) else np.array([event[_DRAW]])
-        invoker = self.invokers[event[_TRIGGER]]
         started = invoker.start(batch, now)
         if started is None:
             self.totals.throttled += 1

@@ -319,7 +319,6 @@ def _push(world: World, name: str, source: PushSource, streams: Streams, *, back
                     env,
                     trigger.function,
                     spec.async_,
-                    spec.reserved_concurrency == 0,
                     recorder,
                     end,
                     backlog_shared=backlog_shared,
