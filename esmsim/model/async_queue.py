@@ -96,12 +96,8 @@ class AsyncTotals:
     """What one function's event queue did over the run."""
 
     received: int = 0  # events accepted (AsyncEventsReceived)
-    oversized: int = 0  # events refused at the invoke for their size
     retries: int = 0  # attempts after a function error
-    throttled: int = 0  # attempts answered with a throttle
     dropped: int = 0  # events discarded (AsyncEventsDropped; routed or not)
-    routed: int = 0  # discarded events a destination or the DLQ took
-    on_success: int = 0  # records sent to the on-success destination
     destination_failures: int = 0  # DestinationDeliveryFailures
     dead_letter_errors: int = 0  # DeadLetterErrors
     deliveries: dict[str, int] = field(default_factory=dict)  # destination type -> records sent
@@ -171,7 +167,6 @@ class AsyncEventQueue:
             events = events.take(~late)
         big = events.size > ASYNC_PAYLOAD_LIMIT_BYTES
         if big.any():
-            self.totals.oversized += int(np.count_nonzero(big))
             self.outcomes.ended(
                 consumer,
                 events.sent_at[big],
@@ -266,7 +261,6 @@ class AsyncEventQueue:
         batch.draws = None if math.isnan(event[_DRAW]) else np.array([event[_DRAW]])
         started = invoker.start(batch, now)
         if started is None:
-            self.totals.throttled += 1
             event[_THROTTLES] += 1
             self._wait(event, now + throttle_wait(self.config, event[_THROTTLES]))
             return
@@ -297,7 +291,6 @@ class AsyncEventQueue:
                 )
                 target = self.config.on_success
                 if target is not None:
-                    self.totals.on_success += 1
                     self._count_delivery(target.type)
                 return
             event[_ERRORS] += 1
@@ -349,8 +342,6 @@ class AsyncEventQueue:
             routed = True
             self._count_delivery(target.type)
         state = RecordState.DLQ if routed else RecordState.DROPPED
-        if routed:
-            self.totals.routed += 1
         self.outcomes.ended(
             self.consumers[event[_TRIGGER]], np.array([event[_SENT]]), at, state, ids=np.array([event[_ID]])
         )
@@ -384,7 +375,7 @@ class AsyncEventQueue:
                     ids = np.concatenate([p[1] for p in parts])
                     self.outcomes.census(consumer, sent, state, ids=ids)
         totals = self.totals
-        for name in ("received", "oversized", "retries", "throttled", "dropped", "routed", "on_success"):
+        for name in ("received", "retries", "dropped"):
             self.recorder.add_total(f"async_{name}", getattr(totals, name))
         self.recorder.add_total("async_destination_failures", totals.destination_failures)
         self.recorder.add_total("async_dead_letter_errors", totals.dead_letter_errors)

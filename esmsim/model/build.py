@@ -16,7 +16,8 @@ from esmsim.model.async_queue import AsyncEventQueue
 from esmsim.model.concurrency import AccountPool
 from esmsim.model.function import LambdaFunction
 from esmsim.model.invoke import Invoker
-from esmsim.model.push import Delivered, DeliveryPath
+from esmsim.model.live import apply_changes
+from esmsim.model.push import Delivered, DeliveryPath, PathBooks, into_queue
 from esmsim.model.sqs_mapping import SqsMappingRuntime
 from esmsim.model.sqs_queue import SqsQueue, chunked_request_units
 from esmsim.model.sqs_receive import SqsReceivers
@@ -24,7 +25,7 @@ from esmsim.model.stream_mapping import StreamMappingRuntime
 from esmsim.model.stream_source import ShardLog, ShardReadLimits, StreamSource
 from esmsim.model.traffic import RecordFeed
 from esmsim.model.watchdog import Watchdog
-from esmsim.observe.outcomes import Consumer, Outcomes
+from esmsim.observe.outcomes import Consumer
 from esmsim.observe.recorder import FOLD_EVERY_S, Layout, Recorder
 from esmsim.rng import Streams
 from esmsim.scenario.mappings import SqsMapping, StreamMapping, ThrottleRetry
@@ -260,26 +261,10 @@ def build(scenario: Scenario, streams: Streams, *, trace: bool = False) -> World
         if isinstance(source, PushSource):
             _push(world, name, source, streams, backlog_shared=not kinds)
     if scenario.stages:
-        world.starters.append(lambda: env.process(_live(world)))
+        world.starters.append(
+            lambda: env.process(apply_changes(env, scenario, world.mappings, world.functions))
+        )
     return world
-
-
-def _live(world: World) -> Generator[simpy.Event, Any, None]:
-    """Make each live change when it takes effect: the mappings and functions it touches follow it."""
-    env = world.env
-    current = world.scenario
-    for effective_at, stage in world.scenario.stages:
-        if effective_at >= current.duration:
-            return
-        yield env.timeout(max(0.0, effective_at - env.now))
-        now = env.now
-        for runtime, old, new in zip(world.mappings, current.mappings, stage.mappings, strict=True):
-            if old != new:
-                runtime.apply(new, now)  # type: ignore[arg-type]
-        for name, function in world.functions.items():
-            if current.functions[name] != stage.functions[name]:
-                function.apply(stage.functions[name])
-        current = stage
 
 
 def _push(world: World, name: str, source: PushSource, streams: Streams, *, backlog_shared: bool) -> None:
@@ -308,7 +293,7 @@ def _push(world: World, name: str, source: PushSource, streams: Streams, *, back
     paths: list[DeliveryPath] = []
     for i in mine:
         trigger = scenario.triggers[i]
-        books = _PathBooks(outcomes, end, into_queue=trigger.queue is not None)
+        books = PathBooks(outcomes, end, into_queue=trigger.queue is not None)
         if trigger.function is not None:
             label = recorder.layout.mappings[nm + invoking.index(i)]
             consumer = consumer_of[label]
@@ -339,7 +324,10 @@ def _push(world: World, name: str, source: PushSource, streams: Streams, *, back
             deliver: Callable[[Delivered], None] = functools.partial(queue.accept, i)
         else:
             consumer = consumer_of[str(trigger.queue)]
-            deliver = _to_queue(world, str(trigger.queue), books)
+            name_of_queue = str(trigger.queue)
+            deliver = into_queue(
+                world.queues[name_of_queue], world.receivers[name_of_queue], world.env, end, books
+            )
         books.consumer = consumer
 
         path = DeliveryPath(source, name, i, streams, deliver, books.lose)
@@ -358,71 +346,10 @@ def _push(world: World, name: str, source: PushSource, streams: Streams, *, back
         for path in paths:
             recorder.add_total("push_duplicates", path.totals.duplicates)
             recorder.add_total("push_handoff_retries", path.totals.handoff_retries)
-            recorder.add_total("push_lost", path.totals.lost)
 
     world.finishers.append(totals)
 
     world.feeders.append((generate, lambda: feed.horizon, lambda: feed.exhausted))
-
-
-class _PathBooks:
-    """A delivery path's records that never reach its target: lost by the service, or still on the way.
-
-    A queue numbers its own messages (0, 1, ...); events that never reach it carry ``-1 - n``, n their
-    number along the path, so no two records of one consumer share an id.
-    """
-
-    def __init__(self, outcomes: Outcomes, end: float, *, into_queue: bool) -> None:
-        self.outcomes = outcomes
-        self.end = end
-        self.into_queue = into_queue
-        self.consumer = -1
-        self.held: list[tuple[np.ndarray, np.ndarray]] = []  # (sent, ids) of events on the way at the end
-
-    def _ids(self, ids: np.ndarray) -> np.ndarray:
-        return -1 - ids if self.into_queue else ids
-
-    def lose(self, sent: np.ndarray, at: np.ndarray, ids: np.ndarray) -> None:
-        """The service gave up on these events at ``at`` (after the run: still on their way)."""
-        self.outcomes.arrived(self.consumer, sent.shape[0])
-        gone = at <= self.end
-        self.outcomes.ended(
-            self.consumer, sent[gone], at[gone], RecordState.DROPPED, ids=self._ids(ids[gone])
-        )
-        self.held.append((sent[~gone], self._ids(ids[~gone])))
-
-    def late(self, sent: np.ndarray, ids: np.ndarray) -> None:
-        """These events reach a queue after the run ends."""
-        self.outcomes.arrived(self.consumer, sent.shape[0])
-        self.held.append((sent, self._ids(ids)))
-
-    def census(self) -> None:
-        """At the end: the events still on their way are waiting."""
-        if self.held:
-            sent = np.concatenate([h[0] for h in self.held])
-            ids = np.concatenate([h[1] for h in self.held])
-            self.outcomes.census(self.consumer, sent, RecordState.WAITING, ids=ids)
-
-
-def _to_queue(world: World, name: str, books: _PathBooks) -> Callable[[Delivered], None]:
-    """Deliveries into an SQS queue: they arrive as its messages (sent when they reach it)."""
-    queue, receivers = world.queues[name], world.receivers[name]
-    end = world.scenario.duration
-
-    def deliver(events: Delivered) -> None:
-        late = events.arrived_at > end
-        if late.any():
-            books.late(events.sent_at[late], events.ids[late])
-            events = events.take(~late)
-        if not len(events):
-            return
-        block = {"sent_at": events.arrived_at, "size": events.size}
-        if events.draw is not None:
-            block["draw"] = events.draw
-        queue.extend(block)
-        receivers.on_extend(world.env.now)
-
-    return deliver
 
 
 def _horizon_of(stream: StreamSource) -> Callable[[], float]:

@@ -5,7 +5,8 @@ block by block, like a queue's traffic. Each trigger is a delivery path with its
 the service's delivery delay, S3's duplicate notifications, and the service's own retries of a
 failed hand-off to Lambda (SNS's fixed policy for Lambda endpoints, an EventBridge target's retry
 policy). A path hands its events on in the order they arrive, a block at a time, to what the trigger
-targets: a function's asynchronous event queue (:mod:`esmsim.model.async_queue`) or an SQS queue.
+targets: a function's asynchronous event queue (:mod:`esmsim.model.async_queue`) or an SQS queue
+(:func:`into_queue`); :class:`PathBooks` keeps the records that never reach it.
 
 Arrivals are complete up to the source's horizon (no later emission can arrive earlier than its own
 emission), so a path passes on what arrives before it and carries the rest to the next block.
@@ -18,7 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import simpy
 
+from esmsim.events import RecordState
+from esmsim.model.sqs_queue import SqsQueue
+from esmsim.model.sqs_receive import SqsReceivers
+from esmsim.observe.outcomes import Outcomes
 from esmsim.rng import Streams
 from esmsim.scenario.sources import EventBridgeSource, PushSource, S3Source, SnsSource
 
@@ -85,10 +91,8 @@ class Delivered:
 class PathTotals:
     """What one delivery path did, for the run's totals."""
 
-    emitted: int = 0  # events the source emitted toward this path
     duplicates: int = 0  # extra copies S3 delivered
     handoff_retries: int = 0  # failed hand-offs the service retried
-    lost: int = 0  # events the service gave up on (its retry policy exhausted)
 
 
 class DeliveryPath:
@@ -128,7 +132,6 @@ class DeliveryPath:
         """Take a block the source emitted; pass on what arrives before ``horizon``, carry the rest."""
         sent = block["sent_at"]
         n = sent.shape[0]
-        self.totals.emitted += n
         size, draw = block["size"], block.get("draw")
         source = self.source
         if isinstance(source, S3Source) and source.duplicate_rate > 0 and n:
@@ -148,7 +151,6 @@ class DeliveryPath:
             extra, gave_up = handoff_delay(source, failures)
             self.totals.handoff_retries += int(failures[~gave_up].sum())
             if gave_up.any():
-                self.totals.lost += int(np.count_nonzero(gave_up))
                 self._lose(sent[gave_up], arrived[gave_up] + extra[gave_up], ids[gave_up])
                 keep = ~gave_up
                 sent, size, arrived, extra, ids = (
@@ -183,3 +185,63 @@ def _concat(a: Delivered, b: Delivered) -> Delivered:
         draw,
         np.concatenate([a.ids, b.ids]),
     )
+
+
+class PathBooks:
+    """A delivery path's records that never reach its target: lost by the service, or still on the way.
+
+    A queue numbers its own messages (0, 1, ...); events that never reach it carry ``-1 - n``, n their
+    number along the path, so no two records of one consumer share an id.
+    """
+
+    def __init__(self, outcomes: Outcomes, end: float, *, into_queue: bool) -> None:
+        self.outcomes = outcomes
+        self.end = end
+        self.into_queue = into_queue
+        self.consumer = -1
+        self.held: list[tuple[np.ndarray, np.ndarray]] = []  # (sent, ids) of events on the way at the end
+
+    def _ids(self, ids: np.ndarray) -> np.ndarray:
+        return -1 - ids if self.into_queue else ids
+
+    def lose(self, sent: np.ndarray, at: np.ndarray, ids: np.ndarray) -> None:
+        """The service gave up on these events at ``at`` (after the run: still on their way)."""
+        self.outcomes.arrived(self.consumer, sent.shape[0])
+        gone = at <= self.end
+        self.outcomes.ended(
+            self.consumer, sent[gone], at[gone], RecordState.DROPPED, ids=self._ids(ids[gone])
+        )
+        self.held.append((sent[~gone], self._ids(ids[~gone])))
+
+    def late(self, sent: np.ndarray, ids: np.ndarray) -> None:
+        """These events reach a queue after the run ends."""
+        self.outcomes.arrived(self.consumer, sent.shape[0])
+        self.held.append((sent, self._ids(ids)))
+
+    def census(self) -> None:
+        """At the end: the events still on their way are waiting."""
+        if self.held:
+            sent = np.concatenate([h[0] for h in self.held])
+            ids = np.concatenate([h[1] for h in self.held])
+            self.outcomes.census(self.consumer, sent, RecordState.WAITING, ids=ids)
+
+
+def into_queue(
+    queue: SqsQueue, receivers: SqsReceivers, env: simpy.Environment, end: float, books: PathBooks
+) -> Callable[[Delivered], None]:
+    """Deliveries into an SQS queue: they arrive as its messages (sent when they reach it)."""
+
+    def deliver(events: Delivered) -> None:
+        late = events.arrived_at > end
+        if late.any():
+            books.late(events.sent_at[late], events.ids[late])
+            events = events.take(~late)
+        if not len(events):
+            return
+        block = {"sent_at": events.arrived_at, "size": events.size}
+        if events.draw is not None:
+            block["draw"] = events.draw
+        queue.extend(block)
+        receivers.on_extend(env.now)
+
+    return deliver

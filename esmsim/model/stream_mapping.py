@@ -411,7 +411,6 @@ class StreamMappingRuntime:
 
     def _lane(self, lane: Lane) -> Generator[simpy.Event, Any, None]:
         env = self.env
-        spec = self.spec
         invoke = self.invoker.invoke
         while True:
             if not self.spec.enabled:  # disabled by a live change: wait to be enabled again

@@ -1,0 +1,48 @@
+"""Live changes during a run: each change made when it takes effect (docs/model.md §14).
+
+The scenario holds, after validation, the system as it stands after each change
+(:attr:`~esmsim.scenario.scenario.Scenario.stages`); this process hands the mappings and functions
+that a change touches their new settings, which each applies itself (``apply``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping, Sequence
+from typing import Any
+
+import simpy
+
+from esmsim.model.function import LambdaFunction
+from esmsim.model.sqs_mapping import SqsMappingRuntime
+from esmsim.model.stream_mapping import StreamMappingRuntime
+from esmsim.scenario.mappings import SqsMapping, StreamMapping
+from esmsim.scenario.scenario import Scenario
+
+
+def apply_changes(
+    env: simpy.Environment,
+    scenario: Scenario,
+    mappings: Sequence[SqsMappingRuntime | StreamMappingRuntime],
+    functions: Mapping[str, LambdaFunction],
+) -> Generator[simpy.Event, Any, None]:
+    """Make each live change when it takes effect: the mappings and functions it touches follow it."""
+    current = scenario
+    for effective_at, stage in scenario.stages:
+        if effective_at >= scenario.duration:
+            return
+        yield env.timeout(max(0.0, effective_at - env.now))
+        now = env.now
+        for runtime, old, new in zip(mappings, current.mappings, stage.mappings, strict=True):
+            if old == new:
+                continue
+            # A mapping's kind never changes (its source is fixed), so the spec fits its runtime.
+            if isinstance(runtime, SqsMappingRuntime):
+                assert isinstance(new, SqsMapping)
+                runtime.apply(new, now)
+            else:
+                assert isinstance(new, StreamMapping)
+                runtime.apply(new, now)
+        for name, function in functions.items():
+            if current.functions[name] != stage.functions[name]:
+                function.apply(stage.functions[name])
+        current = stage
