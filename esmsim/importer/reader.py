@@ -1,13 +1,7 @@
-"""``esmsim import``: a CloudFormation or SAM template turned into a scenario.
+"""CloudFormation resources read into scenario data: functions, sources, mappings and triggers.
 
-cfn-lint decodes the template (YAML or JSON, intrinsic-function tags such as ``!Ref`` and
-``!GetAtt``); aws-sam-translator expands SAM (``AWS::Serverless::Function`` and its ``Events``,
-globals, defaults) into CloudFormation; this module reads the CloudFormation resources esmsim
-models and writes their settings into a scenario (docs/model.md §13). Resources are named by their
-logical IDs. What a template cannot say (traffic, handler durations) becomes a placeholder that
-validates, marked in the file; what cannot be imported is listed, never skipped silently.
-
-Both libraries are optional dependencies (``pip install 'esmsim[aws]'``).
+Resources are named by their logical IDs. What a template cannot say (traffic, handler durations,
+a table's shards) becomes a placeholder that validates; what esmsim does not model is listed.
 """
 
 from __future__ import annotations
@@ -17,18 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from esmsim.errors import RunError
-
-EXTRA = "esmsim import needs the aws extra: pip install 'esmsim[aws]' (cfn-lint, aws-sam-translator)"
+from esmsim.importer.decode import decode
 
 #: What a template cannot say, written into the scenario for the user to replace.
 PLACEHOLDER_TRAFFIC = {"rate": "10/s", "record_size": "1KB"}
 PLACEHOLDER_DURATION = "100ms"
 PLACEHOLDER_SHARDS = 4
-#: The comment that marks them in the written file.
-PLACEHOLDER_NOTE = "PLACEHOLDER: not in the template, set it from your measurements"
 
 #: EventSourceMapping properties esmsim reads (AWS's names, which the scenario schema accepts).
 MAPPING_KEYS = (
@@ -58,70 +46,6 @@ class Imported:
     skipped: list[str] = field(default_factory=list)  # resources or settings not imported, and why
     notes: list[str] = field(default_factory=list)  # things the template does that AWS would reject
     placeholders: list[str] = field(default_factory=list)  # keys holding placeholders
-
-
-def decode(path: Path) -> dict[str, Any]:
-    """The template as plain data, with SAM expanded to CloudFormation.
-
-    Raises:
-        RunError: The libraries are missing, or the template does not decode or translate.
-    """
-    try:
-        from cfnlint.decode import decode as cfn_decode
-    except ImportError:  # pragma: no cover - the extra is installed wherever tests run
-        raise RunError(EXTRA) from None
-    template, problems = cfn_decode(str(path))
-    if problems or template is None:
-        first = problems[0] if problems else None
-        where = f"{path}:{first.linenumber}" if first is not None else str(path)
-        message = first.message if first is not None else "not a template"
-        raise RunError(f"{where}: {message}")
-    data: dict[str, Any] = json.loads(json.dumps(template))  # plain dicts, no line-number nodes
-    if "AWS::Serverless-2016-10-31" in _transforms(data):
-        data = _expand_sam(data, path)
-    if not isinstance(data.get("Resources"), dict):
-        raise RunError(f"{path}: a template needs a Resources section")
-    return data
-
-
-def _transforms(data: dict[str, Any]) -> list[str]:
-    found = data.get("Transform", [])
-    return [found] if isinstance(found, str) else list(found)
-
-
-def _expand_sam(data: dict[str, Any], path: Path) -> dict[str, Any]:
-    try:
-        import boto3
-        from samtranslator.model.exceptions import InvalidDocumentException
-        from samtranslator.parser.parser import Parser
-        from samtranslator.translator.translator import Translator
-    except ImportError:  # pragma: no cover
-        raise RunError(EXTRA) from None
-    for resource in data.get("Resources", {}).values():
-        # `sam package` turns local code paths into S3 URIs; the translator insists on one.
-        if isinstance(resource, dict) and resource.get("Type") == "AWS::Serverless::Function":
-            props = resource.setdefault("Properties", {})
-            if "InlineCode" not in props and "ImageUri" not in props:
-                props["CodeUri"] = "s3://esmsim-import/code.zip"
-
-    class AnyPolicy(dict[str, str]):
-        """Managed policies by name: any name is an AWS managed policy here (no IAM look-up)."""
-
-        def __missing__(self, name: str) -> str:
-            return f"arn:aws:iam::aws:policy/{name}"
-
-        def __contains__(self, name: object) -> bool:
-            return True
-
-    translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name="us-east-1"))
-    try:
-        expanded: dict[str, Any] = translator.translate(
-            data, parameter_values={}, get_managed_policy_map=AnyPolicy
-        )
-        return expanded
-    except InvalidDocumentException as error:
-        causes = "; ".join(str(cause) for cause in error.causes)
-        raise RunError(f"{path}: SAM cannot expand this template: {causes}") from None
 
 
 # ------------------------------------------------------------------------------------------ references
@@ -553,52 +477,3 @@ def _invoke_config(
 
 
 # ------------------------------------------------------------------------------------------ the writer
-
-
-class _Plain(yaml.SafeDumper):
-    """YAML without anchors and aliases (``&id001``): a shared list is written out each time."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
-
-
-def render(imported: Imported, template: Path) -> str:
-    """The scenario as YAML, placeholders and what was not imported marked in comments."""
-    text = yaml.dump(imported.data, Dumper=_Plain, sort_keys=False, default_flow_style=None, width=100)
-    marks = set(imported.placeholders)
-    marked: list[str] = []
-    trail: list[str] = []  # the keys of the lines above at each indentation (two spaces a level)
-    for line in text.splitlines():
-        stripped = line.lstrip(" ")
-        depth = (len(line) - len(stripped)) // 2
-        key = stripped.split(":", 1)[0]
-        trail = [*trail[:depth], key]
-        path = ".".join(trail)
-        inside = sorted(m[len(path) + 1 :] for m in marks if m.startswith(path + "."))
-        if path in marks:
-            line = f"{line}  # {PLACEHOLDER_NOTE}"
-        elif inside and line.rstrip().endswith("}"):  # a mapping written on one line
-            line = f"{line}  # {', '.join(inside)}: {PLACEHOLDER_NOTE}"
-        marked.append(line)
-    head = [f"# Imported from {template.name} by esmsim import. Values marked PLACEHOLDER are not in it."]
-    head += [f"# note: {note}" for note in imported.notes]
-    head += [f"# not imported: {item}" for item in imported.skipped]
-    return "\n".join(head + marked) + "\n"
-
-
-def write_scenario(template: Path, out: Path) -> Imported:
-    """Import ``template``, check the scenario validates, and write it to ``out`` atomically.
-
-    Raises:
-        RunError: The template cannot be read (or the libraries are missing).
-        esmsim.errors.ScenarioError: The imported scenario breaks one of AWS's rules (the template's
-            own mistake, e.g. a function timeout above its queue's visibility timeout).
-    """
-    from esmsim.report import atomic_write
-    from esmsim.scenario.scenario import validate_scenario
-
-    imported = import_template(template)
-    validate_scenario(imported.data)
-    with atomic_write(out) as handle:
-        handle.write(render(imported, template))
-    return imported
