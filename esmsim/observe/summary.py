@@ -36,14 +36,19 @@ def counter_total(observed: Observed, name: str) -> float:
     return float(sum(v for (n, _), v in observed.counter_totals.items() if n == name))
 
 
+def totals_by(observed: Observed, prefix: str) -> dict[str, float]:
+    """Named totals written per owner (``prefix:owner``: a mapping's index, a target type ...)."""
+    out: dict[str, float] = {}
+    for name, value in observed.totals.items():
+        head, _, owner = name.partition(":")
+        if head == prefix and owner:
+            out[owner] = value
+    return out
+
+
 def totals_by_mapping(observed: Observed, prefix: str) -> dict[int, float]:
     """Named totals written per mapping (``prefix:index``)."""
-    out: dict[int, float] = {}
-    for name, value in observed.totals.items():
-        head, _, index = name.partition(":")
-        if head == prefix and index.isdigit():
-            out[int(index)] = value
-    return out
+    return {int(k): v for k, v in totals_by(observed, prefix).items() if k.isdigit()}
 
 
 def usage(observed: Observed) -> Usage:
@@ -62,19 +67,9 @@ def usage(observed: Observed) -> Usage:
         efo_bytes=totals_by_mapping(observed, "bytes_delivered"),
         discarded_batches={k: int(v) for k, v in totals_by_mapping(observed, "discarded_batches").items()},
         async_extra_requests=observed.totals.get("async_extra_requests", 0.0),
-        async_deliveries=_by_kind(observed, "async_deliveries"),
-        publish_units=_by_kind(observed, "publish_units"),
+        async_deliveries={k: int(v) for k, v in totals_by(observed, "async_deliveries").items()},
+        publish_units=totals_by(observed, "publish_units"),
     )
-
-
-def _by_kind(observed: Observed, prefix: str) -> dict[str, int]:
-    """Named totals written per kind (``prefix:kind``)."""
-    out: dict[str, int] = {}
-    for name, value in observed.totals.items():
-        head, _, kind = name.partition(":")
-        if head == prefix and kind:
-            out[kind] = int(value)
-    return out
 
 
 def latency_method(observed: Observed) -> str:
