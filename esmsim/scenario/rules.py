@@ -20,7 +20,9 @@ from esmsim.dists import (
     UniformDuration,
 )
 from esmsim.errors import Issue, did_you_mean
-from esmsim.scenario.functions import Account, Function
+from esmsim.scenario.account_rules import account_rules, concurrency_rules
+from esmsim.scenario.findings import reliability_findings
+from esmsim.scenario.functions import Function
 from esmsim.scenario.mappings import SqsMapping, StreamMapping
 from esmsim.scenario.sources import (
     DYNAMODB_RETENTION_S,
@@ -157,59 +159,6 @@ def _size_limit(name: str, traffic: Traffic, limit: float, exceeds: str, above: 
 
 def _has_traffic(t: Traffic) -> bool:
     return t.rate > 0 or any(p.rate > 0 for p in t.schedule) or t.initial_backlog > 0
-
-
-#: Where AWS documents the error handling each finding below recommends.
-DOC_SQS_DLQ = (
-    "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-dead-letter-queues.html"
-)
-DOC_STREAM_ERRORS = "https://docs.aws.amazon.com/lambda/latest/dg/kinesis-on-failure-destination.html"
-DOC_ASYNC_DESTINATIONS = "https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html"
-
-
-def _reliability_findings(s: System) -> Iterator[Issue]:
-    """Failures that would go unrecorded or block a source (AWS's error-handling advice, as warnings)."""
-    queues = {m.source for m in s.mappings if isinstance(m, SqsMapping) and m.enabled}
-    for name in queues:
-        queue = s.sources.get(name)
-        if isinstance(queue, SqsSource) and queue.max_receive_count is None:
-            yield Issue(
-                ("sources", name),
-                "no redrive policy (max_receive_count): a message that keeps failing is retried until the "
-                "queue's retention deletes it, unrecorded; AWS recommends a dead-letter queue "
-                f"({DOC_SQS_DLQ})",
-                "warning",
-            )
-    for i, m in enumerate(s.mappings):
-        if not isinstance(m, StreamMapping) or m.on_failure is not None:
-            continue
-        if m.maximum_retry_attempts == -1 and m.maximum_record_age == -1:
-            yield Issue(
-                ("mappings", i),
-                "retries a failing batch until its records expire: one poison record blocks its shard for "
-                "the stream's whole retention; AWS recommends maximum_retry_attempts or maximum_record_age, "
-                f"bisect_batch_on_function_error and an on_failure destination ({DOC_STREAM_ERRORS})",
-                "warning",
-            )
-        else:
-            yield Issue(
-                ("mappings", i),
-                "no on_failure destination: batches discarded after their retries or age are dropped "
-                f"without a record (AWS: configure an on-failure destination, {DOC_STREAM_ERRORS})",
-                "warning",
-            )
-    invoked = dict.fromkeys(
-        t.function for t in s.triggers if t.function is not None and t.function in s.functions
-    )
-    for name in invoked:
-        config = s.functions[str(name)].async_
-        if config.on_failure is None and config.dead_letter_queue is None:
-            yield Issue(
-                ("functions", str(name), "async"),
-                "no on_failure destination or dead-letter queue: asynchronous events that run out of retries "
-                f"or age are dropped without a record (AWS: {DOC_ASYNC_DESTINATIONS})",
-                "warning",
-            )
 
 
 def _duplicate_mappings(s: System) -> Iterator[Issue]:
@@ -401,104 +350,6 @@ def _tail_above(size: object, limit: float) -> bool:
     return mean is not None and mean * 6.9 > limit
 
 
-def _account_rules(s: System) -> Iterator[Issue]:
-    """Accounts: named where there are several, known, and crossed only where AWS allows it."""
-    accounts = s.all_accounts
-    if s.accounts and "account" in s.model_fields_set:
-        yield Issue(("account",), "give either account (one account) or accounts (several), not both")
-    several = len(accounts) > 1
-    for section, entities in (("functions", s.functions), ("sources", s.sources)):
-        for name, entity in entities.items():
-            owner = entity.account
-            if owner is not None and owner not in accounts:
-                yield Issue(
-                    (section, name, "account"),
-                    f"unknown account {owner!r}" + did_you_mean(owner, list(accounts)),
-                )
-            elif owner is None and several:
-                yield Issue(
-                    (section, name),
-                    f"name its account (account: one of {', '.join(accounts)}): there are several",
-                )
-    for i, m in enumerate(s.mappings):
-        if not _accounts_known(s, m.source, m.function):
-            continue
-        source, fn = s.source_account(m.source), s.function_account(m.function)
-        if source is fn:
-            continue
-        kind = s.sources[m.source].type
-        if kind == "dynamodb":
-            yield Issue(
-                ("mappings", i),
-                f"reads DynamoDB stream {m.source!r} from another account; AWS documents cross-account event "
-                "source mappings for SQS, Kinesis and Kafka, not DynamoDB streams",
-            )
-        elif source.region != fn.region:
-            yield Issue(
-                ("mappings", i),
-                f"reads {m.source!r} in {source.region} from a function in {fn.region}; a mapping's source "
-                "must be in the function's Region",
-            )
-
-
-def _accounts_known(s: System, source: str, function: str) -> bool:
-    """Whether a source's and a function's accounts resolve (the rule above reports those that do not)."""
-    if source not in s.sources or function not in s.functions:
-        return False
-    accounts = s.all_accounts
-    owners = (s.sources[source].account, s.functions[function].account)
-    return all(o in accounts if o is not None else len(accounts) == 1 for o in owners)
-
-
-def _concurrency_rules(s: System) -> Iterator[Issue]:
-    for name, account in s.all_accounts.items():
-        mine = {
-            f: fn
-            for f, fn in s.functions.items()
-            if (fn.account == name) or (fn.account is None and len(s.all_accounts) == 1)
-        }
-        yield from _account_concurrency(account, mine, name if s.accounts else None)
-
-
-def _account_concurrency(
-    account: Account, functions: dict[str, Function], label: str | None
-) -> Iterator[Issue]:
-    """AWS's reservation limits within one account."""
-    of_account, whose = (f" of account {label!r}", "its") if label else ("", "the account's")
-    limit, keep = account.concurrency_limit, account.unreserved_minimum
-    reserved = {n: f.reserved_concurrency for n, f in functions.items() if f.reserved_concurrency is not None}
-    total = sum(reserved.values())
-    if reserved and total > limit - keep:
-        last = list(reserved)[-1]
-        yield Issue(
-            ("functions", last, "reserved_concurrency"),
-            f"reserved concurrency totals {total} across functions{of_account}, but at most {limit - keep} "
-            f"of {whose} {limit} may be reserved ({keep} must stay unreserved)",
-        )
-    # Provisioned concurrency of unreserved functions comes out of the unreserved pool, all of it
-    # together, and AWS still keeps `unreserved_minimum` back.
-    room = limit - total - keep
-    taken = 0
-    for name, fn in functions.items():
-        pc = fn.provisioned_concurrency
-        if pc == 0:
-            continue
-        if fn.reserved_concurrency is not None and pc > fn.reserved_concurrency:
-            yield Issue(
-                ("functions", name, "provisioned_concurrency"),
-                f"{pc} exceeds the function's reserved concurrency ({fn.reserved_concurrency})",
-            )
-        elif fn.reserved_concurrency is None:
-            taken += pc
-            if taken > room:
-                others = taken - pc
-                detail = f" ({others} already provisioned by other functions)" if others else ""
-                yield Issue(
-                    ("functions", name, "provisioned_concurrency"),
-                    f"{pc} exceeds the unreserved concurrency available for it ({room - others}){detail}",
-                )
-
-
 def _function_rules(s: System) -> Iterator[Issue]:
     for name, fn in s.functions.items():
         if _p99(fn) > INIT_LIMIT_S:
@@ -634,9 +485,9 @@ RULES: tuple[Callable[[System], Iterator[Issue]], ...] = (
     _queue_rules,
     _source_rules,
     _unused_functions,
-    _account_rules,
-    _reliability_findings,
-    _concurrency_rules,
+    account_rules,
+    reliability_findings,
+    concurrency_rules,
     _function_rules,
     _zero_time_loops,
     _run_rules,
