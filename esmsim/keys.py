@@ -31,8 +31,20 @@ SUMMARY_KEYS = (
     "cost_per_million_records_usd",
 )
 
+#: Where the mean latency went, in the order of the latency's parts (outcomes.LATENCY_PARTS): they sum
+#: to ``latency_mean_s``.
+LATENCY_PART_KEYS = (
+    "latency_mean_queued_s",
+    "latency_mean_retry_s",
+    "latency_mean_batching_s",
+    "latency_mean_throttled_s",
+    "latency_mean_init_s",
+    "latency_mean_handler_s",
+)
+
 #: Further keys every summary has, after the contract's.
 EXTRA_SUMMARY_KEYS = (
+    *LATENCY_PART_KEYS,
     "cost_lambda_provisioned_usd",
     "cost_per_month_usd",
     "cost_producer_usd",

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from esmsim.result import RunResult
 from esmsim.run import simulate
@@ -112,6 +113,39 @@ def assert_conserved(result: RunResult) -> None:
     assert (table.loc[finished, "done_s"] <= result.scenario.duration + 1e-9).all()
     still = table["state"].astype(str).isin(["waiting", "in_flight"])
     assert (still == ~finished).all()
+    assert_latency_parts(result)
+
+
+#: The records table's columns of a success's latency parts, in order.
+PART_COLUMNS = ("queued_s", "retry_s", "batching_s", "throttled_s", "init_s", "handler_s")
+
+
+def assert_latency_parts(result: RunResult) -> None:
+    """Each success's latency parts are never negative and sum to its latency; so do the means.
+
+    Checked three ways: per record (the records table), per run (the summary's parts against
+    ``latency_mean_s``) and per minute (the time series' mean parts, weighted by the minute's
+    successes, against the records table's total latency).
+    """
+    table = result.records
+    ok = table["state"].astype(str) == "succeeded"
+    parts = table.loc[ok, list(PART_COLUMNS)].to_numpy()
+    latency = (table.loc[ok, "done_s"] - table.loc[ok, "sent_s"]).to_numpy()
+    assert not np.isnan(parts).any(), "a success without its latency parts"
+    assert (parts >= -1e-9).all(), "a negative latency part"
+    np.testing.assert_allclose(parts.sum(axis=1), latency, rtol=1e-9, atol=1e-9)
+    assert table.loc[~ok, list(PART_COLUMNS)].isna().all().all(), "latency parts of a record that did not succeed"
+    summary = result.summary
+    means = [summary[f"latency_mean_{c}"] for c in PART_COLUMNS]
+    if math.isnan(summary["latency_mean_s"]):
+        assert all(math.isnan(m) for m in means)
+    else:
+        assert sum(means) == pytest.approx(summary["latency_mean_s"], rel=1e-9, abs=1e-12)
+    ts = result.timeseries
+    if not ts.empty and len(latency):
+        columns = [f"Latency{c[:-2].capitalize()}" for c in PART_COLUMNS]
+        weighted = (ts[columns].fillna(0.0).to_numpy() * ts[["RecordsSucceeded"]].to_numpy()).sum()
+        assert weighted == pytest.approx(latency.sum(), rel=1e-9, abs=1e-9)
 
 
 def concurrency_at(invocations: pd.DataFrame, times: np.ndarray) -> np.ndarray:

@@ -106,6 +106,8 @@ READ_TYPES = {
     "AWS::Events::Rule",
 }
 WIRING_TYPES = {
+    "AWS::KMS::Key",  # read through the sources it encrypts
+    "AWS::KMS::Alias",
     "AWS::IAM::Role",
     "AWS::IAM::Policy",
     "AWS::Lambda::Permission",
@@ -144,6 +146,7 @@ class _Reader:
         self._pushes()
         self._queues()
         self._streams()
+        self._encryption()
         for rid, res in self.resources.items():
             if res["Type"] not in READ_TYPES | WIRING_TYPES:
                 self.out.skipped.append(f"{rid}: {res['Type']} (not modelled by esmsim)")
@@ -411,6 +414,76 @@ class _Reader:
                 self.out.notes.append(
                     f"{rid}: an on-demand stream, imported as provisioned with placeholder shards"
                 )
+
+
+    def _encryption(self) -> None:
+        """Each source's encryption at rest, from its own properties (docs/model.md §13).
+
+        Only what the template says is written: a queue without encryption properties keeps the default
+        (SSE-SQS, as CloudFormation creates it), a stream or topic without them stays unencrypted.
+        """
+        for rid, source in self.sources.items():
+            if rid not in self.resources:
+                continue
+            p = self.props(rid)
+            found: tuple[str, Any] | None = None
+            if source["type"] == "sqs":
+                if "KmsMasterKeyId" in p:
+                    found = "kms", p["KmsMasterKeyId"]
+                elif _flag(p.get("SqsManagedSseEnabled")) is not None:
+                    found = ("managed" if _flag(p["SqsManagedSseEnabled"]) else "none"), None
+            elif source["type"] == "kinesis" and isinstance(p.get("StreamEncryption"), dict):
+                found = "kms", p["StreamEncryption"].get("KeyId")
+            elif source["type"] == "dynamodb" and isinstance(p.get("SSESpecification"), dict):
+                sse = p["SSESpecification"]
+                # SSEEnabled false or absent: the AWS owned key; true without a key: alias/aws/dynamodb.
+                enabled = _flag(sse.get("SSEEnabled"))
+                found = ("kms", sse.get("KMSMasterKeyId", "alias/aws/dynamodb")) if enabled else ("managed", None)
+            elif source["type"] == "sns" and "KmsMasterKeyId" in p:
+                found = "kms", p["KmsMasterKeyId"]
+            if found is None:
+                continue
+            encryption, value = found
+            key = self.kms_key(value, rid) if encryption == "kms" else None
+            if key is not None and key == f"alias/aws/{source['type']}" and source["type"] in ("kinesis", "sns"):
+                encryption, key = "managed", None  # esmsim's name for the service's AWS managed key
+            source["encryption"] = encryption
+            if key is not None:
+                source["kms_key"] = key
+
+    def kms_key(self, value: Any, rid: str) -> str:
+        """The key a source names: as written, an alias of the template, or a key's logical ID (noted).
+
+        A key the template creates has no ID before it is deployed; its logical ID stands in for it, and a
+        note says to replace it before ``esmsim iam`` writes policies with it.
+        """
+        if isinstance(value, str):
+            return value
+        target = _ref(value)
+        kind = self.resources.get(target or "", {}).get("Type")
+        if kind == "AWS::KMS::Alias" and isinstance(self.props(str(target)).get("AliasName"), str):
+            return str(self.props(str(target))["AliasName"])
+        if kind == "AWS::KMS::Key":
+            self.out.notes.append(
+                f"{rid}: encrypted with key {target!r} of the template, whose ID exists once it is deployed: "
+                f"sources.{rid}.kms_key is its logical ID; set the key ID or ARN before `esmsim iam`"
+            )
+            return str(target)
+        stand_in = f"{rid}Key"
+        self.out.notes.append(
+            f"{rid}: encrypted with a key esmsim cannot resolve ({json.dumps(value)}): sources.{rid}.kms_key "
+            f"is {stand_in!r}; set the key ID or ARN before `esmsim iam`"
+        )
+        return stand_in
+
+
+def _flag(value: Any) -> bool | None:
+    """A CloudFormation boolean (``true`` or ``"true"``), or None when it is not one."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return None
 
 
 def _redrive(queue: dict[str, Any]) -> dict[str, Any]:

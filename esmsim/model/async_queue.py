@@ -47,8 +47,9 @@ ASYNC_BILLED_BYTES = 256 * 1024
 ASYNC_CHUNK_BYTES = 64 * 1024
 
 _SUCCESS = int(Outcome.SUCCESS)
-# An event: [trigger, sent_at, accepted_at, size, draw, errors, throttles, id].
-_TRIGGER, _SENT, _ACCEPTED, _SIZE, _DRAW, _ERRORS, _THROTTLES, _ID = range(8)
+# An event: [trigger, sent_at, accepted_at, size, draw, errors, throttles, id, first, tries_from]:
+# ``first`` its first try, ``tries_from`` the first try since its last function error (NaN: none yet).
+_TRIGGER, _SENT, _ACCEPTED, _SIZE, _DRAW, _ERRORS, _THROTTLES, _ID, _FIRST, _TRIES_FROM = range(10)
 Event: TypeAlias = list[Any]
 
 
@@ -74,7 +75,7 @@ def throttle_wait(config: AsyncConfig, throttles: int) -> float:
 class _Single:
     """One event as the invoke step sees a batch (one object, refilled for each attempt)."""
 
-    __slots__ = ("draws", "n", "nbytes")
+    __slots__ = ("draws", "init_s", "n", "nbytes")
     stored_at = math.nan
     shard = -1
     lane = -1
@@ -83,12 +84,13 @@ class _Single:
         self.n = 1
         self.nbytes = 0.0
         self.draws: np.ndarray | None = None
+        self.init_s = 0.0
 
     def prepare(self, now: float) -> bool:
         return True
 
-    def started(self, start: float, end: float) -> None:
-        pass
+    def started(self, start: float, end: float, init_s: float) -> None:
+        self.init_s = init_s
 
 
 @dataclass
@@ -207,6 +209,8 @@ class AsyncEventQueue:
             0,
             0,
             int(block.ids[k]),
+            math.nan,
+            math.nan,
         ]
         if k + 1 < len(block):
             self._cursor[trigger] = k + 1
@@ -256,6 +260,10 @@ class AsyncEventQueue:
         if invoker.function.spec.reserved_concurrency == 0:  # AWS: straight to the destination or DLQ
             self._discard(event, now)  # (read each time: a live change may set or lift it)
             return
+        if math.isnan(event[_TRIES_FROM]):
+            event[_TRIES_FROM] = now
+            if math.isnan(event[_FIRST]):
+                event[_FIRST] = now
         batch = self._batch
         batch.nbytes = event[_SIZE]
         batch.draws = None if math.isnan(event[_DRAW]) else np.array([event[_DRAW]])
@@ -276,24 +284,34 @@ class AsyncEventQueue:
         key = id(event)
         self._running[key] = event
         timer = self.env.timeout(busy_s)
-        timer.callbacks.append(self._ender(event, invoker, kind, outcome, end))
+        timer.callbacks.append(self._ender(event, invoker, kind, outcome, (now, end, batch.init_s)))
 
     def _ender(
-        self, event: Event, invoker: Invoker, kind: int, outcome: int, end: float
+        self, event: Event, invoker: Invoker, kind: int, outcome: int, times: tuple[float, float, float]
     ) -> Callable[[simpy.Event], None]:
+        """What happens when an attempt ``(start, end, init_s)`` ends."""
+        start, end, init_s = times
+
         def ended(_: simpy.Event) -> None:
             invoker.release(end, kind, outcome)
             del self._running[id(event)]
             if outcome == _SUCCESS:
                 consumer = self.consumers[event[_TRIGGER]]
+                tries_from = event[_TRIES_FROM]  # no batching: ready when tried
                 self.outcomes.ended(
-                    consumer, np.array([event[_SENT]]), end, RecordState.SUCCEEDED, ids=np.array([event[_ID]])
+                    consumer,
+                    np.array([event[_SENT]]),
+                    end,
+                    RecordState.SUCCEEDED,
+                    ids=np.array([event[_ID]]),
+                    timing=(event[_FIRST], tries_from, tries_from, start, init_s),
                 )
                 target = self.config.on_success
                 if target is not None:
                     self._count_delivery(target.type)
                 return
             event[_ERRORS] += 1
+            event[_TRIES_FROM] = math.nan
             wait = retry_wait(self.config, event[_ERRORS])
             if wait is None:
                 self._discard(event, end)

@@ -91,8 +91,8 @@ class Attempt(Protocol):
         """Bring the batch up to ``now`` before an attempt; False when nothing is left to send."""
         ...
 
-    def started(self, start: float, end: float) -> None:
-        """The invocation was admitted at ``start`` and will end at ``end``."""
+    def started(self, start: float, end: float, init_s: float) -> None:
+        """The invocation was admitted at ``start`` and will end at ``end``; ``init_s`` of it is a cold start."""
         ...
 
 
@@ -191,7 +191,7 @@ class Invoker:
             batch.shard,
             batch.lane,
         )
-        batch.started(now, end)
+        batch.started(now, end, init_s)
         return kind, outcome, end, busy_s, failed
 
     def release(self, end: float, kind: int, outcome: int) -> None:

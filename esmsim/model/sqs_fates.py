@@ -96,13 +96,13 @@ class MessageFates:
         if failed is None:
             del self.in_flight[batch.serial]
             n = batch.n
-            self._delete(messages, now, n)
+            self._delete(messages, now, n, batch)
         else:
             done = messages.select(~failed)
             self._keep(batch, failed)
             self.release(batch)  # the failed rows reappear at their deadlines
             n = len(done)
-            self._delete(done, now, n)
+            self._delete(done, now, n, batch)
         self._post_in_flight((now, -n))
         self.in_flight_n -= n
 
@@ -116,9 +116,11 @@ class MessageFates:
             batch.visible_at = float(batch.deadlines.min())
         batch.returned = None
 
-    def _delete(self, done: Messages, now: float, n: int, held: int = 1) -> None:
-        """Delete ``done``; ``held`` is 1 when a poller holds them (a receive still in progress)."""
+    def _delete(self, done: Messages, now: float, n: int, batch: Batch, held: int = 1) -> None:
+        """Delete ``done``, processed in ``batch``'s invocation; ``held`` is 1 when a poller holds
+        them (a receive still in progress)."""
         if n:
+            timing = done.timing(batch.ready_at, batch.start_at, batch.init_s)
             if self.outcomes.tracing:
                 self.outcomes.ended(
                     self.consumer,
@@ -127,9 +129,10 @@ class MessageFates:
                     _SUCCEEDED,
                     ids=done.ids,
                     detail=done.detail(held),
+                    timing=timing,
                 )
             else:
-                self.outcomes.ended(self.consumer, done.sent_at, now, _SUCCEEDED_INT)
+                self.outcomes.ended(self.consumer, done.sent_at, now, _SUCCEEDED_INT, timing=timing)
             self._post_deletes((now, n))
             self._post_delete_calls((now, -(-n // SQS_BATCH_API_MAX)))  # ceil(n / 10), in ints
 
@@ -156,7 +159,7 @@ class MessageFates:
         done = ok & held
         if done.any():
             n = int(np.count_nonzero(done))
-            self._delete(batch.messages.select(done), now, n)
+            self._delete(batch.messages.select(done), now, n, batch)
             self._post_in_flight((now, -n))
             self.in_flight_n -= n
         still = held & ~ok
@@ -182,7 +185,7 @@ class MessageFates:
             self.n_redelivered -= len(gone)
             self._visible(now, -len(gone))
             # Waiting in the queue again: their receives are all counted already.
-            self._delete(gone, now, len(gone), held=0)
+            self._delete(gone, now, len(gone), batch, held=0)
 
     def _return(self, batch: Batch, now: float) -> None:
         """Visibility deadlines of ``batch`` passed by ``now``: those messages reappear (or leave).
@@ -219,6 +222,7 @@ class MessageFates:
         n = len(messages)
         if not n:
             return
+        messages.remember_first()
         self.in_flight_n -= n
         many = isinstance(at, np.ndarray)
         if many:

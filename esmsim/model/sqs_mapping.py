@@ -166,6 +166,7 @@ class SqsMappingRuntime:
             if not batch.n:
                 continue  # its messages all left while its window collected
             self.last_batch_at = now
+            batch.ready_at = now
             outcome, failed, _, end, _ = yield from invoke(batch, batch.visible_at)
             if outcome == GAVE_UP:
                 release(batch, env.now)  # its messages reappear at their visibility timeout

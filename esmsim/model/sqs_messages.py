@@ -21,9 +21,13 @@ class Messages:
     Each message's id (its position in the queue), sent time, size, poison draw, and receives that
     ended without a delete. Messages taken in one run of fresh rows keep views of the queue's
     columns and make their ids and receive counts only when asked (on the success path, nobody).
+
+    For the latency's parts, when each was last received (``last``: one time for all, or one each;
+    None before the first receive) and first received (``first``: None while that is ``last``, NaN
+    for a message not yet received in a set being received now).
     """
 
-    __slots__ = ("_ids", "_retries", "draw", "sent_at", "size")
+    __slots__ = ("_ids", "_retries", "draw", "first", "last", "sent_at", "size")
 
     def __init__(
         self,
@@ -38,6 +42,8 @@ class Messages:
         self.size = size
         self.draw = draw
         self._retries = retries
+        self.first: np.ndarray | None = None
+        self.last: float | np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.sent_at.shape[0])
@@ -76,13 +82,38 @@ class Messages:
 
     def select(self, which: np.ndarray | slice) -> Messages:
         """The messages at ``which`` (a mask, an index array or a slice)."""
-        return Messages(
+        chosen = Messages(
             self.ids[which],
             self.sent_at[which],
             self.size[which],
             None if self.draw is None else self.draw[which],
             self.retries[which],
         )
+        if self.first is not None:
+            chosen.first = self.first[which]
+        last = self.last
+        chosen.last = last[which] if isinstance(last, np.ndarray) else last
+        return chosen
+
+    def received(self, at: float | np.ndarray) -> None:
+        """Received now, at ``at`` (one time, or one per message)."""
+        first = self.first
+        if first is not None and np.isnan(first).any():
+            self.first = np.where(np.isnan(first), at, first)
+        self.last = at
+
+    def remember_first(self) -> None:
+        """The messages leave their receive (visible again): keep when they were first received."""
+        if self.first is None:
+            last = self.last
+            assert last is not None, "messages never received"
+            self.first = last.copy() if isinstance(last, np.ndarray) else np.full(len(self), last)
+
+    def timing(self, ready: float, start: float, init_s: float) -> tuple[Any, Any, float, float, float]:
+        """Where the latency of these messages went, deleted after an invocation (outcomes.Timing)."""
+        last = self.last
+        assert last is not None, "messages never received"
+        return (last if self.first is None else self.first, last, ready, start, init_s)
 
     @staticmethod
     def join(parts: list[Messages]) -> Messages:
@@ -90,7 +121,7 @@ class Messages:
         if len(parts) == 1:
             return parts[0]
         draws = [p.draw for p in parts]
-        return Messages(
+        joined = Messages(
             np.concatenate([p.ids for p in parts]),
             np.concatenate([p.sent_at for p in parts]),
             np.concatenate([p.size for p in parts]),
@@ -98,6 +129,15 @@ class Messages:
             # Fresh messages have no receive counts yet: they stay implicit (zeros when asked).
             None if all(p._retries is None for p in parts) else np.concatenate([p.retries for p in parts]),
         )
+        if any(p.first is not None for p in parts):
+            # Never received before: NaN, filled in by the receive they are joined for.
+            joined.first = np.concatenate(
+                [p.first if p.first is not None else np.full(len(p), math.nan) for p in parts]
+            )
+        lasts = [p.last for p in parts]
+        if all(last is not None for last in lasts):  # redelivered sets joined again (a late delete)
+            joined.last = np.concatenate([np.broadcast_to(last, (len(p),)) for p, last in zip(parts, lasts, strict=True)])
+        return joined
 
 
 #: What a receive hands over: fresh rows (a slice of positions) or redelivered messages.
@@ -117,14 +157,17 @@ class Batch:
 
     __slots__ = (
         "deadlines",
+        "init_s",
         "messages",
         "n",
         "nbytes",
         "on_overrun",
+        "ready_at",
         "received_at",
         "released",
         "returned",
         "serial",
+        "start_at",
         "visible_at",
     )
 
@@ -150,6 +193,10 @@ class Batch:
         self.released = False  # its visibility deadline is pending: undeleted rows will reappear
         self.serial = 0
         self.on_overrun: Callable[[Batch, float], None] | None = None
+        # The latency's parts: when the poller handed the batch to the invoke step, when the
+        # invocation that ran it was admitted, and its cold start.
+        self.ready_at = self.start_at = received_at
+        self.init_s = 0.0
 
     @property
     def draws(self) -> np.ndarray | None:
@@ -164,7 +211,9 @@ class Batch:
         """A queue's batch does not change while it is retried."""
         return True
 
-    def started(self, start: float, end: float) -> None:
+    def started(self, start: float, end: float, init_s: float) -> None:
         """If the invocation outlasts a visibility timeout, those messages reappear meanwhile."""
+        self.start_at = start
+        self.init_s = init_s
         if end >= self.visible_at and self.on_overrun is not None:
             self.on_overrun(self, start)

@@ -437,9 +437,14 @@ class SqsQueue(MessageFates):
         vt = self.visibility_timeout_s
         deadlines = None
         if received is not None:
+            messages.received(received)
             if received_at - float(received.min()) >= vt:
+                messages.remember_first()
                 messages, received, nbytes = self._received_again(messages, received, received_at, nbytes)
+                messages.last = received
             deadlines = received + vt
+        else:
+            messages.received(received_at)
         batch = Batch(messages, nbytes, received_at, received_at + vt, deadlines)
         if not batch.n:
             return batch  # every message left while the window collected: nothing to invoke

@@ -59,6 +59,7 @@ class Lane:
             "accepted_at": float,
             "size": float,
             "key": np.int32,
+            "fetched_at": float,  # set when the record is taken into a batch (the latency's parts)
         }
         if draws:
             columns["draw"] = float
@@ -101,13 +102,17 @@ class Pending:
         "draws",
         "end",
         "failures",
+        "first_ready",
+        "init_s",
         "lane",
         "mapping",
         "n",
         "nbytes",
         "not_before",
+        "ready_at",
         "shard",
         "start",
+        "start_at",
         "stored_at",
     )
 
@@ -125,6 +130,25 @@ class Pending:
         self.nbytes = 0.0
         self.draws: np.ndarray | None = None
         self.stored_at = math.nan
+        # The latency's parts: when the batch was first handed to the invoke step, when this
+        # attempt was, when it was admitted and its cold start.
+        self.first_ready = self.ready_at = self.start_at = math.nan
+        self.init_s = 0.0
+
+    def ready(self, now: float) -> None:
+        """The lane hands the batch to the invoke step at ``now``."""
+        if math.isnan(self.first_ready):
+            self.first_ready = now
+        self.ready_at = now
+
+    def timing(self, fetched: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float, float]:
+        """Where the latency of the batch's records went, fetched at ``fetched`` (outcomes.Timing).
+
+        A stream batch is retried in place, so its records wait for it once: the time lost to
+        failed attempts is counted after their fetch.
+        """
+        lost = self.ready_at - self.first_ready
+        return (fetched, fetched + lost if lost else fetched, self.ready_at, self.start_at, self.init_s)
 
     def prepare(self, now: float) -> bool:
         """Trim what may no longer be sent; describe what is left (False: nothing)."""
@@ -143,8 +167,10 @@ class Pending:
         self.stored_at = fifo.at("accepted_at", self.end - 1)  # IteratorAge: the batch's last record
         return True
 
-    def started(self, start: float, end: float) -> None:
-        """Nothing to do: a stream's records stay in the lane until the invocation ends."""
+    def started(self, start: float, end: float, init_s: float) -> None:
+        """A stream's records stay in the lane until the invocation ends: only the times are kept."""
+        self.start_at = start
+        self.init_s = init_s
 
 
 class StreamMappingRuntime:
@@ -257,12 +283,14 @@ class StreamMappingRuntime:
             lane_of = np.minimum((draws * factor).astype(np.int64), factor - 1)
             parts = [(self.lanes[base + k], lane_of == k) for k in range(factor)]
         for lane, which in parts:
+            seq = rows[which]
             columns = {
-                "seq": rows[which],
+                "seq": seq,
                 "sent_at": sent[which],
                 "accepted_at": accepted[which],
                 "size": size[which],
                 "key": key[which],
+                "fetched_at": np.full(seq.shape[0], math.nan),
             }
             if draw is not None:
                 columns["draw"] = draw[which]
@@ -309,7 +337,16 @@ class StreamMappingRuntime:
             "poison_draw": fifo.column("draw", start, end) if self.draws else None,
         }
 
-    def _finish(self, lane: Lane, start: int, end: int, state: RecordState, at: float | np.ndarray) -> None:
+    def _finish(
+        self,
+        lane: Lane,
+        start: int,
+        end: int,
+        state: RecordState,
+        at: float | np.ndarray,
+        batch: Pending | None = None,
+    ) -> None:
+        """Records ``[start, end)`` of ``lane`` ended; a success names the ``batch`` that processed them."""
         fifo = lane.fifo
         self.outcomes.ended(
             self.consumer,
@@ -318,6 +355,7 @@ class StreamMappingRuntime:
             state,
             ids=fifo.column("seq", start, end),
             detail=self._detail(lane, start, end),
+            timing=None if batch is None else batch.timing(fifo.column("fetched_at", start, end)),
         )
         self.finished[lane.shard] += end - start
         if isinstance(at, np.ndarray):
@@ -393,12 +431,31 @@ class StreamMappingRuntime:
         n, capped = self._fit(lane, lane.pos, n)
         if n >= batch_size or capped or now >= window_end:
             batch = Pending(self, lane, lane.pos, lane.pos + n)
+            self._stamp_fetches(lane, lane.pos, lane.pos + n)
             lane.pos += n
             lane.pending.append(batch)
             return batch
         # Wait for the batch's last record (never one already fetched: that would wake at once, again
         # and again) or the window's end.
         return reader.wait(lane, lane.pos + batch_size - 1, window_end, now)
+
+    def _stamp_fetches(self, lane: Lane, start: int, stop: int) -> None:
+        """Keep when the records ``[start, stop)`` were fetched, as they go into a batch."""
+        fifo = lane.fifo
+        reader = lane.reader
+        fifo.column("fetched_at", start, stop)[:] = reader.fetch_times(fifo.column("seq", start, stop))
+        factor = self.spec.parallelization_factor
+        first = lane.shard * factor
+        # The earliest shard position a lane of this shard has yet to take (lane.pos moves to stop).
+        needed = min(
+            (
+                (other.row(other.pos) if other.pos < other.top else math.inf)
+                if other is not lane
+                else (other.row(stop) if stop < other.top else math.inf)
+            )
+            for other in self.lanes[first : first + factor]
+        )
+        reader.forget_before(needed if needed < math.inf else reader.fetched_by(self.env.now))
 
     def _fit(self, lane: Lane, start: int, n: int) -> tuple[int, bool]:
         """How many of ``n`` records from ``start`` fit the 6 MB payload; whether the cap bound."""
@@ -426,12 +483,13 @@ class StreamMappingRuntime:
                 yield nxt
                 continue
             batch = nxt
+            batch.ready(now)
             outcome, failed, _, end, _ = yield from invoke(batch)
             if outcome == GAVE_UP:
                 continue  # throttled until every record of the batch expired or aged out
             lane.window_start = end
             if outcome == _SUCCESS:
-                self._finish(lane, batch.start, batch.end, RecordState.SUCCEEDED, end)
+                self._finish(lane, batch.start, batch.end, RecordState.SUCCEEDED, end, batch)
                 lane.pending.popleft()
                 lane.release_finished()
                 continue
@@ -440,7 +498,7 @@ class StreamMappingRuntime:
             if outcome == _PARTIAL:
                 assert failed is not None
                 done = checkpoint(failed)
-                self._finish(lane, batch.start, batch.start + done, RecordState.SUCCEEDED, end)
+                self._finish(lane, batch.start, batch.start + done, RecordState.SUCCEEDED, end, batch)
                 batch.start += done
                 n -= done
             if spec.bisect_batch_on_function_error and n > 1 and done == 0:
@@ -451,6 +509,7 @@ class StreamMappingRuntime:
                 later = Pending(self, lane, *second, batch.failures)
                 earlier = Pending(self, lane, *first, batch.failures)
                 later.not_before = earlier.not_before = end
+                later.first_ready = earlier.first_ready = batch.first_ready
                 lane.pending.appendleft(later)
                 lane.pending.appendleft(earlier)
                 continue

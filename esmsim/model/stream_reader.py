@@ -127,6 +127,10 @@ class ShardReader:
         self._run_read_throttled = run_read_throttled
         self._iterator_ages = iterator_ages
         self.bytes_read = 0.0
+        # When rows were fetched, for the latency's parts: after each call that returned records,
+        # the position fetched up to and the time; kept until every lane has taken its rows.
+        self._marks = RecordFifo({"top": np.int64, "at": float})
+        self._delivered = 0  # enhanced fan-out: positions delivered when last asked
 
     def skip_to(self, position: int) -> None:
         """The mapping's scope starts at ``position``: nothing before it is read."""
@@ -142,9 +146,29 @@ class ShardReader:
                 delivered = fifo.top
             else:
                 delivered = fifo.search("delivered_at", now, "right")
-            fifo.drop_before(delivered - 1)  # the last one delivered keeps the running byte count
+            self._delivered = delivered
             return max(delivered, self.fetched)
         return self.fetched
+
+    def fetch_times(self, rows: np.ndarray) -> np.ndarray:
+        """When each of the shard positions ``rows`` (all fetched) reached the consumer."""
+        efo = self.efo
+        if efo is not None:
+            return efo.fifo.gather("delivered_at", rows)
+        marks = self._marks
+        tops = marks.column("top", marks.low, marks.top)
+        return marks.column("at", marks.low, marks.top)[tops.searchsorted(rows, side="right")]
+
+    def forget_before(self, row: float) -> None:
+        """No lane will ask :meth:`fetch_times` for a position before ``row`` again."""
+        efo = self.efo
+        if efo is not None:
+            # The last one delivered keeps the running byte count (bytes_delivered).
+            efo.fifo.drop_before(int(min(row, self._delivered - 1)))
+            return
+        marks = self._marks
+        if marks.top > marks.low:
+            marks.drop_before(marks.search("top", row, "right"))
 
     def wait(self, lane: LaneRows, need: int, deadline: float, now: float) -> simpy.Event:
         """An event that fires once ``lane``'s record at position ``need`` is fetched, or at ``deadline``."""
@@ -232,6 +256,7 @@ class ShardReader:
             self.limits.spend(now, nbytes)
         self.bytes_read += nbytes
         self.fetched += count
+        self._marks.append({"top": np.array([self.fetched]), "at": np.array([now])})
         self.more_waiting = count < available
         age = now - fifo.at("accepted_at", self.fetched - 1)
         self._iterator_ages.add(now, age * 1000.0)

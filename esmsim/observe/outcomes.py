@@ -11,13 +11,18 @@ successfully. The summary's percentiles are exact (numpy over every steady-state
 a run has at most :data:`EXACT_LATENCY_LIMIT` of them; beyond that they are read from the 1 %
 histogram, within 0.5 % (``latency_method`` in the result says which). Means and maxima are
 always exact.
+
+A success also says where its latency went (:data:`Timing`): the mean splits into
+:data:`LATENCY_PARTS` that sum to it, folded with the same steady-state mask and, per minute, over
+the same records as the minute's percentiles. Only the sums of each part's boundary times are
+kept, so the split costs a few vector operations per fold, nothing per record.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -30,6 +35,10 @@ EXACT_LATENCY_LIMIT = 10_000_000
 #: Pending ends folded once this many records wait.
 FOLD_RECORDS = 1 << 16
 
+#: The parts of a success's latency, in order: each is the span between two of its times
+#: (sent, first, received, ready, start, start + init, done).
+LATENCY_PARTS = ("queued", "retry", "batching", "throttled", "init", "handler")
+_PARTS = len(LATENCY_PARTS)
 STATES = len(RecordState)
 _SUCCEEDED = int(RecordState.SUCCEEDED)
 #: Columns of a traced run's records table, in the order they are kept.
@@ -44,11 +53,21 @@ TRACE_COLUMNS = (
     "key",
     "stored_s",
     "poison_draw",
+    *(f"{part}_s" for part in LATENCY_PARTS),
 )
 
 
-#: An end as :meth:`Outcomes.ended` keeps it: ``(consumer, sent, done, state, ids, detail)``.
-_PendingEnd = tuple[int, np.ndarray, "float | np.ndarray", int, Any, Any]
+#: Where a success's latency went, as the times that bound its parts:
+#: ``(first, received, ready, start, init_s)``. ``first``: the record's first receive (SQS), fetch
+#: (streams) or attempt (asynchronous events); ``received``: the start of the attempt sequence that
+#: succeeded (SQS: its receive; streams: the fetch plus the time lost to failed attempts; async:
+#: its first try after the last failure); ``ready``: the batch handed to the invoke step; ``start``:
+#: the invocation admitted; ``init_s``: its cold start. ``first`` and ``received`` are one time for
+#: the whole end or one per record; the rest are one time.
+Timing: TypeAlias = "tuple[float | np.ndarray, float | np.ndarray, float, float, float]"
+
+#: An end as :meth:`Outcomes.ended` keeps it: ``(consumer, sent, done, state, ids, detail, timing)``.
+_PendingEnd = tuple[int, np.ndarray, "float | np.ndarray", int, Any, Any, "Timing | None"]
 
 
 class ConservationError(AssertionError):
@@ -81,6 +100,9 @@ class OutcomeTotals:
     steady_done: int  # successes that ended after the warm-up (throughput)
     minute_p50: np.ndarray  # per minute, from that minute's histogram (every record, warm-up included)
     minute_p99: np.ndarray
+    steady_parts: np.ndarray  # (LATENCY_PARTS,): sums of each part over the steady-state latencies
+    minute_parts: np.ndarray  # (LATENCY_PARTS, minutes): sums over the successes ending each minute
+    minute_done: np.ndarray  # successes ending each minute (every record, warm-up included)
     trace: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
 
@@ -106,6 +128,8 @@ class Outcomes:
         self._steady_sum = 0.0
         self._steady_max = -np.inf
         self._steady_done = 0
+        self._steady_parts = np.zeros(_PARTS)
+        self._minute_parts = np.zeros((_PARTS, self.nb))
         self._minute_hist: dict[int, np.ndarray] = {}
         self._p50 = np.full(self.nb, np.nan)
         self._p99 = np.full(self.nb, np.nan)
@@ -130,6 +154,7 @@ class Outcomes:
         state: int,
         ids: slice | np.ndarray | None = None,
         detail: dict[str, Any] | None = None,
+        timing: Timing | None = None,
     ) -> None:
         """Records of ``consumer`` reached a final state.
 
@@ -142,10 +167,13 @@ class Outcomes:
             detail: more columns for the records table, kept only when tracing: ``receives`` (SQS),
                 ``shard``, ``key`` and ``stored_s`` (streams), ``poison_draw``; a scalar or one value
                 per record.
+            timing: where a success's latency went (required for SUCCEEDED).
         """
         if sent_at.size == 0:
             return
-        self._pending.append((consumer, sent_at, done_at, state, ids, detail))
+        if timing is None and state == _SUCCEEDED:
+            raise ValueError("a success needs its timing: where its latency went")
+        self._pending.append((consumer, sent_at, done_at, state, ids, detail, timing))
         self._pending_n += sent_at.size
         if self._pending_n >= FOLD_RECORDS:
             self.fold()
@@ -251,12 +279,20 @@ class Outcomes:
             self._steady_done += int(np.count_nonzero(done >= self.warmup))
         latency = done - sent
         bucket = histogram.bucket_of(latency)  # once: the run's histogram and the minute's share it
+        parts = _latency_parts(ends, sizes, sent, done)
         if self.warmup > 0:
             steady_mask = sent >= self.warmup
             steady = latency[steady_mask]
             steady_bucket = bucket[steady_mask]
+            self._steady_parts += parts[:, steady_mask].sum(axis=1)
         else:
             steady, steady_bucket = latency, bucket
+            self._steady_parts += parts.sum(axis=1)
+        if offset is None:
+            self._minute_parts[:, lo] += parts.sum(axis=1)
+        else:
+            for k in range(_PARTS):
+                self._minute_parts[k, lo : lo + span] += np.bincount(offset, weights=parts[k], minlength=span)
         if steady.size:
             self._steady_hist += np.bincount(steady_bucket, minlength=histogram.BUCKETS)
             self._steady_count += steady.size
@@ -301,7 +337,7 @@ class Outcomes:
     ) -> None:
         # Kept as given (record columns are never modified once written, so views stay valid) and
         # turned into columns at the next fold.
-        self._trace_pending.append((consumer, sent, done, state, ids, detail))
+        self._trace_pending.append((consumer, sent, done, state, ids, detail, None))
 
     def _trace_chunk(self) -> None:
         """Turn the ends kept since the last fold into one chunk of columns.
@@ -356,11 +392,41 @@ class Outcomes:
             steady_done=self._steady_done,
             minute_p50=self._p50,
             minute_p99=self._p99,
+            steady_parts=self._steady_parts.copy(),
+            minute_parts=self._minute_parts,
+            minute_done=self._per_minute[:, _SUCCEEDED, :].sum(axis=0),
             trace=trace,
         )
 
 
-_TraceEntry = tuple[int, np.ndarray, Any, int, Any, "dict[str, Any] | None"]
+_TraceEntry = tuple[int, np.ndarray, Any, int, Any, "dict[str, Any] | None", "Timing | None"]
+
+
+def _latency_parts(ends: list[_PendingEnd], sizes: np.ndarray, sent: np.ndarray, done: np.ndarray) -> np.ndarray:
+    """Each success's latency split into LATENCY_PARTS: a (parts, records) array, rows summing to it."""
+    timings = [e[6] for e in ends]
+    assert all(t is not None for t in timings), "a success without its timing"
+
+    def per_record(k: int) -> np.ndarray:
+        values = [t[k] for t in timings]  # type: ignore[index]
+        if all(not isinstance(v, np.ndarray) for v in values):
+            return np.repeat(np.asarray(values, dtype=float), sizes)
+        return np.concatenate(
+            [
+                np.asarray(v, dtype=float) if isinstance(v, np.ndarray) else np.full(int(n), v)
+                for v, n in zip(values, sizes.tolist(), strict=True)
+            ]
+        )
+
+    first, received, ready, start, init = (per_record(k) for k in range(5))
+    parts = np.empty((_PARTS, sent.shape[0]))
+    parts[0] = first - sent
+    parts[1] = received - first
+    parts[2] = ready - received
+    parts[3] = start - ready
+    parts[4] = init
+    parts[5] = done - start - init
+    return parts
 
 
 def _trace_columns(entries: list[_TraceEntry]) -> dict[str, np.ndarray]:
@@ -388,6 +454,17 @@ def _trace_columns(entries: list[_TraceEntry]) -> dict[str, np.ndarray]:
     details = [e[5] or {} for e in entries]
     ids = [id_part(e[4], int(n)) for e, n in zip(entries, sizes, strict=True)]
     sent = [np.asarray(e[1], dtype=float) for e in entries]
+    # Each success's latency parts (NaN for every other record).
+    parts = np.full((_PARTS, int(sizes.sum())), math.nan)
+    timed = [i for i, e in enumerate(entries) if e[6] is not None]
+    if timed:
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        rows = np.concatenate([np.arange(starts[i], starts[i] + sizes[i]) for i in timed])
+        ends: list[_PendingEnd] = [entries[i] for i in timed]  # type: ignore[misc]
+        done = np.concatenate(
+            [np.broadcast_to(np.asarray(e[2], dtype=float), (int(sizes[i]),)) for i, e in zip(timed, ends, strict=True)]
+        )
+        parts[:, rows] = _latency_parts(ends, sizes[timed], np.concatenate([sent[i] for i in timed]), done)
     return {
         "consumer": repeated([e[0] for e in entries], np.int32),
         "id": np.concatenate(ids) if ids else np.empty(0, dtype=np.int64),
@@ -399,4 +476,5 @@ def _trace_columns(entries: list[_TraceEntry]) -> dict[str, np.ndarray]:
         "key": column([d.get("key") for d in details], -1, np.int64),
         "stored_s": column([d.get("stored_s") for d in details], np.nan, float),
         "poison_draw": column([d.get("poison_draw") for d in details], np.nan, float),
+        **{f"{part}_s": parts[k] for k, part in enumerate(LATENCY_PARTS)},
     }

@@ -16,7 +16,7 @@ import numpy as np
 from esmsim import histogram
 from esmsim.cost import CostBreakdown, Usage, run_cost
 from esmsim.events import RecordState
-from esmsim.keys import ALL_SUMMARY_KEYS
+from esmsim.keys import ALL_SUMMARY_KEYS, LATENCY_PART_KEYS
 from esmsim.observe.levels import LevelStats
 from esmsim.observe.recorder import Observed
 from esmsim.scenario.scenario import Scenario
@@ -94,6 +94,17 @@ def _latency(observed: Observed) -> dict[str, float]:
     return result
 
 
+def _latency_parts(observed: Observed) -> dict[str, float]:
+    """Where the mean latency went: over the same steady-state records, parts summing to the mean."""
+    out = observed.outcomes
+    if out.steady_count == 0:
+        return dict.fromkeys(LATENCY_PART_KEYS, math.nan)
+    return {
+        key: total / out.steady_count
+        for key, total in zip(LATENCY_PART_KEYS, out.steady_parts.tolist(), strict=True)
+    }
+
+
 def _duration_p99_ms(observed: Observed) -> float:
     if observed.invocations == 0:
         return math.nan
@@ -157,6 +168,7 @@ def summary(scenario: Scenario, observed: Observed) -> tuple[dict[str, Any], Cos
         "cost_source_usd": cost.source_usd,
         "cost_per_million_records_usd": cost.per_million(succeeded),
         # ---- beyond the contract
+        **_latency_parts(observed),
         "cost_lambda_provisioned_usd": cost.lambda_provisioned_usd,
         "cost_per_month_usd": cost.per_month(end, scenario.pricing),
         "cost_producer_usd": cost.producer_usd,

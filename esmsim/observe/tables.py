@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from esmsim.events import EnvKind, Outcome, RecordState, ThrottleReason
+from esmsim.observe.outcomes import LATENCY_PARTS
 from esmsim.observe.recorder import Observed
 
 
@@ -73,7 +74,9 @@ def records(observed: Observed) -> pd.DataFrame:
     stream stored it; ``receives`` an SQS message's receive count; ``poison_draw`` the record's
     fixed uniform draw (it is a poison record for a function whose ``poison_record_rate`` exceeds
     it; NaN when no function reading its source has poison records). Columns that do not apply
-    hold -1 (NaN for times and draws).
+    hold -1 (NaN for times and draws). A succeeded record's latency is split into ``queued_s``,
+    ``retry_s``, ``batching_s``, ``throttled_s``, ``init_s`` and ``handler_s``, which sum to
+    ``done_s - sent_s`` (docs/model.md §7).
     """
     trace = observed.outcomes.trace
     assert trace is not None, "records are kept only for a traced run (simulate(..., trace=True))"
@@ -92,6 +95,7 @@ def records(observed: Observed) -> pd.DataFrame:
             "poison_draw": trace["poison_draw"][order],
             "state": _names(trace["state"][order], [s.name.lower() for s in RecordState]),
             "receives": trace["receives"][order],
+            **{f"{part}_s": trace[f"{part}_s"][order] for part in LATENCY_PARTS},
         },
         copy=False,
     )

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from esmsim.events import RecordState
+from esmsim.observe.outcomes import LATENCY_PARTS
 from esmsim.observe.recorder import Observed
 from esmsim.observe.summary import level
 from esmsim.scenario.scenario import Scenario
@@ -121,6 +122,10 @@ def timeseries(scenario: Scenario, observed: Observed) -> pd.DataFrame:
             "AsyncQueued": level(observed, "async_queued").bin_mean,
             "LatencyP50": out.minute_p50,
             "LatencyP99": out.minute_p99,
+            **{
+                f"Latency{part.capitalize()}": _per_minute_mean(out.minute_parts[k], out.minute_done)
+                for k, part in enumerate(LATENCY_PARTS)
+            },
         }
     )
     frame.index.name = "minute"
