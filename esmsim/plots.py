@@ -4,24 +4,29 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 from matplotlib.figure import Figure
 
 if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.axes import Axes
+
     from esmsim.result import RunResult
 
 
 def plot_run(result: RunResult) -> Figure:
     """The main time series of a run, one panel per question, minutes on the x axis.
 
-    Panels: records in and out per second; latency p50 and p99; concurrency (maximum and mean per
-    minute, the SQS poller fleet, throttles); the backlog (SQS messages visible and in flight, stream
-    records not yet processed, events waiting in functions' asynchronous event queues) and records
+    Panels: records in and out per second; latency p50 and p99; where each minute's mean latency
+    went (its parts' shares, docs/model.md §7); concurrency (maximum and mean per minute, the SQS
+    poller fleet, throttles); the backlog (SQS messages visible and in flight, stream records not
+    yet processed, events waiting in functions' asynchronous event queues) and records
     dead-lettered, dropped or expired.
     """
     ts = result.timeseries
     minutes = ts["time_s"] / 60.0
-    fig = Figure(figsize=(11, 9), layout="constrained")
-    axes = fig.subplots(4, 1, sharex=True)
+    fig = Figure(figsize=(11, 11), layout="constrained")
+    axes = fig.subplots(5, 1, sharex=True)
     title = f"{result.scenario.name} (seed {result.seed}, replication {result.replication})"
     fig.suptitle(title)
 
@@ -39,7 +44,9 @@ def plot_run(result: RunResult) -> Figure:
     ax.set_yscale("log")
     ax.legend(loc="upper left")
 
-    ax = axes[2]
+    _latency_parts(axes[2], minutes, ts)
+
+    ax = axes[3]
     ax.plot(minutes, ts["ConcurrentExecutions"], label="ConcurrentExecutions (max)", color="tab:purple")
     ax.plot(minutes, ts["ConcurrencyMean"], label="concurrency (mean)", color="tab:purple", alpha=0.5)
     if ts["Pollers"].any():
@@ -52,7 +59,7 @@ def plot_run(result: RunResult) -> Figure:
     ax.set_ylabel("concurrency")
     ax.legend(loc="upper left")
 
-    ax = axes[3]
+    ax = axes[4]
     if result.scenario_has("sqs"):
         visible = ts["ApproximateNumberOfMessagesVisible"]
         ax.plot(minutes, visible, label="messages visible (mean)", color="tab:brown")
@@ -77,3 +84,34 @@ def plot_run(result: RunResult) -> Figure:
     if result.changes():
         axes[0].legend(loc="upper left")
     return fig
+
+
+#: The latency's parts as the time series holds them, with their colours.
+PART_COLOURS = {
+    "LatencyQueued": "tab:brown",
+    "LatencyRetry": "tab:red",
+    "LatencyBatching": "tab:orange",
+    "LatencyThrottled": "tab:purple",
+    "LatencyInit": "tab:cyan",
+    "LatencyHandler": "tab:green",
+}
+
+
+def _latency_parts(ax: Axes, minutes: pd.Series, ts: pd.DataFrame) -> None:
+    """Each minute's mean latency split into its parts, as shares stacked to 100 %.
+
+    Shares rather than seconds: a drained backlog's minutes of queueing and a quiet minute's
+    100 ms sit on one axis, and the seconds are in the latency panel above.
+    """
+    parts = ts[list(PART_COLOURS)].fillna(0.0)
+    total = parts.sum(axis=1)
+    shares = parts.div(total.where(total > 0), axis=0).fillna(0.0) * 100.0
+    bottom = np.zeros(len(shares))
+    for column, colour in PART_COLOURS.items():
+        values = shares[column].to_numpy()
+        label = column.removeprefix("Latency").lower()
+        ax.bar(minutes, values, width=0.9, bottom=bottom, color=colour, label=label, alpha=0.85)
+        bottom += values
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("mean latency (%)")
+    ax.legend(loc="upper left", ncols=6, fontsize="small")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from esmsim.errors import OutputError
+from esmsim.keys import LATENCY_PART_KEYS
 from esmsim.result import RunResult
 
 #: Every file ``write_run`` can write: a run replaces all of them, so none is left from an earlier run.
@@ -197,6 +198,7 @@ def summary_lines(result: RunResult) -> list[str]:
         f"  p50 {_seconds(s['latency_p50_s'])}   p90 {_seconds(s['latency_p90_s'])}   "
         f"p99 {_seconds(s['latency_p99_s'])}   max {_seconds(s['latency_max_s'])}   "
         f"mean {_seconds(s['latency_mean_s'])}",
+        *(f"  of the mean: {split}" for split in latency_split(s)),
         "invocations",
         f"  invocations         {_num(s['invocations'])}  (mean batch {_num(s['batch_size_mean'])} records, "
         f"mean duration {_num(s['duration_mean_ms'])} ms)",
@@ -241,6 +243,46 @@ def summary_lines(result: RunResult) -> list[str]:
     lines += limit_lines(result.limits)
     if result.warnings:
         lines += ["", "warnings", *(f"  {w}" for w in result.warnings)]
+    return lines
+
+
+def latency_split(summary: dict[str, Any]) -> list[str]:
+    """Where the mean latency went, as one line (none without a mean): parts with their shares.
+
+    The parts (docs/model.md §7) sum to ``latency_mean_s``; those under 0.05 % of it are left out.
+    """
+    mean = summary.get("latency_mean_s", math.nan)
+    if mean is None or math.isnan(mean):
+        return []
+    shown = []
+    for key in LATENCY_PART_KEYS:
+        value = summary[key]
+        if value > 0.0005 * mean:
+            name = key[len("latency_mean_") : -len("_s")]
+            shown.append(f"{name} {_seconds(value)} ({value / mean:.0%})")
+    return ["   ".join(shown) or "nothing: every record was processed at once"]
+
+
+def slowest_minute_lines(timeseries: Any, count: int = 3) -> list[str]:
+    """The ``count`` minutes with the highest mean latency, each with where it went.
+
+    Per minute the parts are over the records processed in it, warm-up included (timeseries.parquet's
+    ``Latency*`` part columns, docs/model.md §7).
+    """
+    columns = {key[len("latency_mean_") : -len("_s")]: key for key in LATENCY_PART_KEYS}
+    names = {name: f"Latency{name.capitalize()}" for name in columns}
+    if not set(names.values()) <= set(timeseries.columns):
+        return []
+    means = timeseries[list(names.values())].sum(axis=1, min_count=1)
+    slowest = means.dropna().sort_values(ascending=False).head(count)
+    if slowest.empty:
+        return []
+    lines = ["slowest minutes (mean latency of the records processed in each)"]
+    for minute, mean in slowest.items():
+        split = {columns[name]: float(timeseries.at[minute, column]) for name, column in names.items()}
+        start = float(timeseries.at[minute, "time_s"]) / 60.0
+        (parts,) = latency_split({"latency_mean_s": float(mean), **split})
+        lines.append(f"  minute {start:g}: mean {_seconds(float(mean))}: {parts}")
     return lines
 
 

@@ -134,7 +134,9 @@ def assert_latency_parts(result: RunResult) -> None:
     assert not np.isnan(parts).any(), "a success without its latency parts"
     assert (parts >= -1e-9).all(), "a negative latency part"
     np.testing.assert_allclose(parts.sum(axis=1), latency, rtol=1e-9, atol=1e-9)
-    assert table.loc[~ok, list(PART_COLUMNS)].isna().all().all(), "latency parts of a record that did not succeed"
+    assert table.loc[~ok, list(PART_COLUMNS)].isna().all().all(), (
+        "latency parts of a record that did not succeed"
+    )
     summary = result.summary
     means = [summary[f"latency_mean_{c}"] for c in PART_COLUMNS]
     if math.isnan(summary["latency_mean_s"]):

@@ -115,6 +115,15 @@ def test_esmsim_explain_reads_a_finished_run(tmp_path: Path) -> None:
     assert lines[0] == "what limited the run (share of minutes)"
     assert lines[1].startswith("  mappings[0]: q -> f: reserved concurrency")
     assert "raise functions.f.reserved_concurrency (now 5)" in lines[2]
+    # Where the latency went: 5 environments serve 5 messages a second of 100, so messages wait in
+    # the queue; the run's summary line and explain agree, and the slowest minute is the last.
+    assert lines[3].startswith("where the mean latency went (mean ")
+    assert lines[4].startswith("  queued ")
+    summary_line = next(line for line in ran.stdout.splitlines() if line.startswith("  of the mean: "))
+    assert summary_line.removeprefix("  of the mean: ") == lines[4].strip()
+    assert lines[5] == "slowest minutes (mean latency of the records processed in each)"
+    assert lines[6].startswith("  minute 2: mean ")
+    assert len(lines) == 9
     bad = CliRunner().invoke(main, ["explain", str(tmp_path)])
     assert bad.exit_code == 2
     assert bad.stderr.splitlines() == [

@@ -89,7 +89,10 @@ def test_sqs_failed_attempt_and_visibility_timeout_are_retry_time_and_its_cold_s
         {
             "duration": 60,
             "functions": {
-                "f": {"cold_start": "1s", "incidents": [{"start": 0, "end": 10, "invocation_error_rate": 1.0}]}
+                "f": {
+                    "cold_start": "1s",
+                    "incidents": [{"start": 0, "end": 10, "invocation_error_rate": 1.0}],
+                }
             },
             "sources": {"q": {"traffic": {"initial_backlog": 1}}},
         }
@@ -107,7 +110,11 @@ def test_a_cold_start_of_the_successful_invocation_is_init() -> None:
     # One message, a 1 s cold start: received at 0.01, the invocation starts cold at 0.01 and runs
     # 1 s of init and 0.1 s of handler.
     s = scenario(
-        {"duration": 30, "functions": {"f": {"cold_start": "1s"}}, "sources": {"q": {"traffic": {"initial_backlog": 1}}}}
+        {
+            "duration": 30,
+            "functions": {"f": {"cold_start": "1s"}},
+            "sources": {"q": {"traffic": {"initial_backlog": 1}}},
+        }
     )
     result = traced(s)
     rec = records_of(result, "q")
@@ -121,7 +128,10 @@ def test_stream_batching_window_time_is_batching() -> None:
     # it is stored, at a poll), a 3 s window opened at 0: the batch closes at 3 with the records of
     # 1, 2 and 3, which waited 2, 1 and 0 s for it.
     s = stream(
-        {"duration": 12, "sources": {"s": {"traffic": {"rate": "1/s", "pattern": "constant", "initial_backlog": 0}}}},
+        {
+            "duration": 12,
+            "sources": {"s": {"traffic": {"rate": "1/s", "pattern": "constant", "initial_backlog": 0}}},
+        },
         {"batching_window": 3},
     )
     result = traced(s)
@@ -135,7 +145,10 @@ def test_enhanced_fan_out_propagation_is_queued_time() -> None:
     # Enhanced fan-out pushes each record 70 ms after it is stored (efo_propagation_delay): that
     # is time in the source; the rest of the wait, to the window's close, is batching.
     s = stream(
-        {"duration": 12, "sources": {"s": {"traffic": {"rate": "1/s", "pattern": "constant", "initial_backlog": 0}}}},
+        {
+            "duration": 12,
+            "sources": {"s": {"traffic": {"rate": "1/s", "pattern": "constant", "initial_backlog": 0}}},
+        },
         {"batching_window": 3, "enhanced_fan_out": True},
     )
     result = traced(s)
@@ -201,7 +214,11 @@ def test_the_parts_follow_the_warm_up_mask() -> None:
     # queueing before the warm-up ends is out of both.
     s = scenario(
         merge(
-            {"duration": 120, "warmup": 60, "sources": {"q": {"traffic": {"rate": "5/s", "initial_backlog": 500}}}},
+            {
+                "duration": 120,
+                "warmup": 60,
+                "sources": {"q": {"traffic": {"rate": "5/s", "initial_backlog": 500}}},
+            },
             {"functions": {"f": {"reserved_concurrency": 1}}},
         )
     )
@@ -211,3 +228,23 @@ def test_the_parts_follow_the_warm_up_mask() -> None:
     for key, column in zip(LATENCY_PART_KEYS, PART_COLUMNS, strict=True):
         assert result.summary[key] == pytest.approx(steady[column].mean(), rel=1e-9, abs=1e-12)
     assert_conserved(result)
+
+
+def test_the_run_figure_shows_each_minutes_split_in_shares_that_stack_to_100() -> None:
+    from esmsim.plots import PART_COLOURS, plot_run
+
+    result = simulate("scenarios/sqs-incident.yaml")
+    figure = plot_run(result)
+    panel = figure.axes[2]
+    assert panel.get_ylabel() == "mean latency (%)"
+    bars = [patch for patch in panel.patches]
+    minutes = len(result.timeseries)
+    assert len(bars) == len(PART_COLOURS) * minutes
+    heights = np.array([bar.get_height() for bar in bars]).reshape(len(PART_COLOURS), minutes)
+    processed = result.timeseries["RecordsSucceeded"].to_numpy() > 0
+    np.testing.assert_allclose(heights.sum(axis=0)[processed], 100.0)
+    np.testing.assert_allclose(heights.sum(axis=0)[~processed], 0.0)
+    # While the mapping was disabled nothing was processed; the minute it drained, queueing is most
+    # of the latency (the backlog of ten minutes).
+    drained = int(np.nanargmax(result.timeseries["LatencyQueued"].to_numpy()))
+    assert heights[0, drained] > 99.0

@@ -92,7 +92,7 @@ class Attempt(Protocol):
         ...
 
     def started(self, start: float, end: float, init_s: float) -> None:
-        """The invocation was admitted at ``start`` and will end at ``end``; ``init_s`` of it is a cold start."""
+        """The invocation was admitted at ``start`` and will end at ``end``, ``init_s`` of it cold start."""
         ...
 
 

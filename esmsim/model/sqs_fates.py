@@ -117,8 +117,10 @@ class MessageFates:
         batch.returned = None
 
     def _delete(self, done: Messages, now: float, n: int, batch: Batch, held: int = 1) -> None:
-        """Delete ``done``, processed in ``batch``'s invocation; ``held`` is 1 when a poller holds
-        them (a receive still in progress)."""
+        """Delete ``done``, processed in ``batch``'s invocation.
+
+        ``held`` is 1 when a poller holds them (a receive still in progress).
+        """
         if n:
             timing = done.timing(batch.ready_at, batch.start_at, batch.init_s)
             if self.outcomes.tracing:

@@ -136,7 +136,9 @@ class Messages:
             )
         lasts = [p.last for p in parts]
         if all(last is not None for last in lasts):  # redelivered sets joined again (a late delete)
-            joined.last = np.concatenate([np.broadcast_to(last, (len(p),)) for p, last in zip(parts, lasts, strict=True)])
+            joined.last = np.concatenate(
+                [np.broadcast_to(np.asarray(last), (len(p),)) for p, last in zip(parts, lasts, strict=True)]
+            )
         return joined
 
 

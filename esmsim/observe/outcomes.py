@@ -402,7 +402,9 @@ class Outcomes:
 _TraceEntry = tuple[int, np.ndarray, Any, int, Any, "dict[str, Any] | None", "Timing | None"]
 
 
-def _latency_parts(ends: list[_PendingEnd], sizes: np.ndarray, sent: np.ndarray, done: np.ndarray) -> np.ndarray:
+def _latency_parts(
+    ends: list[_PendingEnd], sizes: np.ndarray, sent: np.ndarray, done: np.ndarray
+) -> np.ndarray:
     """Each success's latency split into LATENCY_PARTS: a (parts, records) array, rows summing to it."""
     timings = [e[6] for e in ends]
     assert all(t is not None for t in timings), "a success without its timing"
@@ -460,9 +462,12 @@ def _trace_columns(entries: list[_TraceEntry]) -> dict[str, np.ndarray]:
     if timed:
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         rows = np.concatenate([np.arange(starts[i], starts[i] + sizes[i]) for i in timed])
-        ends: list[_PendingEnd] = [entries[i] for i in timed]  # type: ignore[misc]
+        ends: list[_PendingEnd] = [entries[i] for i in timed]
         done = np.concatenate(
-            [np.broadcast_to(np.asarray(e[2], dtype=float), (int(sizes[i]),)) for i, e in zip(timed, ends, strict=True)]
+            [
+                np.broadcast_to(np.asarray(e[2], dtype=float), (int(sizes[i]),))
+                for i, e in zip(timed, ends, strict=True)
+            ]
         )
         parts[:, rows] = _latency_parts(ends, sizes[timed], np.concatenate([sent[i] for i in timed]), done)
     return {
