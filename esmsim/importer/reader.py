@@ -415,7 +415,6 @@ class _Reader:
                     f"{rid}: an on-demand stream, imported as provisioned with placeholder shards"
                 )
 
-
     def _encryption(self) -> None:
         """Each source's encryption at rest, from its own properties (docs/model.md §13).
 
@@ -437,15 +436,17 @@ class _Reader:
             elif source["type"] == "dynamodb" and isinstance(p.get("SSESpecification"), dict):
                 sse = p["SSESpecification"]
                 # SSEEnabled false or absent: the AWS owned key; true without a key: alias/aws/dynamodb.
-                enabled = _flag(sse.get("SSEEnabled"))
-                found = ("kms", sse.get("KMSMasterKeyId", "alias/aws/dynamodb")) if enabled else ("managed", None)
+                if _flag(sse.get("SSEEnabled")):
+                    found = "kms", sse.get("KMSMasterKeyId", "alias/aws/dynamodb")
+                else:
+                    found = "managed", None
             elif source["type"] == "sns" and "KmsMasterKeyId" in p:
                 found = "kms", p["KmsMasterKeyId"]
             if found is None:
                 continue
             encryption, value = found
             key = self.kms_key(value, rid) if encryption == "kms" else None
-            if key is not None and key == f"alias/aws/{source['type']}" and source["type"] in ("kinesis", "sns"):
+            if source["type"] in ("kinesis", "sns") and key == f"alias/aws/{source['type']}":
                 encryption, key = "managed", None  # esmsim's name for the service's AWS managed key
             source["encryption"] = encryption
             if key is not None:

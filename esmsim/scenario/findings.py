@@ -1,4 +1,7 @@
-"""Reliability findings: where a scenario's failures would go unrecorded or block a source.
+"""Reliability and security findings: failures that would go unrecorded, and keys that would not serve.
+
+Reliability: failures that would go unrecorded or block a source. Security: a source left unencrypted
+beside encrypted ones, and an AWS managed key that cannot serve a queue's senders or readers.
 
 Warnings, not errors: AWS accepts these configurations but advises against them; each names the
 AWS page its advice comes from (docs/model.md §12).
@@ -7,10 +10,12 @@ AWS page its advice comes from (docs/model.md §12).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from esmsim.errors import Issue
+from esmsim.scenario.encryption import aws_managed_kms_key
 from esmsim.scenario.mappings import SqsMapping, StreamMapping
-from esmsim.scenario.sources import SqsSource
+from esmsim.scenario.sources import PUSH_TYPES, SqsSource
 from esmsim.scenario.system import System
 
 #: Where AWS documents the error handling each finding below recommends.
@@ -19,6 +24,23 @@ DOC_SQS_DLQ = (
 )
 DOC_STREAM_ERRORS = "https://docs.aws.amazon.com/lambda/latest/dg/kinesis-on-failure-destination.html"
 DOC_ASYNC_DESTINATIONS = "https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html"
+#: Where AWS advises encryption at rest, by source type: Security Hub's controls SQS.1 and Kinesis.1, and
+#: for SNS (whose control SNS.1 left AWS's foundational best practices in 2024) its encryption guide.
+DOC_ENCRYPT_AT_REST = {
+    "sqs": "https://docs.aws.amazon.com/securityhub/latest/userguide/sqs-controls.html#sqs-1",
+    "kinesis": "https://docs.aws.amazon.com/securityhub/latest/userguide/kinesis-controls.html#kinesis-1",
+    "sns": "https://docs.aws.amazon.com/sns/latest/dg/sns-server-side-encryption.html",
+}
+#: AWS services that send to an encrypted queue need a customer managed key (SQS key management).
+DOC_SQS_SERVICE_KEYS = (
+    "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/"
+    "sqs-key-management.html#compatibility-with-aws-services"
+)
+#: A queue under the AWS managed key cannot invoke a function of another account.
+DOC_SQS_LAMBDA_TRIGGER = (
+    "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/"
+    "sqs-configure-lambda-function-trigger.html"
+)
 
 
 def reliability_findings(s: System) -> Iterator[Issue]:
@@ -62,5 +84,55 @@ def reliability_findings(s: System) -> Iterator[Issue]:
                 ("functions", str(name), "async"),
                 "no on_failure destination or dead-letter queue: asynchronous events that run out of retries "
                 f"or age are dropped without a record (AWS: {DOC_ASYNC_DESTINATIONS})",
+                "warning",
+            )
+
+
+def _encrypted_by_choice(source: Any) -> bool:
+    """``encryption`` written (in the file, by ``--set`` or by import) and not ``none``.
+
+    AWS's defaults (SSE-SQS on a new queue, the AWS owned key of every DynamoDB table) say nothing about
+    what the scenario's owner wants; a written choice does.
+    """
+    return "encryption" in source.model_fields_set and source.encryption != "none"
+
+
+def encryption_findings(s: System) -> Iterator[Issue]:
+    """Sources left unencrypted beside encrypted ones, and AWS managed keys that cannot serve a reader."""
+    chosen = [name for name, source in s.sources.items() if _encrypted_by_choice(source)]
+    for name, source in s.sources.items():
+        others = [other for other in chosen if other != name]
+        if getattr(source, "encryption", None) != "none" or not others:
+            continue
+        shown = ", ".join(repr(other) for other in others[:3]) + (", ..." if len(others) > 3 else "")
+        at = ("sources", name, "encryption") if "encryption" in source.model_fields_set else ("sources", name)
+        yield Issue(
+            at,
+            f"not encrypted at rest while {shown} {'is' if len(others) == 1 else 'are'}: AWS advises "
+            f"encryption at rest ({DOC_ENCRYPT_AT_REST[source.type]})",
+            "warning",
+        )
+    for i, t in enumerate(s.triggers):
+        queue = s.sources.get(t.queue) if t.queue is not None else None
+        pusher = s.sources.get(t.source)
+        if isinstance(queue, SqsSource) and pusher is not None and aws_managed_kms_key(queue):
+            yield Issue(
+                ("triggers", i),
+                f"{PUSH_TYPES.get(pusher.type, pusher.type)} cannot send to queue {t.queue!r}: it is "
+                f"encrypted with the AWS managed key {queue.kms_key}, whose key policy cannot allow the "
+                f"service; AWS: use a customer managed key ({DOC_SQS_SERVICE_KEYS})",
+                "warning",
+            )
+    for i, m in enumerate(s.mappings):
+        read = s.sources.get(m.source)
+        if not isinstance(read, SqsSource) or m.function not in s.functions or not aws_managed_kms_key(read):
+            continue
+        # Account names, not accounts: an unknown name is account_rules' error, not a crash here.
+        if s.account_name(read.account) != s.account_name(s.functions[m.function].account):
+            yield Issue(
+                ("mappings", i),
+                f"queue {m.source!r} is encrypted with the AWS managed key {read.kms_key}, which serves only "
+                "its own account: AWS documents that such a queue cannot invoke a function in another "
+                f"account; a customer managed key's policy can grant it ({DOC_SQS_LAMBDA_TRIGGER})",
                 "warning",
             )

@@ -231,6 +231,16 @@ def _unknown_key(key: str, parents: tuple[type[BaseModel], ...]) -> str:
         return f"{_NOT_MODELLED[key]}; remove the key"
     if key in ("retention", "MessageRetentionPeriod") and DynamoDBSource in parents:
         return "DynamoDB streams keep records 24 hours; their retention cannot be set"
+    if key in ("encryption", "kms_key") and (S3Source in parents or EventBridgeSource in parents):
+        why = (
+            "an S3 notification names the object, it does not carry it"
+            if S3Source in parents
+            else "EventBridge decrypts an event before it sends it to a target"
+        )
+        return (
+            f"esmsim has no encryption setting here: {why}, so the key changes nothing the function's role "
+            "needs (docs/model.md §12)"
+        )
     if key in _SQS_ONLY and any(_source_type(m) in ("kinesis", "dynamodb") for m in parents):
         return f"only for SQS mappings, not valid for Kinesis and DynamoDB event sources ({_SQS_ONLY[key]})"
     if key in _STREAM_ONLY and any(_source_type(m) == "sqs" for m in parents):

@@ -21,7 +21,7 @@ from esmsim.dists import (
 )
 from esmsim.errors import Issue, did_you_mean
 from esmsim.scenario.account_rules import account_rules, concurrency_rules
-from esmsim.scenario.findings import reliability_findings
+from esmsim.scenario.findings import encryption_findings, reliability_findings
 from esmsim.scenario.functions import Function
 from esmsim.scenario.mappings import SqsMapping, StreamMapping
 from esmsim.scenario.sources import (
@@ -487,6 +487,7 @@ RULES: tuple[Callable[[System], Iterator[Issue]], ...] = (
     _unused_functions,
     account_rules,
     reliability_findings,
+    encryption_findings,
     concurrency_rules,
     _function_rules,
     _zero_time_loops,

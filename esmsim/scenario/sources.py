@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from esmsim.dists import ConstantSize, DurationDist, LognormalDuration, SizeDist
-from esmsim.scenario.base import Bytes, Frozen, Int, Number, PerSecond, Seconds, WholeSeconds, aws
+from esmsim.scenario.base import Bytes, Frozen, Int, Number, PerSecond, Seconds, WholeSeconds, aws, key_error
+from esmsim.scenario.encryption import KEY_FORMS, parse_kms_key
 
 #: SQS's maximum message size since 2025 (docs/model.md §2).
 SQS_MAX_MESSAGE_BYTES = 1024 * 1024
@@ -72,6 +73,34 @@ class StreamTraffic(Traffic):
     )
 
 
+#: What each source's ``encryption`` may be.
+Encryption = Literal["none", "managed", "kms"]
+
+
+def _kms_key() -> Any:
+    return Field(
+        None,
+        description=f"The KMS key of `encryption: kms`: {KEY_FORMS} (`alias/aws/SERVICE` is the "
+        "service's AWS managed key, which needs no grant).",
+    )
+
+
+def _checked_key(value: str | None) -> str | None:
+    if value is not None:
+        parse_kms_key(value)  # raises ValueError with the forms a key may take
+    return value
+
+
+def _key_fits(encryption: str, kms_key: str | None) -> None:
+    """``kms_key`` comes with ``encryption: kms`` and only with it: AWS asks for a key only for SSE-KMS."""
+    if encryption == "kms" and kms_key is None:
+        raise key_error(("encryption",), f"kms needs kms_key ({KEY_FORMS})")
+    if encryption != "kms" and kms_key is not None:
+        raise key_error(
+            ("kms_key",), f"only used with encryption: kms (this source's encryption is {encryption})"
+        )
+
+
 class SqsSource(Frozen):
     """An SQS standard queue."""
 
@@ -121,6 +150,20 @@ class SqsSource(Frozen):
     account: str | None = Field(
         None, description="Name of the account under `accounts` that owns it (default: the only one)."
     )
+    encryption: Encryption = Field(
+        "managed",
+        description="At rest: `managed` is SSE-SQS, SQS-owned keys (AWS's default for new queues; no "
+        "permission needed); `kms` is SSE-KMS with `kms_key` (a reader needs kms:Decrypt on a customer "
+        "managed key); `none` is unencrypted.",
+    )
+    kms_key: str | None = _kms_key()
+
+    _kms_key_form = field_validator("kms_key")(_checked_key)
+
+    @model_validator(mode="after")
+    def _key_named(self) -> SqsSource:
+        _key_fits(self.encryption, self.kms_key)
+        return self
 
 
 class _StreamSource(Frozen):
@@ -160,6 +203,20 @@ class _StreamSource(Frozen):
     account: str | None = Field(
         None, description="Name of the account under `accounts` that owns it (default: the only one)."
     )
+    encryption: Encryption = Field(
+        "none",
+        description="Server-side encryption: `managed` uses the AWS managed key aws/kinesis (no "
+        "permission needed); `kms` uses `kms_key` (a reader needs kms:Decrypt on a customer managed key); "
+        "`none` (AWS's default) leaves records unencrypted.",
+    )
+    kms_key: str | None = _kms_key()
+
+    _kms_key_form = field_validator("kms_key")(_checked_key)
+
+    @model_validator(mode="after")
+    def _key_named(self) -> _StreamSource:
+        _key_fits(self.encryption, self.kms_key)
+        return self
 
 
 class KinesisSource(_StreamSource):
@@ -211,6 +268,13 @@ class DynamoDBSource(_StreamSource):
         400.0, ge=0, description="Event metadata per record (keys, sequence number, ...) (assumption)."
     )
     payload_expansion: Number = Field(1.0, ge=1, description="Payload bytes per record byte in the event.")
+    encryption: Literal["managed", "kms"] = Field(
+        "managed",
+        description="The table's key, which also encrypts its stream (every table is encrypted): "
+        "`managed` is the AWS owned key (AWS's default; no permission needed); `kms` is `kms_key`, "
+        "alias/aws/dynamodb for the AWS managed key or a customer managed key (a stream reader needs "
+        "kms:Decrypt on it).",
+    )
 
     @property
     def retention(self) -> float:
@@ -272,6 +336,20 @@ class SnsSource(_PushSource):
         "assumption).",
     )
     handoff_failure_rate: Number = _handoff_failure_rate()
+    encryption: Encryption = Field(
+        "none",
+        description="Server-side encryption: `managed` uses the AWS managed key aws/sns; `kms` uses "
+        "`kms_key`; `none` (AWS's default) leaves messages unencrypted. SNS decrypts a message before "
+        "delivering it, so a subscribed function needs no key permission.",
+    )
+    kms_key: str | None = _kms_key()
+
+    _kms_key_form = field_validator("kms_key")(_checked_key)
+
+    @model_validator(mode="after")
+    def _key_named(self) -> SnsSource:
+        _key_fits(self.encryption, self.kms_key)
+        return self
 
 
 class EventBridgeSource(_PushSource):
