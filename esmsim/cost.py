@@ -177,11 +177,12 @@ class Usage:
     sqs_send_units: float  # producers' SendMessage requests (64 KB units)
     kinesis_put_units: float  # producers' PUT payload units
     efo_bytes: Mapping[int, float]  # per stream mapping with enhanced fan-out: bytes delivered
-    discarded_batches: Mapping[int, int]  # per stream mapping: batches sent to its destination
     #: Asynchronous invocation: requests billed beyond one for events over 256 KB, records sent to
     #: destinations and dead-letter queues (by target type), publishers' requests (by push source type).
     async_extra_requests: float = 0.0
     async_deliveries: Mapping[str, int] = field(default_factory=dict)
+    #: Stream mappings' discarded batches sent to their on-failure destination, by target type.
+    on_failure_deliveries: Mapping[str, int] = field(default_factory=dict)
     publish_units: Mapping[str, float] = field(default_factory=dict)
 
 
@@ -206,6 +207,8 @@ def run_cost(scenario: Scenario, usage: Usage) -> CostBreakdown:
         producer += publish_usd(kind, units, pricing)
     for kind, deliveries in usage.async_deliveries.items():
         source += destination_usd(kind, deliveries, pricing)
+    for kind, batches in usage.on_failure_deliveries.items():
+        source += destination_usd(kind, batches, pricing)  # one record per discarded stream batch
     for stream in scenario.sources.values():
         if isinstance(stream, KinesisSource):
             source += kinesis_stream_usd(stream.shards, stream.retention, scenario.duration, pricing)
@@ -216,8 +219,6 @@ def run_cost(scenario: Scenario, usage: Usage) -> CostBreakdown:
         if mapping.enhanced_fan_out:
             bytes_delivered = usage.efo_bytes.get(i, 0.0)
             source += efo_consumer_usd(stream.shards, scenario.duration, bytes_delivered, pricing)
-        if mapping.on_failure is not None:
-            source += destination_usd(mapping.on_failure.type, usage.discarded_batches.get(i, 0), pricing)
     return CostBreakdown(
         lambda_requests_usd(usage.invocations + usage.async_extra_requests, pricing),
         compute,

@@ -133,10 +133,9 @@ BASE = [
             "source",
         ),
         (
-            "      mappings[0].batching_window: 5s",
-            "{path}:8: changes[0].set.mappings[0].batching_window: esmsim does not change mappings "
-            "batching_window during a run (supported: mappings.enabled, mappings.batch_size, "
-            "mappings.maximum_concurrency)",
+            "      sources.q.retention: 2h",
+            "{path}:8: changes[0].set.sources.q.retention: esmsim does not change sources retention during "
+            "a run (supported: sources.visibility_timeout, sources.max_receive_count)",
         ),
         (
             "      account.concurrency_limit: 5",
@@ -209,4 +208,194 @@ def test_reserved_concurrency_cut_to_zero_sends_asynchronous_events_straight_to_
     assert len(routed) > 500  # about 5/s for two minutes
     assert (routed["done_s"] >= effective).all()
     assert result.summary["throttles"] == 0
+    assert_conserved(result)
+
+
+# ---------------------------------------------------------------------------- more keys, exactly
+# Micro-scenarios (tests/helpers.py, test_stream_micro.py, test_async_micro.py): each change is made
+# at ``at`` and takes effect update_delay (5 s) later.
+
+
+def test_a_batching_window_set_live_batches_the_records_after_it() -> None:
+    # One poller, a record a second, batch size 10 and no window: one record per invocation. The
+    # window becomes 5 s at 30 + 5 = 35; the poller busy then (35.01) keeps its batch; the next
+    # window opens with the record of 36 and closes at 41 with 36..41.
+    from tests.helpers import ONE_POLLER, scenario
+
+    s = scenario(
+        {
+            "duration": 90,
+            "sources": {"q": {"traffic": {"rate": "1/s", "pattern": "constant"}}},
+            "changes": [{"at": 30, "set": {"mappings[0].batching_window": 5}}],
+        },
+        {"batch_size": 10, "single_poller_batching": True, "poller_scaling": ONE_POLLER},
+    )
+    result = traced(s)
+    inv = result.invocations
+    before = inv[inv["start_s"] < 36]
+    after = inv[inv["start_s"] >= 36]
+    assert (before["records"] == 1).all()
+    np.testing.assert_allclose(after["start_s"][:3], [41, 47, 53])
+    assert (after["records"].iloc[:-1] == 6).all()
+    assert_conserved(result)
+
+
+def test_a_visibility_timeout_set_live_applies_from_the_next_receive() -> None:
+    # One always-failing message, visibility timeout 30 s: received at 0.01, 30.01, 60.01 and 90.01.
+    # The queue's timeout becomes 60 s at 105; the receive of 90.01 keeps its 30 s, and from the
+    # receive of 120.01 on they are 60 s apart.
+    from tests.helpers import ONE_POLLER, scenario
+
+    s = scenario(
+        {
+            "duration": 400,
+            "functions": {"f": {"errors": {"invocation_error_rate": 1.0}}},
+            "sources": {"q": {"traffic": {"initial_backlog": 1}}},
+            "changes": [{"at": 100, "set": {"sources.q.visibility_timeout": 60}}],
+        },
+        {"poller_scaling": ONE_POLLER},
+    )
+    result = traced(s)
+    np.testing.assert_allclose(
+        result.invocations["start_s"], [0.01, 30.01, 60.01, 90.01, 120.01, 180.01, 240.01, 300.01, 360.01]
+    )
+    assert_conserved(result)
+
+
+def test_a_redrive_count_cut_live_dead_letters_at_the_next_return() -> None:
+    # maxReceiveCount 10 becomes 2 at 105: the message, received four times by then, reaches the DLQ
+    # when its fourth receive's visibility timeout ends (120.01), not after ten receives.
+    from tests.helpers import ONE_POLLER, scenario
+
+    s = scenario(
+        {
+            "duration": 400,
+            "functions": {"f": {"errors": {"invocation_error_rate": 1.0}}},
+            "sources": {"q": {"max_receive_count": 10, "traffic": {"initial_backlog": 1}}},
+            "changes": [{"at": 100, "set": {"sources.q.max_receive_count": 2}}],
+        },
+        {"poller_scaling": ONE_POLLER},
+    )
+    result = traced(s)
+    np.testing.assert_allclose(result.invocations["start_s"], [0.01, 30.01, 60.01, 90.01])
+    record = result.records.iloc[0]
+    assert str(record["state"]) == "dlq"
+    assert record["done_s"] == pytest.approx(120.01)
+    assert_conserved(result)
+
+
+def test_stream_retries_bounded_live_release_a_blocked_shard() -> None:
+    # A batch failing forever (maximum_retry_attempts -1) retries at 1.1, 3.2, 7.3, 15.4, 31.5 (back-off
+    # 1 s doubling). At 35 retries become 1 with an SQS destination: the attempt already due (63.6)
+    # is made, and the batch, failed more than once, goes to the destination as it ends.
+    from tests.test_stream_micro import stream
+
+    s = stream(
+        {
+            "duration": 120,
+            "functions": {"f": {"errors": {"invocation_error_rate": 1.0}}},
+            "sources": {"s": {"traffic": {"initial_backlog": 3}}},
+            "changes": [
+                {
+                    "at": 30,
+                    "set": {
+                        "mappings[0].maximum_retry_attempts": 1,
+                        "mappings[0].on_failure": {"type": "sqs"},
+                    },
+                }
+            ],
+        },
+        {"batching_window": 0, "maximum_retry_attempts": -1},
+    )
+    result = traced(s)
+    np.testing.assert_allclose(result.invocations["start_s"], [0, 1.1, 3.2, 7.3, 15.4, 31.5, 63.6])
+    assert list(result.records["state"].astype(str)) == ["dlq"] * 3
+    np.testing.assert_allclose(result.records["done_s"], 63.7)
+    assert result.summary["discarded_batches"] == 1
+    assert_conserved(result)
+
+
+def test_stream_maximum_record_age_cut_live_discards_the_old_records_at_once() -> None:
+    # A record a second into a failing stream whose batch retries forever: at 65 the maximum record
+    # age becomes 60 s. The lane's next look (its next attempt) drops every record older than 60 s.
+    from tests.test_stream_micro import stream
+
+    s = stream(
+        {
+            "duration": 180,
+            "functions": {"f": {"errors": {"invocation_error_rate": 1.0}}},
+            "sources": {"s": {"traffic": {"rate": "1/s", "pattern": "constant", "initial_backlog": 0}}},
+            "changes": [{"at": 60, "set": {"mappings[0].maximum_record_age": "60s"}}],
+        },
+        {"batching_window": 0, "maximum_retry_attempts": -1, "maximum_record_age": -1},
+    )
+    result = traced(s)
+    rec = result.records
+    dropped = rec[rec["state"].astype(str) == "dropped"]
+    assert len(dropped) > 0
+    # Nothing is dropped before the change takes effect, and each is older than 60 s when dropped.
+    assert (dropped["done_s"] >= 65).all()
+    assert (dropped["done_s"] - dropped["stored_s"] > 60 - 1e-9).all()
+    assert_conserved(result)
+
+
+def test_asynchronous_retries_cut_live_apply_from_the_next_failure() -> None:
+    # The event fails at 0 (a 1 s run) and is due again at 61. Retries become 0 at 35: the retry
+    # already due is made, and when it fails too (62) the event goes to its destination.
+    from tests.test_async_micro import push
+
+    s = push(
+        {
+            "functions": {
+                "f": {"errors": {"invocation_error_rate": 1.0}, "async": {"on_failure": {"type": "sqs"}}}
+            },
+            "changes": [{"at": 30, "set": {"functions.f.async.maximum_retry_attempts": 0}}],
+        }
+    )
+    result = traced(s)
+    np.testing.assert_allclose(result.invocations["start_s"], [0, 61])
+    assert str(result.records["state"].iloc[0]) == "dlq"
+    assert result.records["done_s"].iloc[0] == pytest.approx(62)
+    assert_conserved(result)
+
+
+def test_asynchronous_maximum_age_cut_live_discards_waiting_events_at_their_new_age() -> None:
+    # Reserved concurrency 1, two events at 0, 800 s invocations: the second is throttled and backs
+    # off. At 105 the maximum event age becomes 2 minutes: it is dropped at 120, its new age.
+    from tests.test_async_micro import push
+
+    s = push(
+        {
+            "functions": {"f": {"duration": "800s", "reserved_concurrency": 1}},
+            "changes": [{"at": 100, "set": {"functions.f.async.maximum_event_age": "2m"}}],
+        },
+        events=2,
+    )
+    result = traced(s)
+    states = result.records.sort_values("done_s")[["state", "done_s"]]
+    assert list(states["state"].astype(str)) == ["dropped", "succeeded"]
+    np.testing.assert_allclose(states["done_s"], [120, 800])
+    assert_conserved(result)
+
+
+def test_a_deploy_starts_new_environments_cold_and_a_reservation_change_does_not() -> None:
+    # 50 messages a second keep a handful of environments warm. At 2m (effective 2m05s) a deploy
+    # sets a 2 s cold start: every environment set up before is retired (idle ones at once, busy
+    # ones as they finish), so invocations after it start cold, each with 2 s of init. A change of
+    # the reservation alone (at 4m) is no deploy: no cold start follows it.
+    s = sqs(
+        [
+            {"at": "2m", "set": {"functions.f.cold_start": "2s"}},
+            {"at": "4m", "set": {"functions.f.reserved_concurrency": 500}},
+        ],
+        duration="6m",
+    )
+    result = traced(s)
+    inv = result.invocations
+    cold = inv[inv["init_s"] > 0]
+    after_deploy = cold[(cold["start_s"] >= 125) & (cold["start_s"] < 240)]
+    assert len(after_deploy) >= 3  # the environments in use before, set up again
+    np.testing.assert_allclose(after_deploy["init_s"], 2.0)
+    assert cold[(cold["start_s"] >= 120) & (cold["start_s"] < 125)].empty  # nothing before it took effect
+    assert cold[cold["start_s"] >= 245].empty
     assert_conserved(result)

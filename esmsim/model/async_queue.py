@@ -47,9 +47,10 @@ ASYNC_BILLED_BYTES = 256 * 1024
 ASYNC_CHUNK_BYTES = 64 * 1024
 
 _SUCCESS = int(Outcome.SUCCESS)
-# An event: [trigger, sent_at, accepted_at, size, draw, errors, throttles, id, first, tries_from]:
-# ``first`` its first try, ``tries_from`` the first try since its last function error (NaN: none yet).
-_TRIGGER, _SENT, _ACCEPTED, _SIZE, _DRAW, _ERRORS, _THROTTLES, _ID, _FIRST, _TRIES_FROM = range(10)
+# An event: [trigger, sent_at, accepted_at, size, draw, errors, throttles, id, first, tries_from, due]:
+# ``first`` its first try, ``tries_from`` the first try since its last function error (NaN: none yet),
+# ``due`` when it is next to be tried (kept for a live change of the maximum age).
+_TRIGGER, _SENT, _ACCEPTED, _SIZE, _DRAW, _ERRORS, _THROTTLES, _ID, _FIRST, _TRIES_FROM, _DUE = range(11)
 Event: TypeAlias = list[Any]
 
 
@@ -211,6 +212,7 @@ class AsyncEventQueue:
             int(block.ids[k]),
             math.nan,
             math.nan,
+            math.nan,
         ]
         if k + 1 < len(block):
             self._cursor[trigger] = k + 1
@@ -322,15 +324,34 @@ class AsyncEventQueue:
 
         return ended
 
-    def _wait(self, event: Event, due_at: float) -> None:
-        """Put an event back, due at ``due_at``, or to be discarded at its maximum age if that is sooner."""
-        deadline = event[_ACCEPTED] + self.config.maximum_event_age
+    def _wait(self, event: Event, due_at: float, *, not_before: float = -math.inf) -> None:
+        """Put an event back, due at ``due_at``, or to be discarded at its maximum age if that is sooner.
+
+        ``not_before``: a discard never happens before it (a live change cannot discard in the past).
+        """
+        event[_DUE] = due_at
+        deadline = max(event[_ACCEPTED] + self.config.maximum_event_age, not_before)
         if due_at >= deadline:
             heapq.heappush(self._due, (deadline, next(self._seq), event, True))
             self._arm(deadline)
         else:
             heapq.heappush(self._due, (due_at, next(self._seq), event, False))
             self._arm(due_at)
+
+    def apply(self, config: AsyncConfig, now: float) -> None:
+        """A live change of the function's EventInvokeConfig (PutFunctionEventInvokeConfig).
+
+        Retries, retry delays and destinations apply to the next attempt or discard; a new maximum
+        age applies to every waiting event at once (one already older is discarded now).
+        """
+        if config == self.config:
+            return
+        age_changed = config.maximum_event_age != self.config.maximum_event_age
+        self.config = config
+        if age_changed:
+            waiting, self._due = self._due, []
+            for _, _, event, _ in waiting:
+                self._wait(event, max(event[_DUE], now), not_before=now)
 
     def _post(self, at: float, delta: float) -> None:
         for level in self._levels:

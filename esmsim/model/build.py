@@ -262,7 +262,11 @@ def build(scenario: Scenario, streams: Streams, *, trace: bool = False) -> World
             _push(world, name, source, streams, backlog_shared=not kinds)
     if scenario.stages:
         world.starters.append(
-            lambda: env.process(apply_changes(env, scenario, world.mappings, world.functions))
+            lambda: env.process(
+                apply_changes(
+                    env, scenario, world.mappings, world.functions, world.queues, world.async_queues
+                )
+            )
         )
     return world
 

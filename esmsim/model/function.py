@@ -46,14 +46,25 @@ class LambdaFunction:
         self.poison_rate = spec.errors.poison_record_rate
         self.incidents = tuple((i.start, i.end, i) for i in spec.incidents)
 
-    def apply(self, spec: Function) -> None:
-        """A live change (UpdateFunctionConfiguration, PutFunctionConcurrency).
+    def apply(self, spec: Function, now: float) -> None:
+        """A live change (UpdateFunctionConfiguration or code, PutFunctionConcurrency).
 
-        Reserved concurrency, timeout, handler duration, errors; the random streams go on where
-        they were.
+        Reserved concurrency, timeout, handler duration, cold start, errors; the random streams go
+        on where they were. A change of anything but the reservation and the asynchronous
+        invocation settings is a deploy: the next invocations start in new environments.
         """
+        deployed = (
+            spec.model_copy(
+                update={"reserved_concurrency": self.spec.reserved_concurrency, "async_": self.spec.async_}
+            )
+            != self.spec
+        )
+        if spec.cold_start != self.spec.cold_start:
+            self.inits = Sampler(spec.cold_start, self.inits.rng)
         self.spec = spec
         self.environments.reserve(spec)
+        if deployed:
+            self.environments.redeploy(now)
         self.timeout_s = spec.timeout
         self.per_record_s = spec.per_record
         self.durations = Sampler(spec.duration, self.durations.rng)

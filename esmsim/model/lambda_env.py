@@ -51,6 +51,7 @@ class Environments:
         "pool",
         "post",
         "reset_on_timeout",
+        "stale_busy",
     )
 
     def __init__(self, spec: Function, pool: AccountPool, level: BinnedLevel) -> None:
@@ -63,6 +64,8 @@ class Environments:
         # On-demand environments may not use the slots provisioned concurrency holds.
         self.on_demand_cap = None if reserved is None else reserved - pc
         self.on_demand_in_use = 0
+        #: Busy on-demand environments set up before the last deploy: retired as they finish.
+        self.stale_busy = 0
         #: Idle on-demand environments: (idle since, needs Init), oldest first.
         self.idle: deque[tuple[float, bool]] = deque()
         self.bucket = pool.function_bucket() or pool.legacy_bucket
@@ -129,6 +132,19 @@ class Environments:
             self.pool.unreserved_in_use += self.on_demand_in_use
         self.on_demand_cap = None if new is None else new - self.pc
 
+    def redeploy(self, now: float) -> None:
+        """A deploy (new code or configuration): no on-demand environment set up before it is reused.
+
+        Lambda creates an environment with the function's code and configuration, so after an
+        update the idle environments are retired now and the busy ones as they finish; the next
+        invocations start cold. Provisioned environments are left as they are (docs/model.md §14).
+        """
+        idle = self.idle
+        while idle:
+            idle.popleft()
+            self.post((now, -1.0))
+        self.stale_busy = self.on_demand_in_use
+
     def release(self, now: float, kind: int, timed_out: bool) -> None:
         """End an invocation: its environment goes idle (reset, if it timed out)."""
         reset = timed_out and self.reset_on_timeout
@@ -141,6 +157,11 @@ class Environments:
         self.on_demand_in_use -= 1
         if self.on_demand_cap is None:
             self.pool.unreserved_in_use -= 1
+        if self.stale_busy:
+            # Environments are interchangeable: one that ends now stands for one set up before.
+            self.stale_busy -= 1
+            self.post((now, -1.0))
+            return
         self.idle.append((now, reset))
 
     def reap(self, now: float) -> None:

@@ -98,18 +98,22 @@ class SqsMappingRuntime:
         self.env.process(self._scaler())
 
     def apply(self, spec: SqsMapping, now: float) -> None:
-        """A live change (UpdateEventSourceMapping): enabled, batch size, maximum concurrency.
+        """A live change (UpdateEventSourceMapping).
 
+        Enabled, batch size, batching window, maximum concurrency, partial batch responses.
         Disabling stops the pollers: idle ones at once, busy ones after their batch. Enabling starts
         the fleet again from its initial size, as a new mapping starts.
         """
         self.spec = spec
-        resized = spec.batch_size != self.batch_size
+        resized = spec.batch_size != self.batch_size or spec.batching_window != self.window_s
         self.batch_size = spec.batch_size
+        self.window_s = spec.batching_window
         self.cap = spec.maximum_concurrency
+        self.item_failures = self.invoker.item_failures = spec.report_batch_item_failures
         if resized and self.running:
-            # Idle pollers waiting in a long poll hold a batch sized before the change: they stop,
-            # and the scaler's next tick starts new ones with the new size (busy ones keep theirs).
+            # Idle pollers waiting in a long poll hold a batch sized (and a window timed) before the
+            # change: they stop, and the scaler's next tick starts new ones with the new settings
+            # (busy ones keep theirs for the batch in hand).
             self.receivers.retire_idle(self, self.running, now)
         if spec.enabled and not self.enabled:
             self.enabled = True

@@ -30,6 +30,7 @@ from esmsim.model.records import Ids, RecordFifo, positions
 from esmsim.model.sqs_fates import MessageFates
 from esmsim.model.sqs_messages import Batch, Messages, Part
 from esmsim.observe.recorder import Recorder
+from esmsim.scenario.sources import SqsSource
 
 #: ApproximateAgeOfOldestMessage skips messages received this many times without a delete (SQS
 #: documents three: "After a message is received three times (or more) and not processed, the
@@ -391,6 +392,16 @@ class SqsQueue(MessageFates):
         self.in_flight_n += n
         if self.in_flight_n >= self.in_flight_limit and math.isnan(self.limit_reached_at):
             self.limit_reached_at = now
+
+    def apply(self, spec: SqsSource) -> None:
+        """A live change of the queue's attributes (SetQueueAttributes): visibility timeout, redrive.
+
+        A new visibility timeout applies from the next receive; messages in flight keep the deadline
+        their receive set (docs/model.md §14). A new ``max_receive_count`` applies when messages
+        next return from a receive.
+        """
+        self.visibility_timeout_s = spec.visibility_timeout
+        self.max_receive_count = spec.max_receive_count or 0
 
     def room(self) -> int:
         """Messages that can still be received before the in-flight limit (0 at it)."""

@@ -311,12 +311,19 @@ class StreamMappingRuntime:
             self.env.process(self._lane(lane))
 
     def apply(self, spec: StreamMapping, now: float) -> None:
-        """A live change (UpdateEventSourceMapping): enabled, batch size.
+        """A live change (UpdateEventSourceMapping).
 
-        Disabling pauses every lane after its current batch; enabling resumes them where they
-        stopped (the mapping keeps its checkpoints).
+        Enabled, batch size, batching window, retries, maximum record age, bisect, the on-failure
+        destination and partial batch responses: lanes read them from the spec for each batch, so
+        a batch being retried follows the new retry settings from its next attempt. Disabling
+        pauses every lane after its current batch; enabling resumes them where they stopped (the
+        mapping keeps its checkpoints).
         """
         was = self.spec.enabled
+        if spec.maximum_record_age != self.spec.maximum_record_age:
+            for lane in self.lanes:
+                lane.trim_after = -math.inf  # a shorter age may make records due now: look again
+        self.invoker.item_failures = spec.report_batch_item_failures
         self.spec = spec
         if spec.enabled and not was:
             resumed, self._resumed = self._resumed, self.env.event()
@@ -374,6 +381,9 @@ class StreamMappingRuntime:
                 lane, start, end, RecordState.DLQ if self.spec.on_failure else RecordState.DROPPED, now
             )
             self.recorder.add_total(f"discarded_batches:{self.index}", 1)
+            destination = self.spec.on_failure  # as it stands now: a live change may set or lift it
+            if destination is not None:
+                self.recorder.add_total(f"on_failure_deliveries:{destination.type}", 1)
 
     def trim(self, lane: Lane, start: int, end: int, now: float) -> int:
         """Expire or discard the records at the front of ``[start, end)`` that may no longer be sent."""

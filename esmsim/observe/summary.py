@@ -65,9 +65,9 @@ def usage(observed: Observed) -> Usage:
         sqs_send_units=observed.totals.get("sqs_send_units", 0.0),
         kinesis_put_units=observed.totals.get("kinesis_put_units", 0.0),
         efo_bytes=totals_by_mapping(observed, "bytes_delivered"),
-        discarded_batches={k: int(v) for k, v in totals_by_mapping(observed, "discarded_batches").items()},
         async_extra_requests=observed.totals.get("async_extra_requests", 0.0),
         async_deliveries={k: int(v) for k, v in totals_by(observed, "async_deliveries").items()},
+        on_failure_deliveries={k: int(v) for k, v in totals_by(observed, "on_failure_deliveries").items()},
         publish_units=totals_by(observed, "publish_units"),
     )
 

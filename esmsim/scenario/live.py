@@ -13,15 +13,44 @@ from typing import Any
 from pydantic import Field
 
 from esmsim.errors import Path
-from esmsim.scenario.aws_names import setting_of
+from esmsim.scenario.aws_names import ENTITIES, setting_of
 from esmsim.scenario.base import Frozen, Seconds
 
-#: Mapping keys a change may set (UpdateEventSourceMapping), and function keys (UpdateFunction-
-#: Configuration, PutFunctionConcurrency), that esmsim applies to a running mapping or function.
-LIVE_MAPPING_KEYS = ("enabled", "batch_size", "maximum_concurrency")
-LIVE_FUNCTION_KEYS = ("reserved_concurrency", "timeout", "duration", "per_record", "errors")
-#: Keys AWS does not let an update change: a mapping's source, a source's type.
-FIXED_KEYS = {("mappings", "source"), ("mappings", "source_type"), ("sources", "type")}
+#: Mapping keys a change may set (UpdateEventSourceMapping), function keys (UpdateFunction-
+#: Configuration, PutFunctionConcurrency, PutFunctionEventInvokeConfig; ``duration``, ``per_record``,
+#: ``cold_start`` and ``errors`` stand for a deploy) and queue keys (SetQueueAttributes) that
+#: esmsim applies to a running mapping, function or queue.
+LIVE_MAPPING_KEYS = (
+    "enabled",
+    "batch_size",
+    "batching_window",
+    "maximum_concurrency",
+    "report_batch_item_failures",
+    "maximum_retry_attempts",
+    "maximum_record_age",
+    "bisect_batch_on_function_error",
+    "on_failure",
+)
+LIVE_FUNCTION_KEYS = (
+    "reserved_concurrency",
+    "timeout",
+    "duration",
+    "per_record",
+    "cold_start",
+    "errors",
+    "async",
+)
+LIVE_SOURCE_KEYS = ("visibility_timeout", "max_receive_count")
+#: Keys AWS does not let an update change: a mapping's source and starting position, a source's
+#: type, a queue's FIFO-ness.
+FIXED_KEYS = {
+    ("mappings", "source"),
+    ("mappings", "source_type"),
+    ("mappings", "starting_position"),
+    ("mappings", "starting_position_timestamp"),
+    ("sources", "type"),
+    ("sources", "fifo"),
+}
 
 
 class LiveChange(Frozen):
@@ -38,12 +67,15 @@ def live_key_problem(path: Path) -> str | None:
     if len(path) < 3 or path[0] not in ("mappings", "functions", "sources"):
         return "only a mapping's, function's or source's settings change during a run"
     section, relative = str(path[0]), path[2:]
-    models = {"mappings": ("SqsMapping", "StreamMapping"), "functions": ("Function",), "sources": ()}[section]
-    key = setting_of(models, relative) or str(relative[0])
+    key = setting_of(ENTITIES[section], relative) or str(relative[0])
+    if key == "async_":
+        key = "async"
     if (section, key) in FIXED_KEYS:
         owner = {"mappings": "a mapping's", "sources": "a source's"}[section]
         return f"AWS does not let an update change {owner} {key}"
-    allowed = {"mappings": LIVE_MAPPING_KEYS, "functions": LIVE_FUNCTION_KEYS, "sources": ()}[section]
+    allowed = {"mappings": LIVE_MAPPING_KEYS, "functions": LIVE_FUNCTION_KEYS, "sources": LIVE_SOURCE_KEYS}[
+        section
+    ]
     if key not in allowed:
         supported = ", ".join(f"{section}.{k}" for k in allowed) or "none yet"
         return f"esmsim does not change {section} {key} during a run (supported: {supported})"
