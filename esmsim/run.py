@@ -76,6 +76,7 @@ def simulate(
     observed = world.recorder.close()
     numbers, _ = summary.summary(scenario, observed)
     empty = pd.DataFrame()
+    changes = [effective_at for effective_at, _ in scenario.stages]
     return RunResult(
         summary=numbers,
         timeseries=timeseries.timeseries(scenario, observed) if tables else empty,
@@ -94,7 +95,7 @@ def simulate(
         warnings=(*(issue.format() for issue in scenario.warnings), *reached),
         mapping_timeseries=timeseries.mapping_timeseries(scenario, observed) if tables else empty,
         shard_timeseries=timeseries.shard_timeseries(scenario, observed) if tables else empty,
-        invocations=event_tables.invocations(observed) if trace else empty,
-        throttles=event_tables.throttles(observed) if trace else empty,
+        invocations=event_tables.invocations(observed, changes) if trace else empty,
+        throttles=event_tables.throttles(observed, changes) if trace else empty,
         records=event_tables.records(observed) if trace else empty,
     )

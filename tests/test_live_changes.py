@@ -399,3 +399,23 @@ def test_a_deploy_starts_new_environments_cold_and_a_reservation_change_does_not
     assert cold[(cold["start_s"] >= 120) & (cold["start_s"] < 125)].empty  # nothing before it took effect
     assert cold[cold["start_s"] >= 245].empty
     assert_conserved(result)
+
+
+def test_the_trace_and_the_time_series_mark_each_change() -> None:
+    # Changes at 2m and 4m take effect at 2m05s and 4m05s: the minutes 2 and 4 count one each, and
+    # each invocation and throttle carries the number of changes in effect when it happened.
+    s = sqs(
+        [
+            {"at": "2m", "set": {"functions.f.reserved_concurrency": 1}},
+            {"at": "4m", "set": {"functions.f.reserved_concurrency": 100}},
+        ],
+        duration="6m",
+    )
+    result = traced(s)
+    np.testing.assert_array_equal(result.timeseries["LiveChanges"], [0, 0, 1, 0, 1, 0])
+    inv = result.invocations
+    expected = np.searchsorted([125.0, 245.0], inv["start_s"].to_numpy(), side="right")
+    np.testing.assert_array_equal(inv["change"], expected)
+    throttles = result.throttles
+    assert len(throttles) > 0  # one reserved environment for 50 messages a second
+    assert ((throttles["change"] == 1) == ((throttles["time_s"] >= 125) & (throttles["time_s"] < 245))).all()

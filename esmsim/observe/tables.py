@@ -7,6 +7,8 @@ what happened without touching the model.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -20,8 +22,17 @@ def _names(codes: np.ndarray, names: list[str]) -> pd.Categorical[str]:
     return pd.Categorical.from_codes(codes.astype(np.int64), categories=pd.Index(names))
 
 
-def invocations(observed: Observed) -> pd.DataFrame:
-    """One row per invocation, in start order."""
+def _changes_in_effect(times: np.ndarray, effective: Sequence[float]) -> np.ndarray:
+    """How many live changes had taken effect at each time (0 before the first, docs/model.md §14)."""
+    return np.searchsorted(np.asarray(effective, dtype=float), times, side="right").astype(np.int64)
+
+
+def invocations(observed: Observed, changes: Sequence[float] = ()) -> pd.DataFrame:
+    """One row per invocation, in start order.
+
+    ``changes`` are the times the run's live changes took effect: the ``change`` column counts
+    those in effect at each start (the stage of the system it ran in).
+    """
     table = observed.invocation_table
     assert table is not None, "invocations are kept only for a traced run (simulate(..., trace=True))"
     layout = observed.layout
@@ -43,13 +54,14 @@ def invocations(observed: Observed) -> pd.DataFrame:
             "iterator_age_s": table["iterator_age_s"],
             "shard": table["shard"].astype(np.int64),
             "lane": table["lane"].astype(np.int64),
+            "change": _changes_in_effect(table["start_s"], changes),
         }
     )
     return frame.iloc[order].reset_index(drop=True)
 
 
-def throttles(observed: Observed) -> pd.DataFrame:
-    """One row per throttled invoke (a 429), with AWS's reason."""
+def throttles(observed: Observed, changes: Sequence[float] = ()) -> pd.DataFrame:
+    """One row per throttled invoke (a 429), with AWS's reason and the live changes in effect."""
     table = observed.throttle_table
     assert table is not None, "throttles are kept only for a traced run (simulate(..., trace=True))"
     layout = observed.layout
@@ -61,6 +73,7 @@ def throttles(observed: Observed) -> pd.DataFrame:
             "function": _names(table["function"], list(layout.functions)),
             "mapping": _names(table["mapping"], list(layout.mappings)),
             "reason": _names(table["reason"], reasons).remove_unused_categories(),
+            "change": _changes_in_effect(table["time_s"], changes),
         }
     )
     return frame.iloc[order].reset_index(drop=True)

@@ -120,6 +120,8 @@ def timeseries(scenario: Scenario, observed: Observed) -> pd.DataFrame:
             "DeadLetterErrors": counter_series(observed, "DeadLetterErrors"),
             "DestinationDeliveryFailures": counter_series(observed, "DestinationDeliveryFailures"),
             "AsyncQueued": level(observed, "async_queued").bin_mean,
+            # Live changes taking effect in the minute (one at the very end of the run never does).
+            "LiveChanges": np.histogram([t for t, _ in scenario.stages if t < edges[-1]], bins=edges)[0],
             "LatencyP50": out.minute_p50,
             "LatencyP99": out.minute_p99,
             **{
