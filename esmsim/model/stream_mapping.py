@@ -3,8 +3,9 @@
 Each shard is split into lanes by partition key (one lane when the factor is 1); a lane processes
 its records strictly in order, one batch at a time, so records of one key are never processed
 concurrently or out of order and a shard runs at most ``parallelization_factor`` batches at once.
-A lane keeps its own copy of the records it has yet to finish (:class:`Lane`), so a stalled lane
-holds its own backlog and nothing else.
+A lane keeps its own copy of the records it has yet to finish (:class:`~esmsim.model.stream_lanes.Lane`),
+so a stalled lane holds its own backlog and nothing else. A live change of the factor rebuilds a
+shard's lanes once none of them holds a batch (:mod:`esmsim.model.stream_lanes`).
 
 A lane forms a batch when it has ``batch_size`` records fetched, the 6 MB payload is reached, or its
 batching window has passed: the window starts when the lane's previous invocation completes (AWS).
@@ -18,7 +19,6 @@ Throttled invokes are retried by the invoke step without counting as retries.
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Generator
 from typing import Any
 
@@ -28,7 +28,7 @@ import simpy
 from esmsim.dists import UniformSource
 from esmsim.events import Outcome, RecordState
 from esmsim.model.invoke import GAVE_UP, PAYLOAD_LIMIT_BYTES, Invoker, fit_payload
-from esmsim.model.records import RecordFifo
+from esmsim.model.stream_lanes import Lane, ShardLanes, split_by_key
 from esmsim.model.stream_reader import EfoDelivery, ShardReader
 from esmsim.model.stream_retry import bisect, checkpoint, retries_exhausted, retry_delay
 from esmsim.model.stream_source import ShardLog, ShardReadLimits, StreamSource
@@ -38,57 +38,8 @@ from esmsim.scenario.mappings import StreamMapping
 from esmsim.scenario.sources import KinesisSource
 
 _SUCCESS, _PARTIAL = int(Outcome.SUCCESS), int(Outcome.PARTIAL)
-
-
-class Lane:
-    """One ordered sub-stream of a shard (all of it when the parallelization factor is 1).
-
-    Its records are positions of its own FIFO, counted from its first record; ``seq`` is each
-    record's position in the shard log, which the reader's progress is measured in.
-    """
-
-    __slots__ = ("fifo", "index", "pending", "pos", "reader", "shard", "trim_after", "window_start")
-
-    def __init__(self, shard: int, index: int, reader: ShardReader, draws: bool) -> None:
-        self.shard = shard
-        self.index = index
-        self.reader = reader
-        columns: dict[str, type] = {
-            "seq": np.int64,
-            "sent_at": float,
-            "accepted_at": float,
-            "size": float,
-            "key": np.int32,
-            "fetched_at": float,  # set when the record is taken into a batch (the latency's parts)
-        }
-        if draws:
-            columns["draw"] = float
-        self.fifo = RecordFifo(columns)
-        self.pos = 0  # lane positions below this are in a batch already (or finished)
-        self.pending: deque[Pending] = deque()
-        self.window_start = 0.0
-        self.trim_after = -math.inf  # no record of the lane expires or ages out before this time
-
-    @property
-    def top(self) -> int:
-        """One past the lane's last record generated so far."""
-        return self.fifo.top
-
-    def row(self, position: int) -> int:
-        """The shard log position of a lane position."""
-        return int(self.fifo.arrays["seq"][position - self.fifo.base])
-
-    def fetched(self, fetched_row: int) -> int:
-        """The first lane position whose record lies at or after shard position ``fetched_row``."""
-        fifo = self.fifo
-        if fifo.top == fifo.low or self.row(fifo.top - 1) < fetched_row:
-            return fifo.top
-        return fifo.search("seq", fetched_row, "left")
-
-    def release_finished(self) -> None:
-        """Forget the records before the lane's oldest unfinished one."""
-        oldest = self.pending[0].start if self.pending else self.pos
-        self.fifo.drop_before(min(oldest, self.pos))
+#: What :meth:`StreamMappingRuntime._next` returns to a lane whose work is over (rebuilt or drained).
+_CLOSED = None
 
 
 class Pending:
@@ -211,7 +162,10 @@ class StreamMappingRuntime:
         self.arrived = recorder.tally(f"shard_records:{index}", shards)  # in-scope records per shard
         self.scope_start = np.full(shards, -1, dtype=np.int64)  # first in-scope position per shard
         self.readers: list[ShardReader] = []
-        self.lanes: list[Lane] = []
+        #: Every lane still in use, by its number (a batch names its lane by number).
+        self.lanes: dict[int, Lane] = {}
+        self.shard_lanes: list[ShardLanes] = []
+        self._lane_ids = 0  # the next lane number
         efo = spec.enhanced_fan_out
         # Enhanced fan-out is Kinesis only (the scenario rules refuse it on DynamoDB streams).
         assert not efo or isinstance(src, KinesisSource)
@@ -232,8 +186,8 @@ class StreamMappingRuntime:
             self.readers.append(reader)
             if delivery is None:
                 source.add_reader(shard, reader)
-            for _ in range(spec.parallelization_factor):
-                self.lanes.append(Lane(shard, len(self.lanes), reader, self.draws))
+            lanes = self._new_lanes(shard, self._reserve(spec.parallelization_factor))
+            self.shard_lanes.append(ShardLanes(shard, lanes, (), math.inf))
         source.subscribe(self._on_rows, self._after_block)
         recorder.gauge("shard_backlog", label, self.shard_backlog)
 
@@ -274,41 +228,54 @@ class StreamMappingRuntime:
         reader = self.readers[shard]
         if reader.efo is not None:
             reader.efo.extend(log, first, stop)
-        factor = self.spec.parallelization_factor
-        base = shard * factor
-        if factor == 1:
-            parts = [(self.lanes[base], slice(None))]
-        else:
-            draws = self.source.key_lane_draw[key]
-            lane_of = np.minimum((draws * factor).astype(np.int64), factor - 1)
-            parts = [(self.lanes[base + k], lane_of == k) for k in range(factor)]
-        for lane, which in parts:
-            seq = rows[which]
-            columns = {
-                "seq": seq,
-                "sent_at": sent[which],
-                "accepted_at": accepted[which],
-                "size": size[which],
-                "key": key[which],
-                "fetched_at": np.full(seq.shape[0], math.nan),
-            }
-            if draw is not None:
-                columns["draw"] = draw[which]
-            if columns["seq"].size:
-                lane.fifo.append(columns)
+        columns = {
+            "seq": rows,
+            "sent_at": sent,
+            "accepted_at": accepted,
+            "size": size,
+            "key": key,
+            "fetched_at": np.full(rows.shape[0], math.nan),
+        }
+        if draw is not None:
+            columns["draw"] = draw
+        # By the shard's lanes as they stand: while a factor change waits for the old lanes' batches
+        # new records join the old lanes, and move with their unbatched records when they are rebuilt.
+        lanes = self.shard_lanes[shard].lanes
+        parts = split_by_key(columns, len(lanes), self.source.key_lane_draw)
+        for lane, part in zip(lanes, parts, strict=True):
+            if part["seq"].size:
+                lane.fifo.append(part)
 
     def _after_block(self) -> None:
         now = self.env.now
         for reader in self.readers:
             reader.on_extend(now)
 
+    def _reserve(self, n: int) -> int:
+        """Reserve ``n`` consecutive lane numbers; the first of them."""
+        first = self._lane_ids
+        self._lane_ids += n
+        return first
+
+    def _new_lanes(self, shard: int, first_id: int) -> list[Lane]:
+        """The lanes of ``shard`` at the factor in effect, numbered from ``first_id``."""
+        reader = self.readers[shard]
+        lanes = [
+            Lane(shard, first_id + k, reader, self.draws) for k in range(self.spec.parallelization_factor)
+        ]
+        for lane in lanes:
+            self.lanes[lane.index] = lane
+        return lanes
+
     def start(self) -> None:
-        """Start one process per lane."""
+        """Start one process per lane of every shard being read."""
         if not self.spec.enabled:
             return
         self._started = True
-        for lane in self.lanes:
-            self.env.process(self._lane(lane))
+        for shard in self.shard_lanes:
+            if shard.active:
+                for lane in shard.lanes:
+                    self.env.process(self._lane(lane))
 
     def apply(self, spec: StreamMapping, now: float) -> None:
         """A live change (UpdateEventSourceMapping).
@@ -318,18 +285,61 @@ class StreamMappingRuntime:
         a batch being retried follows the new retry settings from its next attempt. Disabling
         pauses every lane after its current batch; enabling resumes them where they stopped (the
         mapping keeps its checkpoints).
+
+        A new parallelization factor rebuilds each shard's lanes: the old lanes form no new batch;
+        once none of them holds a batch the records they have not taken into one move, in shard
+        order, into the new lanes by key (:meth:`_rebuild`). Per key the order holds: a record taken
+        into a batch is finished before a later record of its key is taken again.
         """
         was = self.spec.enabled
         if spec.maximum_record_age != self.spec.maximum_record_age:
-            for lane in self.lanes:
+            for lane in self.lanes.values():
                 lane.trim_after = -math.inf  # a shorter age may make records due now: look again
         self.invoker.item_failures = spec.report_batch_item_failures
+        refactor = spec.parallelization_factor != self.spec.parallelization_factor
         self.spec = spec
+        if refactor:
+            # Numbered shard by shard, from the change: lane numbers tell the invocations of each
+            # factor apart (a shard rebuilt again before this one is made skips its numbers).
+            first = self._reserve(len(self.shard_lanes) * spec.parallelization_factor)
+            for shard in self.shard_lanes:
+                if shard.drained:
+                    continue
+                shard.closing = True
+                shard.next_ids = first + shard.index * spec.parallelization_factor
+                self._rebuild(shard, now)
+                if shard.closing:
+                    for lane in shard.lanes:
+                        if lane.idle:
+                            lane.reader.release(lane, now)  # it forms no new batch: let it end
         if spec.enabled and not was:
             resumed, self._resumed = self._resumed, self.env.event()
             resumed.succeed()
             if not self._started:
                 self.start()
+
+    def _rebuild(self, shard: ShardLanes, now: float) -> None:
+        """Rebuild a closing shard's lanes at the factor in effect, once none of them holds a batch."""
+        if not shard.closing or not shard.idle():
+            return
+        old = shard.lanes
+        records = shard.unbatched()  # closes the old lanes
+        for lane in old:
+            del self.lanes[lane.index]
+            lane.reader.release(lane, now)  # a lane waiting for records ends
+        shard.lanes = self._new_lanes(shard.index, shard.next_ids)
+        shard.closing = False
+        for lane, part in zip(
+            shard.lanes,
+            split_by_key(records, len(shard.lanes), self.source.key_lane_draw),
+            strict=True,
+        ):
+            lane.window_start = now  # a new lane's first window starts with it
+            if part["seq"].size:
+                lane.fifo.append(part)  # fetched_at travels with its records
+        if self._started and shard.active:
+            for lane in shard.lanes:
+                self.env.process(self._lane(lane))
 
     # ------------------------------------------------------------------ outcomes
     def _detail(self, lane: Lane, start: int, end: int) -> dict[str, Any] | None:
@@ -410,8 +420,10 @@ class StreamMappingRuntime:
         return start
 
     # ------------------------------------------------------------------ the lane
-    def _next(self, lane: Lane, now: float) -> Pending | float | simpy.Event:
-        """The batch to invoke now, or what to wait for: a time or an event."""
+    def _next(self, lane: Lane, now: float) -> Pending | float | simpy.Event | None:
+        """The batch to invoke now, or what to wait for: a time or an event (None: the lane is over)."""
+        if lane.closed:
+            return _CLOSED
         while lane.pending:
             batch = lane.pending[0]
             if now < batch.not_before:
@@ -420,6 +432,12 @@ class StreamMappingRuntime:
             if batch.start < batch.end:
                 return batch
             lane.pending.popleft()
+        shard = self.shard_lanes[lane.shard]
+        if shard.closing:
+            # A factor change: the old lanes form no new batch. The last to finish its batches
+            # rebuilds the shard's lanes; this one is over either way.
+            self._rebuild(shard, now)
+            return _CLOSED
         if lane.pos < lane.top:
             lane.pos = self.trim(lane, lane.pos, lane.top, now)
         lane.release_finished()
@@ -454,8 +472,6 @@ class StreamMappingRuntime:
         fifo = lane.fifo
         reader = lane.reader
         fifo.column("fetched_at", start, stop)[:] = reader.fetch_times(fifo.column("seq", start, stop))
-        factor = self.spec.parallelization_factor
-        first = lane.shard * factor
         # The earliest shard position a lane of this shard has yet to take (lane.pos moves to stop).
         needed = min(
             (
@@ -463,7 +479,7 @@ class StreamMappingRuntime:
                 if other is not lane
                 else (other.row(stop) if stop < other.top else math.inf)
             )
-            for other in self.lanes[first : first + factor]
+            for other in self.shard_lanes[lane.shard].lanes
         )
         reader.forget_before(needed if needed < math.inf else reader.fetched_by(self.env.now))
 
@@ -480,12 +496,16 @@ class StreamMappingRuntime:
         env = self.env
         invoke = self.invoker.invoke
         while True:
+            if lane.closed:
+                return
             if not self.spec.enabled:  # disabled by a live change: wait to be enabled again
                 yield self._resumed
                 continue
             spec = self.spec  # a live change may replace it between batches
             now = env.now
             nxt = self._next(lane, now)
+            if nxt is _CLOSED:
+                return
             if isinstance(nxt, float):
                 yield env.timeout(nxt - now)
                 continue
@@ -548,7 +568,7 @@ class StreamMappingRuntime:
         are counted as still waiting.
         """
         retention = self.source.retention_s
-        for lane in self.lanes:
+        for lane in self.lanes.values():
             fifo = lane.fifo
             # Pending batches cover [pending[0].start, pos) in order: unfinished is everything from there.
             start = min(lane.pending[0].start if lane.pending else lane.pos, lane.pos)

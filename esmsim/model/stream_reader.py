@@ -177,6 +177,16 @@ class ShardReader:
         self._reschedule(now)
         return waiter.event
 
+    def release(self, lane: LaneRows, now: float) -> None:
+        """Wake ``lane`` if it waits here (its shard's lanes are being rebuilt, or the shard closed)."""
+        mine = [w for w in self.waiters if w.lane is lane]
+        if not mine:
+            return
+        self.waiters = [w for w in self.waiters if w.lane is not lane]
+        for w in mine:
+            w.event.succeed()
+        self._reschedule(now)
+
     def on_extend(self, now: float) -> None:
         """More records were generated: waiting lanes may now have a poll (or a push) to wait for.
 
