@@ -11,10 +11,12 @@ earlier one, shard by shard in the same way.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
@@ -315,3 +317,244 @@ def test_factor_changes_keep_key_order_and_each_factors_concurrency(s: Scenario)
         inv = invocations_of(result, i)
         check_generations(s, i, inv)
         assert per_key_in_order(records_of(result, label(s, i)))
+
+
+# ---------------------------------------------------------------------------------- resharding
+
+#: One shard of 20 keys: six records at 0, then one a second from 1 s (docs/model.md §1, constant).
+RESHARD: dict[str, Any] = {
+    "duration": 12,
+    "sources": {
+        "s": {"traffic": {"rate": 1, "pattern": "constant", "initial_backlog": 6, "partition_keys": 20}}
+    },
+}
+
+
+def test_one_shard_to_two_children_read_after_the_parent_is_drained() -> None:
+    # UpdateShardCount 1 -> 2 at 2.5 s: shard 0 closes, shards 1 and 2 open. Shard 0 keeps the six
+    # records sent at 0 and those sent at 1 and 2; the records from 3 s on go to 1 or 2 by key.
+    # Batches of 2, 1 s each: shard 0 runs 0 -> 1, 1 -> 2, 2 -> 3 and 3 -> 4 (the records sent at 1
+    # and 2 last). Its children are read only from 4 s, when it is drained: each child's first
+    # batch starts then, with what it holds by then.
+    s = stream(merge(RESHARD, {"changes": [{"at": 2.5, "set": {"sources.s.shards": 2}}]}))
+    result = traced(s)
+    inv = invocations_of(result, 0)
+    rec = records_of(result, READER)
+    parent = inv[inv["shard"] == 0]
+    assert list(parent["start_s"]) == [0.0, 1.0, 2.0, 3.0]
+    assert list(parent["records"]) == [2, 2, 2, 2]
+    children = inv[inv["shard"] > 0]
+    assert set(children["shard"]) == {1, 2}
+    assert children["start_s"].min() == 4.0
+    for shard in (1, 2):
+        first = children[children["shard"] == shard].iloc[0]
+        sent = rec.loc[rec["shard"] == shard, "sent_s"]
+        assert first["start_s"] == max(4.0, sent.min())
+        assert first["records"] == min(2, int((sent <= first["start_s"]).sum()))
+    # Records go to the shards open when they are sent; a key's records stay in order.
+    assert (rec.loc[rec["sent_s"] < 2.5, "shard"] == 0).all()
+    assert (rec.loc[rec["sent_s"] > 2.5, "shard"] > 0).all()
+    assert per_key_in_order(rec)
+    # A key keeps its child: the hash range [0, 1/2) goes to shard 1, [1/2, 1) to shard 2.
+    assert (rec[rec["shard"] > 0].groupby("key")["shard"].nunique() == 1).all()
+    assert_conserved(result)
+
+
+def test_two_shards_to_one_child_waits_for_both_parents() -> None:
+    # UpdateShardCount 2 -> 1 at 2.5 s: shard 2 takes every key, after shards 0 and 1 are both
+    # drained: its first batch starts when the later of its parents ends its last one.
+    s = stream(
+        merge(
+            RESHARD,
+            {"sources": {"s": {"shards": 2}}, "changes": [{"at": 2.5, "set": {"sources.s.shards": 1}}]},
+        )
+    )
+    result = traced(s)
+    inv = invocations_of(result, 0)
+    rec = records_of(result, READER)
+    parents = inv[inv["shard"] < 2]
+    child = inv[inv["shard"] == 2]
+    assert set(parents["shard"]) == {0, 1}
+    assert child["start_s"].min() == parents["end_s"].max()
+    assert set(rec.loc[rec["sent_s"] > 2.5, "shard"]) == {2}
+    assert per_key_in_order(rec)
+    assert_conserved(result)
+
+
+def test_shard_hours_follow_the_shard_count() -> None:
+    # One shard for 30 s, then two: 30 + 2 x 90 = 210 shard-seconds at $0.015 a shard-hour.
+    s = Scenario.model_validate(
+        {
+            "duration": 120,
+            "update_delay": 0,
+            "functions": {"f": {"duration": "100ms"}},
+            "sources": {"s": {"type": "kinesis", "shards": 1, "traffic": {"rate": "20/s"}}},
+            "mappings": [{"source": "s", "function": "f", "starting_position": "LATEST"}],
+            "changes": [{"at": 30, "set": {"sources.s.shards": 2}}],
+        }
+    )
+    result = traced(s)
+    assert result.summary["cost_source_usd"] == pytest.approx(210 / 3600 * 0.015)
+    # The shards' time series and the records table name the new shards.
+    assert set(result.shard_timeseries["shard"]) == {0, 1, 2}
+    assert set(result.records["shard"]) == {0, 1, 2}
+    assert_conserved(result)
+
+
+def test_resharding_with_enhanced_fan_out_and_a_factor_change() -> None:
+    # 2 -> 4 shards, then the factor 1 -> 3, then back to 2 shards while the mapping is paused:
+    # every shard read after its parents, keys in order, the books balanced.
+    s = Scenario.model_validate(
+        {
+            "duration": 240,
+            "seed": 5,
+            "functions": {"f": {"duration": "100ms", "errors": {"invocation_error_rate": 0.2}}},
+            "sources": {
+                "s": {
+                    "type": "kinesis",
+                    "shards": 2,
+                    "traffic": {"rate": "50/s", "partition_keys": 40, "initial_backlog": 500},
+                }
+            },
+            "mappings": [
+                {
+                    "source": "s",
+                    "function": "f",
+                    "starting_position": "TRIM_HORIZON",
+                    "batch_size": 10,
+                    "enhanced_fan_out": True,
+                }
+            ],
+            "changes": [
+                {"at": 30, "set": {"sources.s.shards": 4}},
+                {"at": 60, "set": {"mappings[0].parallelization_factor": 3}},
+                {"at": 100, "set": {"sources.s.shards": 2, "mappings[0].enabled": False}},
+                {"at": 150, "set": {"mappings[0].enabled": True}},
+            ],
+        }
+    )
+    result = traced(s)
+    check_lineage(s, 0, result)
+    assert_conserved(result)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            [{"at": 10, "set": {"sources.t.shards": 4}}],
+            "changes[0].set.sources.t.shards: DynamoDB manages a stream's shards (they follow the table's "
+            "partitions): no update sets them",
+        ),
+        (
+            [{"at": 10, "set": {"sources.s.shards": 9}}],
+            "changes[0].set: at 10 s: sources.s.shards: 4 -> 9: UpdateShardCount scales a stream up to at "
+            "most double its open shards (8)",
+        ),
+        (
+            [{"at": 10, "set": {"sources.s.shards": 1}}],
+            "changes[0].set: at 10 s: sources.s.shards: 4 -> 1: UpdateShardCount scales a stream down to at "
+            "least half its open shards (2)",
+        ),
+        (
+            [{"at": 10 * i, "set": {"sources.s.shards": 4 + i % 2}} for i in range(1, 12)],
+            "changes[10].set: at 110 s: sources.s.shards: UpdateShardCount scales a stream at most 10 times "
+            "in a rolling 24 hours",
+        ),
+    ],
+)
+def test_shard_count_changes_are_validated_as_update_shard_count(
+    changes: list[dict[str, Any]], message: str
+) -> None:
+    raw = {
+        "functions": {"f": {"duration": "100ms"}},
+        "sources": {
+            "s": {"type": "kinesis", "shards": 4, "traffic": {"rate": "5/s"}},
+            "t": {"type": "dynamodb", "shards": 2, "traffic": {"rate": 1}},
+        },
+        "mappings": [{"source": "s", "function": "f", "starting_position": "LATEST"}],
+        "changes": changes,
+    }
+    with pytest.raises(ScenarioError) as error:
+        Scenario.model_validate(raw)
+    assert [issue.format() for issue in error.value.issues] == [message]
+
+
+def shard_epochs(s: Scenario) -> list[tuple[float, int, int]]:
+    """The stream's shards over the run: (from when, how many, the first one's number)."""
+    count = s.sources["s"].shards  # type: ignore[union-attr]
+    found = [(-np.inf, count, 0)]
+    for effective, stage in s.stages:
+        new = stage.sources["s"].shards  # type: ignore[union-attr]
+        if effective < s.duration and new != found[-1][1]:
+            _, n, first = found[-1]
+            found.append((effective, new, first + n))
+    return found
+
+
+def check_lineage(s: Scenario, i: int, result: Any) -> None:
+    """Records in the shards open when they were sent; a child read only after its parents ended."""
+    epochs = shard_epochs(s)
+    rec = records_of(result, label(s, i))
+    inv = invocations_of(result, i)
+    starts = np.array([e[0] for e in epochs])
+    epoch = np.searchsorted(starts, rec["sent_s"].to_numpy(), side="right") - 1
+    firsts = np.array([e[2] for e in epochs])
+    counts = np.array([e[1] for e in epochs])
+    shard = rec["shard"].to_numpy()
+    assert ((shard >= firsts[epoch]) & (shard < firsts[epoch] + counts[epoch])).all()
+    for (_, n, before), (_, m, after) in itertools.pairwise(epochs):
+        for j in range(m):
+            child = inv[inv["shard"] == after + j]
+            if child.empty:
+                continue
+            for k in range(n):
+                if k * m < (j + 1) * n and j * n < (k + 1) * m:  # hash ranges overlap: a parent
+                    parent = before + k
+                    ended = inv.loc[inv["shard"] == parent, "end_s"].to_numpy()
+                    assert child["start_s"].min() >= ended.max(initial=-np.inf) - 1e-9
+                    done = rec.loc[(rec["shard"] == parent), "done_s"].to_numpy()
+                    assert not np.isnan(done).any(), "a child read before its parent finished"
+                    assert child["start_s"].min() >= done.max(initial=-np.inf) - 1e-9
+    for lane in np.unique(inv["lane"].to_numpy()):
+        mine = inv[inv["lane"] == lane]
+        assert mine["shard"].nunique() == 1
+        assert concurrency_at(mine, mine["start_s"].to_numpy()).max() <= 1
+    assert per_key_in_order(rec)
+
+
+@st.composite
+def reshardings(draw: st.DrawFn) -> Scenario:
+    raw = draw(stream_scenarios())
+    source = raw["sources"]["s"]
+    source["type"] = "kinesis"
+    shards = source["shards"]
+    changes: list[dict[str, Any]] = []
+    at = 0.0
+    for _ in range(draw(st.integers(1, 3))):
+        at += draw(st.floats(1.0, raw["duration"] / 2))
+        sets: dict[str, Any] = {}
+        if draw(st.booleans()):
+            shards = draw(st.integers(-(-shards // 2), 2 * shards))
+            sets["sources.s.shards"] = shards
+        else:
+            i = draw(st.integers(0, len(raw["mappings"]) - 1))
+            sets[f"mappings[{i}].parallelization_factor"] = draw(st.integers(1, 4))
+        changes.append({"at": at, "set": sets})
+    raw["changes"] = changes
+    raw["update_delay"] = draw(st.sampled_from([0, 1, 5]))
+    try:
+        return Scenario.model_validate(raw)
+    except ScenarioError:
+        assume(False)
+        raise
+
+
+@LIVE_SETTINGS
+@given(reshardings())
+def test_reshardings_keep_key_order_and_read_children_after_parents(s: Scenario) -> None:
+    result = traced(s)
+    assert_conserved(result)
+    assert result.diagnostics["late_level_changes"] == 0
+    for i in range(len(s.mappings)):
+        check_lineage(s, i, result)

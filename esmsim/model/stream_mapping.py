@@ -5,7 +5,9 @@ its records strictly in order, one batch at a time, so records of one key are ne
 concurrently or out of order and a shard runs at most ``parallelization_factor`` batches at once.
 A lane keeps its own copy of the records it has yet to finish (:class:`~esmsim.model.stream_lanes.Lane`),
 so a stalled lane holds its own backlog and nothing else. A live change of the factor rebuilds a
-shard's lanes once none of them holds a batch (:mod:`esmsim.model.stream_lanes`).
+shard's lanes once none of them holds a batch (:mod:`esmsim.model.stream_lanes`). After a live
+change of the shard count, a child shard is read only once every parent shard is drained
+(:class:`~esmsim.scenario.shard_plan.ShardPlan`).
 
 A lane forms a batch when it has ``batch_size`` records fetched, the 6 MB payload is reached, or its
 batching window has passed: the window starts when the lane's previous invocation completes (AWS).
@@ -157,7 +159,8 @@ class StreamMappingRuntime:
         self.draws = source.draws
         self.stream_backlog = recorder.level("stream_backlog")
         self.backlog = recorder.level("backlog")
-        shards = src.shards
+        plan = source.plan  # every shard the run has, a resharding's children included
+        shards = plan.total
         self.finished = np.zeros(shards, dtype=np.int64)  # records finished per shard
         self.arrived = recorder.tally(f"shard_records:{index}", shards)  # in-scope records per shard
         self.scope_start = np.full(shards, -1, dtype=np.int64)  # first in-scope position per shard
@@ -187,7 +190,11 @@ class StreamMappingRuntime:
             if delivery is None:
                 source.add_reader(shard, reader)
             lanes = self._new_lanes(shard, self._reserve(spec.parallelization_factor))
-            self.shard_lanes.append(ShardLanes(shard, lanes, (), math.inf))
+            self.shard_lanes.append(ShardLanes(shard, lanes, plan.parents[shard], plan.closes_at[shard]))
+        for lanes_of, children in zip(self.shard_lanes, plan.children, strict=True):
+            lanes_of.children = children
+        #: When reshardings close shards: their idle lanes are told then that nothing more comes.
+        self._closings = sorted({t for t in plan.closes_at if t < math.inf})
         source.subscribe(self._on_rows, self._after_block)
         recorder.gauge("shard_backlog", label, self.shard_backlog)
 
@@ -275,6 +282,41 @@ class StreamMappingRuntime:
         for shard in self.shard_lanes:
             if shard.active:
                 for lane in shard.lanes:
+                    self.env.process(self._lane(lane))
+        if self._closings:
+            self.env.process(self._close_shards())
+
+    # ------------------------------------------------------------------ resharding
+    def _close_shards(self) -> Generator[simpy.Event, Any, None]:
+        """At each resharding, wake the parents' lanes that wait for records: none will come."""
+        env = self.env
+        for t in self._closings:
+            yield env.timeout(max(0.0, t - env.now))
+            # Every record sent before t has been generated (the traffic runs ahead of the clock).
+            assert self.source.horizon >= t or self.source.exhausted
+            for shard in self.shard_lanes:
+                if shard.closes_at == t and shard.active:
+                    for lane in shard.lanes:
+                        if lane.idle and lane.pos >= lane.top:
+                            lane.reader.release(lane, env.now)
+
+    def _drain(self, shard: ShardLanes, now: float) -> None:
+        """A closed shard whose lanes hold nothing more is drained: its children may be read."""
+        if shard.drained or not all(lane.idle and lane.pos >= lane.top for lane in shard.lanes):
+            return
+        shard.drained = True
+        for lane in shard.lanes:
+            lane.closed = True
+            lane.reader.release(lane, now)
+        for index in shard.children:
+            child = self.shard_lanes[index]
+            if child.active or not all(self.shard_lanes[p].drained for p in child.parents):
+                continue
+            # Lambda processes a parent shard completely before its children (docs/model.md §4).
+            child.active = True
+            self.readers[index].active_from = now
+            if self._started:
+                for lane in child.lanes:
                     self.env.process(self._lane(lane))
 
     def apply(self, spec: StreamMapping, now: float) -> None:
@@ -443,6 +485,11 @@ class StreamMappingRuntime:
         lane.release_finished()
         reader = lane.reader
         if lane.pos >= lane.top:
+            if now >= shard.closes_at:
+                # A resharding closed the shard and every record sent to it is generated: this lane
+                # has nothing more to do, and the last of its shard's lanes to end drains it.
+                self._drain(shard, now)
+                return _CLOSED
             # Nothing in hand: wait for the next record (it may not be generated yet, or never come:
             # an idle lane keeps its shard polled either way, so how far traffic has been
             # generated never changes when the shard is read).

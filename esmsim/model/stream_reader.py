@@ -131,6 +131,8 @@ class ShardReader:
         # the position fetched up to and the time; kept until every lane has taken its rows.
         self._marks = RecordFifo({"top": np.int64, "at": float})
         self._delivered = 0  # enhanced fan-out: positions delivered when last asked
+        #: When the mapping began reading the shard (a resharding's child: once its parents drained).
+        self.active_from = -math.inf
 
     def skip_to(self, position: int) -> None:
         """The mapping's scope starts at ``position``: nothing before it is read."""
@@ -154,7 +156,8 @@ class ShardReader:
         """When each of the shard positions ``rows`` (all fetched) reached the consumer."""
         efo = self.efo
         if efo is not None:
-            return efo.fifo.gather("delivered_at", rows)
+            # A child shard's subscription starts once its parents are drained.
+            return np.asarray(np.maximum(efo.fifo.gather("delivered_at", rows), self.active_from))
         marks = self._marks
         tops = marks.column("top", marks.low, marks.top)
         return marks.column("at", marks.low, marks.top)[tops.searchsorted(rows, side="right")]

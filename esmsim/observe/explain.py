@@ -83,7 +83,8 @@ def _minutes(scenario: Scenario, observed: Observed, i: int) -> list[str]:
     nb = len(observed.edges) - 1
     # The mapping as it stood in each minute (live changes may enable, disable or cap it).
     middles = (observed.edges[:-1] + observed.edges[1:]) / 2
-    specs = [_in_effect(scenario, float(t)).mappings[i] for t in middles]
+    systems = [_in_effect(scenario, float(t)) for t in middles]
+    specs = [system.mappings[i] for system in systems]
     reasons = observed.mapping_throttle_reasons[i]
     errors = observed.mapping_series["Errors"][i]
     busiest = observed.concurrency_by_mapping[i].bin_max
@@ -103,7 +104,7 @@ def _minutes(scenario: Scenario, observed: Observed, i: int) -> list[str]:
         if isinstance(spec, SqsMapping):
             cap = spec.maximum_concurrency
         else:
-            cap = getattr(scenario.sources[m.source], "shards", 1) * spec.parallelization_factor
+            cap = getattr(systems[b].sources[m.source], "shards", 1) * spec.parallelization_factor
         if not spec.enabled:
             out.append(DISABLED)
         elif not waited[b]:
