@@ -9,6 +9,8 @@ answers an invoke that exceeds a limit with a 429 at once, and the caller decide
 from __future__ import annotations
 
 import math
+from collections import deque
+from collections.abc import Callable
 
 from esmsim.scenario.functions import Account
 
@@ -82,6 +84,10 @@ class AccountPool:
         self.provisioned_unreserved = provisioned_unreserved
         self.unreserved_limit = account.concurrency_limit - reserved_total - provisioned_unreserved
         self.unreserved_in_use = 0
+        #: Provisioned environments of functions without a reservation, allocated during the run but
+        #: waiting for the unreserved concurrency that running on-demand invocations still hold: one
+        #: callback each (it frees the environment), oldest first.
+        self.waiting: deque[Callable[[], None]] = deque()
         self.legacy_bucket = (
             TokenBucket(account.legacy_burst, account.legacy_refill) if account.scaling == "legacy" else None
         )
@@ -94,6 +100,40 @@ class AccountPool:
         if (old is None) != (new is None):  # its provisioned concurrency moves in or out of the pool
             self.provisioned_unreserved += provisioned if new is None else -provisioned
         self.unreserved_limit = self.limit - self.reserved_total - self.provisioned_unreserved
+
+    def provision(self, delta: int) -> None:
+        """Provisioned concurrency of a function without a reservation changes by ``delta`` during the run."""
+        self.provisioned_unreserved += delta
+        self.unreserved_limit = self.limit - self.reserved_total - self.provisioned_unreserved
+
+    def owe(self, ready: Callable[[], None], count: int) -> int:
+        """How many of ``count`` new provisioned environments must wait for concurrency to come free.
+
+        Their concurrency leaves the unreserved pool now, but on-demand invocations running in it may
+        still hold it: as many environments as the pool is over its limit wait, each freed by
+        ``ready`` once an invocation ends (:meth:`settle`), so the account limit holds throughout.
+        """
+        owed = min(count, max(0, self.unreserved_in_use - len(self.waiting) - self.unreserved_limit))
+        self.waiting.extend([ready] * owed)
+        return owed
+
+    def withdraw(self, ready: Callable[[], None], most: int) -> int:
+        """Take back up to ``most`` waiting environments of one function (``ready`` is its callback)."""
+        kept: deque[Callable[[], None]] = deque()
+        taken = 0
+        for entry in self.waiting:
+            if taken < most and entry == ready:
+                taken += 1
+            else:
+                kept.append(entry)
+        self.waiting = kept
+        return taken
+
+    def settle(self) -> None:
+        """Free waiting provisioned environments, oldest first, as far as the pool has room for them."""
+        waiting = self.waiting
+        while waiting and self.unreserved_in_use - len(waiting) < self.unreserved_limit:
+            waiting.popleft()()
 
     def function_bucket(self) -> TokenBucket | None:
         """A new per-function scaling bucket (2023 model), or None when the account bucket rules."""

@@ -37,6 +37,14 @@ class LambdaFunction:
         self.timeout_s = spec.timeout
         self.per_record_s = spec.per_record
         self.cpu_factor = spec.cpu_factor
+        #: The memory invocations run with (each is billed at the memory it started with).
+        self.memory_mb = spec.memory_mb
+        account = pool.account
+        #: New provisioned environments Lambda allocates per second: the function scaling rate.
+        self.allocation_rate = account.function_scale_environments / account.function_scale_period
+        #: Counts provisioned concurrency configurations: one still being allocated when a newer one
+        #: comes is abandoned.
+        self.allocations = 0
         self.durations = Sampler(spec.duration, streams.get("duration", name))
         self.inits = Sampler(spec.cold_start, streams.get("init", name))
         self.uniforms = UniformSource(streams.get("errors", name))
@@ -46,31 +54,63 @@ class LambdaFunction:
         self.poison_rate = spec.errors.poison_record_rate
         self.incidents = tuple((i.start, i.end, i) for i in spec.incidents)
 
-    def apply(self, spec: Function, now: float) -> None:
-        """A live change (UpdateFunctionConfiguration or code, PutFunctionConcurrency).
+    def apply(self, spec: Function, env: simpy.Environment) -> None:
+        """A live change (UpdateFunctionConfiguration, code, PutFunctionConcurrency, provisioned concurrency).
 
-        Reserved concurrency, timeout, handler duration, cold start, errors; the random streams go
-        on where they were. A change of anything but the reservation and the asynchronous
-        invocation settings is a deploy: the next invocations start in new environments.
+        Reserved and provisioned concurrency, memory, timeout, handler duration, cold start, errors;
+        the random streams go on where they were. A change of anything but the reservation, the
+        provisioned concurrency and the asynchronous invocation settings is a deploy: the next
+        invocations start in new environments.
         """
-        deployed = (
-            spec.model_copy(
-                update={"reserved_concurrency": self.spec.reserved_concurrency, "async_": self.spec.async_}
-            )
-            != self.spec
-        )
-        if spec.cold_start != self.spec.cold_start:
+        now = env.now
+        old = self.spec
+        unchanged = {
+            "reserved_concurrency": old.reserved_concurrency,
+            "provisioned_concurrency": old.provisioned_concurrency,
+            "async_": old.async_,
+        }
+        deployed = spec.model_copy(update=unchanged) != old
+        if spec.cold_start != old.cold_start:
             self.inits = Sampler(spec.cold_start, self.inits.rng)
         self.spec = spec
         self.environments.reserve(spec)
+        if spec.provisioned_concurrency != old.provisioned_concurrency:
+            self.provision(env, spec.provisioned_concurrency)
         if deployed:
             self.environments.redeploy(now)
+        self.memory_mb = spec.memory_mb
+        self.cpu_factor = spec.cpu_factor
         self.timeout_s = spec.timeout
         self.per_record_s = spec.per_record
         self.durations = Sampler(spec.duration, self.durations.rng)
         self.error_rate = spec.errors.invocation_error_rate
         self.record_error_rate = spec.errors.record_error_rate
         self.poison_rate = spec.errors.poison_record_rate
+
+    def provision(self, env: simpy.Environment, target: int) -> None:
+        """A new provisioned concurrency configuration (docs/model.md §14).
+
+        Lower: the environments beyond it go now (busy ones as they finish). Higher: Lambda
+        prepares for ``provisioned_allocation``, then allocates the new environments at the
+        function scaling rate; none of them serves an invocation before all are allocated, and
+        those allocated before go on serving. A configuration still being allocated is replaced.
+        """
+        self.allocations += 1
+        environments = self.environments
+        if target < environments.pc:
+            environments.deprovision(environments.pc - target, env.now)
+        elif target > environments.pc:
+            more = target - environments.pc
+            delay = self.spec.provisioned_allocation + more / self.allocation_rate
+            env.process(self._allocate(env, self.allocations, more, delay))
+
+    def _allocate(
+        self, env: simpy.Environment, allocation: int, more: int, delay: float
+    ) -> Generator[simpy.Event, Any, None]:
+        """Add ``more`` provisioned environments ``delay`` from now, unless a newer configuration came."""
+        yield env.timeout(delay)
+        if allocation == self.allocations:
+            self.environments.provision(more, env.now)
 
     def reaper(self, env: simpy.Environment, every_s: float = 60.0) -> Generator[simpy.Event, Any, None]:
         """Retire expired idle environments at least every ``every_s`` (see lambda_env)."""

@@ -190,6 +190,7 @@ class Invoker:
             now - batch.stored_at,
             batch.shard,
             batch.lane,
+            function.memory_mb,
         )
         batch.started(now, end, init_s)
         return kind, outcome, end, busy_s, failed

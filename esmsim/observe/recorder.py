@@ -53,6 +53,7 @@ INVOCATION_FIELDS = (
     "iterator_age_s",
     "shard",
     "lane",
+    "memory_mb",
 )
 (
     _START,
@@ -68,6 +69,7 @@ INVOCATION_FIELDS = (
     _AGE,
     _SHARD,
     _LANE,
+    _MEMORY,
 ) = range(len(INVOCATION_FIELDS))
 #: Columns of a throttle row.
 THROTTLE_FIELDS = ("time_s", "function", "mapping", "reason")
@@ -158,7 +160,13 @@ class Recorder:
         self._durations: list[np.ndarray] | None = []  # every run_s, while there are few enough
         self._age = [0.0, 0, -math.inf]  # sum, count, max
         fn_names = ("invocations", "errors", "cold_starts", "provisioned_invocations", "throttles")
-        billed = ("billed_s", "billed_init_s", "billed_provisioned_s", "billed_provisioned_init_s")
+        # GB-seconds billed: each invocation's billed duration times the memory it ran with.
+        billed = (
+            "billed_gb_s",
+            "billed_init_gb_s",
+            "billed_provisioned_gb_s",
+            "billed_provisioned_init_gb_s",
+        )
         self._fn_totals = {name: np.zeros(nf) for name in (*fn_names, *billed)}
         self._map_totals = {name: np.zeros(nm) for name in fn_names}
         self._reasons = np.zeros(len(ThrottleReason) + 1, dtype=np.int64)
@@ -189,8 +197,13 @@ class Recorder:
         iterator_age_s: float,
         shard: int,
         lane: int,
+        memory_mb: float,
     ) -> None:
-        """An invocation started at ``start_s`` (its whole course is decided when it starts)."""
+        """An invocation started at ``start_s`` (its whole course is decided when it starts).
+
+        ``memory_mb`` is the function's memory it runs with: it is billed at it (a live change of the
+        memory applies to the invocations that start after it).
+        """
         self._rows.extend(
             (
                 start_s,
@@ -206,6 +219,7 @@ class Recorder:
                 iterator_age_s,
                 shard,
                 lane,
+                memory_mb,
             )
         )
         if len(self._rows) >= self._fold_at:
@@ -350,18 +364,19 @@ class Recorder:
             else:
                 self._durations = None
         gran = self.layout.billing_granularity_ms
-        billed = billed_seconds(run_s, gran)
-        billed_init = billed_seconds(run_s + init_s, gran)
+        gb = inv[:, _MEMORY] / 1024.0
+        billed = billed_seconds(run_s, gran) * gb
+        billed_init = billed_seconds(run_s + init_s, gran) * gb
         fn = self._fn_totals
         fn["invocations"] += np.bincount(function, minlength=nf)
         fn["errors"] += np.bincount(function, weights=errors, minlength=nf)
         fn["cold_starts"] += np.bincount(function, weights=cold, minlength=nf)
         fn["provisioned_invocations"] += np.bincount(function, weights=provisioned, minlength=nf)
         on_demand = ~provisioned
-        fn["billed_s"] += np.bincount(function, weights=billed * on_demand, minlength=nf)
-        fn["billed_init_s"] += np.bincount(function, weights=billed_init * on_demand, minlength=nf)
-        fn["billed_provisioned_s"] += np.bincount(function, weights=billed * provisioned, minlength=nf)
-        fn["billed_provisioned_init_s"] += np.bincount(
+        fn["billed_gb_s"] += np.bincount(function, weights=billed * on_demand, minlength=nf)
+        fn["billed_init_gb_s"] += np.bincount(function, weights=billed_init * on_demand, minlength=nf)
+        fn["billed_provisioned_gb_s"] += np.bincount(function, weights=billed * provisioned, minlength=nf)
+        fn["billed_provisioned_init_gb_s"] += np.bincount(
             function, weights=billed_init * provisioned, minlength=nf
         )
         mt = self._map_totals

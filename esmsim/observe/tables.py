@@ -51,6 +51,7 @@ def invocations(observed: Observed, changes: Sequence[float] = ()) -> pd.DataFra
             "cold_start": np.isin(env, [int(k) for k in EnvKind if k.cold_start]),
             "init_s": table["init_s"],
             "run_s": table["run_s"],
+            "memory_mb": table["memory_mb"].astype(np.int64),
             "iterator_age_s": table["iterator_age_s"],
             "shard": table["shard"].astype(np.int64),
             "lane": table["lane"].astype(np.int64),

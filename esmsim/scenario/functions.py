@@ -224,6 +224,15 @@ class Function(Frozen):
         ge=0,
         description="Pre-initialised environments: no cold starts, billed whether busy or not.",
     )
+    provisioned_allocation: Seconds = Field(
+        120.0,
+        ge=0,
+        description=(
+            "When a live change raises provisioned_concurrency: Lambda's preparation before it allocates "
+            "the new environments (AWS: 'a minute or two'; an assumption), which then come at the function "
+            "scaling rate and serve only once all are allocated."
+        ),
+    )
     duration: DurationDist = Field(
         default_factory=lambda: ConstantDuration(value=0.1),
         description="Handler time per invocation, as measured at `measured_at_memory_mb`.",
