@@ -352,7 +352,8 @@ def _print_table(table: Any, keys: list[str]) -> None:
     header = "  ".join(f"{n:>14s}" for n in [*names, *columns.values()])
     click.echo(header)
     for row in table.to_dict("records"):
-        cells = [f"{row[k]!s:>14s}" for k in keys]
+        # A key swept to null (standard mode, no cap ...) is NaN in the table: show it as written.
+        cells = [f"{'null' if row[k] != row[k] or row[k] is None else row[k]!s:>14s}" for k in keys]
         cells += [f"{row[c]:>14.4g}" if row[c] == row[c] else f"{'n/a':>14s}" for c in columns]
         click.echo("  ".join(cells))
 

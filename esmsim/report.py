@@ -208,13 +208,25 @@ def summary_lines(result: RunResult) -> list[str]:
         "concurrency",
         f"  max {_num(s['concurrency_max'])}   mean {_num(s['concurrency_mean'])}   "
         f"warm environments {_num(s['environments_mean'])}"
-        + (f"   pollers max {_num(s['pollers_max'])}" if result.scenario_has("sqs") else ""),
+        + (f"   pollers max {_num(s['pollers_max'])}" if result.scenario_has("sqs") else "")
+        + (
+            f"   event pollers max {_num(s['event_pollers_max'])} mean {_num(s['event_pollers_mean'])}"
+            if s["event_pollers_max"]
+            else ""
+        ),
         "backlog (SQS messages visible + stream records not yet processed + events in async queues)",
         f"  max {_num(s['backlog_max'])}   mean {_num(s['backlog_mean'])}",
         "cost (us-east-1 list prices unless the scenario overrides them)",
         f"  this run            {_usd(s['cost_usd'])}  "
         f"(Lambda requests {_usd(s['cost_lambda_requests_usd'])}, "
-        f"compute {_usd(s['cost_lambda_compute_usd'])}, source {_usd(s['cost_source_usd'])})",
+        f"compute {_usd(s['cost_lambda_compute_usd'])}, source {_usd(s['cost_source_usd'])}"
+        + (
+            f", provisioned concurrency {_usd(s['cost_lambda_provisioned_usd'])}"
+            if s["cost_lambda_provisioned_usd"]
+            else ""
+        )
+        + (f", event pollers {_usd(s['cost_event_pollers_usd'])}" if s["cost_event_pollers_usd"] else "")
+        + ")",
         f"  per million records {_usd(s['cost_per_million_records_usd'])}",
         f"  per month           {_usd(s['cost_per_month_usd'])}  "
         f"(this traffic for {result.scenario.pricing.month_hours:g} h)",
@@ -249,7 +261,7 @@ def summary_lines(result: RunResult) -> list[str]:
 def latency_split(summary: dict[str, Any]) -> list[str]:
     """Where the mean latency went, as one line (none without a mean): parts with their shares.
 
-    The parts (docs/model.md §7) sum to ``latency_mean_s``; those under 0.05 % of it are left out.
+    The parts (docs/model.md §7) sum to ``latency_mean_s``; those under 0.5 % of it are left out.
     """
     mean = summary.get("latency_mean_s", math.nan)
     if mean is None or math.isnan(mean):
@@ -257,7 +269,7 @@ def latency_split(summary: dict[str, Any]) -> list[str]:
     shown = []
     for key in LATENCY_PART_KEYS:
         value = summary[key]
-        if value > 0.0005 * mean:
+        if value > 0.005 * mean:
             name = key[len("latency_mean_") : -len("_s")]
             shown.append(f"{name} {_seconds(value)} ({value / mean:.0%})")
     return ["   ".join(shown) or "nothing: every record was processed at once"]

@@ -167,8 +167,19 @@ def _mapping(draw: st.DrawFn, source: str, function: str) -> dict[str, Any]:
         "report_batch_item_failures": draw(st.booleans()),
         "single_poller_batching": draw(st.booleans()),
     }
-    if draw(st.booleans()):
+    mode = draw(st.sampled_from(["capped", "standard", "provisioned"]))
+    if mode == "capped":
         mapping["maximum_concurrency"] = draw(st.integers(2, 20))
+    elif mode == "provisioned":
+        minimum = draw(st.integers(2, 3))
+        mapping["provisioned_pollers"] = {
+            "minimum": minimum,
+            "maximum": draw(st.integers(minimum, 4)),
+            "invokes_per_poller": draw(st.sampled_from([1, 3, 10])),
+            "bytes_per_second": draw(st.sampled_from(["64KB", "1MB"])),
+            "per_minute": draw(st.sampled_from([0, 100, 1000])),
+            "scale_down_per_minute": draw(st.sampled_from([0, 60, 1000])),
+        }
     preset = draw(st.sampled_from(["current", "legacy", "custom", "custom"]))
     if preset == "custom":
         ceiling = draw(st.integers(1, 20))
@@ -235,6 +246,7 @@ def sqs_scenarios(
         for fname, fn in functions.items():
             mine = [m for m in mappings if m["function"] == fname]
             for m in mine:
+                m.pop("provisioned_pollers", None)  # V5 is about capped standard mappings
                 m["maximum_concurrency"] = draw(st.integers(2, 20))
             fn["reserved_concurrency"] = sum(m["maximum_concurrency"] for m in mine) + draw(st.integers(0, 3))
     else:
@@ -411,15 +423,20 @@ def test_no_concurrency_cap_is_ever_exceeded(s: Scenario) -> None:
     assert ts["Environments"].min() >= -1e-9
     assert (ts["Environments"] >= ts["ConcurrencyMean"] - 1e-9).all()
     assert summary["environments_max"] >= summary["concurrency_max"]
-    fleet = 0
+    fleet = event_pollers = 0
     for i, m in enumerate(sqs_mappings(s)):
         concurrency = peak_concurrency(invocations_of(result, i))
         ceiling = m.poller_scaling.ceiling
+        provisioned = m.provisioned_pollers
+        if provisioned is not None:  # provisioned mode: the maximum event pollers' invokes
+            ceiling = provisioned.maximum * provisioned.invokes_per_poller
+            event_pollers += provisioned.maximum
         cap = m.maximum_concurrency
         assert concurrency <= ceiling, i
         if cap is not None:
             assert concurrency <= cap, i
         fleet += min(ceiling, cap) if cap is not None else ceiling
+    assert summary["event_pollers_max"] <= event_pollers
     # Pollers never exceed their ceilings and caps; one invocation at a time per poller.
     assert ts["Pollers"].min() >= -1e-9
     assert summary["pollers_max"] <= fleet
@@ -751,6 +768,8 @@ def test_common_random_numbers_across_mapping_parameters(s: Scenario, data: st.D
         m["batch_size"] = data.draw(st.integers(1, 10))
         m["batching_window"] = data.draw(st.sampled_from([0, m["batching_window"]]))
         m["maximum_concurrency"] = data.draw(st.sampled_from([None, 2, 7]))
+        if m["maximum_concurrency"] is not None:
+            m["provisioned_pollers"] = None  # the two modes exclude each other
     for fn in raw["functions"].values():
         # The same code at more memory: durations were measured at the old size and now run faster.
         fn["measured_at_memory_mb"] = fn["memory_mb"]

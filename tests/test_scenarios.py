@@ -164,3 +164,21 @@ def test_sqs_incident_backs_up_while_disabled_and_drains_after() -> None:
     assert visible[19] > 50_000  # 150 orders/s kept coming
     assert visible[-1] < 100  # drained within five minutes at the raised cap
     assert ts["ConcurrentExecutions"].to_numpy()[20:].max() > 30  # above the old cap of 30
+
+
+def test_provisioned_mode_catches_the_spike_that_standard_mode_queues() -> None:
+    # The 30x spike from minute 8: standard mode adds 300 concurrent batches a minute and queues tens of
+    # thousands of orders for seconds; provisioned mode (2 to 200 event pollers) adds up to 1,000 a
+    # minute, so fewer wait and not as long, for event poller hours standard mode does not pay.
+    standard = run("sqs-provisioned-spike.yaml", "duration=12m", "warmup=3m")
+    provisioned = run(
+        "sqs-provisioned-spike.yaml",
+        "duration=12m",
+        "warmup=3m",
+        "mappings[0].provisioned_pollers={minimum: 2, maximum: 200}",
+    )
+    assert standard["backlog_max"] > 2 * provisioned["backlog_max"]
+    assert standard["latency_p99_s"] > 2 * provisioned["latency_p99_s"]
+    assert standard["cost_event_pollers_usd"] == 0
+    assert provisioned["cost_event_pollers_usd"] > 0
+    assert provisioned["event_pollers_max"] > 2  # it scaled beyond its minimum

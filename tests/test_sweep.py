@@ -529,3 +529,27 @@ def test_pareto_plot_marks_the_frontier_and_the_choice() -> None:
     assert len(meeting) == sum(meets(r, objective) for r in ran) > 0
     assert len(failing) > 0
     assert len(meeting) + len(failing) == len(ran)
+
+
+def test_a_key_swept_over_null_and_mappings_plots_and_labels_as_written() -> None:
+    # Standard against provisioned mode: the swept values are null and mappings. The table holds NaN
+    # and JSON; the plots put them on a categorical axis as written, and labels say null.
+    from esmsim.sweep.plots import latency_figure
+    from esmsim.sweep.spec import label
+
+    key = "mappings[0].provisioned_pollers"
+    table = pd.DataFrame(
+        {
+            "point": [0, 1],
+            key: [np.nan, '{"maximum": 200, "minimum": 2}'],
+            "replications": [2, 2],
+            "latency_p50_s": [0.3, 0.25],
+            "latency_p99_s": [12.0, 4.0],
+            "latency_p99_s_ci_low": [11.0, 3.5],
+            "latency_p99_s_ci_high": [13.0, 4.5],
+        }
+    )
+    ax = latency_figure(table, key, None).axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["null", '{"maximum": 200, "minimum": 2}']
+    assert label({key: None}) == f"{key}=null"
+    assert label({key: {"minimum": 2, "maximum": 200}}) == f'{key}={{"maximum": 200, "minimum": 2}}'

@@ -27,11 +27,12 @@ from esmsim.model.scaling import (
     poller_floor,
 )
 from esmsim.model.sqs_collector import Collector
+from esmsim.model.sqs_event_pollers import EventPollers
 from esmsim.model.sqs_messages import Batch
 from esmsim.model.sqs_queue import SqsQueue
 from esmsim.model.sqs_receive import WAKE, SqsReceivers
 from esmsim.observe.recorder import Recorder
-from esmsim.scenario.mappings import SqsMapping
+from esmsim.scenario.mappings import PollerScaling, SqsMapping
 
 _ERROR, _PARTIAL = int(Outcome.ERROR), int(Outcome.PARTIAL)
 
@@ -55,6 +56,7 @@ class SqsMappingRuntime:
         self.queue = queue
         self.receivers = receivers
         self.invoker = invoker
+        self.recorder = recorder
         # ReceiverOwner fields, read on the hot path.
         self.batch_size = spec.batch_size
         self.window_s = spec.batching_window
@@ -64,15 +66,17 @@ class SqsMappingRuntime:
         self.finish_poll_after_window = spec.polling.finish_poll_after_window
         self.idle_collectors = 0
         self.item_failures = spec.report_batch_item_failures
-        self.scaling = spec.poller_scaling
         self.backoff = spec.error_backoff
         self.cap = spec.maximum_concurrency
         self.enabled = spec.enabled
+        # Provisioned mode: the fleet is event pollers' invokes (None: standard mode).
+        self.event_pollers: EventPollers | None = None
+        self.scaling = self._scaling(spec, recorder)
         self._scaling_started = False
         self.target = self.effective = 0.0
         self.allowed = 0
         initial = float(min(self.scaling.initial, self.scaling.ceiling))
-        self._set_fleet(initial, initial)
+        self._set_fleet(initial, initial, 0.0)
         self.running = 0
         self.pollers = recorder.level("pollers")
         self.last_batch_at = 0.0
@@ -82,12 +86,27 @@ class SqsMappingRuntime:
         self._seen = (0, 0)
         self.failures = FailureWindow(self.backoff.window)
 
-    def _set_fleet(self, target: float, effective: float) -> None:
+    def _scaling(self, spec: SqsMapping, recorder: Recorder) -> PollerScaling:
+        """The fleet's scaling in the mapping's mode; sets up (or drops) its event pollers."""
+        provisioned = spec.provisioned_pollers
+        if provisioned is None:
+            self.event_pollers = None
+            return spec.poller_scaling
+        if self.event_pollers is None:
+            self.event_pollers = EventPollers(provisioned, recorder.level("event_pollers"))
+        else:
+            self.event_pollers.reconfigure(provisioned)
+        return provisioned.scaling(spec.poller_scaling)
+
+    def _set_fleet(self, target: float, effective: float, now: float) -> None:
         """Change the fleet sizes; ``allowed`` is what pollers compare against on every loop."""
         self.target = target
         self.effective = min(effective, target)
         allowed = int(self.effective + 1e-9) if self.enabled else 0
         self.allowed = min(allowed, self.cap) if self.cap is not None else allowed
+        pollers = self.event_pollers
+        if pollers is not None:
+            pollers.resize(pollers.needed(target, self.enabled), now)
 
     def start(self) -> None:
         """Start the initial pollers and the scaler."""
@@ -110,6 +129,14 @@ class SqsMappingRuntime:
         self.window_s = spec.batching_window
         self.cap = spec.maximum_concurrency
         self.item_failures = self.invoker.item_failures = spec.report_batch_item_failures
+        if spec.provisioned_pollers is not None or self.event_pollers is not None:
+            self.scaling = self._scaling(spec, self.recorder)
+            # Within the new mode's floor and ceiling (a standard mapping keeps its event pollers'
+            # concurrency until the scaler retires what it does not need).
+            floor, ceiling = float(self.scaling.min_pollers), float(self.scaling.ceiling)
+            self.target = min(ceiling, max(floor, self.target))
+            if self.event_pollers is not None:  # the minimum pollers' invokes are there at once
+                self.effective = max(self.effective, floor)
         if resized and self.running:
             # Idle pollers waiting in a long poll hold a batch sized (and a window timed) before the
             # change: they stop, and the scaler's next tick starts new ones with the new settings
@@ -118,13 +145,13 @@ class SqsMappingRuntime:
         if spec.enabled and not self.enabled:
             self.enabled = True
             initial = float(min(self.scaling.initial, self.scaling.ceiling))
-            self._set_fleet(initial, initial)
+            self._set_fleet(initial, initial, now)
             if not self._scaling_started:
                 self._scaling_started = True
                 self.env.process(self._scaler())
         else:
             self.enabled = spec.enabled
-            self._set_fleet(self.target, self.effective)
+            self._set_fleet(self.target, self.effective, now)
         if self.running < self.allowed:
             self._spawn(self.allowed - self.running, now)
         elif self.running > self.allowed:
@@ -149,6 +176,12 @@ class SqsMappingRuntime:
         round_trip = self.round_trip_s
         while self.running <= self.allowed:
             now = env.now
+            event_pollers = self.event_pollers
+            if event_pollers is not None:
+                pace = event_pollers.read_delay(now)  # provisioned mode: the event pollers' read throughput
+                if pace:
+                    yield env.timeout(pace)
+                    continue  # the fleet may have shrunk meanwhile
             dealt = False  # whether the waiting pollers were just brought up to now
             if round_trip:
                 if visible_for_receive(now):
@@ -171,6 +204,8 @@ class SqsMappingRuntime:
                 continue  # its messages all left while its window collected
             self.last_batch_at = now
             batch.ready_at = now
+            if event_pollers is not None:
+                event_pollers.read(batch.nbytes, now)
             outcome, failed, _, end, _ = yield from invoke(batch, batch.visible_at)
             if outcome == GAVE_UP:
                 release(batch, env.now)  # its messages reappear at their visibility timeout
@@ -186,6 +221,11 @@ class SqsMappingRuntime:
                     release(batch, end)
         self.running -= 1
         self.pollers.add(env.now, -1)
+
+    def finish(self, end: float) -> None:
+        """At the end of the run: bill the event pollers (provisioned mode)."""
+        if self.event_pollers is not None:
+            self.recorder.add_total(f"event_poller_s:{self.index}", self.event_pollers.finish(end))
 
     # ------------------------------------------------------------------ the scaler
     def _scaler(self) -> Generator[simpy.Event, Any, None]:
@@ -243,7 +283,7 @@ class SqsMappingRuntime:
                 params=self.backoff,
                 per_minute=self.scaling.per_minute,
             )
-            self._set_fleet(target, effective)
+            self._set_fleet(target, effective, now)
             allowed = self.allowed
             if self.running < allowed:
                 self._spawn(allowed - self.running, now)

@@ -84,13 +84,16 @@ def resources(scenario: Scenario, observed: Observed) -> pd.DataFrame:
         m = scenario.mappings[i]
         if isinstance(m, StreamMapping):
             limit: int | None = scenario.sources[m.source].shards * m.parallelization_factor  # type: ignore[union-attr]
+        elif m.provisioned_pollers is not None:  # provisioned mode: the maximum event pollers' invokes
+            limit = m.provisioned_pollers.maximum * m.provisioned_pollers.invokes_per_poller
         else:
             limit = m.maximum_concurrency
-        rows.append(
-            usage(
-                "mapping", label, observed.mapping_totals, i, limit, observed.concurrency_by_mapping[i], [i]
-            )
+        row = usage(
+            "mapping", label, observed.mapping_totals, i, limit, observed.concurrency_by_mapping[i], [i]
         )
+        if not isinstance(m, StreamMapping) and m.provisioned_pollers is not None:
+            row["event_poller_hours"] = observed.totals.get(f"event_poller_s:{i}", 0.0) / 3600.0
+        rows.append(row)
     for consumer in observed.outcomes.consumers:
         if consumer.kind != "stream":
             continue

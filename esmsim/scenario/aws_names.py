@@ -74,6 +74,14 @@ def _destination(value: Any) -> dict[str, str]:
     return {"type": service}
 
 
+def _poller_config(value: Any) -> dict[str, Any]:
+    """ProvisionedPollerConfig ``{MinimumPollers, MaximumPollers}`` as ``provisioned_pollers``."""
+    if not isinstance(value, dict) or not set(value) <= {"MinimumPollers", "MaximumPollers"}:
+        raise ValueError("ProvisionedPollerConfig takes MinimumPollers and MaximumPollers")
+    names = {"MinimumPollers": "minimum", "MaximumPollers": "maximum"}
+    return {names[k]: v for k, v in value.items()}
+
+
 _MAPPING_NAMES = (
     AwsName(("Enabled",), "enabled"),
     AwsName(("BatchSize",), "batch_size"),
@@ -116,6 +124,7 @@ AWS_NAMES: dict[str, tuple[AwsName, ...]] = {
         *_MAPPING_NAMES,
         AwsName(("MaximumConcurrency",), "maximum_concurrency"),
         AwsName(("ScalingConfig", "MaximumConcurrency"), "maximum_concurrency"),
+        AwsName(("ProvisionedPollerConfig",), "provisioned_pollers", _poller_config),
     ),
     "StreamMapping": (
         *_MAPPING_NAMES,

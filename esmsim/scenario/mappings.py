@@ -146,6 +146,61 @@ class Polling(Frozen):
     )
 
 
+class ProvisionedPollers(Frozen):
+    """SQS provisioned mode (ProvisionedPollerConfig, since November 2025): a fleet of event pollers.
+
+    AWS documents the range of the minimum (2 to 200, default 2) and maximum (2 to 2,000, default
+    200), what one event poller handles (up to 1 MB/s, 10 concurrent invokes or 10 polling calls a
+    second), the scale-up ("up to 1,000 concurrent executions per minute", to 20,000) and the price
+    per event poller unit-hour. The scale-down rate is not documented: a knob.
+    """
+
+    minimum: Int = Field(2, ge=2, le=200, description="Event pollers always running (MinimumPollers).")
+    maximum: Int = Field(200, ge=2, le=2000, description="Most event pollers (MaximumPollers).")
+    invokes_per_poller: Int = Field(
+        10, ge=1, description="Concurrent invokes one event poller runs (AWS: up to 10)."
+    )
+    bytes_per_second: Bytes = Field(
+        1024 * 1024, gt=0, description="Payload one event poller reads a second (AWS: up to 1 MB/s)."
+    )
+    per_minute: Number = Field(
+        1000.0,
+        ge=0,
+        description="Concurrent executions added per minute while messages remain (AWS: up to 1,000).",
+    )
+    scale_down_per_minute: Number = Field(
+        1000.0,
+        ge=0,
+        description="Idle concurrency retired per minute (undocumented by AWS: an assumption, the "
+        "scale-up rate).",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ProvisionedPollers:
+        if self.minimum > self.maximum:
+            raise ValueError(f"minimum ({self.minimum}) must not exceed maximum ({self.maximum})")
+        return self
+
+    def scaling(self, standard: PollerScaling) -> PollerScaling:
+        """The fleet of concurrent batches these event pollers run, as the poller scaler takes it.
+
+        The minimum pollers' invokes are always available (they run, and are billed, idle or not);
+        the ceiling is the maximum pollers' invokes; the scaler's tick, window and threshold are the
+        mapping's own.
+        """
+        floor = self.minimum * self.invokes_per_poller
+        return standard.model_copy(
+            update={
+                "initial": floor,
+                "per_minute": self.per_minute,
+                "ceiling": self.maximum * self.invokes_per_poller,
+                "min_pollers": floor,
+                "idle_min_pollers": floor,
+                "scale_down_per_minute": self.scale_down_per_minute,
+            }
+        )
+
+
 class _MappingBase(Frozen):
     """What every event source mapping has: the source it reads, the function it invokes."""
 
@@ -186,6 +241,11 @@ class SqsMapping(_MappingBase):
         False,
         description="The handler reports failed records; only those are retried (FunctionResponseTypes).",
     )
+    provisioned_pollers: ProvisionedPollers | None = Field(
+        None,
+        description="Provisioned mode (ProvisionedPollerConfig): event pollers between a minimum and a "
+        "maximum, billed per event poller hour; excludes maximum_concurrency (null: standard mode).",
+    )
     poller_scaling: PollerScaling = Field(
         default_factory=PollerScaling, description="Fleet growth: a preset (`current`, `legacy`) or knobs."
     )
@@ -216,6 +276,15 @@ class SqsMapping(_MappingBase):
             "queue: on when any of its mappings sets it."
         ),
     )
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> SqsMapping:
+        if self.provisioned_pollers is not None and self.maximum_concurrency is not None:
+            raise ValueError(
+                "maximum_concurrency and provisioned_pollers exclude each other (AWS: provisioned mode "
+                "takes MinimumPollers and MaximumPollers instead of ScalingConfig)"
+            )
+        return self
 
     @field_validator("poller_scaling", mode="before")
     @classmethod

@@ -36,16 +36,27 @@ def _numeric(values: pd.Series) -> bool:
     return bool(pd.to_numeric(values, errors="coerce").notna().all())
 
 
+def _label(value: Any) -> str:
+    """A swept value as a category on an axis: ``null`` for a key set to null (NaN in the table)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "null"
+    return str(value)
+
+
 def _lines(table: pd.DataFrame, x: str | None, series: str | None) -> list[tuple[str, pd.DataFrame]]:
     """(label, rows sorted by x) per value of ``series`` (one line when there is no series)."""
     ran = table[table["replications"] > 0]
     if x is not None and _numeric(ran[x]):
         ran = ran.assign(_x=pd.to_numeric(ran[x])).sort_values("_x")
     else:
-        ran = ran.assign(_x=ran[x].astype(str) if x else ran["point"])
+        ran = ran.assign(_x=ran[x].map(_label) if x else ran["point"])
     if series is None:
         return [("", ran)]
-    return [(f"{series.split('.')[-1]}={value}", group) for value, group in ran.groupby(series, sort=True)]
+    # Numbers group (and sort) as numbers; anything else (null, a mapping) as its label.
+    keys = pd.to_numeric(ran[series]) if _numeric(ran[series]) else ran[series].map(_label)
+    return [
+        (f"{series.split('.')[-1]}={_label(value)}", group) for value, group in ran.groupby(keys, sort=True)
+    ]
 
 
 def _x_axis(ax: Axes, table: pd.DataFrame, x: str | None) -> None:

@@ -199,8 +199,16 @@ class Point:
 
 
 def label(params: dict[str, Any]) -> str:
-    """Parameters as ``key=value, key=value``."""
-    return ", ".join(f"{k}={v}" for k, v in params.items())
+    """Parameters as ``key=value, key=value``, values as a scenario file writes them (``null``, JSON)."""
+    return ", ".join(f"{k}={_written(v)}" for k, v in params.items())
+
+
+def _written(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
 
 
 def cell(value: Any) -> Any:
