@@ -157,7 +157,10 @@ class MessageFates:
         else:
             held = np.zeros(batch.n, dtype=bool)
         ids = batch.messages.ids
-        stale = ids[ok & ~held]
+        visible_again = ok & ~held
+        stale = ids[visible_again]
+        # Receives each row had when this batch received it (read before the batch is narrowed).
+        receives = batch.messages.retries[visible_again]
         done = ok & held
         if done.any():
             n = int(np.count_nonzero(done))
@@ -172,10 +175,16 @@ class MessageFates:
             del self.in_flight[batch.serial]
         if not stale.size:
             return
+        # A row back in the queue with exactly one receive more than this batch saw (its own) was
+        # received by nobody since: the receipt still names it. One received again and returned
+        # since has moved on to a newer receipt.
+        order = np.argsort(stale)
+        stale, receives = stale[order], receives[order]
         kept: deque[Messages] = deque()
         deleted = []
         for pool in self.redelivered:
-            hit = np.isin(pool.ids, stale)
+            at = np.minimum(np.searchsorted(stale, pool.ids), stale.size - 1)
+            hit = (stale[at] == pool.ids) & (pool.retries == receives[at] + 1)
             if hit.any():
                 deleted.append(pool.select(hit))
                 pool = pool.select(~hit)
@@ -201,7 +210,9 @@ class MessageFates:
         deadlines = batch.deadlines
         if deadlines is None:
             del self.in_flight[batch.serial]
-            self._reappear(batch.messages, batch.visible_at)
+            # A copy: the batch keeps its own view of its messages (receive counts, receive times)
+            # for a late delete, whatever becomes of them in the queue.
+            self._reappear(batch.messages.select(slice(None)), batch.visible_at)
             return
         returned = batch.returned if batch.returned is not None else np.zeros(batch.n, dtype=bool)
         due = ~returned & (deadlines <= now)
