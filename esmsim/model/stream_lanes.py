@@ -20,15 +20,24 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
 from esmsim.model.records import RecordFifo
 
 if TYPE_CHECKING:
-    from esmsim.model.stream_mapping import Pending
     from esmsim.model.stream_reader import ShardReader
+
+
+class LaneBatch(Protocol):
+    """What a lane needs of a batch it works on (stream_mapping.Pending): where its records start."""
+
+    start: int
+
+
+#: The batches a lane works on (stream_mapping.Pending; lanes do not import the mapping).
+BatchT = TypeVar("BatchT", bound=LaneBatch)
 
 
 def lane_columns(draws: bool) -> dict[str, Any]:
@@ -46,7 +55,7 @@ def lane_columns(draws: bool) -> dict[str, Any]:
     return columns
 
 
-class Lane:
+class Lane(Generic[BatchT]):
     """One ordered sub-stream of a shard (all of it when the parallelization factor is 1).
 
     Its records are positions of its own FIFO, counted from its first record; ``seq`` is each
@@ -72,7 +81,7 @@ class Lane:
         self.reader = reader
         self.fifo = RecordFifo(lane_columns(draws))
         self.pos = 0  # lane positions below this are in a batch already (or finished)
-        self.pending: deque[Pending] = deque()
+        self.pending: deque[BatchT] = deque()
         self.window_start = 0.0
         self.trim_after = -math.inf  # no record of the lane expires or ages out before this time
         self.closed = False  # rebuilt into new lanes, or its shard is drained: its process ends
@@ -145,7 +154,9 @@ class ShardLanes:
         "parents",
     )
 
-    def __init__(self, index: int, lanes: list[Lane], parents: tuple[int, ...], closes_at: float) -> None:
+    def __init__(
+        self, index: int, lanes: list[Lane[Any]], parents: tuple[int, ...], closes_at: float
+    ) -> None:
         self.index = index
         self.lanes = lanes
         self.parents = parents

@@ -70,7 +70,7 @@ class Pending:
     )
 
     def __init__(
-        self, mapping: StreamMappingRuntime, lane: Lane, start: int, end: int, failures: int = 0
+        self, mapping: StreamMappingRuntime, lane: Lane[Pending], start: int, end: int, failures: int = 0
     ) -> None:
         self.mapping = mapping
         self.lane = lane.index
@@ -166,7 +166,7 @@ class StreamMappingRuntime:
         self.scope_start = np.full(shards, -1, dtype=np.int64)  # first in-scope position per shard
         self.readers: list[ShardReader] = []
         #: Every lane still in use, by its number (a batch names its lane by number).
-        self.lanes: dict[int, Lane] = {}
+        self.lanes: dict[int, Lane[Pending]] = {}
         self.shard_lanes: list[ShardLanes] = []
         self._lane_ids = 0  # the next lane number
         efo = spec.enhanced_fan_out
@@ -264,10 +264,10 @@ class StreamMappingRuntime:
         self._lane_ids += n
         return first
 
-    def _new_lanes(self, shard: int, first_id: int) -> list[Lane]:
+    def _new_lanes(self, shard: int, first_id: int) -> list[Lane[Pending]]:
         """The lanes of ``shard`` at the factor in effect, numbered from ``first_id``."""
         reader = self.readers[shard]
-        lanes = [
+        lanes: list[Lane[Pending]] = [
             Lane(shard, first_id + k, reader, self.draws) for k in range(self.spec.parallelization_factor)
         ]
         for lane in lanes:
@@ -384,7 +384,7 @@ class StreamMappingRuntime:
                 self.env.process(self._lane(lane))
 
     # ------------------------------------------------------------------ outcomes
-    def _detail(self, lane: Lane, start: int, end: int) -> dict[str, Any] | None:
+    def _detail(self, lane: Lane[Pending], start: int, end: int) -> dict[str, Any] | None:
         """What a traced run's records table shows of these records (None when not tracing)."""
         if not self.outcomes.tracing:
             return None
@@ -398,7 +398,7 @@ class StreamMappingRuntime:
 
     def _finish(
         self,
-        lane: Lane,
+        lane: Lane[Pending],
         start: int,
         end: int,
         state: RecordState,
@@ -426,7 +426,7 @@ class StreamMappingRuntime:
             if self.backlog is not self.stream_backlog:
                 self.backlog.add(at, -(end - start))
 
-    def _discard(self, lane: Lane, start: int, end: int, now: float) -> None:
+    def _discard(self, lane: Lane[Pending], start: int, end: int, now: float) -> None:
         """Records given up on: to the on-failure destination, or dropped."""
         if end > start:
             self._finish(
@@ -437,7 +437,7 @@ class StreamMappingRuntime:
             if destination is not None:
                 self.recorder.add_total(f"on_failure_deliveries:{destination.type}", 1)
 
-    def trim(self, lane: Lane, start: int, end: int, now: float) -> int:
+    def trim(self, lane: Lane[Pending], start: int, end: int, now: float) -> int:
         """Expire or discard the records at the front of ``[start, end)`` that may no longer be sent."""
         if now < lane.trim_after or start >= end:
             return start
@@ -462,7 +462,7 @@ class StreamMappingRuntime:
         return start
 
     # ------------------------------------------------------------------ the lane
-    def _next(self, lane: Lane, now: float) -> Pending | float | simpy.Event | None:
+    def _next(self, lane: Lane[Pending], now: float) -> Pending | float | simpy.Event | None:
         """The batch to invoke now, or what to wait for: a time or an event (None: the lane is over)."""
         if lane.closed:
             return _CLOSED
@@ -514,7 +514,7 @@ class StreamMappingRuntime:
         # and again) or the window's end.
         return reader.wait(lane, lane.pos + batch_size - 1, window_end, now)
 
-    def _stamp_fetches(self, lane: Lane, start: int, stop: int) -> None:
+    def _stamp_fetches(self, lane: Lane[Pending], start: int, stop: int) -> None:
         """Keep when the records ``[start, stop)`` were fetched, as they go into a batch."""
         fifo = lane.fifo
         reader = lane.reader
@@ -530,7 +530,7 @@ class StreamMappingRuntime:
         )
         reader.forget_before(needed if needed < math.inf else reader.fetched_by(self.env.now))
 
-    def _fit(self, lane: Lane, start: int, n: int) -> tuple[int, bool]:
+    def _fit(self, lane: Lane[Pending], start: int, n: int) -> tuple[int, bool]:
         """How many of ``n`` records from ``start`` fit the 6 MB payload; whether the cap bound."""
         per_record_max = self.source.max_size * self.expansion + self.overhead
         if n * per_record_max <= PAYLOAD_LIMIT_BYTES:
@@ -539,7 +539,7 @@ class StreamMappingRuntime:
         fits, _, capped = fit_payload(np.cumsum(sizes), PAYLOAD_LIMIT_BYTES)
         return max(1, fits), capped
 
-    def _lane(self, lane: Lane) -> Generator[simpy.Event, Any, None]:
+    def _lane(self, lane: Lane[Pending]) -> Generator[simpy.Event, Any, None]:
         env = self.env
         invoke = self.invoker.invoke
         while True:
