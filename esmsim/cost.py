@@ -2,9 +2,10 @@
 
 Lambda bills every invocation that ran (success or function error; throttles are free) one request
 plus memory x billed duration, rounded up to the billing granularity (1 ms), at the architecture's
-rate, with the INIT phase of cold starts billed too since 2025-08-01 (docs/validation.md §6).
-Invocations on provisioned environments use the provisioned-duration rate, and provisioned
-concurrency costs its configured GB-seconds for the whole run. SQS bills every API request
+rate and the memory the invocation ran with, with the INIT phase of cold starts billed too since
+2025-08-01 (docs/validation.md §6). Invocations on provisioned environments use the
+provisioned-duration rate, and provisioned concurrency costs its configured GB-seconds over the run,
+at each stage's settings when live changes set them. SQS bills every API request
 (ReceiveMessage, empty long polls included, and DeleteMessageBatch), a request per 64 KB of
 payload; a redrive to the DLQ is SQS's own move during a receive, not a request. A Kinesis stream
 bills shard-hours (more with retention over 24 h), enhanced fan-out consumers their
@@ -22,6 +23,7 @@ import numpy as np
 from esmsim.scenario.mappings import StreamMapping
 from esmsim.scenario.pricing import Pricing
 from esmsim.scenario.scenario import Scenario
+from esmsim.scenario.shard_plan import ShardPlan
 from esmsim.scenario.sources import DynamoDBSource, KinesisSource
 
 
@@ -75,6 +77,25 @@ def provisioned_concurrency_usd(
         pricing.lambda_provisioned_gb_second_arm_usd if arm else pricing.lambda_provisioned_gb_second_x86_usd
     )
     return environments * memory_mb / 1024.0 * seconds * rate
+
+
+def provisioned_over_stages(scenario: Scenario) -> float:
+    """Provisioned concurrency kept over the run: at each stage's settings, for as long as it lasts.
+
+    A live change of a function's provisioned concurrency or memory (docs/model.md §14) is billed
+    from when it takes effect: AWS bills the concurrency configured for the time it is configured.
+    """
+    timeline = [(0.0, scenario), *scenario.stages]
+    usd = 0.0
+    for k, (begin, stage) in enumerate(timeline):
+        end = min(timeline[k + 1][0] if k + 1 < len(timeline) else scenario.duration, scenario.duration)
+        if end <= begin:
+            continue
+        for spec in stage.functions.values():
+            usd += provisioned_concurrency_usd(
+                spec.provisioned_concurrency, spec.memory_mb, spec.architecture, end - begin, scenario.pricing
+            )
+    return usd
 
 
 def sqs_requests_usd(requests: float, pricing: Pricing) -> float:
@@ -145,12 +166,17 @@ class CostBreakdown:
     lambda_provisioned_usd: float
     source_usd: float  # the source's capacity and the requests mappings make (SQS calls, shard-hours, EFO)
     producer_usd: float  # producers' own writes (SendMessage, PUT payload units): reported, not in the total
+    event_pollers_usd: float = 0.0  # SQS mappings in provisioned mode: event poller hours
 
     @property
     def total_usd(self) -> float:
         """What the mapping configuration costs: Lambda plus the source requests it causes."""
         return (
-            self.lambda_requests_usd + self.lambda_compute_usd + self.lambda_provisioned_usd + self.source_usd
+            self.lambda_requests_usd
+            + self.lambda_compute_usd
+            + self.lambda_provisioned_usd
+            + self.source_usd
+            + self.event_pollers_usd
         )
 
     def per_million(self, records: int) -> float:
@@ -167,12 +193,12 @@ class Usage:
     """What a run used, as billed: the inputs of :func:`run_cost`."""
 
     invocations: int
-    #: Per function (scenario order): billed seconds of on-demand and provisioned invocations,
-    #: without and with the INIT phase.
-    billed_s: np.ndarray
-    billed_init_s: np.ndarray
-    billed_provisioned_s: np.ndarray
-    billed_provisioned_init_s: np.ndarray
+    #: Per function (scenario order): billed GB-seconds of on-demand and provisioned invocations,
+    #: without and with the INIT phase (each invocation's billed duration x the memory it ran with).
+    billed_gb_s: np.ndarray
+    billed_init_gb_s: np.ndarray
+    billed_provisioned_gb_s: np.ndarray
+    billed_provisioned_init_gb_s: np.ndarray
     sqs_requests: float  # billed ReceiveMessage (empty long polls included) and DeleteMessageBatch requests
     sqs_send_units: float  # producers' SendMessage requests (64 KB units)
     kinesis_put_units: float  # producers' PUT payload units
@@ -183,23 +209,22 @@ class Usage:
     async_deliveries: Mapping[str, int] = field(default_factory=dict)
     #: Stream mappings' discarded batches sent to their on-failure destination, by target type.
     on_failure_deliveries: Mapping[str, int] = field(default_factory=dict)
+    #: Event poller seconds billed for SQS mappings in provisioned mode (each at least a minute).
+    event_poller_s: float = 0.0
     publish_units: Mapping[str, float] = field(default_factory=dict)
 
 
 def run_cost(scenario: Scenario, usage: Usage) -> CostBreakdown:
     """A run's cost by part (docs/model.md §8)."""
     pricing = scenario.pricing
-    compute = provisioned = 0.0
+    compute = 0.0
+    init = pricing.lambda_init_billed
     for i, spec in enumerate(scenario.functions.values()):
-        gb = spec.memory_mb / 1024.0
-        init = pricing.lambda_init_billed
-        on_demand_s = float((usage.billed_init_s if init else usage.billed_s)[i])
-        on_pc_s = float((usage.billed_provisioned_init_s if init else usage.billed_provisioned_s)[i])
-        compute += on_demand_s * gb * gb_second_rate(pricing, spec.architecture)
-        compute += on_pc_s * gb * gb_second_rate(pricing, spec.architecture, True)
-        provisioned += provisioned_concurrency_usd(
-            spec.provisioned_concurrency, spec.memory_mb, spec.architecture, scenario.duration, pricing
-        )
+        on_demand_gb_s = float((usage.billed_init_gb_s if init else usage.billed_gb_s)[i])
+        on_pc_gb_s = float((usage.billed_provisioned_init_gb_s if init else usage.billed_provisioned_gb_s)[i])
+        compute += on_demand_gb_s * gb_second_rate(pricing, spec.architecture)
+        compute += on_pc_gb_s * gb_second_rate(pricing, spec.architecture, True)
+    provisioned = provisioned_over_stages(scenario)
     source = sqs_requests_usd(usage.sqs_requests, pricing)
     producer = sqs_requests_usd(usage.sqs_send_units, pricing)
     producer += kinesis_put_units_usd(usage.kinesis_put_units, pricing)
@@ -209,20 +234,28 @@ def run_cost(scenario: Scenario, usage: Usage) -> CostBreakdown:
         source += destination_usd(kind, deliveries, pricing)
     for kind, batches in usage.on_failure_deliveries.items():
         source += destination_usd(kind, batches, pricing)  # one record per discarded stream batch
-    for stream in scenario.sources.values():
+    # Shard-hours of the open shards, each shard count for as long as it stood (live changes).
+    end = scenario.duration
+    shard_s = {
+        name: ShardPlan.of(name, scenario, scenario.stages, end).shard_seconds(end)
+        for name, stream in scenario.sources.items()
+        if isinstance(stream, KinesisSource)
+    }
+    for name, stream in scenario.sources.items():
         if isinstance(stream, KinesisSource):
-            source += kinesis_stream_usd(stream.shards, stream.retention, scenario.duration, pricing)
+            source += kinesis_stream_usd(1, stream.retention, shard_s[name], pricing)
     for i, mapping in enumerate(scenario.mappings):
         stream = scenario.sources[mapping.source]
         if not isinstance(mapping, StreamMapping) or not isinstance(stream, KinesisSource | DynamoDBSource):
             continue
         if mapping.enhanced_fan_out:
             bytes_delivered = usage.efo_bytes.get(i, 0.0)
-            source += efo_consumer_usd(stream.shards, scenario.duration, bytes_delivered, pricing)
+            source += efo_consumer_usd(1, shard_s[mapping.source], bytes_delivered, pricing)
     return CostBreakdown(
         lambda_requests_usd(usage.invocations + usage.async_extra_requests, pricing),
         compute,
         provisioned,
         source,
         producer,
+        usage.event_poller_s / 3600.0 * pricing.sqs_event_poller_hour_usd,
     )

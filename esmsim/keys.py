@@ -46,6 +46,7 @@ LATENCY_PART_KEYS = (
 EXTRA_SUMMARY_KEYS = (
     *LATENCY_PART_KEYS,
     "cost_lambda_provisioned_usd",
+    "cost_event_pollers_usd",
     "cost_per_month_usd",
     "cost_producer_usd",
     "cost_total_usd",
@@ -56,6 +57,8 @@ EXTRA_SUMMARY_KEYS = (
     "environments_max",
     "pollers_max",
     "pollers_mean",
+    "event_pollers_max",
+    "event_pollers_mean",
     "batch_size_mean",
     "duration_mean_ms",
     "duration_p99_ms",

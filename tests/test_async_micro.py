@@ -212,6 +212,28 @@ def test_sns_fans_out_to_two_queues_and_a_function_each_message_processed_three_
     assert {"function", "mapping", "trigger"} <= kinds
 
 
+def test_a_queue_fed_by_sns_keeps_batches_under_the_6_mb_payload() -> None:
+    # 200 KB messages published 100 a second into a queue read in batches of up to 100 over a 5 s
+    # window: 100 of them would be 20 MB, but an invocation carries at most 6 MB, so each batch
+    # stops at 30 messages (30 x (200 KB + 800 B of metadata) fits in 6 MiB, 31 do not). The cap follows
+    # the sizes the topic delivers, not the queue's own (empty) traffic.
+    raw = {
+        "duration": 60,
+        "functions": {"f": {"duration": "100ms", "cold_start": "0s"}},
+        "sources": {
+            "topic": {"type": "sns", "traffic": {"rate": "100/s", "record_size": "200KB"}},
+            "q": {"type": "sqs"},
+        },
+        "triggers": [{"source": "topic", "queue": "q"}],
+        "mappings": [{"source": "q", "function": "f", "batch_size": 100, "batching_window": 5}],
+    }
+    result = traced(Scenario.model_validate(raw))
+    inv = result.invocations
+    assert inv["bytes"].max() <= 6 * 1024 * 1024
+    assert inv["records"].max() == 30
+    assert_conserved(result)
+
+
 def test_s3_duplicates_deliver_some_events_twice() -> None:
     once = simulate(push(events=400))
     twice = simulate(push({"sources": {"src": {"duplicate_rate": 1.0}}}, events=400))

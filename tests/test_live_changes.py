@@ -135,7 +135,8 @@ BASE = [
         (
             "      sources.q.retention: 2h",
             "{path}:8: changes[0].set.sources.q.retention: esmsim does not change sources retention during "
-            "a run (supported: sources.visibility_timeout, sources.max_receive_count)",
+            "a run (supported: sources.visibility_timeout, sources.max_receive_count, sources.traffic, "
+            "sources.shards)",
         ),
         (
             "      account.concurrency_limit: 5",

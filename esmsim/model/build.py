@@ -23,14 +23,22 @@ from esmsim.model.sqs_queue import SqsQueue, chunked_request_units
 from esmsim.model.sqs_receive import SqsReceivers
 from esmsim.model.stream_mapping import StreamMappingRuntime
 from esmsim.model.stream_source import ShardLog, ShardReadLimits, StreamSource
-from esmsim.model.traffic import RecordFeed
+from esmsim.model.traffic import RecordFeed, traffic_timeline
 from esmsim.model.watchdog import Watchdog
 from esmsim.observe.outcomes import Consumer
 from esmsim.observe.recorder import FOLD_EVERY_S, Layout, Recorder
 from esmsim.rng import Streams
 from esmsim.scenario.mappings import SqsMapping, StreamMapping, ThrottleRetry
 from esmsim.scenario.scenario import Scenario
-from esmsim.scenario.sources import PUSH_TYPES, SNS_MAX_MESSAGE_BYTES, PushSource, SqsSource
+from esmsim.scenario.shard_plan import ShardPlan
+from esmsim.scenario.sources import (
+    PUSH_TYPES,
+    SNS_MAX_MESSAGE_BYTES,
+    PushSource,
+    SqsSource,
+    StreamTraffic,
+    Traffic,
+)
 
 #: How often idle execution environments past their lifetime are retired (a level's lateness bound).
 REAP_EVERY_S = 10.0
@@ -188,6 +196,9 @@ class World:
             queue.finish(end)
         for mapping in self.stream_mappings:
             mapping.finish(end)
+        for runtime in self.mappings:
+            if isinstance(runtime, SqsMappingRuntime):
+                runtime.finish(end)
         for finish in self.finishers:
             finish()
         for function in self.functions.values():
@@ -222,7 +233,15 @@ def build(scenario: Scenario, streams: Streams, *, trace: bool = False) -> World
             _queue(world, name, source, [m for m in readers if isinstance(m, SqsMapping)], poison, streams)
             continue
         stream = StreamSource(
-            name, source, scenario.duration, streams, recorder, scenario.pricing, draws=poison
+            name,
+            source,
+            scenario.duration,
+            streams,
+            recorder,
+            scenario.pricing,
+            draws=poison,
+            timeline=traffic_timeline(scenario, name, StreamTraffic),
+            plan=ShardPlan.of(name, scenario, scenario.stages, scenario.duration),
         )
         world.streams[name] = stream
         world.feeders.append((stream.next_block, _horizon_of(stream), _exhausted(stream)))
@@ -293,7 +312,7 @@ def _push(world: World, name: str, source: PushSource, streams: Streams, *, back
         scenario.functions[f].errors.poison_record_rate > 0 for i in mine for f in functions_behind(i)
     )
     cut = SNS_MAX_MESSAGE_BYTES if source.type == "sns" else math.inf
-    feed = RecordFeed(source.traffic, end, streams, name, cut, draws=poison)
+    feed = RecordFeed(traffic_timeline(scenario, name, Traffic), end, streams, name, cut, draws=poison)
     paths: list[DeliveryPath] = []
     for i in mine:
         trigger = scenario.triggers[i]
@@ -388,11 +407,20 @@ def _queue(
     )
     world.queues[name] = queue
     recorder.gauge("oldest_age", name, queue.oldest_age)
-    biggest = min(source.traffic.record_size.upper_bound(), source.max_message_size) + overhead
+    timeline = traffic_timeline(scenario, name, Traffic)
+    # The largest message the queue can hold decides whether the 6 MB payload can bind a batch: its
+    # own traffic's, or that of the push sources delivering into it (a queue they feed has none).
+    feeders = [t.source for t in scenario.triggers if t.queue == name]
+    largest = max(
+        traffic.record_size.upper_bound()
+        for origin in (name, *feeders)
+        for _, traffic in traffic_timeline(scenario, origin, Traffic)
+    )
+    biggest = min(largest, source.max_message_size) + overhead
     single = any(m.single_poller_batching for m in readers)
     receivers = SqsReceivers(world.env, queue, biggest, single_poller=single)
     world.receivers[name] = receivers
-    feed = RecordFeed(source.traffic, scenario.duration, streams, name, source.max_message_size, draws=poison)
+    feed = RecordFeed(timeline, scenario.duration, streams, name, source.max_message_size, draws=poison)
 
     def generate(now: float) -> None:
         queue.extend(feed.next_block())

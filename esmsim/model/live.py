@@ -50,7 +50,7 @@ def apply_changes(
                 runtime.apply(new, now)
         for name, function in functions.items():
             if current.functions[name] != stage.functions[name]:
-                function.apply(stage.functions[name], now)
+                function.apply(stage.functions[name], env)
                 if name in async_queues:
                     async_queues[name].apply(stage.functions[name].async_, now)
         for name, queue in queues.items():

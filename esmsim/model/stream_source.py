@@ -4,8 +4,10 @@ Records are generated a block at a time as the run advances and appended to thei
 (:class:`ShardLog`), each shard's records in the order the shard accepted them. A record's
 partition key picks its shard (and, for a parallelization factor above 1, its lane inside the
 shard) through a per-key hash drawn from the source's own stream, so a key always lands in the same
-shard. Unlike a queue, a stream is not consumed: every mapping reading it gets every new block
-(:meth:`StreamSource.subscribe`) and keeps its own copy of the records it has yet to finish.
+shard (until a live change of the shard count sends the records sent from then on to the new
+shards: :class:`~esmsim.scenario.shard_plan.ShardPlan`). Unlike a queue, a stream is not consumed:
+every mapping reading it gets every new block (:meth:`StreamSource.subscribe`) and keeps its own
+copy of the records it has yet to finish.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ import numpy as np
 
 from esmsim.cost import kinesis_put_units
 from esmsim.model.records import RecordFifo
-from esmsim.model.traffic import RecordFeed
+from esmsim.model.traffic import RecordFeed, Timeline
 from esmsim.observe.recorder import Recorder
 from esmsim.rng import Streams
 from esmsim.scenario.pricing import Pricing
-from esmsim.scenario.sources import DynamoDBSource, KinesisSource
+from esmsim.scenario.shard_plan import ShardPlan
+from esmsim.scenario.sources import DynamoDBSource, KinesisSource, StreamTraffic
 
 
 def key_cdf(keys: int, skew: float) -> np.ndarray | None:
@@ -162,34 +165,42 @@ class StreamSource:
         pricing: Pricing,
         *,
         draws: bool,
+        timeline: Timeline[StreamTraffic] | None = None,
+        plan: ShardPlan | None = None,
     ) -> None:
         self.name = name
         self.spec = spec
         traffic = spec.traffic
-        self.feed = RecordFeed(traffic, duration_s, streams, name, math.inf, draws=draws)
+        # Live changes of the traffic (docs/model.md §14): each block's keys follow its own traffic.
+        timeline = timeline or ((0.0, traffic),)
+        self.feed = RecordFeed(timeline, duration_s, streams, name, math.inf, draws=draws)
         self._keys = streams.get("keys", name)
-        self._key_cdf = key_cdf(traffic.partition_keys, traffic.key_skew)
+        self._key_cdfs = {
+            (t.partition_keys, t.key_skew): key_cdf(t.partition_keys, t.key_skew) for _, t in timeline
+        }
         # The hash of each key has its own stream: a key lands in the same shard and lane whatever
         # the run's duration or record count.
         hashes = streams.get("key_hashes", name)
-        self.key_shard = np.minimum(
-            (hashes.random(traffic.partition_keys) * spec.shards).astype(np.int16), spec.shards - 1
-        )
+        keys = max(t.partition_keys for _, t in timeline)
+        #: The shards over the run (live changes of the shard count: docs/model.md §14).
+        self.plan = plan or ShardPlan(spec.shards)
+        #: Each key's shard in each of the plan's epochs, from its hash.
+        self.key_shards = self.plan.key_shards(hashes.random(keys))
         #: A uniform number per key: a record's lane is ``floor(draw * parallelization)``.
-        self.key_lane_draw = hashes.random(traffic.partition_keys)
-        self.shards = [ShardLog(s, draws) for s in range(spec.shards)]
+        self.key_lane_draw = hashes.random(keys)
+        self.shards = [ShardLog(s, draws) for s in range(self.plan.total)]
         kinesis = isinstance(spec, KinesisSource)
         self._limiters = [
             WriteLimiter(spec.write_records_per_second, spec.write_bytes_per_second)
             if isinstance(spec, KinesisSource)
             else None
-            for _ in range(spec.shards)
+            for _ in range(self.plan.total)
         ]
         self.retention_s = spec.retention
         self.max_size = 0.0  # the largest record generated so far
         self._backlog_left = traffic.initial_backlog
         self._subscribers: list[Subscriber] = []
-        self._readers: list[list[Any]] = [[] for _ in range(spec.shards)]
+        self._readers: list[list[Any]] = [[] for _ in range(self.plan.total)]
         self._after_block: list[Callable[[], None]] = []
         self.recorder = recorder
         self._write_throttled = recorder.counter("WriteProvisionedThroughputExceeded", name)
@@ -238,13 +249,15 @@ class StreamSource:
                 after()
             return
         self._sent.add_many(sent)
-        traffic = self.spec.traffic
-        keys = zipf_keys(self._keys, n, traffic.partition_keys, self._key_cdf)
+        traffic = self.feed.traffic  # the block's: a block never holds records of two traffics
+        keys = zipf_keys(
+            self._keys, n, traffic.partition_keys, self._key_cdfs[traffic.partition_keys, traffic.key_skew]
+        )
         initial = np.zeros(n, dtype=bool)
         k = min(self._backlog_left, n)
         initial[:k] = True  # the initial backlog comes first (sent by time 0)
         self._backlog_left -= k
-        shard = self.key_shard[keys]
+        shard = self.plan.route(self.key_shards, keys, sent)
         order = np.argsort(shard, kind="stable")  # sent is sorted: each shard's rows stay in time order
         offsets = np.searchsorted(shard[order], np.arange(len(self.shards) + 1))
         self.max_size = max(self.max_size, float(sizes.max()))

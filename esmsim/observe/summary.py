@@ -57,10 +57,10 @@ def usage(observed: Observed) -> Usage:
     sqs = sum(counter_total(observed, n) for n in ("receive_units", "delete_calls"))
     return Usage(
         invocations=observed.invocations,
-        billed_s=fn["billed_s"],
-        billed_init_s=fn["billed_init_s"],
-        billed_provisioned_s=fn["billed_provisioned_s"],
-        billed_provisioned_init_s=fn["billed_provisioned_init_s"],
+        billed_gb_s=fn["billed_gb_s"],
+        billed_init_gb_s=fn["billed_init_gb_s"],
+        billed_provisioned_gb_s=fn["billed_provisioned_gb_s"],
+        billed_provisioned_init_gb_s=fn["billed_provisioned_init_gb_s"],
         sqs_requests=sqs,
         sqs_send_units=observed.totals.get("sqs_send_units", 0.0),
         kinesis_put_units=observed.totals.get("kinesis_put_units", 0.0),
@@ -68,6 +68,7 @@ def usage(observed: Observed) -> Usage:
         async_extra_requests=observed.totals.get("async_extra_requests", 0.0),
         async_deliveries={k: int(v) for k, v in totals_by(observed, "async_deliveries").items()},
         on_failure_deliveries={k: int(v) for k, v in totals_by(observed, "on_failure_deliveries").items()},
+        event_poller_s=sum(totals_by(observed, "event_poller_s").values()),
         publish_units=totals_by(observed, "publish_units"),
     )
 
@@ -145,6 +146,7 @@ def summary(scenario: Scenario, observed: Observed) -> tuple[dict[str, Any], Cos
     environments = level(observed, "environments")
     backlog = level(observed, "backlog")
     pollers = level(observed, "pollers")
+    event_pollers = level(observed, "event_pollers")
     out: dict[str, Any] = {
         "records_in": int(observed.outcomes.arrived.sum()),
         "records_succeeded": succeeded,
@@ -170,6 +172,7 @@ def summary(scenario: Scenario, observed: Observed) -> tuple[dict[str, Any], Cos
         # ---- beyond the contract
         **_latency_parts(observed),
         "cost_lambda_provisioned_usd": cost.lambda_provisioned_usd,
+        "cost_event_pollers_usd": cost.event_pollers_usd,
         "cost_per_month_usd": cost.per_month(end, scenario.pricing),
         "cost_producer_usd": cost.producer_usd,
         "cost_total_usd": cost.total_usd + cost.producer_usd,
@@ -180,6 +183,8 @@ def summary(scenario: Scenario, observed: Observed) -> tuple[dict[str, Any], Cos
         "environments_max": environments.maximum,
         "pollers_max": pollers.maximum,
         "pollers_mean": pollers.mean,
+        "event_pollers_max": event_pollers.maximum,
+        "event_pollers_mean": max(0.0, event_pollers.mean),
         "batch_size_mean": observed.records_invoked / invocations if invocations else math.nan,
         "duration_mean_ms": observed.run_s_sum / invocations * 1000 if invocations else math.nan,
         "duration_p99_ms": _duration_p99_ms(observed),

@@ -107,6 +107,7 @@ def timeseries(scenario: Scenario, observed: Observed) -> pd.DataFrame:
             "ConcurrencyMean": concurrency.bin_mean,
             "Environments": level(observed, "environments").bin_mean,
             "Pollers": level(observed, "pollers").bin_mean,
+            "EventPollers": level(observed, "event_pollers").bin_mean,
             "BacklogMax": level(observed, "backlog").bin_max,
             "StreamBacklog": level(observed, "stream_backlog").bin_mean,
             "ShardBacklogMax": shard_max,

@@ -17,22 +17,27 @@ from esmsim.scenario.aws_names import ENTITIES, setting_of
 from esmsim.scenario.base import Frozen, Seconds
 
 #: Mapping keys a change may set (UpdateEventSourceMapping), function keys (UpdateFunction-
-#: Configuration, PutFunctionConcurrency, PutFunctionEventInvokeConfig; ``duration``, ``per_record``,
-#: ``cold_start`` and ``errors`` stand for a deploy) and queue keys (SetQueueAttributes) that
-#: esmsim applies to a running mapping, function or queue.
+#: Configuration, PutFunctionConcurrency, PutProvisionedConcurrencyConfig, PutFunctionEventInvoke-
+#: Config; ``memory_mb``, ``duration``, ``per_record``, ``cold_start`` and ``errors`` stand for a
+#: deploy) and queue keys (SetQueueAttributes) that esmsim applies to a running mapping, function or
+#: queue.
 LIVE_MAPPING_KEYS = (
     "enabled",
     "batch_size",
     "batching_window",
     "maximum_concurrency",
+    "provisioned_pollers",
     "report_batch_item_failures",
     "maximum_retry_attempts",
     "maximum_record_age",
     "bisect_batch_on_function_error",
     "on_failure",
+    "parallelization_factor",
 )
 LIVE_FUNCTION_KEYS = (
     "reserved_concurrency",
+    "provisioned_concurrency",
+    "memory_mb",
     "timeout",
     "duration",
     "per_record",
@@ -40,7 +45,9 @@ LIVE_FUNCTION_KEYS = (
     "errors",
     "async",
 )
-LIVE_SOURCE_KEYS = ("visibility_timeout", "max_receive_count")
+LIVE_SOURCE_KEYS = ("visibility_timeout", "max_receive_count", "traffic", "shards")
+#: Traffic keys that hold only at time 0 (the records already in the source): no change sets them.
+START_ONLY_TRAFFIC_KEYS = ("initial_backlog", "backlog_span")
 #: Keys AWS does not let an update change: a mapping's source and starting position, a source's
 #: type, a queue's FIFO-ness.
 FIXED_KEYS = {
@@ -53,6 +60,13 @@ FIXED_KEYS = {
 }
 
 
+#: Source keys a service manages itself, by source type: no update sets them.
+MANAGED_KEYS = {
+    ("dynamodb", "shards"): "DynamoDB manages a stream's shards (they follow the table's partitions): "
+    "no update sets them",
+}
+
+
 class LiveChange(Frozen):
     """Keys set at a time during the run: ``{at: 10m, set: {mappings[0].enabled: false}}``."""
 
@@ -62,8 +76,8 @@ class LiveChange(Frozen):
     )
 
 
-def live_key_problem(path: Path) -> str | None:
-    """Why ``path`` cannot change during a run, or None when it can."""
+def live_key_problem(path: Path, value: Any = None) -> str | None:
+    """Why ``path`` (set to ``value``) cannot change during a run, or None when it can."""
     if len(path) < 3 or path[0] not in ("mappings", "functions", "sources"):
         return "only a mapping's, function's or source's settings change during a run"
     section, relative = str(path[0]), path[2:]
@@ -79,4 +93,18 @@ def live_key_problem(path: Path) -> str | None:
     if key not in allowed:
         supported = ", ".join(f"{section}.{k}" for k in allowed) or "none yet"
         return f"esmsim does not change {section} {key} during a run (supported: {supported})"
+    if key == "traffic":
+        given = relative[1:2] if len(relative) > 1 else tuple(value) if isinstance(value, dict) else ()
+        for start_only in START_ONLY_TRAFFIC_KEYS:
+            if start_only in given:
+                return (
+                    f"traffic.{start_only} describes the records in the source at time 0: a change "
+                    "during the run cannot set it"
+                )
     return None
+
+
+def managed_key_problem(source_type: str, path: Path) -> str | None:
+    """Why a source of ``source_type`` never takes ``path`` (``sources.NAME.key``) in an update, or None."""
+    key = setting_of(ENTITIES["sources"], path[2:]) or str(path[2])
+    return MANAGED_KEYS.get((source_type, key))

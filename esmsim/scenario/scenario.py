@@ -13,10 +13,11 @@ from typing import Any, NamedTuple, Self
 from pydantic import PrivateAttr, ValidationError, model_validator
 
 from esmsim.errors import Issue, ScenarioError
-from esmsim.scenario.live import live_key_problem
+from esmsim.scenario.live import live_key_problem, managed_key_problem
 from esmsim.scenario.messages import issues_from_validation_error
 from esmsim.scenario.overrides import Change, apply_changes, parse_key
 from esmsim.scenario.rules import check
+from esmsim.scenario.shard_plan import ShardCountUpdates
 from esmsim.scenario.system import System
 from esmsim.scenario.where import Where
 
@@ -70,6 +71,12 @@ class Scenario(System):
             return f"no {str(section)[:-1]} named {entity!r} ({section}: {', '.join(named)})"
         return None
 
+    def _managed(self, path: tuple[str | int, ...]) -> str | None:
+        """Why a live change's source key is one the source's service manages itself, or None."""
+        if path[0] != "sources":
+            return None
+        return managed_key_problem(self.sources[str(path[1])].type, path)
+
     def _live_stages(self) -> tuple[tuple[tuple[float, Scenario], ...], list[Issue]]:
         """Validate every live change in order, each against the system with the earlier ones made."""
         issues: list[Issue] = []
@@ -77,6 +84,7 @@ class Scenario(System):
         data = self.data()
         data.pop("changes", None)
         previous = 0.0
+        reshards = ShardCountUpdates()  # UpdateShardCount's limits, call after call
         for i, live in enumerate(self.changes):
             at = ("changes", i)
             if live.at < previous:
@@ -95,7 +103,7 @@ class Scenario(System):
                 except ValueError as error:
                     issues.append(Issue((*at, "set", key), str(error)))
                     continue
-                problem = live_key_problem(path) or self._missing(path)
+                problem = live_key_problem(path, value) or self._missing(path) or self._managed(path)
                 if problem is not None:
                     issues.append(Issue((*at, "set", key), problem))
                     continue
@@ -105,13 +113,34 @@ class Scenario(System):
             try:
                 data, _ = apply_changes(data, Where(), parsed)
                 stage = validate_scenario(data)
+                if self._pin_reference_memory(stage, data):
+                    stage = validate_scenario(data)
             except ScenarioError as error:
                 issues += [
                     Issue((*at, "set"), f"at {live.at:g} s: {issue.format()}") for issue in error.issues
                 ]
                 continue
+            problems = reshards.check(live.at, stages[-1][1] if stages else self, stage)
+            if problems:
+                issues += [Issue((*at, "set"), f"at {live.at:g} s: {problem}") for problem in problems]
+                continue
             stages.append((live.at + self.update_delay, stage))
         return tuple(stages), issues
+
+    def _pin_reference_memory(self, stage: Scenario, data: dict[str, Any]) -> bool:
+        """Keep the memory a function's duration was measured at when a live change sets its memory.
+
+        ``measured_at_memory_mb`` defaults to the configured memory; after a live change of the
+        memory it stays the memory the run started with, so the handler runs faster or slower by
+        the CPU share (docs/model.md §5). Pins it in ``data``; whether anything was pinned.
+        """
+        pinned = False
+        for name, fn in stage.functions.items():
+            start = self.functions[name]
+            if fn.memory_mb != start.memory_mb and fn.measured_at_memory_mb is None:
+                data["functions"][name]["measured_at_memory_mb"] = start.memory_mb
+                pinned = True
+        return pinned
 
     @property
     def warnings(self) -> tuple[Issue, ...]:
