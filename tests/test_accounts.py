@@ -186,3 +186,41 @@ def test_bad_account_ids_and_regions_get_one_line(tmp_path: Path) -> None:
         f"{path}:4: accounts.producer.id: '12345' is not an account ID (12 digits, e.g. 123456789012)",
         f"{path}:11: accounts.consumer.region: 'mars-1' is not a Region name (e.g. us-east-1, eu-west-1)",
     )
+
+
+def _warnings(raw: dict[str, Any], tmp_path: Path) -> list[str]:
+    import yaml
+
+    path = tmp_path / "accounts.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 0, result.output
+    return [line.split(": ", 1)[1] for line in result.stderr.splitlines() if "warning" in line]
+
+
+def test_a_reader_in_another_account_is_warned_until_the_resource_policy_is_stated(tmp_path: Path) -> None:
+    # Function b (consumer) reads queue qb (producer): AWS needs qb's queue policy to grant b's role.
+    raw = two_accounts()
+    assert [w for w in _warnings(raw, tmp_path) if "queue policy" in w] == [
+        "warning: mappings[1]: function 'b' of account 'consumer' reads 'qb' of account 'producer': it "
+        "needs a queue policy granting the function's role (`esmsim iam` prints it; say it is in place with "
+        "sources.qb.read_grants: [consumer]) (https://docs.aws.amazon.com/lambda/latest/dg/"
+        "with-sqs-cross-account-example.html)"
+    ]
+    raw["sources"]["qb"]["read_grants"] = ["consumer"]
+    assert not [w for w in _warnings(raw, tmp_path) if "queue policy" in w]
+
+
+def test_a_resource_policy_that_leaves_the_reader_out_is_refused(tmp_path: Path) -> None:
+    raw = two_accounts()
+    raw["sources"]["qb"]["read_grants"] = ["producer"]
+    assert _errors(raw, tmp_path) == [
+        "mappings[1]: function 'b' of account 'consumer' reads 'qb' of another account, whose read_grants "
+        "(producer) leave it out: AWS refuses the mapping without a resource policy granting the function's "
+        "role (`esmsim iam` prints it)"
+    ]
+    raw["sources"]["qb"]["read_grants"] = ["consmer"]
+    assert (
+        _errors(raw, tmp_path)[0]
+        == "sources.qb.read_grants[0]: unknown account 'consmer' (did you mean 'consumer'?)"
+    )

@@ -519,6 +519,8 @@ class StreamMappingRuntime:
         fifo = lane.fifo
         reader = lane.reader
         fifo.column("fetched_at", start, stop)[:] = reader.fetch_times(fifo.column("seq", start, stop))
+        if not reader.holds_many():
+            return  # forgetting is cheap to defer: a few hundred marks at most
         # The earliest shard position a lane of this shard has yet to take (lane.pos moves to stop).
         needed = min(
             (

@@ -86,6 +86,46 @@ class EfoDelivery:
         self.fifo.append({"delivered_at": self._limiter.accept(pushed, sizes), "cum": cum})
 
 
+class FetchMarks:
+    """When the calls that returned records ended: after each, the position fetched up to and the time.
+
+    A shard position was fetched by the first call whose mark lies past it. Two growable arrays,
+    kept from the oldest mark a lane may still ask about (one append per call, no allocation).
+    """
+
+    __slots__ = ("_at", "_hi", "_lo", "_top")
+
+    def __init__(self) -> None:
+        self._top = np.empty(64, dtype=np.int64)
+        self._at = np.empty(64)
+        self._lo = self._hi = 0
+
+    def __len__(self) -> int:
+        return self._hi - self._lo
+
+    def add(self, top: int, at: float) -> None:
+        """A call fetched everything before position ``top`` at ``at``."""
+        if self._hi == self._top.shape[0]:
+            live = self._hi - self._lo
+            size = max(64, 2 * live)
+            self._top = np.concatenate([self._top[self._lo : self._hi], np.empty(size - live, np.int64)])
+            self._at = np.concatenate([self._at[self._lo : self._hi], np.empty(size - live)])
+            self._lo, self._hi = 0, live
+        self._top[self._hi] = top
+        self._at[self._hi] = at
+        self._hi += 1
+
+    def times(self, rows: np.ndarray) -> np.ndarray:
+        """When each of the (fetched) shard positions ``rows`` was fetched."""
+        lo, hi = self._lo, self._hi
+        return self._at[lo:hi][self._top[lo:hi].searchsorted(rows, side="right")]
+
+    def forget_before(self, row: float) -> None:
+        """Drop the marks of calls that fetched only positions before ``row``."""
+        lo, hi = self._lo, self._hi
+        self._lo = lo + int(self._top[lo:hi].searchsorted(row, side="right"))
+
+
 class ShardReader:
     """The GetRecords side of one (mapping, shard) pair."""
 
@@ -129,7 +169,7 @@ class ShardReader:
         self.bytes_read = 0.0
         # When rows were fetched, for the latency's parts: after each call that returned records,
         # the position fetched up to and the time; kept until every lane has taken its rows.
-        self._marks = RecordFifo({"top": np.int64, "at": float})
+        self._marks = FetchMarks()
         self._delivered = 0  # enhanced fan-out: positions delivered when last asked
         #: When the mapping began reading the shard (a resharding's child: once its parents drained).
         self.active_from = -math.inf
@@ -158,9 +198,12 @@ class ShardReader:
         if efo is not None:
             # A child shard's subscription starts once its parents are drained.
             return np.asarray(np.maximum(efo.fifo.gather("delivered_at", rows), self.active_from))
-        marks = self._marks
-        tops = marks.column("top", marks.low, marks.top)
-        return marks.column("at", marks.low, marks.top)[tops.searchsorted(rows, side="right")]
+        return self._marks.times(rows)
+
+    def holds_many(self) -> bool:
+        """Whether enough fetch times are kept that the lanes should let go of the old ones."""
+        efo = self.efo
+        return len(efo.fifo) > 4096 if efo is not None else len(self._marks) > 256
 
     def forget_before(self, row: float) -> None:
         """No lane will ask :meth:`fetch_times` for a position before ``row`` again."""
@@ -169,9 +212,7 @@ class ShardReader:
             # The last one delivered keeps the running byte count (bytes_delivered).
             efo.fifo.drop_before(int(min(row, self._delivered - 1)))
             return
-        marks = self._marks
-        if marks.top > marks.low:
-            marks.drop_before(marks.search("top", row, "right"))
+        self._marks.forget_before(row)
 
     def wait(self, lane: LaneRows, need: int, deadline: float, now: float) -> simpy.Event:
         """An event that fires once ``lane``'s record at position ``need`` is fetched, or at ``deadline``."""
@@ -269,7 +310,7 @@ class ShardReader:
             self.limits.spend(now, nbytes)
         self.bytes_read += nbytes
         self.fetched += count
-        self._marks.append({"top": np.array([self.fetched]), "at": np.array([now])})
+        self._marks.add(self.fetched, now)
         self.more_waiting = count < available
         age = now - fifo.at("accepted_at", self.fetched - 1)
         self._iterator_ages.add(now, age * 1000.0)

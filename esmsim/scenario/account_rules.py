@@ -28,6 +28,13 @@ def account_rules(s: System) -> Iterator[Issue]:
                     (section, name),
                     f"name its account (account: one of {', '.join(accounts)}): there are several",
                 )
+    for name, read in s.sources.items():
+        for k, granted in enumerate(getattr(read, "read_grants", None) or ()):
+            if granted not in accounts:
+                yield Issue(
+                    ("sources", name, "read_grants", k),
+                    f"unknown account {granted!r}" + did_you_mean(granted, list(accounts)),
+                )
     for i, m in enumerate(s.mappings):
         if not _accounts_known(s, m.source, m.function):
             continue
@@ -47,6 +54,17 @@ def account_rules(s: System) -> Iterator[Issue]:
                 f"reads {m.source!r} in {source.region} from a function in {fn.region}; a mapping's source "
                 "must be in the function's Region",
             )
+        else:
+            grants = getattr(s.sources[m.source], "read_grants", None)
+            reader = s.account_name(s.functions[m.function].account)
+            if grants is not None and reader not in grants:
+                yield Issue(
+                    ("mappings", i),
+                    f"function {m.function!r} of account {reader!r} reads {m.source!r} of another "
+                    f"account, whose read_grants ({', '.join(grants) or 'none'}) leave it out: AWS refuses "
+                    "the mapping without a resource policy granting the function's role (`esmsim iam` "
+                    "prints it)",
+                )
 
 
 def _accounts_known(s: System, source: str, function: str) -> bool:

@@ -97,6 +97,33 @@ def _encrypted_by_choice(source: Any) -> bool:
     return "encryption" in source.model_fields_set and source.encryption != "none"
 
 
+#: Reading a queue or a stream of another account needs its resource policy to grant the reader.
+DOC_CROSS_ACCOUNT = {
+    "sqs": "https://docs.aws.amazon.com/lambda/latest/dg/with-sqs-cross-account-example.html",
+    "kinesis": "https://docs.aws.amazon.com/streams/latest/dev/resource-based-policy-examples.html",
+}
+
+
+def cross_account_findings(s: System) -> Iterator[Issue]:
+    """Readers in another account where the source's resource policy is not stated (``read_grants``)."""
+    for i, m in enumerate(s.mappings):
+        source = s.sources.get(m.source)
+        function = s.functions.get(m.function)
+        if source is None or function is None or source.type not in DOC_CROSS_ACCOUNT:
+            continue
+        owner, reader = s.account_name(source.account), s.account_name(function.account)
+        if owner == reader or getattr(source, "read_grants", None) is not None:
+            continue
+        kind = "queue policy" if source.type == "sqs" else "stream resource policy"
+        yield Issue(
+            ("mappings", i),
+            f"function {m.function!r} of account {reader!r} reads {m.source!r} of account {owner!r}: it "
+            f"needs a {kind} granting the function's role (`esmsim iam` prints it; say it is in place "
+            f"with sources.{m.source}.read_grants: [{reader}]) ({DOC_CROSS_ACCOUNT[source.type]})",
+            "warning",
+        )
+
+
 def encryption_findings(s: System) -> Iterator[Issue]:
     """Sources left unencrypted beside encrypted ones, and AWS managed keys that cannot serve a reader."""
     chosen = [name for name, source in s.sources.items() if _encrypted_by_choice(source)]

@@ -21,7 +21,7 @@ from esmsim.dists import (
 )
 from esmsim.errors import Issue, did_you_mean
 from esmsim.scenario.account_rules import account_rules, concurrency_rules
-from esmsim.scenario.findings import encryption_findings, reliability_findings
+from esmsim.scenario.findings import cross_account_findings, encryption_findings, reliability_findings
 from esmsim.scenario.functions import Function
 from esmsim.scenario.mappings import SqsMapping, StreamMapping
 from esmsim.scenario.sources import (
@@ -488,6 +488,7 @@ RULES: tuple[Callable[[System], Iterator[Issue]], ...] = (
     account_rules,
     reliability_findings,
     encryption_findings,
+    cross_account_findings,
     concurrency_rules,
     _function_rules,
     _zero_time_loops,

@@ -150,6 +150,12 @@ class SqsSource(Frozen):
     account: str | None = Field(
         None, description="Name of the account under `accounts` that owns it (default: the only one)."
     )
+    read_grants: tuple[str, ...] | None = Field(
+        None,
+        description="Accounts (names under `accounts`) whose functions the source's resource policy lets "
+        "read it (a queue policy, a Kinesis stream policy). Null: not stated; a reader in another account "
+        "then gets a warning naming the policy it needs (`esmsim iam` prints it).",
+    )
     encryption: Encryption = Field(
         "managed",
         description="At rest: `managed` is SSE-SQS, SQS-owned keys (AWS's default for new queues; no "
@@ -202,6 +208,12 @@ class _StreamSource(Frozen):
     traffic: StreamTraffic = Field(default_factory=StreamTraffic, description="What producers write.")
     account: str | None = Field(
         None, description="Name of the account under `accounts` that owns it (default: the only one)."
+    )
+    read_grants: tuple[str, ...] | None = Field(
+        None,
+        description="Accounts (names under `accounts`) whose functions the source's resource policy lets "
+        "read it (a queue policy, a Kinesis stream policy). Null: not stated; a reader in another account "
+        "then gets a warning naming the policy it needs (`esmsim iam` prints it).",
     )
     encryption: Encryption = Field(
         "none",
