@@ -226,6 +226,7 @@ def test_a_queue_under_the_aws_managed_key_read_from_another_account_is_a_findin
         },
         "mappings": [{"source": "q", "function": "f"}],
     }
+    raw["sources"]["q"]["read_grants"] = ["consumer"]  # the queue policy is in place: only the key is wrong
     (found,) = [w for w in warnings(raw) if w.startswith("warning: mappings[0]:")]
     assert "cannot invoke a function in another account" in found
     assert "sqs-configure-lambda-function-trigger.html" in found
