@@ -82,6 +82,32 @@ def test_cdc_isolates_bad_items() -> None:
     assert s["latency_p99_s"] < 10
 
 
+def test_poison_record_with_lanes_stalls_its_shard_unless_checkpointed_by_key() -> None:
+    # The sweep's points with 4 lanes per shard: under `checkpoint: shard` (the default) the whole
+    # shard holding the poison record stalls; under `checkpoint: key` only the poisoned lane's keys
+    # (about a quarter of the shard) wait, the others flow on.
+    def stalled_backlog(checkpoint: str) -> float:
+        result = simulate(
+            load_scenario(
+                SCENARIOS / "kinesis-poison-record.yaml",
+                [
+                    "duration=30m",
+                    "warmup=1m",
+                    "mappings[0].parallelization_factor=4",
+                    f"mappings[0].checkpoint={checkpoint}",
+                ],
+            )
+        )
+        shards = result.shard_timeseries
+        last = shards[shards["minute"] == shards["minute"].max()].set_index(["mapping", "shard"])["Backlog"]
+        defaults = last[last.index.get_level_values("mapping").str.contains("handler-defaults")]
+        assert (defaults > 10_000).sum() == 1  # one stalled shard either way
+        return float(defaults.max())
+
+    by_shard, by_key = stalled_backlog("shard"), stalled_backlog("key")
+    assert by_shard > 2.5 * by_key
+
+
 def test_poison_record_stalls_the_default_mapping_only() -> None:
     # The poison record arrives about 21 minutes in: by minute 30 the mapping with AWS's defaults
     # has held its shard for minutes, the recovering one sent the record to its destination.

@@ -11,6 +11,12 @@ be retried), and then the records they had not yet taken into a batch move, in s
 the new lanes by key. Every record a lane took into a batch is finished before any later record of
 its key is taken again, so per key the order holds across the change.
 
+With ``checkpoint: shard`` (the default) a lane that holds a failed batch holds the shard's other
+lanes back: they finish the batches they hold but start no new one until it is resolved (succeeded
+or discarded), so the shard's checkpoint, the oldest unfinished record of all its lanes, never
+passes the failing record by more than what was already in flight. ``checkpoint: key`` lets the
+other lanes go on.
+
 A shard also has a place in its stream's lineage (docs/model.md §4): a child shard of a resharding
 is read only once every parent shard is drained, and a parent stops receiving records when the
 resharding takes effect.
@@ -23,6 +29,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import numpy as np
+import simpy
 
 from esmsim.model.records import RecordFifo
 
@@ -65,6 +72,7 @@ class Lane(Generic[BatchT]):
 
     __slots__ = (
         "closed",
+        "failing",
         "fifo",
         "index",
         "pending",
@@ -85,6 +93,8 @@ class Lane(Generic[BatchT]):
         self.window_start = 0.0
         self.trim_after = -math.inf  # no record of the lane expires or ages out before this time
         self.closed = False  # rebuilt into new lanes, or its shard is drained: its process ends
+        #: A batch of the lane failed and the lane still holds it (or its bisected parts).
+        self.failing = False
 
     @property
     def top(self) -> int:
@@ -152,6 +162,7 @@ class ShardLanes:
         "lanes",
         "next_ids",
         "parents",
+        "resolved",
     )
 
     def __init__(
@@ -166,6 +177,8 @@ class ShardLanes:
         self.closing = False
         self.next_ids = 0  # the first of the lane numbers a rebuild gives the new lanes
         self.drained = False
+        #: ``checkpoint: shard``: lanes held back by a failing lane wait for this.
+        self.resolved: simpy.Event | None = None
 
     @property
     def factor(self) -> int:
@@ -175,6 +188,10 @@ class ShardLanes:
     def idle(self) -> bool:
         """No lane holds a batch."""
         return all(lane.idle for lane in self.lanes)
+
+    def failing(self) -> bool:
+        """A lane holds a batch that failed (``checkpoint: shard`` holds the other lanes back)."""
+        return any(lane.failing for lane in self.lanes)
 
     def unbatched(self) -> dict[str, np.ndarray]:
         """Every record the (idle) lanes have not taken into a batch, in shard order; closes them."""

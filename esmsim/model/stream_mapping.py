@@ -11,7 +11,8 @@ change of the shard count, a child shard is read only once every parent shard is
 
 A lane forms a batch when it has ``batch_size`` records fetched, the 6 MB payload is reached, or its
 batching window has passed: the window starts when the lane's previous invocation completes (AWS).
-A failing batch blocks its lane: it is retried (after ``retry_backoff``) until it succeeds, its
+A failing batch blocks its lane (and, with ``checkpoint: shard``, keeps the shard's other lanes from
+starting new batches until it is resolved): it is retried (after ``retry_backoff``) until it succeeds, its
 records expire or grow older than ``maximum_record_age``, or it has failed more than
 ``maximum_retry_attempts`` times; bisect splits it instead, and a partial batch response resumes at
 the lowest failed record. Discarded records go to the on-failure destination or are dropped.
@@ -383,6 +384,12 @@ class StreamMappingRuntime:
             for lane in shard.lanes:
                 self.env.process(self._lane(lane))
 
+    def _resolve(self, shard: ShardLanes) -> None:
+        """A lane's failed batch is resolved: wake the lanes it held back if no other lane fails."""
+        if shard.resolved is not None and not shard.failing():
+            resolved, shard.resolved = shard.resolved, None
+            resolved.succeed()
+
     # ------------------------------------------------------------------ outcomes
     def _detail(self, lane: Lane[Pending], start: int, end: int) -> dict[str, Any] | None:
         """What a traced run's records table shows of these records (None when not tracing)."""
@@ -475,11 +482,20 @@ class StreamMappingRuntime:
                 return batch
             lane.pending.popleft()
         shard = self.shard_lanes[lane.shard]
+        if lane.failing:  # its failed batch is done or discarded
+            lane.failing = False
+            self._resolve(shard)
         if shard.closing:
             # A factor change: the old lanes form no new batch. The last to finish its batches
             # rebuilds the shard's lanes; this one is over either way.
             self._rebuild(shard, now)
             return _CLOSED
+        if self.spec.checkpoint == "shard" and shard.failing():
+            # Another lane retries a failed batch: start nothing new, so the shard's checkpoint stays
+            # at the failing record until it is resolved.
+            if shard.resolved is None:
+                shard.resolved = self.env.event()
+            return shard.resolved
         if lane.pos < lane.top:
             lane.pos = self.trim(lane, lane.pos, lane.top, now)
         lane.release_finished()
@@ -574,6 +590,7 @@ class StreamMappingRuntime:
                 continue
             n = batch.end - batch.start
             done = 0
+            lane.failing = True  # until the lane holds no batch (checkpoint: shard holds the others)
             if outcome == _PARTIAL:
                 assert failed is not None
                 done = checkpoint(failed)
