@@ -199,6 +199,11 @@ class SqsReceivers:
         if self.fifo or self.ring or self.head_waiter:
             self._reschedule(now, self.lookahead.next()[0] if self.ring else math.inf)
 
+    def poke(self, now: float) -> None:
+        """Messages may have become receivable without arriving (a FIFO group unblocked): serve waiters."""
+        if self.fifo or self.head_waiter:
+            self._alarm.request(now, now)
+
     def retire_idle(self, owner: ReceiverOwner, k: int, now: float) -> int:
         """Stop up to ``k`` of ``owner``'s empty-handed collectors (scale-down); returns how many."""
         stopped: list[Collector] = []
