@@ -98,9 +98,10 @@ def provisioned_over_stages(scenario: Scenario) -> float:
     return usd
 
 
-def sqs_requests_usd(requests: float, pricing: Pricing) -> float:
-    """Standard-queue request charges (requests already counted in 64 KB units)."""
-    return requests * pricing.sqs_request_per_million_usd / 1e6
+def sqs_requests_usd(requests: float, pricing: Pricing, fifo: float = 0.0) -> float:
+    """Request charges (in 64 KB units), ``fifo`` of them made to FIFO queues at the FIFO price."""
+    standard = (requests - fifo) * pricing.sqs_request_per_million_usd
+    return (standard + fifo * pricing.sqs_fifo_request_per_million_usd) / 1e6
 
 
 def kinesis_stream_usd(shards: int, retention_s: float, seconds: float, pricing: Pricing) -> float:
@@ -212,6 +213,9 @@ class Usage:
     #: Event poller seconds billed for SQS mappings in provisioned mode (each at least a minute).
     event_poller_s: float = 0.0
     publish_units: Mapping[str, float] = field(default_factory=dict)
+    #: Of ``sqs_requests`` and ``sqs_send_units``, those made to FIFO queues (priced as FIFO requests).
+    sqs_fifo_requests: float = 0.0
+    sqs_fifo_send_units: float = 0.0
 
 
 def run_cost(scenario: Scenario, usage: Usage) -> CostBreakdown:
@@ -225,8 +229,8 @@ def run_cost(scenario: Scenario, usage: Usage) -> CostBreakdown:
         compute += on_demand_gb_s * gb_second_rate(pricing, spec.architecture)
         compute += on_pc_gb_s * gb_second_rate(pricing, spec.architecture, True)
     provisioned = provisioned_over_stages(scenario)
-    source = sqs_requests_usd(usage.sqs_requests, pricing)
-    producer = sqs_requests_usd(usage.sqs_send_units, pricing)
+    source = sqs_requests_usd(usage.sqs_requests, pricing, usage.sqs_fifo_requests)
+    producer = sqs_requests_usd(usage.sqs_send_units, pricing, usage.sqs_fifo_send_units)
     producer += kinesis_put_units_usd(usage.kinesis_put_units, pricing)
     for kind, units in usage.publish_units.items():
         producer += publish_usd(kind, units, pricing)

@@ -286,8 +286,8 @@ def test_unknown_references(tmp_path: Path, edits: dict[int, str | None], expect
         (
             {9: "    type: sqs\n    colour: blue"},
             "{path}:10: sources.orders-queue.colour: unknown key (allowed: account, delivery_delay, "
-            "encryption, in_flight_limit, kms_key, max_message_size, max_receive_count, retention, traffic, "
-            "type, visibility_timeout)",
+            "encryption, fifo, high_throughput, in_flight_limit, kms_key, max_message_size, "
+            "max_receive_count, read_grants, retention, traffic, type, visibility_timeout)",
         ),
         (
             {11: "    rate: 5/s"},

@@ -18,6 +18,7 @@ from esmsim.model.function import LambdaFunction
 from esmsim.model.invoke import Invoker
 from esmsim.model.live import apply_changes
 from esmsim.model.push import Delivered, DeliveryPath, PathBooks, into_queue
+from esmsim.model.sqs_fifo import FifoQueue
 from esmsim.model.sqs_mapping import SqsMappingRuntime
 from esmsim.model.sqs_queue import SqsQueue, chunked_request_units
 from esmsim.model.sqs_receive import SqsReceivers
@@ -36,6 +37,7 @@ from esmsim.scenario.sources import (
     SNS_MAX_MESSAGE_BYTES,
     PushSource,
     SqsSource,
+    SqsTraffic,
     StreamTraffic,
     Traffic,
 )
@@ -248,7 +250,10 @@ def build(scenario: Scenario, streams: Streams, *, trace: bool = False) -> World
         if not readers:
             _unread(world, stream, consumer_of[(name, -1)])
     limits = {
-        name: [ShardReadLimits(s.spec.read_calls_per_second, s.spec.read_bytes_per_second) for _ in s.shards]
+        name: [
+            ShardReadLimits(s.spec.shard_read_calls_per_second, s.spec.read_bytes_per_second)
+            for _ in s.shards
+        ]
         for name, s in world.streams.items()
     }
     for i, spec in enumerate(scenario.mappings):
@@ -390,11 +395,21 @@ def _queue(
     scenario = world.scenario
     recorder = world.recorder
     overhead = max((m.record_overhead for m in readers), default=0.0)
-    queue = SqsQueue(
+    fifo: dict[str, Any] = {}
+    if source.fifo:  # docs/model.md §2, FIFO queues
+        fifo = {
+            "groups_rng": streams.get("groups", name),
+            "duplicates_rng": streams.get("duplicates", name),
+            "max_groups": max(t.message_groups or 1 for _, t in traffic_timeline(scenario, name, SqsTraffic)),
+            "high_throughput": source.high_throughput,
+            "end_s": scenario.duration,
+        }
+    queue = (FifoQueue if source.fifo else SqsQueue)(
         world.env,
         name,
         recorder.layout.consumers.index(Consumer(name, name, -1, "queue")),
         recorder,
+        **fifo,
         visibility_timeout_s=source.visibility_timeout,
         retention_s=source.retention,
         max_receive_count=source.max_receive_count,
@@ -421,6 +436,9 @@ def _queue(
     receivers = SqsReceivers(world.env, queue, biggest, single_poller=single)
     world.receivers[name] = receivers
     feed = RecordFeed(timeline, scenario.duration, streams, name, source.max_message_size, draws=poison)
+    if isinstance(queue, FifoQueue):
+        queue.traffic_now = lambda: feed.traffic  # type: ignore[assignment,return-value]
+        queue.on_unblock = receivers.poke
 
     def generate(now: float) -> None:
         queue.extend(feed.next_block())

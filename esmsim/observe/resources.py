@@ -88,11 +88,20 @@ def resources(scenario: Scenario, observed: Observed) -> pd.DataFrame:
             limit = m.provisioned_pollers.maximum * m.provisioned_pollers.invokes_per_poller
         else:
             limit = m.maximum_concurrency
+        queue = scenario.sources[m.source]
+        fifo_groups = None
+        if not isinstance(m, StreamMapping) and getattr(queue, "fifo", False):
+            # A FIFO queue's mapping runs at most one batch per message group (docs/model.md §2).
+            traffics = [queue.traffic, *(stage.sources[m.source].traffic for _, stage in scenario.stages)]
+            fifo_groups = max(getattr(t, "message_groups", None) or 1 for t in traffics)
+            limit = fifo_groups if limit is None else min(limit, fifo_groups)
         row = usage(
             "mapping", label, observed.mapping_totals, i, limit, observed.concurrency_by_mapping[i], [i]
         )
         if not isinstance(m, StreamMapping) and m.provisioned_pollers is not None:
             row["event_poller_hours"] = observed.totals.get(f"event_poller_s:{i}", 0.0) / 3600.0
+        if fifo_groups is not None:
+            row["message_groups"] = fifo_groups
         rows.append(row)
     for consumer in observed.outcomes.consumers:
         if consumer.kind != "stream":

@@ -55,6 +55,12 @@ def usage(observed: Observed) -> Usage:
     """What the run used, as cost.run_cost needs it."""
     fn = observed.function_totals
     sqs = sum(counter_total(observed, n) for n in ("receive_units", "delete_calls"))
+    fifo_queues = totals_by(observed, "fifo_queue")  # their requests are priced as FIFO requests
+    fifo = sum(
+        v
+        for (n, owner), v in observed.counter_totals.items()
+        if owner in fifo_queues and n in ("receive_units", "delete_calls")
+    )
     return Usage(
         invocations=observed.invocations,
         billed_gb_s=fn["billed_gb_s"],
@@ -63,6 +69,8 @@ def usage(observed: Observed) -> Usage:
         billed_provisioned_init_gb_s=fn["billed_provisioned_init_gb_s"],
         sqs_requests=sqs,
         sqs_send_units=observed.totals.get("sqs_send_units", 0.0),
+        sqs_fifo_requests=fifo,
+        sqs_fifo_send_units=observed.totals.get("sqs_fifo_send_units", 0.0),
         kinesis_put_units=observed.totals.get("kinesis_put_units", 0.0),
         efo_bytes=totals_by_mapping(observed, "bytes_delivered"),
         async_extra_requests=observed.totals.get("async_extra_requests", 0.0),
@@ -193,6 +201,10 @@ def summary(scenario: Scenario, observed: Observed) -> tuple[dict[str, Any], Cos
         "sqs_empty_receives": int(counter_total(observed, "NumberOfEmptyReceives")),
         "visibility_overruns": int(observed.totals.get("visibility_overruns", 0)),
         "sqs_over_limit_receives": int(observed.totals.get("sqs_over_limit_receives", 0)),
+        "fifo_duplicates_dropped": int(observed.totals.get("fifo_duplicates_dropped", 0)),
+        "fifo_sends_throttled": int(observed.totals.get("fifo_sends_throttled", 0)),
+        "fifo_send_delay_max_s": observed.totals.get("fifo_send_delay_max_s", 0.0),
+        "fifo_groups_busy_max": int(observed.totals.get("fifo_groups_busy_max", 0)),
         "iterator_age_mean_s": observed.age_sum / observed.age_count if observed.age_count else math.nan,
         "getrecords_calls": int(observed.totals.get("getrecords_calls", 0)),
         "read_throttles": int(observed.totals.get("read_throttles", 0)),

@@ -384,6 +384,12 @@ class StreamMapping(_MappingBase):
     report_batch_item_failures: bool = Field(
         False, description="The handler reports failed sequence numbers; the shard resumes at the lowest one."
     )
+    checkpoint: Literal["shard", "key"] = Field(
+        "shard",
+        description="With parallelization_factor > 1 (AWS does not say): `shard` (safe): while a lane "
+        "retries a failing batch the shard's other lanes finish what they hold and start no new batch, "
+        "so the shard's checkpoint never passes the failing record; `key`: other keys flow on.",
+    )
     on_failure: Destination | None = Field(None, description="Where discarded batches go (null: dropped).")
     enhanced_fan_out: bool = Field(
         False,

@@ -24,6 +24,7 @@ from esmsim.scenario.sources import (
     S3Source,
     SnsSource,
     SqsSource,
+    SqsTraffic,
     StreamTraffic,
     Traffic,
 )
@@ -253,7 +254,8 @@ def _unknown_key(key: str, parents: tuple[type[BaseModel], ...]) -> str:
         if aws == key and key not in _AWS_WORDS:  # esmsim's own knob, not an AWS parameter
             return "only for Kinesis and DynamoDB mappings, not valid for SQS event sources"
         return f"not valid for SQS event sources (AWS: {aws} is not valid for SQS event sources)"
-    if key in _STREAM_TRAFFIC and Traffic in parents and StreamTraffic not in parents:
+    queue_traffic = Traffic in parents or SqsTraffic in parents
+    if key in _STREAM_TRAFFIC and queue_traffic and StreamTraffic not in parents:
         return "only for Kinesis and DynamoDB streams: an SQS queue's traffic has no partition keys"
     close = _closest(key, list(accepted))
     if close:

@@ -66,6 +66,9 @@ class Pricing(Frozen):
     sqs_request_per_million_usd: Number = _price(
         "sqs_request_per_million_usd", "Per million SQS standard-queue requests.", ge=0
     )
+    sqs_fifo_request_per_million_usd: Number = _price(
+        "sqs_fifo_request_per_million_usd", "Per million SQS FIFO-queue requests.", ge=0
+    )
     sqs_request_chunk_bytes: Number = _price(
         "sqs_request_chunk_bytes", "Each this many bytes of payload is billed as one request.", gt=0
     )

@@ -40,6 +40,7 @@ from esmsim.scenario.sources import (
     S3Source,
     SnsSource,
     SqsSource,
+    SqsTraffic,
     StreamTraffic,
     Traffic,
 )
@@ -119,6 +120,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("`sources.NAME` (`type: eventbridge`)", EventBridgeSource),
     ("`sources.NAME.traffic`", Traffic),
     ("`sources.NAME.traffic` (streams: also)", StreamTraffic),
+    ("`sources.NAME.traffic` (SQS FIFO queues: also)", SqsTraffic),
     ("`sources.NAME.traffic.schedule[i]`", RatePoint),
     ("`mappings[i]` (SQS)", SqsMapping),
     ("`mappings[i].poller_scaling` (SQS)", PollerScaling),

@@ -181,7 +181,20 @@ def _sqs_mapping_rules(s: System) -> Iterator[Issue]:
         queue, fn = s.sources[m.source], s.functions[m.function]
         if not isinstance(m, SqsMapping) or not isinstance(queue, SqsSource):
             continue
-        if m.batch_size > 10 and m.batching_window < 1:
+        if queue.fifo:  # AWS: FIFO queues take batch sizes 1-10 and no batching window
+            if m.batch_size > 10:
+                yield Issue(
+                    ("mappings", i, "batch_size"),
+                    f"{m.batch_size} is above 10, the most a mapping of FIFO queue {m.source!r} takes "
+                    "(allowed: 1-10)",
+                )
+            if m.batching_window > 0:
+                yield Issue(
+                    ("mappings", i, "batching_window"),
+                    f"{m.batching_window:g} s: a mapping of FIFO queue {m.source!r} has no batching window "
+                    "(allowed: 0)",
+                )
+        elif m.batch_size > 10 and m.batching_window < 1:
             yield Issue(
                 ("mappings", i, "batch_size"),
                 f"{m.batch_size} needs batching_window >= 1s: AWS rejects SQS batch sizes above 10 with a "
@@ -251,6 +264,32 @@ def _queue_rules(s: System) -> Iterator[Issue]:
             "the queue's maximum message size",
             "max_message_size",
         )
+        if queue.fifo:
+            yield from _fifo_send_quota(name, queue)
+
+
+def _fifo_send_quota(name: str, queue: SqsSource) -> Iterator[Issue]:
+    """FIFO send quotas (docs/model.md §2): 300 a second, or per group in high throughput mode."""
+    t = queue.traffic
+    peak = max([t.rate, *(p.rate for p in t.schedule)])
+    if not queue.high_throughput and peak > 300:
+        yield Issue(
+            ("sources", name, "traffic", "rate"),
+            f"{peak:g}/s is above a FIFO queue's 300 sends a second: sends are throttled and retried "
+            "(delayed, fifo_send_delay_max_s); high_throughput: true raises the quota",
+            "warning",
+        )
+    elif queue.high_throughput:
+        groups = t.message_groups or 1
+        weights = [k**-t.group_skew for k in range(1, groups + 1)]
+        hottest = peak * weights[0] / sum(weights)
+        if hottest > 300:
+            yield Issue(
+                ("sources", name, "traffic", "message_groups"),
+                f"the hottest group gets about {hottest:g} sends a second, above the 300 a message group "
+                "takes in high throughput mode (esmsim does not delay them); use more groups",
+                "warning",
+            )
 
 
 def _source_rules(s: System) -> Iterator[Issue]:
@@ -330,7 +369,8 @@ def _stream_rules(s: System) -> Iterator[Issue]:
             yield Issue(
                 ("mappings", indices[-1]),
                 f"{len(indices)} mappings read DynamoDB stream {name!r}: AWS advises at most 2 readers per "
-                "shard (reads will be throttled)",
+                "shard (reads will be throttled; https://docs.aws.amazon.com/amazondynamodb/latest/"
+                "developerguide/ServiceQuotas.html#limits-dynamodb-streams)",
                 "warning",
             )
         elif isinstance(source, KinesisSource) and len(polling) > 5:

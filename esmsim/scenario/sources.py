@@ -73,6 +73,26 @@ class StreamTraffic(Traffic):
     )
 
 
+class SqsTraffic(Traffic):
+    """Messages sent to a queue; a FIFO queue's also carry message group ids (docs/model.md §2)."""
+
+    message_groups: Int | None = Field(
+        None,
+        ge=1,
+        description="FIFO queues: distinct message group ids (MessageGroupId) the producers use (default 1).",
+    )
+    group_skew: Number = Field(
+        0.0, ge=0, description="FIFO queues: Zipf exponent of group popularity (0: uniform; 1.2: hot groups)."
+    )
+    duplicate_rate: Number = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="FIFO queues: share of sends that are producer retries of a message sent within the "
+        "5-minute deduplication interval; SQS accepts and drops them (counted, not delivered).",
+    )
+
+
 #: What each source's ``encryption`` may be.
 Encryption = Literal["none", "managed", "kms"]
 
@@ -102,9 +122,20 @@ def _key_fits(encryption: str, kms_key: str | None) -> None:
 
 
 class SqsSource(Frozen):
-    """An SQS standard queue."""
+    """An SQS queue: standard, or FIFO with ``fifo: true``."""
 
-    type: Literal["sqs"] = Field(description="`sqs`: a standard queue.")
+    type: Literal["sqs"] = Field(description="`sqs`: a standard queue (a FIFO queue with `fifo: true`).")
+    fifo: bool = Field(
+        False,
+        description="A FIFO queue: order kept per message group, a group blocked while a message of it is "
+        "in flight, 300 sends a second (docs/model.md §2).",
+    )
+    high_throughput: bool = Field(
+        False,
+        description="FIFO queues: high throughput mode (FifoThroughputLimit perMessageGroupId): the "
+        "queue-wide send quota rises from 300 to 70,000 a second (us-east-1); a group's own 300 a second "
+        "is a warning, not enforced (docs/model.md §2).",
+    )
     visibility_timeout: WholeSeconds = aws(
         "SqsSource",
         "visibility_timeout",
@@ -146,7 +177,7 @@ class SqsSource(Frozen):
         description="Most messages in flight (received, not yet deleted or visible again); SQS documents "
         "about 120,000 for a standard queue. A receive at the limit returns nothing.",
     )
-    traffic: Traffic = Field(default_factory=Traffic, description="What producers send.")
+    traffic: SqsTraffic = Field(default_factory=SqsTraffic, description="What producers send.")
     account: str | None = Field(
         None, description="Name of the account under `accounts` that owns it (default: the only one)."
     )
@@ -169,6 +200,17 @@ class SqsSource(Frozen):
     @model_validator(mode="after")
     def _key_named(self) -> SqsSource:
         _key_fits(self.encryption, self.kms_key)
+        if not self.fifo:
+            t = self.traffic
+            for key, used in (
+                ("message_groups", t.message_groups is not None),
+                ("group_skew", t.group_skew != 0),
+                ("duplicate_rate", t.duplicate_rate != 0),
+            ):
+                if used:
+                    raise key_error(("traffic", key), "only FIFO queues have message groups (set fifo: true)")
+            if self.high_throughput:
+                raise key_error(("high_throughput",), "only FIFO queues have it (set fifo: true)")
         return self
 
 
@@ -230,6 +272,11 @@ class _StreamSource(Frozen):
         _key_fits(self.encryption, self.kms_key)
         return self
 
+    @property
+    def shard_read_calls_per_second(self) -> float | None:
+        """GetRecords calls a shard serves per second to its readers together."""
+        return self.read_calls_per_second
+
 
 class KinesisSource(_StreamSource):
     """A Kinesis data stream (provisioned capacity)."""
@@ -265,7 +312,16 @@ class DynamoDBSource(_StreamSource):
         0.25, gt=0, description="How often an idle shard is polled (AWS: 4 times a second)."
     )
     read_calls_per_second: PerSecond | None = Field(
-        5.0, gt=0, description="GetRecords calls a shard serves per second (assumption: AWS does not say)."
+        5.0,
+        gt=0,
+        description="GetRecords calls a second each reader of a shard makes at most (assumption: AWS "
+        "gives no rate); the shard serves `readers_per_shard` times this, shared (null: no limit).",
+    )
+    readers_per_shard: Int = Field(
+        2,
+        ge=1,
+        description="Readers a shard serves at full speed (AWS: no more than 2 processes per shard; "
+        "more are throttled with LimitExceededException).",
     )
     read_bytes_per_second: Bytes | None = Field(
         None, gt=0, description="Bytes a shard serves per second (null: AWS documents no limit)."
@@ -292,6 +348,12 @@ class DynamoDBSource(_StreamSource):
     def retention(self) -> float:
         """DynamoDB streams keep records 24 hours."""
         return DYNAMODB_RETENTION_S
+
+    @property
+    def shard_read_calls_per_second(self) -> float | None:
+        """GetRecords calls a shard serves per second to its readers together."""
+        calls = self.read_calls_per_second
+        return None if calls is None else calls * self.readers_per_shard
 
 
 #: DynamoDB streams keep records for 24 hours, not configurable.
