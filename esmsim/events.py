@@ -82,7 +82,7 @@ THROTTLE_REASON_NAMES: dict[ThrottleReason, str] = {
 class RecordState(IntEnum):
     """What became of a record, as one consumer (a queue, or a mapping reading a stream) sees it.
 
-    A record ends in exactly one of SUCCEEDED, DLQ, DROPPED, EXPIRED, or is still WAITING /
+    A record ends in exactly one of SUCCEEDED, DLQ, DROPPED, EXPIRED, FILTERED, or is still WAITING /
     IN_FLIGHT when the run ends: that is the conservation law every run checks.
     """
 
@@ -92,6 +92,7 @@ class RecordState(IntEnum):
     DLQ = 3  # dead-lettered (SQS redrive) or sent to the on-failure destination
     DROPPED = 4  # discarded by a retry or age limit without a destination
     EXPIRED = 5  # lost to the source's retention
+    FILTERED = 6  # did not match the mapping's filter: never sent to the function
 
     @property
     def final(self) -> bool:

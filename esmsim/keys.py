@@ -9,6 +9,7 @@ SUMMARY_KEYS = (
     "records_dlq",
     "records_dropped",
     "records_expired",
+    "records_filtered",
     "records_in_flight_end",
     "latency_p50_s",
     "latency_p90_s",

@@ -193,6 +193,7 @@ def summary_lines(result: RunResult) -> list[str]:
         f"  dead-lettered (DLQ) {_num(s['records_dlq'])}",
         f"  dropped             {_num(s['records_dropped'])}",
         f"  expired             {_num(s['records_expired'])}",
+        f"  filtered out        {_num(s['records_filtered'])}",
         f"  in flight at end    {_num(s['records_in_flight_end'])}",
         f"latency (arrival to processed, after {s['warmup_s']:g} s warm-up)",
         f"  p50 {_seconds(s['latency_p50_s'])}   p90 {_seconds(s['latency_p90_s'])}   "

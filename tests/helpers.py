@@ -80,7 +80,7 @@ def invocations_of(result: RunResult, mapping: int) -> pd.DataFrame:
     return table[mine].reset_index(drop=True)
 
 
-STATES = ("waiting", "in_flight", "succeeded", "dlq", "dropped", "expired")
+STATES = ("waiting", "in_flight", "succeeded", "dlq", "dropped", "expired", "filtered")
 
 
 def assert_conserved(result: RunResult) -> None:
@@ -100,6 +100,7 @@ def assert_conserved(result: RunResult) -> None:
     assert summary["records_dlq"] == counts.get("dlq", 0)
     assert summary["records_dropped"] == counts.get("dropped", 0)
     assert summary["records_expired"] == counts.get("expired", 0)
+    assert summary["records_filtered"] == counts.get("filtered", 0)
     assert summary["records_in_flight_end"] == counts.get("waiting", 0) + counts.get("in_flight", 0)
     ts = result.timeseries
     if not ts.empty:  # the per-minute outcome counts add up to the same totals
@@ -107,6 +108,7 @@ def assert_conserved(result: RunResult) -> None:
         assert ts["RecordsDLQ"].sum() == summary["records_dlq"]
         assert ts["RecordsDropped"].sum() == summary["records_dropped"]
         assert ts["RecordsExpired"].sum() == summary["records_expired"]
+        assert ts["RecordsFiltered"].sum() == summary["records_filtered"]
     finished = table["done_s"].notna()
     # A record ends after it was sent, within the run; one still there has no end.
     assert (table.loc[finished, "done_s"] >= table.loc[finished, "sent_s"] - 1e-9).all()

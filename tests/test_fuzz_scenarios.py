@@ -994,6 +994,7 @@ def assert_sane(result: RunResult) -> None:
         "records_dlq",
         "records_dropped",
         "records_expired",
+        "records_filtered",
         "records_in_flight_end",
     )
     assert summary["records_in"] == sum(summary[key] for key in outcomes)

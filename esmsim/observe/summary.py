@@ -1,7 +1,8 @@
 """A run's summary: one flat dict of numbers, keyed exactly as :mod:`esmsim.keys` defines.
 
 Record counts obey the conservation law
-``records_in == records_succeeded + records_dlq + records_dropped + records_expired + records_in_flight_end``
+``records_in == records_succeeded + records_dlq + records_dropped + records_expired + records_filtered
++ records_in_flight_end``
 (checked when the recorder closes). A queue's records count once; a stream's once per mapping
 reading it (each consumer processes every record), or once if no mapping reads it.
 """
@@ -161,6 +162,7 @@ def summary(scenario: Scenario, observed: Observed) -> tuple[dict[str, Any], Cos
         "records_dlq": int(by_state[RecordState.DLQ]),
         "records_dropped": int(by_state[RecordState.DROPPED]),
         "records_expired": int(by_state[RecordState.EXPIRED]),
+        "records_filtered": int(by_state[RecordState.FILTERED]),
         "records_in_flight_end": int(by_state[RecordState.WAITING] + by_state[RecordState.IN_FLIGHT]),
         **_latency(observed),
         "invocations": invocations,

@@ -104,6 +104,8 @@ def timeseries(scenario: Scenario, observed: Observed) -> pd.DataFrame:
             "RecordsDLQ": finished[RecordState.DLQ],
             "RecordsDropped": finished[RecordState.DROPPED],
             "RecordsExpired": finished[RecordState.EXPIRED],
+            "RecordsFiltered": finished[RecordState.FILTERED],
+            "FilteredOutEventCount": finished[RecordState.FILTERED],
             "ConcurrencyMean": concurrency.bin_mean,
             "Environments": level(observed, "environments").bin_mean,
             "Pollers": level(observed, "pollers").bin_mean,

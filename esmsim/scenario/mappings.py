@@ -201,12 +201,43 @@ class ProvisionedPollers(Frozen):
         )
 
 
+class EventFilter(Frozen):
+    """A mapping's FilterCriteria: which records reach the function (docs/model.md §15).
+
+    AWS matches a JSON pattern against each record; esmsim draws, per record, what the pattern
+    would decide: a share of records that match (``match_rate``), or the values of traffic
+    attributes (``pattern``). Given both, a record must pass both.
+    """
+
+    match_rate: Number | None = Field(
+        None, ge=0, le=1, description="Share of records that match (drawn per record, per mapping)."
+    )
+    pattern: dict[str, tuple[str, ...]] | None = Field(
+        None,
+        description="Records match when each named attribute of the source's `traffic.attributes` has "
+        "one of the listed values (AND across attributes, OR within a list, as in an AWS pattern).",
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> EventFilter:
+        if self.match_rate is None and not self.pattern:
+            raise ValueError("give match_rate, pattern or both (a filter with neither matches everything)")
+        for name, values in (self.pattern or {}).items():
+            if not values:
+                raise ValueError(f"pattern.{name} lists no values (a record could never match)")
+        return self
+
+
 class _MappingBase(Frozen):
     """What every event source mapping has: the source it reads, the function it invokes."""
 
     source: str = Field(description="Name of a source under `sources`.")
     function: str = Field(description="Name of a function under `functions`.")
     enabled: bool = aws("_MappingBase", "enabled", True, description="A disabled mapping reads nothing.")
+    filter: EventFilter | None = Field(
+        None,
+        description="FilterCriteria: records that do not match never reach the function (null: all do).",
+    )
 
 
 class SqsMapping(_MappingBase):

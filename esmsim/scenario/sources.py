@@ -44,6 +44,24 @@ class Traffic(Frozen):
         ge=0,
         description="The initial backlog arrived evenly over this long before time 0 (0: all at 0).",
     )
+    attributes: dict[str, dict[str, Number]] = Field(
+        default_factory=dict,
+        description="Record attributes a mapping's `filter.pattern` can match: per attribute, each "
+        "value's share of records (shares sum to 1; drawn per record).",
+    )
+
+    @field_validator("attributes")
+    @classmethod
+    def _shares(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for name, shares in value.items():
+            if not shares:
+                raise ValueError(f"{name} has no values (give each value's share of records)")
+            if any(share < 0 for share in shares.values()):
+                raise ValueError(f"{name}: shares must be 0 or more")
+            total = sum(shares.values())
+            if abs(total - 1.0) > 1e-9:
+                raise ValueError(f"{name}: the shares of its values sum to {total:g}, not 1")
+        return value
 
     @model_validator(mode="after")
     def _schedule_in_order(self) -> Traffic:
