@@ -58,6 +58,50 @@ def test_a_disabled_mapping_says_so() -> None:
     assert found["binding"] == {"disabled mapping": 1.0}
 
 
+def fifo(groups: int, function: dict[str, Any] | None = None, rate: str = "300/s") -> Scenario:
+    """A FIFO queue with ``groups`` message groups feeding 1 s handlers."""
+    return Scenario.model_validate(
+        {
+            "duration": "5m",
+            "functions": {"f": {"duration": "1s", "cold_start": "0s", "timeout": 10, **(function or {})}},
+            "sources": {
+                "q": {
+                    "type": "sqs",
+                    "fifo": True,
+                    "max_receive_count": 5,
+                    "traffic": {"rate": rate, "message_groups": groups},
+                }
+            },
+            "mappings": [{"source": "q", "function": "f"}],
+        }
+    )
+
+
+def test_a_fifo_queue_bound_by_its_message_groups_says_so() -> None:
+    # 300 messages/s of 1 s batches (at most 10 messages) over 4 groups: at most 4 batches run, about
+    # 40 messages/s, so work waits and concurrency sits at the 4 groups.
+    found = limits_of(fifo(4))
+    assert max(found["binding"], key=found["binding"].get) == "message groups (one batch per group at a time)"
+    assert found["binding"]["message groups (one batch per group at a time)"] >= 0.8
+    assert "more message groups" in found["advice"]
+
+
+def test_a_fifo_queue_held_by_a_failing_message_says_so() -> None:
+    # Every batch fails: each group's head message is retried until dead-lettered, holding its group.
+    found = limits_of(fifo(50, function={"errors": {"invocation_error_rate": 1.0}}, rate="20/s"))
+    binding = max(found["binding"], key=found["binding"].get)
+    assert binding == "a blocked message group (retrying a failing message)"
+    assert "max_receive_count" in found["advice"]
+
+
+def test_provisioned_mode_at_its_maximum_pollers_says_so() -> None:
+    # Two event pollers of 10 invokes each hold at most 20 one-second invocations: 300/s waits.
+    s = sqs(mapping={"provisioned_pollers": {"minimum": 2, "maximum": 2}})
+    found = limits_of(s)
+    assert max(found["binding"], key=found["binding"].get) == "event pollers (provisioned mode)"
+    assert "provisioned_pollers" in found["advice"]
+
+
 def test_a_stream_bound_by_its_lanes_says_so() -> None:
     s = Scenario.model_validate(
         {

@@ -7,10 +7,12 @@ asynchronous event's age); the limit is then the first of these that holds in th
 1. throttles: the most frequent reason (reserved concurrency, account concurrency, the invoke-rate
    quota, the function scaling rate);
 2. a stream's read throttles (read throughput);
-3. the mapping's concurrency at its cap: ``maximum_concurrency`` (SQS), shards x parallelization
-   factor (streams);
-4. function errors: the SQS error back-off, or a stream shard blocked by retries;
-5. otherwise the SQS poller fleet (its ceiling, or still growing);
+3. the mapping's concurrency at its cap: ``maximum_concurrency`` (SQS), the message groups (SQS
+   FIFO), the event pollers' invokes (SQS provisioned mode), shards x parallelization factor (streams);
+4. function errors: the SQS error back-off, a FIFO message group held by a failing message, or a
+   stream shard blocked by retries;
+5. otherwise the SQS poller fleet (its ceiling, or still growing), the event pollers still scaling
+   (provisioned mode), or the order within message groups (FIFO: one batch per group at a time);
 
 and "none (keeps up)" when nothing waited. A disabled mapping is "disabled" throughout.
 """
@@ -39,6 +41,9 @@ BACKOFF = "error back-off"
 LANES = "shards x parallelization factor"
 READS = "read throughput"
 BLOCKED = "a blocked shard (retrying a failing batch)"
+GROUPS = "message groups (one batch per group at a time)"
+GROUP_BLOCKED = "a blocked message group (retrying a failing message)"
+EVENT_POLLERS = "event pollers (provisioned mode)"
 #: Throttle reasons as limits.
 BY_REASON = {
     ThrottleReason.RESERVED_CONCURRENCY: RESERVED,
@@ -97,14 +102,16 @@ def _minutes(scenario: Scenario, observed: Observed, i: int) -> list[str]:
         normal = m.batching_window + getattr(source, "idle_poll_interval", 1.0) + SLACK_S
         waited = np.nan_to_num(ages, nan=0.0) > normal
     read_throttles = _read_throttles(observed, i, nb) if isinstance(m, StreamMapping) else np.zeros(nb)
+    fifo = bool(getattr(scenario.sources[m.source], "fifo", False))
     out = []
     for b in range(nb):
         spec = specs[b]
         cap: float | None
         if isinstance(spec, SqsMapping):
-            cap = spec.maximum_concurrency
+            cap, capped = _sqs_cap(spec, systems[b].sources[m.source].traffic)
         else:
             cap = getattr(systems[b].sources[m.source], "shards", 1) * spec.parallelization_factor
+            capped = LANES
         if not spec.enabled:
             out.append(DISABLED)
         elif not waited[b]:
@@ -114,12 +121,34 @@ def _minutes(scenario: Scenario, observed: Observed, i: int) -> list[str]:
         elif read_throttles[b]:
             out.append(READS)
         elif cap is not None and busiest[b] >= cap:
-            out.append(MAX_CONCURRENCY if isinstance(m, SqsMapping) else LANES)
+            out.append(capped)
         elif errors[b]:
-            out.append(BACKOFF if isinstance(m, SqsMapping) else BLOCKED)
+            out.append((GROUP_BLOCKED if fifo else BACKOFF) if isinstance(m, SqsMapping) else BLOCKED)
+        elif isinstance(spec, SqsMapping):
+            # Below every cap with work waiting: a FIFO queue is held by its groups' order (a hot
+            # group runs one batch at a time), provisioned mode by its pollers' scaling.
+            out.append(GROUPS if fifo else EVENT_POLLERS if spec.provisioned_pollers else POLLERS)
         else:
-            out.append(POLLERS if isinstance(m, SqsMapping) else NONE)
+            out.append(NONE)
     return out
+
+
+def _sqs_cap(spec: SqsMapping, traffic: object) -> tuple[float | None, str]:
+    """The concurrency an SQS mapping cannot pass, and which limit sets it (the smallest).
+
+    ``maximum_concurrency`` (standard mode), the event pollers' invokes (provisioned mode) and a
+    FIFO queue's message groups (one batch per group at a time).
+    """
+    caps: list[tuple[float, str]] = []
+    if spec.provisioned_pollers is not None:
+        p = spec.provisioned_pollers
+        caps.append((p.maximum * p.invokes_per_poller, EVENT_POLLERS))
+    elif spec.maximum_concurrency is not None:
+        caps.append((spec.maximum_concurrency, MAX_CONCURRENCY))
+    groups = getattr(traffic, "message_groups", None)
+    if groups is not None:
+        caps.append((groups, GROUPS))
+    return min(caps) if caps else (None, MAX_CONCURRENCY)
 
 
 def _in_effect(scenario: Scenario, t: float) -> Scenario:
@@ -177,6 +206,12 @@ def _advice(scenario: Scenario, i: int, shares: dict[str, float]) -> str:
         "or a higher concurrency limit",
         SCALING: f"bursts outpace new environments (1,000 per 10 s): provisioned concurrency for {function}",
         MAX_CONCURRENCY: f"raise {where}.maximum_concurrency (now {getattr(m, 'maximum_concurrency', None)})",
+        GROUPS: f"{where} runs one batch per message group at a time: more message groups (or a less "
+        "skewed group key), or shorter invocations",
+        GROUP_BLOCKED: f"a failing message holds its group until it succeeds or is dead-lettered: "
+        f"report_batch_item_failures and a lower max_receive_count on {m.source if m else 'the queue'}",
+        EVENT_POLLERS: f"raise {where}.provisioned_pollers (minimum pollers start at once; maximum "
+        "x invokes_per_poller caps concurrency)",
         POLLERS: f"{where}'s poller fleet is at its ceiling or still growing: larger batches or a batching "
         "window take more per poller (poller_scaling)",
         BACKOFF: f"function errors shrink {where}'s poller fleet (error_backoff): "
