@@ -275,6 +275,8 @@ def sweep(
     from esmsim.sweep.store import JOURNAL, OUTPUT_FILES, read_journal
 
     the_plan = plan(scenario_file, overrides=overrides, replications=replications)
+    for text in the_plan.warnings:
+        click.echo(printable(text), err=True)
     biggest = largest_point(the_plan)
     if biggest is not None:
         point, found = biggest
@@ -319,10 +321,13 @@ def sweep(
     skipped = the_plan.runs - ran
     if done_before and skipped > 0:
         click.echo(f"resumed: {skipped} run(s) were already done in {out_dir}")
-    _print_table(runs.attrs["aggregate"], keys)
     verdict = runs.attrs["recommendation"]
+    _print_table(runs.attrs["aggregate"], keys, verdict.rejected if verdict is not None else {})
     if verdict is not None:
         click.echo(verdict.message)
+        objective = the_plan.sweep.objective
+        for line in verdict.context(objective.minimize if objective else ""):
+            click.echo(line)
     for name in (*OUTPUT_FILES, *PLOT_FILES):
         if (out / name).exists():
             click.echo(f"wrote {out / name}")
@@ -338,8 +343,8 @@ def sweep(
         sys.exit(1)
 
 
-def _print_table(table: Any, keys: list[str]) -> None:
-    """The configurations, one line each: parameters, latency, cost, losses."""
+def _print_table(table: Any, keys: list[str], rejected: dict[int, str]) -> None:
+    """The configurations, one line each: parameters, latency, cost, losses, what the objective missed."""
     columns = {
         "latency_p50_s": "p50 s",
         "latency_p99_s": "p99 s",
@@ -350,11 +355,12 @@ def _print_table(table: Any, keys: list[str]) -> None:
     }
     names = [k.split(".")[-1] for k in keys]
     header = "  ".join(f"{n:>14s}" for n in [*names, *columns.values()])
-    click.echo(header)
+    click.echo(header + ("  misses the objective" if rejected else ""))
     for row in table.to_dict("records"):
         # A key swept to null (standard mode, no cap ...) is NaN in the table: show it as written.
         cells = [f"{'null' if row[k] != row[k] or row[k] is None else row[k]!s:>14s}" for k in keys]
         cells += [f"{row[c]:>14.4g}" if row[c] == row[c] else f"{'n/a':>14s}" for c in columns]
+        cells += [rejected[int(row["point"])]] if int(row["point"]) in rejected else []
         click.echo("  ".join(cells))
 
 

@@ -167,9 +167,30 @@ def test_unknown_executor_is_a_one_line_error(tmp_path: Path) -> None:
     path = write(tmp_path, tiny())
     result = CliRunner().invoke(main, ["sweep", str(path), "--executor", "cloud"])
     assert result.exit_code == 2
-    assert result.stderr.strip() == (
+    # The scenario's warnings come first (a sweep says what validate says), then the one error line.
+    errors = [line for line in result.stderr.splitlines() if ": warning: " not in line]
+    assert errors == [
         "unknown executor 'cloud' (use serial, local, local:N, dask-local:N or dask://host:port)"
+    ]
+
+
+def test_a_sweep_prints_and_records_its_warnings(tmp_path: Path) -> None:
+    path = write(tmp_path, tiny())
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main, ["sweep", str(path), "--executor", "serial", "--out", str(out), "--no-plot"]
     )
+    assert result.exit_code == 0, result.output
+    warned = [line for line in result.stderr.splitlines() if ": warning: " in line]
+    assert any("no redrive policy" in line for line in warned)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["warnings"] == warned
+    # The verdict, printed with its context, is also in the manifest.
+    verdict = manifest["recommendation"]
+    assert verdict["message"] in result.stdout
+    assert set(verdict) >= {"runners_up", "overlapping", "rejected", "replications_needed", "warning"}
+    for runner in verdict["runners_up"]:
+        assert f"runner-up {runner['label']}" in result.stdout
 
 
 def test_iter_sweep_streams_results_as_they_finish() -> None:

@@ -43,6 +43,9 @@ class SweepPlan:
     #: resumes (configurations already run are reused), the scenario may not.
     scenario_hash: str
     source: str | None  # the scenario file's text, when it came from a file
+    #: AWS's recommendations the scenario or a point does not follow, one line each (as `validate`
+    #: prints them; a point's own are prefixed with the point).
+    warnings: tuple[str, ...] = ()
 
     @property
     def runs(self) -> int:
@@ -81,7 +84,21 @@ def plan(
     if overrides:
         source = (source or "") + "".join(f"\n# --set {text}" for text in overrides)
     identity = scenario_hash(validated.model_copy(update={"sweep": None}))
-    return SweepPlan(validated.name, sweep, points, reps, validated.seed, identity, source)
+    return SweepPlan(
+        validated.name, sweep, points, reps, validated.seed, identity, source, _warnings(built, points)
+    )
+
+
+def _warnings(built: Any, points: list[Point]) -> tuple[str, ...]:
+    """The scenario's warnings, then those only some points have (a swept value breaking a rule)."""
+    base = [issue.format() for issue in built.where.place(built.scenario.warnings)]
+    seen = {issue.message for issue in built.scenario.warnings}
+    own: list[str] = []
+    for point in points:
+        for issue in Scenario.model_validate(point.raw).warnings:
+            if issue.message not in seen:
+                own.append(f"point {point.index} ({point.label()}): {issue.format()}")
+    return (*base, *own)
 
 
 def largest_point(the_plan: SweepPlan) -> tuple[Point, Estimate] | None:
@@ -167,6 +184,7 @@ def iter_sweep(
             "executor": executor,
             "started_at": now_iso(),
             "points": [{"point": p.index, "params": p.params} for p in the_plan.points],
+            "warnings": list(the_plan.warnings),
         }
         store = SweepStore.open(Path(out), manifest, allow_version_change=allow_version_change)
     try:
@@ -174,6 +192,14 @@ def iter_sweep(
     finally:
         if store:
             store.close()
+
+
+def _verdict(the_plan: SweepPlan) -> Any:
+    """How to judge the finished tables for the manifest: the objective's recommendation, if any."""
+    objective = the_plan.sweep.objective
+    if objective is None:
+        return None
+    return lambda table: recommend(table, the_plan.points, objective, the_plan.replications).as_dict()
 
 
 def _run_plan(
@@ -223,7 +249,9 @@ def _run_plan(
             for future in running:
                 future.cancel()  # not started yet: nobody will read its result
             if store:
-                runs, table = store.write(the_plan.points, the_plan.replications, status, csv=csv)
+                runs, table = store.write(
+                    the_plan.points, the_plan.replications, status, csv=csv, verdict=_verdict(the_plan)
+                )
                 if plots and status == "complete" and not runs.empty:
                     from esmsim.sweep.plots import write_plots
 
@@ -279,6 +307,6 @@ def analyse(the_plan: SweepPlan, records: dict[str, dict[str, Any]]) -> pd.DataF
     runs.attrs["aggregate"] = table
     verdict: Recommendation | None = None
     if the_plan.sweep.objective is not None:
-        verdict = recommend(table, the_plan.points, the_plan.sweep.objective)
+        verdict = recommend(table, the_plan.points, the_plan.sweep.objective, the_plan.replications)
     runs.attrs["recommendation"] = verdict
     return runs

@@ -25,6 +25,7 @@ import os
 import socket
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -272,9 +273,18 @@ class SweepStore:
         return time.monotonic() - self._last_write >= every_s
 
     def write(
-        self, points: list[Point], replications: int, status: str, *, csv: bool = False
+        self,
+        points: list[Point],
+        replications: int,
+        status: str,
+        *,
+        csv: bool = False,
+        verdict: Callable[[pd.DataFrame], dict[str, Any]] | None = None,
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Rewrite runs.parquet, aggregate.parquet and manifest.json from the journal."""
+        """Rewrite runs.parquet, aggregate.parquet and manifest.json from the journal.
+
+        ``verdict`` turns the aggregate table into the manifest's ``recommendation``.
+        """
         from esmsim.sweep.aggregate import aggregate
 
         runs = runs_frame(self.records, points, replications)
@@ -297,6 +307,8 @@ class SweepStore:
         )
         if status != "running":
             self.manifest["finished_at"] = now_iso()
+        if verdict is not None and not table.empty:
+            self.manifest["recommendation"] = verdict(table)
         try:
             _write_frame(runs, self.out / RUNS, csv)
             _write_frame(table, self.out / AGGREGATE, csv)
