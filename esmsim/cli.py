@@ -7,6 +7,7 @@ A scenario problem prints one line per issue (``file:line: key.path: message``) 
 from __future__ import annotations
 
 import sys
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from functools import wraps
@@ -296,6 +297,8 @@ def sweep(
     failed: list[dict[str, Any]] = []
     ran = 0
     bar = tqdm(total=the_plan.runs, initial=done_before, unit="run", disable=None, dynamic_ncols=True)
+    # Piped output (CI, tee) gets no bar: a plain line every tenth of the runs or half-minute instead.
+    progress = _Progress(the_plan.runs, done_before) if bar.disable else None
     try:
         for record in iter_sweep(
             the_plan,
@@ -310,6 +313,8 @@ def sweep(
             bar.update(1)
             if record["error"] is not None:
                 failed.append(record)
+            if progress is not None:
+                progress.step(len(failed))
     except KeyboardInterrupt:
         bar.close()
         click.echo(
@@ -341,6 +346,26 @@ def sweep(
                 err=True,
             )
         sys.exit(1)
+
+
+class _Progress:
+    """Progress as plain lines, for output that is not a terminal."""
+
+    def __init__(self, total: int, done: int) -> None:
+        self.total, self.done = total, done
+        self.started = self.last = time.monotonic()
+        self.every = max(1, total // 10)
+
+    def step(self, failed: int) -> None:
+        self.done += 1
+        now = time.monotonic()
+        if self.done % self.every and self.done != self.total and now - self.last < 30:
+            return
+        self.last = now
+        click.echo(
+            f"progress: {self.done}/{self.total} runs done ({failed} failed), "
+            f"{now - self.started:.0f} s elapsed"
+        )
 
 
 def _print_table(table: Any, keys: list[str], rejected: dict[int, str]) -> None:

@@ -14,6 +14,7 @@ from typing import IO, Any
 from esmsim.errors import OutputError
 from esmsim.keys import LATENCY_PART_KEYS
 from esmsim.result import RunResult
+from esmsim.units import format_duration
 
 #: Every file ``write_run`` can write: a run replaces all of them, so none is left from an earlier run.
 RUN_FILES = (
@@ -178,19 +179,47 @@ def _reasons(reasons: dict[str, int]) -> str:
     return "  (" + ", ".join(f"{name} {_num(n)}" for name, n in reasons.items()) + ")"
 
 
+def _dlq_label(result: RunResult) -> str:
+    """What ``records_dlq`` counts here: a queue's dead-letter queue, a stream's on-failure destination."""
+    queues = result.scenario_has("sqs", "mq", "s3", "sns", "eventbridge")
+    streams = any(m.source_type in ("kinesis", "dynamodb", "kafka") for m in result.scenario.mappings)
+    if queues and streams:
+        return "DLQ or on-failure"
+    return "to on-failure dest." if streams else "dead-lettered (DLQ)"
+
+
+def _month_caveat(result: RunResult) -> list[str]:
+    """Why ``cost_per_month_usd`` may not be a month of this run: it scales a run that is not steady."""
+    s, scenario = result.summary, result.scenario
+    reasons = []
+    if s["records_in"] and s["records_in_flight_end"] > 0.05 * s["records_in"]:
+        share = s["records_in_flight_end"] / s["records_in"]
+        reasons.append(f"{share:.0%} of the records were still unprocessed at the end (overloaded)")
+    transient = scenario.stages or any(
+        getattr(source, "traffic", None) is not None
+        and (source.traffic.schedule or source.traffic.initial_backlog)
+        and source.traffic.period is None
+        for source in scenario.sources.values()
+    )
+    if transient:
+        reasons.append("the traffic changes over the run without repeating (a transient, not a steady day)")
+    if not reasons:
+        return []
+    return [f"caveat: per month scales this run's cost: {'; '.join(reasons)}"]
+
+
 def summary_lines(result: RunResult) -> list[str]:
     """The summary as aligned lines of text."""
     s = result.summary
-    hours = s["duration_s"] / 3600
     lines = [
-        f"{result.scenario.name}: {hours:g} h simulated in {result.wall_time_s:.1f} s (seed {result.seed}, "
-        f"replication {result.replication}, esmsim {result.version})",
+        f"{result.scenario.name}: {format_duration(s['duration_s'])} simulated in {result.wall_time_s:.1f} s "
+        f"(seed {result.seed}, replication {result.replication}, esmsim {result.version})",
         "",
         "records",
         f"  in                  {_num(s['records_in'])}",
         f"  succeeded           {_num(s['records_succeeded'])}  "
         f"({_num(s['throughput_per_s'])}/s after warm-up)",
-        f"  dead-lettered (DLQ) {_num(s['records_dlq'])}",
+        f"  {_dlq_label(result):19s} {_num(s['records_dlq'])}",
         f"  dropped             {_num(s['records_dropped'])}",
         f"  expired             {_num(s['records_expired'])}",
         f"  filtered out        {_num(s['records_filtered'])}",
@@ -231,6 +260,7 @@ def summary_lines(result: RunResult) -> list[str]:
         f"  per million records {_usd(s['cost_per_million_records_usd'])}",
         f"  per month           {_usd(s['cost_per_month_usd'])}  "
         f"(this traffic for {result.scenario.pricing.month_hours:g} h)",
+        *(f"  {line}" for line in _month_caveat(result)),
     ]
     if result.scenario_has("kinesis", "dynamodb"):
         streams = [
