@@ -178,6 +178,28 @@ def validate(scenario_file: str, overrides: tuple[str, ...]) -> None:
     help="Directory for summary.json, timeseries.parquet, mapping_timeseries.parquet, "
     "shard_timeseries.parquet (streams) and timeseries.png.",
 )
+@click.option(
+    "--replication",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Replication number: its own random streams (a sweep's replication N, with --seed and --set).",
+)
+@click.option(
+    "--point",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Run configuration N of the scenario's sweep (the `point` column of its tables).",
+)
+@click.option(
+    "--format",
+    "formats",
+    type=click.Choice(["parquet", "csv"]),
+    multiple=True,
+    default=("parquet",),
+    show_default=True,
+    help="Table formats (parquet is always written; csv adds CSV copies).",
+)
 @click.option("--no-plot", is_flag=True, help="Skip the PNG.")
 @click.option(
     "--trace",
@@ -193,12 +215,18 @@ def run(
     overrides: tuple[str, ...],
     seed: int | None,
     out_dir: str,
+    replication: int,
+    point: int | None,
+    formats: tuple[str, ...],
     no_plot: bool,
     trace: bool,
     max_memory: float | None,
     force: bool,
 ) -> None:
-    """Run one scenario and write its summary, time series and plot."""
+    """Run one scenario and write its summary, time series and plot.
+
+    ``--point N --replication R`` reproduces one row of the scenario's sweep exactly.
+    """
     from esmsim.report import prepare_out_dir, print_summary, write_run
     from esmsim.run import simulate
 
@@ -206,12 +234,23 @@ def run(
     if scenario.sweep is not None:  # not run, but a broken sweep section is not silently carried along
         from esmsim.sweep import plan
 
-        plan(scenario_file, overrides=overrides)
+        the_plan = plan(scenario_file, overrides=overrides)
+        if point is not None:
+            if point >= len(the_plan.points):
+                raise ScenarioError.one(
+                    f"--point {point}: the sweep has {len(the_plan.points)} configuration(s) (0 to "
+                    f"{len(the_plan.points) - 1})"
+                )
+            chosen = the_plan.points[point]
+            click.echo(f"point {point}: {chosen.label()}")
+            scenario = type(scenario).model_validate(chosen.raw)
+    elif point is not None:
+        raise ScenarioError.one(f"--point {point}: {scenario_file} has no sweep section")
     _refuse(_estimate(scenario_file, scenario, trace=trace), max_memory, force)
     prepare_out_dir(Path(out_dir))  # before the simulation: a long run is never lost at write time
-    result = simulate(scenario, seed=seed, trace=trace, force=True)  # checked just above
+    result = simulate(scenario, seed=seed, replication=replication, trace=trace, force=True)  # checked above
     print_summary(result, click.echo)
-    written = write_run(result, Path(out_dir), plot=not no_plot)
+    written = write_run(result, Path(out_dir), plot=not no_plot, csv="csv" in formats)
     for path in written:
         click.echo(f"wrote {path}")
 

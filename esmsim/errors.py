@@ -61,6 +61,11 @@ class ScenarioError(Exception):
         self.issues = list(issues)
         super().__init__("\n".join(issue.format() for issue in self.issues))
 
+    @classmethod
+    def one(cls, message: str) -> ScenarioError:
+        """A problem with no place in the file (an option's value): one line, as given."""
+        return cls([Issue((), message)])
+
 
 class OutputError(ScenarioError):
     """An output directory or file esmsim cannot use (missing rights, a file in the way, corrupt)."""

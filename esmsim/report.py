@@ -17,7 +17,7 @@ from esmsim.result import RunResult
 from esmsim.units import format_duration
 
 #: Every file ``write_run`` can write: a run replaces all of them, so none is left from an earlier run.
-RUN_FILES = (
+RUN_FILES: tuple[str, ...] = (
     "summary.json",
     "timeseries.parquet",
     "mapping_timeseries.parquet",
@@ -27,6 +27,8 @@ RUN_FILES = (
     "records.parquet",
     "timeseries.png",
 )
+#: With ``csv``, every table is also written as CSV beside its Parquet file.
+RUN_FILES += tuple(name.replace(".parquet", ".csv") for name in RUN_FILES if name.endswith(".parquet"))
 
 
 def prepare_out_dir(out_dir: Path, option: str = "--out") -> Path:
@@ -89,12 +91,13 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def write_run(result: RunResult, out_dir: Path, *, plot: bool = True) -> list[Path]:
+def write_run(result: RunResult, out_dir: Path, *, plot: bool = True, csv: bool = False) -> list[Path]:
     """Write a run's files into ``out_dir``, replacing every file an earlier run left there.
 
     ``summary.json``, ``timeseries.parquet``, ``mapping_timeseries.parquet``,
     ``shard_timeseries.parquet`` (streams only), for a traced run ``invocations.parquet``,
-    ``throttles.parquet`` and ``records.parquet``, and unless ``plot`` is False ``timeseries.png``.
+    ``throttles.parquet`` and ``records.parquet``, and unless ``plot`` is False ``timeseries.png``;
+    with ``csv`` a CSV copy of each table too (``timeseries.csv`` ...).
 
     Every file is written completely into a staging directory first and only then moved into place,
     so a failure while writing leaves the earlier run's files untouched. Files of an earlier run
@@ -117,6 +120,10 @@ def write_run(result: RunResult, out_dir: Path, *, plot: bool = True) -> list[Pa
             "records.parquet": result.records,
         }
     names = [n for n, t in tables.items() if not t.empty or n in ("timeseries.parquet", "throttles.parquet")]
+    if csv:
+        for name in list(names):
+            tables[name.replace(".parquet", ".csv")] = tables[name]
+            names.append(name.replace(".parquet", ".csv"))
     if plot:
         names.append("timeseries.png")
     try:
@@ -128,6 +135,9 @@ def write_run(result: RunResult, out_dir: Path, *, plot: bool = True) -> list[Pa
                         from esmsim.plots import plot_run
 
                         plot_run(result).savefig(handle, format="png", dpi=110)
+                    elif name.endswith(".csv"):
+                        table = tables[name]  # a named index (minute) is a column of the CSV too
+                        handle.write(table.to_csv(index=table.index.name is not None).encode("utf-8"))
                     else:
                         tables[name].to_parquet(handle, compression="zstd")
                     handle.flush()

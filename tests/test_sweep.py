@@ -578,3 +578,56 @@ def test_a_key_swept_over_null_and_mappings_plots_and_labels_as_written() -> Non
     assert [t.get_text() for t in ax.get_xticklabels()] == ["null", '{"maximum": 200, "minimum": 2}']
     assert label({key: None}) == f"{key}=null"
     assert label({key: {"minimum": 2, "maximum": 200}}) == f'{key}={{"maximum": 200, "minimum": 2}}'
+
+
+def test_run_point_and_replication_reproduce_a_sweep_row(tmp_path: Path) -> None:
+    path = write(tmp_path, tiny())
+    out = tmp_path / "out"
+    assert (
+        CliRunner()
+        .invoke(main, ["sweep", str(path), "--executor", "serial", "--out", str(out), "--no-plot"])
+        .exit_code
+        == 0
+    )
+    runs = pd.read_parquet(out / "runs.parquet")
+    row = runs[(runs["point"] == 1) & (runs["replication"] == 1)].iloc[0]
+    one = tmp_path / "one"
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            str(path),
+            "--point",
+            "1",
+            "--replication",
+            "1",
+            "--format",
+            "csv",
+            "--no-plot",
+            "--out",
+            str(one),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads((one / "summary.json").read_text())["summary"]
+    for key in ("records_in", "records_succeeded", "invocations", "latency_p99_s", "cost_usd"):
+        assert summary[key] == row[key], key
+    # The CSV copy holds what the Parquet table holds.
+    pd.testing.assert_frame_equal(
+        pd.read_csv(one / "timeseries.csv", index_col=0),
+        pd.read_parquet(one / "timeseries.parquet"),
+        check_dtype=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["--point", "99"], "--point 99: the sweep has 4 configuration(s) (0 to 3)"),
+    ],
+)
+def test_a_point_outside_the_sweep_is_one_line(tmp_path: Path, args: list[str], line: str) -> None:
+    path = write(tmp_path, tiny())
+    result = CliRunner().invoke(main, ["run", str(path), *args, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert [x for x in result.stderr.splitlines() if ": warning: " not in x] == [line]
