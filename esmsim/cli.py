@@ -251,7 +251,9 @@ def run(
     result = simulate(scenario, seed=seed, replication=replication, trace=trace, force=True)  # checked above
     print_summary(result, click.echo)
     written = write_run(result, Path(out_dir), plot=not no_plot, csv="csv" in formats)
-    for path in written:
+    from esmsim.html_report import write_report
+
+    for path in [*written, write_report(Path(out_dir))]:
         click.echo(f"wrote {path}")
 
 
@@ -372,7 +374,7 @@ def sweep(
         objective = the_plan.sweep.objective
         for line in verdict.context(objective.minimize if objective else ""):
             click.echo(line)
-    for name in (*OUTPUT_FILES, *PLOT_FILES):
+    for name in (*OUTPUT_FILES, *PLOT_FILES, "report.html"):
         if (out / name).exists():
             click.echo(f"wrote {out / name}")
     if failed:
@@ -426,6 +428,20 @@ def _print_table(table: Any, keys: list[str], rejected: dict[int, str]) -> None:
         cells += [f"{row[c]:>14.4g}" if row[c] == row[c] else f"{'n/a':>14s}" for c in columns]
         cells += [rejected[int(row["point"])]] if int(row["point"]) in rejected else []
         click.echo("  ".join(cells))
+
+
+@main.command()
+@click.argument("out_dir", type=click.Path(file_okay=False, exists=True))
+@_user_errors
+def report(out_dir: str) -> None:
+    """Write OUT_DIR/report.html: one self-contained page of a run's or a sweep's results.
+
+    The scenario in words, the verdict, the numbers per mapping and function, the figures
+    (embedded), the warnings, what limited the run, and provenance; it opens offline.
+    """
+    from esmsim.html_report import write_report
+
+    click.echo(f"wrote {write_report(Path(out_dir))}")
 
 
 @main.command()

@@ -22,10 +22,12 @@ RUN_FILES: tuple[str, ...] = (
     "timeseries.parquet",
     "mapping_timeseries.parquet",
     "shard_timeseries.parquet",
+    "resources.parquet",
     "invocations.parquet",
     "throttles.parquet",
     "records.parquet",
     "timeseries.png",
+    "report.html",  # written by esmsim.html_report after the run's files
 )
 #: With ``csv``, every table is also written as CSV beside its Parquet file.
 RUN_FILES += tuple(name.replace(".parquet", ".csv") for name in RUN_FILES if name.endswith(".parquet"))
@@ -95,7 +97,8 @@ def write_run(result: RunResult, out_dir: Path, *, plot: bool = True, csv: bool 
     """Write a run's files into ``out_dir``, replacing every file an earlier run left there.
 
     ``summary.json``, ``timeseries.parquet``, ``mapping_timeseries.parquet``,
-    ``shard_timeseries.parquet`` (streams only), for a traced run ``invocations.parquet``,
+    ``shard_timeseries.parquet`` (streams only), ``resources.parquet`` (per function, mapping and
+    shard: invocations, errors, throttles, concurrency, limits), for a traced run ``invocations.parquet``,
     ``throttles.parquet`` and ``records.parquet``, and unless ``plot`` is False ``timeseries.png``;
     with ``csv`` a CSV copy of each table too (``timeseries.csv`` ...).
 
@@ -112,6 +115,7 @@ def write_run(result: RunResult, out_dir: Path, *, plot: bool = True, csv: bool 
         "timeseries.parquet": result.timeseries,
         "mapping_timeseries.parquet": result.mapping_timeseries,
         "shard_timeseries.parquet": result.shard_timeseries,
+        "resources.parquet": result.resources,
     }
     if result.traced:
         tables |= {

@@ -256,6 +256,10 @@ def _run_plan(
                     from esmsim.sweep.plots import write_plots
 
                     write_plots(table, the_plan.sweep, the_plan.points, store.out)
+                if status == "complete" and not runs.empty:
+                    from esmsim.html_report import write_report
+
+                    write_report(store.out)
 
 
 def sweep(
