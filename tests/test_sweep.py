@@ -506,24 +506,25 @@ def test_latency_and_cost_plots_have_a_line_per_series_value() -> None:
     fig = latency_figure(table_, "mappings[0].batch_size", "functions.f.memory_mb")
     ax = fig.axes[0]
     labels = [line.get_label() for line in ax.get_lines()]
-    assert labels == [
-        "p50 (memory_mb=512)",
-        "p99 (memory_mb=512)",
-        "p50 (memory_mb=1024)",
-        "p99 (memory_mb=1024)",
-    ]
+    # The handler's time does not depend on memory here: both memories give the same latencies, so
+    # they share one line that says so rather than one hiding the other.
+    by_memory = table_.groupby("functions.f.memory_mb")["latency_p99_s"].apply(list)
+    assert by_memory[512] == by_memory[1024]
+    assert labels == ["p50 (memory=512, 1024 (identical))", "p99 (memory=512, 1024 (identical))"]
     assert all(np.asarray(line.get_xdata()).tolist() == [1, 20] for line in ax.get_lines())
-    assert ax.get_xlabel() == "mappings[0].batch_size"
-    assert ax.get_ylabel() == "latency (s)"
+    assert ax.get_xlabel() == "batch size (records), log scale"
+    assert ax.get_ylabel() == "record latency (s, log scale)"
     assert ax.get_xscale() == "log"  # 1 to 20 spans more than a factor of 10
+    assert ax.get_xticks().tolist() == [1, 20]  # ticks at the swept values, not powers of ten
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "20"]
     np.testing.assert_allclose(
         np.asarray(ax.get_lines()[1].get_ydata()),
         table_[table_["functions.f.memory_mb"] == 512]["latency_p99_s"],
     )
     fig = cost_figure(table_, "mappings[0].batch_size", "functions.f.memory_mb")
     ax = fig.axes[0]
-    assert [line.get_label() for line in ax.get_lines()] == ["memory_mb=512", "memory_mb=1024"]
-    assert ax.get_ylabel() == "cost per million records (USD)"
+    assert [line.get_label() for line in ax.get_lines()] == ["memory=512", "memory=1024"]
+    assert ax.get_ylabel().startswith("cost per million records (USD)")
 
 
 def test_pareto_plot_marks_the_frontier_and_the_choice() -> None:
@@ -547,13 +548,96 @@ def test_pareto_plot_marks_the_frontier_and_the_choice() -> None:
     )
     ax = pareto_figure(table_, points, verdict.point, objective).axes[0]
     legend = [t.get_text() for t in ax.get_legend().get_texts()]  # type: ignore[union-attr]
-    assert legend == ["meets the constraints", "fails a constraint", "Pareto frontier", "recommended"]
+    assert legend == [
+        "meets the constraints",
+        "fails a constraint",
+        "Pareto frontier",
+        f"objective: latency_p99_s <= {objective.constraints['latency_p99_s'].max:g}",
+        "recommended",
+    ]
     ran = table_[table_["replications"] > 0].to_dict("records")
     meeting = np.asarray(ax.collections[0].get_offsets())
     failing = np.asarray(ax.collections[1].get_offsets())
     assert len(meeting) == sum(meets(r, objective) for r in ran) > 0
     assert len(failing) > 0
     assert len(meeting) + len(failing) == len(ran)
+
+
+def test_coincident_series_share_a_line_that_says_so() -> None:
+    # Two caps that never bind give the same curve: one line, labelled with both values.
+    table = pd.DataFrame(
+        {
+            "point": [0, 1, 2, 3, 4, 5],
+            "b": [1, 10, 1, 10, 1, 10],
+            "c": [5, 5, 15, 15, 50, 50],
+            "replications": [2] * 6,
+            "cost_per_million_records_usd": [2.0, 0.3, 2.1, 0.5, 2.1, 0.5],
+            "cost_per_million_records_usd_ci_low": [np.nan] * 6,
+            "cost_per_million_records_usd_ci_high": [np.nan] * 6,
+        }
+    )
+    ax = cost_figure(table, "b", "c").axes[0]
+    assert [line.get_label() for line in ax.get_lines()] == ["c=5", "c=15, 50 (identical)"]
+
+
+def test_every_figure_draws_the_objective_and_marks_the_recommendation() -> None:
+    table_, points = _aggregate()
+    objective = Objective.model_validate(TINY["sweep"]["objective"])
+    verdict = recommend(table_, points, objective)
+    assert verdict.met
+    x, series = "mappings[0].batch_size", "functions.f.memory_mb"
+    figures = {
+        "latency": latency_figure(table_, x, series, objective, verdict.point),
+        "cost": cost_figure(table_, x, series, objective, verdict.point),
+        "pareto": pareto_figure(table_, points, verdict.point, objective),
+    }
+    chosen = table_[table_["point"] == verdict.point].iloc[0]
+    for name, fig in figures.items():
+        ax = fig.axes[0]
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]  # type: ignore[union-attr]
+        assert "recommended" in labels, name
+        ring = next(c for c in ax.collections if c.get_label() == "recommended")
+        at = np.asarray(ring.get_offsets())[0]
+        assert at[1] == pytest.approx(
+            chosen["latency_p99_s" if name == "latency" else "cost_per_million_records_usd"]
+        )
+    bounds = [
+        line
+        for line in figures["latency"].axes[0].get_lines()
+        if str(line.get_label()).startswith("objective: latency_p99_s <=")
+    ]
+    assert len(bounds) == 1
+    assert np.asarray(bounds[0].get_ydata()).tolist() == [objective.constraints["latency_p99_s"].max] * 2
+
+
+def test_every_pareto_point_is_labelled_and_no_labels_overlap() -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    # Twelve configurations on a grid of cost and latency, several close together.
+    points = [
+        Point(i, {"b": b, "c": c}, {})
+        for i, (b, c) in enumerate((b, c) for b in (1, 10, 50, 200) for c in (5, 15, 50))
+    ]
+    rng = np.random.default_rng(3)
+    table = pd.DataFrame(
+        {
+            "point": range(12),
+            "replications": [2] * 12,
+            "latency_p99_s": rng.uniform(0.2, 3.0, 12),
+            "cost_per_million_records_usd": rng.uniform(0.1, 2.0, 12),
+        }
+    )
+    fig = pareto_figure(table, points, None)
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    named = ", ".join(texts)
+    for point in points:
+        assert f"{point.params['b']} × {point.params['c']}" in named
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    for i, first in enumerate(boxes):
+        for second in boxes[i + 1 :]:
+            assert not first.overlaps(second)
 
 
 def test_a_key_swept_over_null_and_mappings_plots_and_labels_as_written() -> None:
