@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -19,30 +20,40 @@ def plot_run(result: RunResult) -> Figure:
 
     Panels: records in and out per second; latency p50 and p99; where each minute's mean latency
     went (its parts' shares, docs/model.md §7); concurrency (maximum and mean per minute, the SQS
-    poller fleet, throttles); the backlog (SQS messages visible and in flight, stream records not
-    yet processed, events waiting in functions' asynchronous event queues) and records
-    dead-lettered, dropped or expired.
+    poller fleet, throttles); for streams, IteratorAge per mapping; the backlog (SQS messages
+    visible and in flight, stream records not yet processed, events waiting in functions'
+    asynchronous event queues) and records dead-lettered, dropped or expired.
+
+    Counts start their axes at zero (a steady 200 records/s is a flat line, not Poisson noise
+    magnified), the warm-up left out of the summary is shaded, live changes are marked, and
+    legends sit beside the panels rather than over the data.
     """
     ts = result.timeseries
     minutes = ts["time_s"] / 60.0
-    fig = Figure(figsize=(11, 11), layout="constrained")
-    axes = fig.subplots(5, 1, sharex=True)
+    streams = result.scenario_has("kinesis", "dynamodb", "kafka")
+    panels = 6 if streams else 5
+    fig = Figure(figsize=(13, 2.3 * panels), layout="constrained")
+    axes = fig.subplots(panels, 1, sharex=True)
     title = f"{result.scenario.name} (seed {result.seed}, replication {result.replication})"
     fig.suptitle(title)
 
     ax = axes[0]
     arrived = ts["NumberOfMessagesSent"] + ts["AsyncEventsReceived"]
+    consumers = _consumers_per_record(result)
     ax.plot(minutes, arrived / 60.0, label="records in", color="tab:gray")
-    ax.plot(minutes, ts["RecordsSucceeded"] / 60.0, label="records processed", color="tab:blue")
+    processed = "records processed" + (
+        f" (summed over {consumers} mappings reading each record)" if consumers > 1 else ""
+    )
+    ax.plot(minutes, ts["RecordsSucceeded"] / 60.0, label=processed, color="tab:blue")
     ax.set_ylabel("records/s")
-    ax.legend(loc="upper left")
+    _from_zero(ax)
 
     ax = axes[1]
     ax.plot(minutes, ts["LatencyP50"], label="p50", color="tab:green")
     ax.plot(minutes, ts["LatencyP99"], label="p99", color="tab:red", linestyle="--")
-    ax.set_ylabel("latency (s)")
+    ax.set_ylabel("latency (s, log)")
     ax.set_yscale("log")
-    ax.legend(loc="upper left")
+    plain_log_ticks(ax.yaxis)
 
     _latency_parts(axes[2], minutes, ts)
 
@@ -51,15 +62,27 @@ def plot_run(result: RunResult) -> Figure:
     ax.plot(minutes, ts["ConcurrencyMean"], label="concurrency (mean)", color="tab:purple", alpha=0.5)
     if ts["Pollers"].any():
         ax.plot(minutes, ts["Pollers"], label="pollers", color="tab:orange", linestyle=":")
+    ax.set_ylabel("concurrency")
+    _from_zero(ax)
     throttles = ts["Throttles"]
     if throttles.sum() > 0:
         twin = ax.twinx()
-        twin.bar(minutes, throttles, width=0.8, alpha=0.3, color="tab:red", label="Throttles")
+        bars = twin.bar(
+            minutes, throttles, width=0.8, alpha=0.3, color="tab:red", label="Throttles (per min)"
+        )
         twin.set_ylabel("throttles/min")
-    ax.set_ylabel("concurrency")
-    ax.legend(loc="upper left")
+        _from_zero(twin)
+        # One legend for both axes: the bars' twin axis would otherwise keep its own, unlabelled.
+        handles, labels = ax.get_legend_handles_labels()
+        ax.legend([*handles, bars], [*labels, "Throttles (per min)"], **_BESIDE)
 
-    ax = axes[4]
+    k = 4
+    if streams:
+        ax = axes[k]
+        _iterator_age(ax, result, minutes)
+        k += 1
+
+    ax = axes[k]
     if result.scenario_has("sqs"):
         visible = ts["ApproximateNumberOfMessagesVisible"]
         ax.plot(minutes, visible, label="messages visible (mean)", color="tab:brown")
@@ -74,16 +97,74 @@ def plot_run(result: RunResult) -> Figure:
         ax.plot(minutes, lost.cumsum(), label="dead-lettered, dropped or expired (total)", color="tab:red")
     ax.set_ylabel("records")
     ax.set_xlabel("simulated time (min)")
-    ax.legend(loc="upper left")
-    for ax in axes:
+    _from_zero(ax)
+    warmup = result.scenario.warmup / 60.0
+    for n, ax in enumerate(axes):
         ax.grid(True, alpha=0.3)
-        for k, change in enumerate(result.changes()):
+        if warmup > 0:
+            ax.axvspan(
+                0,
+                warmup,
+                color="0.85",
+                alpha=0.5,
+                lw=0,
+                label="warm-up (not in the summary)" if n == 0 else None,
+            )
+        for j, change in enumerate(result.changes()):
             if change["effective_s"] < result.scenario.duration:
-                label = "live change" if k == 0 and ax is axes[0] else None
+                label = "live change" if j == 0 and n == 0 else None
                 ax.axvline(change["effective_s"] / 60.0, color="tab:gray", linestyle="--", lw=1, label=label)
-    if result.changes():
-        axes[0].legend(loc="upper left")
+        if ax.get_legend() is None and ax.get_legend_handles_labels()[0]:
+            ax.legend(**_BESIDE)
     return fig
+
+
+#: Legends to the right of their panel, outside the data.
+_BESIDE: dict[str, Any] = {
+    "loc": "upper left",
+    "bbox_to_anchor": (1.01, 1.0),
+    "fontsize": "small",
+    "borderaxespad": 0,
+}
+
+
+def plain_log_ticks(axis: Any) -> None:
+    """Numbers as numbers on a log axis (0.2, 1, 2), not powers of ten (2 x 10^-1)."""
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    # Between the decades, label the 2s and 5s (their leading digit) and leave the rest bare.
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
+
+
+def _from_zero(ax: Axes) -> None:
+    """Start a count's axis at zero, so noise on a steady level is not magnified into waves."""
+    top = ax.get_ylim()[1]
+    ax.set_ylim(0, max(top, 1e-9) * 1.05)
+
+
+def _consumers_per_record(result: RunResult) -> int:
+    """How many mappings read each record of the busiest source (streams: every mapping on it)."""
+    counts: dict[str, int] = {}
+    for m in result.scenario.mappings:
+        counts[m.source] = counts.get(m.source, 0) + 1
+    streams = [n for n, s in result.scenario.sources.items() if s.type in ("kinesis", "dynamodb", "kafka")]
+    return max((counts.get(n, 0) for n in streams), default=1) or 1
+
+
+def _iterator_age(ax: Axes, result: RunResult, minutes: pd.Series) -> None:
+    """IteratorAge (the maximum per minute) of every stream mapping, in seconds."""
+    per = result.mapping_timeseries
+    if not per.empty and "IteratorAge" in per:
+        for i, (label, rows) in enumerate(per.groupby("mapping", sort=False)):
+            ages = rows["IteratorAge"].to_numpy(dtype=float) / 1000.0
+            if np.isnan(ages).all():
+                continue
+            ax.plot(rows["time_s"] / 60.0, ages, label=f"IteratorAge: {label}", color=f"C{i}")
+    else:
+        ax.plot(
+            minutes, result.timeseries["IteratorAge"] / 1000.0, label="IteratorAge (max)", color="tab:olive"
+        )
+    ax.set_ylabel("IteratorAge (s)")
+    ax.set_ylim(bottom=0)
 
 
 #: The latency's parts as the time series holds them, with their colours.
@@ -114,4 +195,4 @@ def _latency_parts(ax: Axes, minutes: pd.Series, ts: pd.DataFrame) -> None:
         bottom += values
     ax.set_ylim(0, 100)
     ax.set_ylabel("mean latency (%)")
-    ax.legend(loc="upper left", ncols=6, fontsize="small")
+    ax.legend(**_BESIDE)

@@ -238,7 +238,7 @@ def test_the_run_figure_shows_each_minutes_split_in_shares_that_stack_to_100() -
     figure = plot_run(result)
     panel = figure.axes[2]
     assert panel.get_ylabel() == "mean latency (%)"
-    bars = [patch for patch in panel.patches]
+    bars = [patch for container in panel.containers for patch in container]  # not the warm-up shade
     minutes = len(result.timeseries)
     assert len(bars) == len(PART_COLOURS) * minutes
     heights = np.array([bar.get_height() for bar in bars]).reshape(len(PART_COLOURS), minutes)

@@ -83,8 +83,10 @@ def test_a_run_replaces_every_file_of_the_run_before_it(tmp_path: Path) -> None:
                 "--set", "duration=120", "--set", "warmup=0")  # fmt: skip
     assert queue.exit_code == 0, queue.output
     summary = json.loads((out / "summary.json").read_text())
-    # Only the SQS run's own files remain: no shard table, no plot of the Kinesis run.
-    assert sorted(p.name for p in out.iterdir()) == sorted(summary["files"])
+    # Only the SQS run's own files remain: no shard table, no plot of the Kinesis run; the page the
+    # command writes from them afterwards is the SQS run's too.
+    assert sorted(p.name for p in out.iterdir()) == sorted([*summary["files"], "report.html"])
+    assert "sqs-orders" in (out / "report.html").read_text(encoding="utf-8")
     assert not (out / "shard_timeseries.parquet").exists()
     assert not (out / "timeseries.png").exists()
     assert summary["provenance"]["scenario"] == "sqs-orders"

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedFormatter, FixedLocator, FuncFormatter, NullLocator
+from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 
+from esmsim.plots import plain_log_ticks
 from esmsim.report import atomic_write
 from esmsim.sweep.objective import meets, pareto_front, recommend
 from esmsim.sweep.spec import Objective, Point, Sweep
@@ -145,14 +146,6 @@ def _width(i: int, n: int) -> dict[str, Any]:
     return {"linewidth": 1.3 + 2.2 * share, "markersize": 5.0 + 5.0 * share}
 
 
-def _plain(axis: Any) -> None:
-    """Numbers as numbers on a log axis (0.2, 1, 2), not powers of ten (2 x 10^-1)."""
-    plain = FuncFormatter(lambda v, _: f"{v:g}")
-    axis.set_major_formatter(plain)
-    # Between the decades, label the 2s and 5s (their leading digit) and leave the rest bare.
-    axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
-
-
 def _spans_decades(table: pd.DataFrame, x: str | None) -> bool:
     if x is None or not _numeric(table[x]):
         return False
@@ -221,7 +214,7 @@ def latency_figure(
     _x_axis(ax, table, x)
     ax.set_ylabel("record latency (s, log scale)")
     ax.set_yscale("log")
-    _plain(ax.yaxis)
+    plain_log_ticks(ax.yaxis)
     ax.set_title("Record latency (mean over replications, 95 % band on p99)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small", ncols=2)
@@ -251,7 +244,7 @@ def cost_figure(
     costs = table.loc[table["replications"] > 0, COST].dropna()
     if len(costs) and costs.min() > 0 and costs.max() / costs.min() >= 10:
         ax.set_yscale("log")
-        _plain(ax.yaxis)
+        plain_log_ticks(ax.yaxis)
     ax.set_ylabel("cost per million records (USD)" + (", log scale" if ax.get_yscale() == "log" else ""))
     ax.set_title("Cost per million records processed")
     ax.grid(True, alpha=0.3)
@@ -296,7 +289,7 @@ def pareto_figure(
         ax.set_xscale("log")
     if ran[COST].notna().any() and ran[COST].min() > 0 and ran[COST].max() / ran[COST].min() >= 10:
         ax.set_yscale("log")
-        _plain(ax.yaxis)
+        plain_log_ticks(ax.yaxis)
     title = "Cost against p99 latency"
     if keys:
         title += f" (labels: {' × '.join(_short(k) for k in keys)})"
