@@ -12,7 +12,8 @@ asynchronous event's age); the limit is then the first of these that holds in th
 4. function errors: the SQS error back-off, a FIFO message group held by a failing message, or a
    stream shard blocked by retries;
 5. otherwise the SQS poller fleet (its ceiling, or still growing), the event pollers still scaling
-   (provisioned mode), or the order within message groups (FIFO: one batch per group at a time);
+   (provisioned mode), the order within message groups (FIFO: one batch per group at a time), or
+   for a stream a hot key's lane (its records are never processed in parallel);
 
 and "none (keeps up)" when nothing waited. A disabled mapping is "disabled" throughout.
 """
@@ -26,8 +27,9 @@ import numpy as np
 
 from esmsim.events import ThrottleReason
 from esmsim.observe.recorder import Observed
-from esmsim.scenario.mappings import SqsMapping, StreamMapping
+from esmsim.scenario.mappings import MqMapping, SqsMapping, StreamMapping
 from esmsim.scenario.scenario import Scenario
+from esmsim.scenario.sources import MQ_ENGINES
 
 NONE = "none (keeps up)"
 DISABLED = "disabled mapping"
@@ -42,8 +44,11 @@ LANES = "shards x parallelization factor"
 READS = "read throughput"
 BLOCKED = "a blocked shard (retrying a failing batch)"
 GROUPS = "message groups (one batch per group at a time)"
+HOT_KEY = "a hot key's lane (one batch at a time per key)"
 GROUP_BLOCKED = "a blocked message group (retrying a failing message)"
 EVENT_POLLERS = "event pollers (provisioned mode)"
+CONSUMERS = "Amazon MQ consumers (5 ActiveMQ, 1 RabbitMQ by default)"
+MQ_RETRY = "a consumer redelivering a failing batch"
 #: Throttle reasons as limits.
 BY_REASON = {
     ThrottleReason.RESERVED_CONCURRENCY: RESERVED,
@@ -96,6 +101,9 @@ def _minutes(scenario: Scenario, observed: Observed, i: int) -> list[str]:
     if isinstance(m, SqsMapping):
         oldest = observed.gauges.get(("oldest_age", m.source), np.zeros(nb))
         waited = oldest > m.batching_window + m.polling.wait_time + SLACK_S
+    elif isinstance(m, MqMapping):
+        oldest = observed.gauges.get(("mq_oldest_age", m.source), np.zeros(nb))
+        waited = oldest > m.batching_window + SLACK_S
     else:
         source = scenario.sources[m.source]
         ages = observed.mapping_age_max[i] / 1000.0  # IteratorAge, ms
@@ -109,6 +117,9 @@ def _minutes(scenario: Scenario, observed: Observed, i: int) -> list[str]:
         cap: float | None
         if isinstance(spec, SqsMapping):
             cap, capped = _sqs_cap(spec, systems[b].sources[m.source].traffic)
+        elif isinstance(spec, MqMapping):
+            engine = getattr(systems[b].sources[m.source], "engine", "activemq")
+            cap, capped = spec.consumers or MQ_ENGINES[engine], CONSUMERS
         else:
             cap = getattr(systems[b].sources[m.source], "shards", 1) * spec.parallelization_factor
             capped = LANES
@@ -122,6 +133,8 @@ def _minutes(scenario: Scenario, observed: Observed, i: int) -> list[str]:
             out.append(READS)
         elif cap is not None and busiest[b] >= cap:
             out.append(capped)
+        elif errors[b] and isinstance(spec, MqMapping):
+            out.append(MQ_RETRY)
         elif errors[b]:
             out.append((GROUP_BLOCKED if fifo else BACKOFF) if isinstance(m, SqsMapping) else BLOCKED)
         elif isinstance(spec, SqsMapping):
@@ -129,7 +142,10 @@ def _minutes(scenario: Scenario, observed: Observed, i: int) -> list[str]:
             # group runs one batch at a time), provisioned mode by its pollers' scaling.
             out.append(GROUPS if fifo else EVENT_POLLERS if spec.provisioned_pollers else POLLERS)
         else:
-            out.append(NONE)
+            # Records waited below the mapping's cap: a hot shard (factor 1: its one lane is the
+            # shard) or, with more lanes, the lane of a busy key (its records are never processed
+            # in parallel) is behind while the other lanes keep up.
+            out.append(HOT_KEY if spec.parallelization_factor > 1 else LANES)
     return out
 
 
@@ -206,6 +222,9 @@ def _advice(scenario: Scenario, i: int, shares: dict[str, float]) -> str:
         "or a higher concurrency limit",
         SCALING: f"bursts outpace new environments (1,000 per 10 s): provisioned concurrency for {function}",
         MAX_CONCURRENCY: f"raise {where}.maximum_concurrency (now {getattr(m, 'maximum_concurrency', None)})",
+        HOT_KEY: f"records of one partition key are processed one batch at a time, whatever "
+        f"{where}.parallelization_factor: a larger batch_size (now {getattr(m, 'batch_size', None)}) or a "
+        "faster handler raises one lane's throughput; spreading the key (a suffix) splits it",
         GROUPS: f"{where} runs one batch per message group at a time: more message groups (or a less "
         "skewed group key), or shorter invocations",
         GROUP_BLOCKED: f"a failing message holds its group until it succeeds or is dead-lettered: "
@@ -222,5 +241,22 @@ def _advice(scenario: Scenario, i: int, shares: dict[str, float]) -> str:
         BLOCKED: f"a failing batch blocks its shard: {where}.maximum_retry_attempts, "
         "bisect_batch_on_function_error and an on_failure destination",
         DISABLED: f"{where} is disabled (enabled: false)",
+        CONSUMERS: f"{where}'s consumers all run (AWS raises the limit per mapping on request: "
+        f"{where}.consumers); larger batches or shorter invocations carry more per consumer",
+        MQ_RETRY: f"a consumer of {where} redelivers a failing batch whole: fewer errors, or a lower "
+        "max_redeliveries on the broker queue",
     }
-    return f"{binding} ({share}): {lines[binding]}"
+    return f"{binding} ({share}): {lines[binding]}" + _filter_note(scenario, m)
+
+
+def _filter_note(scenario: Scenario, m: object) -> str:
+    """What a mapping's filter lets through (the limit binds on those records only; docs/model.md §15)."""
+    spec = getattr(m, "filter", None)
+    if spec is None:
+        return ""
+    traffic = getattr(scenario.sources.get(getattr(m, "source", "")), "traffic", None)
+    attributes = {} if traffic is None else traffic.attributes
+    share = 1.0 if spec.match_rate is None else float(spec.match_rate)
+    for name, values in (spec.pattern or {}).items():
+        share *= sum(part for value, part in attributes.get(name, {}).items() if value in values)
+    return f" (its filter passes about {share:.0%} of records: the limit applies to those)"
