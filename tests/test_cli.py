@@ -207,3 +207,39 @@ def test_readme_scenario_example_is_valid(tmp_path: Path) -> None:
     path.write_text(block.group(1))
     result = CliRunner().invoke(main, ["validate", str(path)])
     assert result.exit_code == 0, result.output
+
+
+def test_the_cli_seed_range_is_the_schemas() -> None:
+    from esmsim.cli import SEED_MAX
+    from esmsim.scenario.system import SEED_LIMIT
+
+    assert SEED_MAX == SEED_LIMIT - 1
+
+
+def test_version_and_validate_load_neither_pandas_nor_the_simulator() -> None:
+    # A fresh interpreter: --version imports nothing heavy; validate needs the schema only.
+    script = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from esmsim.cli import main\n"
+        "assert CliRunner().invoke(main, ['--version']).exit_code == 0\n"
+        "assert 'pydantic' not in sys.modules and 'numpy' not in sys.modules\n"
+        f"assert CliRunner().invoke(main, ['validate', {str(ORDERS)!r}]).exit_code == 0\n"
+        "heavy = sorted({'pandas', 'matplotlib', 'simpy'} & set(sys.modules))\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def test_esmsim_sweep_is_callable_whichever_is_imported_first() -> None:
+    # Importing a submodule binds esmsim.sweep to the package: the package must be the function too.
+    script = (
+        "import esmsim.sweep.plots\n"
+        "import esmsim\n"
+        "assert callable(esmsim.sweep)\n"
+        "assert esmsim.sweep.plan is esmsim.sweep.runner.plan\n"
+        "from esmsim import iter_sweep, simulate\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
