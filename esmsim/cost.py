@@ -167,7 +167,7 @@ class CostBreakdown:
     lambda_provisioned_usd: float
     source_usd: float  # the source's capacity and the requests mappings make (SQS calls, shard-hours, EFO)
     producer_usd: float  # producers' own writes (SendMessage, PUT payload units): reported, not in the total
-    event_pollers_usd: float = 0.0  # SQS mappings in provisioned mode: event poller hours
+    event_pollers_usd: float = 0.0  # provisioned mode: SQS event poller hours, Kafka EPU hours
 
     @property
     def total_usd(self) -> float:
@@ -212,6 +212,8 @@ class Usage:
     on_failure_deliveries: Mapping[str, int] = field(default_factory=dict)
     #: Event poller seconds billed for SQS mappings in provisioned mode (each at least a minute).
     event_poller_s: float = 0.0
+    #: EPU-seconds billed for Kafka mappings in provisioned mode (each unit at least a minute).
+    kafka_epu_s: float = 0.0
     publish_units: Mapping[str, float] = field(default_factory=dict)
     #: Of ``sqs_requests`` and ``sqs_send_units``, those made to FIFO queues (priced as FIFO requests).
     sqs_fifo_requests: float = 0.0
@@ -261,5 +263,6 @@ def run_cost(scenario: Scenario, usage: Usage) -> CostBreakdown:
         provisioned,
         source,
         producer,
-        usage.event_poller_s / 3600.0 * pricing.sqs_event_poller_hour_usd,
+        usage.event_poller_s / 3600.0 * pricing.sqs_event_poller_hour_usd
+        + usage.kafka_epu_s / 3600.0 * pricing.kafka_epu_hour_usd,
     )

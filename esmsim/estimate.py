@@ -23,9 +23,18 @@ from dataclasses import dataclass
 
 from esmsim.errors import RunError
 from esmsim.scenario.functions import Function
-from esmsim.scenario.mappings import SqsMapping, StreamMapping
+from esmsim.scenario.mappings import MqMapping, SqsMapping, StreamMapping
 from esmsim.scenario.scenario import Scenario
-from esmsim.scenario.sources import DynamoDBSource, KinesisSource, PushSource, SqsSource, Traffic
+from esmsim.scenario.sources import (
+    MQ_ENGINES,
+    DynamoDBSource,
+    KafkaSource,
+    KinesisSource,
+    MqSource,
+    PushSource,
+    SqsSource,
+    Traffic,
+)
 
 # Measured constants. Each came from runs in fresh processes, reading the peak resident set size
 # (VmHWM of /proc/self/status; ru_maxrss would keep the forking parent's) of esmsim.simulate on
@@ -206,6 +215,7 @@ def estimate(scenario: Scenario, *, trace: bool = False) -> Estimate:
             capacity = 0.0
             poison = 0.0
             for i, m in readers:
+                assert isinstance(m, SqsMapping)
                 fn = scenario.functions[m.function]
                 cap, inv = _mapping_size(scenario, m, fn, sent / max(len(readers), 1), unreserved)
                 capacity += cap
@@ -226,7 +236,21 @@ def estimate(scenario: Scenario, *, trace: bool = False) -> Estimate:
             )
             traced_rows += sent
             continue
-        assert isinstance(source, KinesisSource | DynamoDBSource)
+        if isinstance(source, MqSource):  # docs/model.md §17: a few consumers, one batch each
+            for _, m in readers:
+                assert isinstance(m, MqMapping)
+                fn = scenario.functions[m.function]
+                batch = float(m.batch_size)
+                consumers = float(m.consumers or MQ_ENGINES[source.engine])
+                cap = consumers * batch / _mean_run_s(fn, batch)
+                tries = 1.0 + _failure_rate(fn) * max(source.redeliveries, 6)
+                invocations += min(sent, sent / batch * 4 + duration) * tries
+                events += consumers * duration / 5.0  # a gathering consumer looks at least every 5 s
+                waiting = min(sent, excess(traffic, duration, cap) + traffic.initial_backlog)
+                memory += waiting * (QUEUED_BYTES + DRAW_BYTES)
+            traced_rows += sent
+            continue
+        assert isinstance(source, KinesisSource | DynamoDBSource | KafkaSource)
         shards += source.shards
         keys = source.traffic.partition_keys
         memory += keys * (KEY_BYTES + (SKEWED_KEY_BYTES if source.traffic.key_skew else 0.0))

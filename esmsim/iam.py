@@ -17,9 +17,9 @@ from typing import Any
 
 from esmsim.errors import RunError
 from esmsim.scenario.encryption import KmsKey, customer_key
-from esmsim.scenario.mappings import SqsMapping, StreamMapping
+from esmsim.scenario.mappings import MqMapping, SqsMapping, StreamMapping
 from esmsim.scenario.scenario import Scenario
-from esmsim.scenario.sources import DynamoDBSource, KinesisSource, SqsSource
+from esmsim.scenario.sources import DynamoDBSource, KafkaSource, KinesisSource, MqSource, SqsSource
 
 #: What an execution role needs to read each source (AWS's Lambda developer guide, per source).
 SQS_READ = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
@@ -37,6 +37,30 @@ DYNAMODB_READ = (
     "dynamodb:DescribeStream",
     "dynamodb:ListStreams",
 )
+#: What an Amazon MQ mapping's execution role needs (AWS's "Using Lambda with Amazon MQ"): the broker,
+#: the broker credentials' secret, and network interfaces in the broker's VPC (``MQ_NETWORK``, also
+#: what an MSK mapping needs; scoped by :func:`_vpc_interfaces`).
+MQ_READ = ("mq:DescribeBroker",)
+MQ_SECRET = ("secretsmanager:GetSecretValue",)
+MQ_NETWORK = (
+    "ec2:CreateNetworkInterface",
+    "ec2:DeleteNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSecurityGroups",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeVpcs",
+)
+#: Amazon MSK (AWSLambdaMSKExecutionRole): the cluster and its brokers, the VPC network interfaces.
+MSK_READ = ("kafka:DescribeCluster", "kafka:DescribeClusterV2", "kafka:GetBootstrapBrokers")
+#: Amazon MSK with IAM access control: connect, the consumer group, the topic.
+MSK_IAM_READ = (
+    "kafka-cluster:Connect",
+    "kafka-cluster:DescribeClusterDynamicConfiguration",
+    "kafka-cluster:DescribeGroup",
+    "kafka-cluster:AlterGroup",
+    "kafka-cluster:DescribeTopic",
+    "kafka-cluster:ReadData",
+)
 #: Writing logs (AWSLambdaBasicExecutionRole), which every function needs.
 LOGS = ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents")
 #: Sending a record to a destination or dead-letter queue, by target type.
@@ -46,6 +70,7 @@ SEND = {
     "s3": "s3:PutObject",
     "eventbridge": "events:PutEvents",
     "lambda": "lambda:InvokeFunction",
+    "kafka": "kafka-cluster:WriteData",
 }
 #: The service principal that pushes each trigger's events.
 PRINCIPALS = {"s3": "s3.amazonaws.com", "sns": "sns.amazonaws.com", "eventbridge": "events.amazonaws.com"}
@@ -182,7 +207,8 @@ def policies(scenario: Scenario) -> dict[str, Any]:
         source = scenario.sources[m.source]
         for sid, actions, arn in _mapping_reads(m, source, owner.region, owner.id):
             role.allow(_sid(sid, m.source), actions, [arn])
-        key = customer_key(source)
+        # MSK decrypts for its clients: a Kafka reader needs no key grant.
+        key = None if isinstance(source, KafkaSource) else customer_key(source)
         if key is not None:
             # The service decrypts with the reader's credentials: its role needs the key (an AWS managed
             # key's own policy already lets the account's principals use it through the service).
@@ -217,7 +243,7 @@ def policies(scenario: Scenario) -> dict[str, Any]:
 
 
 def _mapping_reads(
-    m: SqsMapping | StreamMapping, source: Any, region: str, account: str
+    m: SqsMapping | StreamMapping | MqMapping, source: Any, region: str, account: str
 ) -> Iterator[tuple[str, tuple[str, ...], str]]:
     """``(sid, actions, arn)`` for what a mapping reads."""
     if isinstance(source, SqsSource):
@@ -234,6 +260,15 @@ def _mapping_reads(
         if isinstance(m, StreamMapping) and m.enhanced_fan_out:
             for arn, actions in _read(KINESIS_EFO, names, "consumer/").items():
                 yield "ReadStreamConsumer", tuple(actions), arn
+    elif isinstance(source, MqSource):
+        names = Names(region, account, {"BrokerName": m.source, "SecretId": f"{m.source}-credentials-*"})
+        for arn, actions in _read(MQ_READ, names, "broker:").items():
+            yield "DescribeBroker", tuple(actions), arn
+        for arn, actions in _read(MQ_SECRET, names, "secret:").items():
+            yield "BrokerCredentials", tuple(actions), arn
+        yield from _vpc_interfaces("Broker", region, account)
+    elif isinstance(source, KafkaSource):
+        yield from _kafka_reads(m.source, source, region, account)
     elif isinstance(source, DynamoDBSource):
         names = Names(region, account, {"TableName": m.source})
         for arn, actions in _read(DYNAMODB_READ, names, "stream/").items():
@@ -267,6 +302,50 @@ def key_name(key: KmsKey, region: str, account: str) -> str:
     return key_arn(key, region, account)[0]
 
 
+def _kafka_reads(
+    name: str, source: KafkaSource, region: str, account: str
+) -> Iterator[tuple[str, tuple[str, ...], str]]:
+    """What a Kafka mapping reads: an MSK cluster, or a self-managed cluster's secret.
+
+    MSK: AWSLambdaMSKExecutionRole's actions and those of IAM access control; ``name`` stands for
+    the cluster and its topic, the consumer group is any. Self-managed: the SASL/SCRAM or mTLS
+    secret in Secrets Manager.
+    """
+    if source.flavor == "self_managed":
+        names = Names(region, account, {"SecretId": f"{name}-credentials"})
+        for arn, actions in _read(MQ_SECRET, names, "secret:").items():
+            yield "KafkaCredentials", tuple(actions), arn
+        return
+    values = {"ClusterName": name, "Uuid": "*", "ClusterUuid": "*", "TopicName": name, "GroupName": "*"}
+    names = Names(region, account, values)
+    for arn, actions in _read(MSK_READ, names, "cluster/").items():
+        yield "GetBootstrapBrokers" if arn == "*" else "DescribeCluster", tuple(actions), arn
+    for kind, sid in (("cluster/", "ConnectCluster"), ("group/", "ConsumerGroup"), ("topic/", "ReadTopic")):
+        wanted = tuple(a for a in MSK_IAM_READ if kind in arn_formats(a)[0])
+        for arn, grouped in _read(wanted, names, kind).items():
+            yield sid, tuple(grouped), arn
+    yield from _vpc_interfaces("Cluster", region, account)
+
+
+def _vpc_interfaces(
+    what: str, region: str = "*", account: str = "*"
+) -> Iterator[tuple[str, tuple[str, ...], str]]:
+    """The mapping's network interfaces in a broker's or cluster's VPC.
+
+    Created in its subnets with its security groups: AWS's managed policies grant these on ``*``;
+    here the create and delete actions are scoped to the resource types they take (the describe
+    actions take no resource, so ``*``).
+    """
+    vpc = Names(region, account, {})
+    kinds = ("network-interface/", "subnet/", "security-group/")
+    describe = tuple(a for a in MQ_NETWORK if resource(a, vpc, kinds[0]) == "*")
+    yield f"Describe{what}Network", describe, "*"
+    for action in (a for a in MQ_NETWORK if a not in describe):
+        sid = action.removeprefix("ec2:") + "s"  # CreateNetworkInterfaces, DeleteNetworkInterfaces
+        for arn in sorted({resource(action, vpc, kind) for kind in kinds}):
+            yield sid, (action,), arn
+
+
 def _target_arn(kind: str, name: str, region: str, account: str) -> str:
     """The ARN of a destination (a queue, topic, event bus, function or bucket)."""
     values = {
@@ -276,8 +355,17 @@ def _target_arn(kind: str, name: str, region: str, account: str) -> str:
         "FunctionName": name,
         "BucketName": name,
         "ObjectName": "*",
+        "ClusterName": "*",  # a Kafka on-failure topic (TopicName above): on the source's cluster
+        "ClusterUuid": "*",
     }
-    kinds = {"sqs": "sqs", "sns": "sns", "s3": ":::", "eventbridge": "event-bus/", "lambda": "function:"}
+    kinds = {
+        "sqs": "sqs",
+        "sns": "sns",
+        "s3": ":::",
+        "eventbridge": "event-bus/",
+        "lambda": "function:",
+        "kafka": "topic/",
+    }
     return resource(SEND[kind], Names(region, account, values), kinds[kind])
 
 

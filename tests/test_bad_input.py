@@ -444,9 +444,9 @@ def test_duplicate_top_level_key(tmp_path: Path) -> None:
             "{path}:14: mappings[0].source: required",
         ),
         (
-            {9: "    type: kafka"},
-            "{path}:9: sources.orders-queue.type: 'kafka' is not a known type "
-            "(allowed: sqs, kinesis, dynamodb, s3, sns, eventbridge)",
+            {9: "    type: documentdb"},
+            "{path}:9: sources.orders-queue.type: 'documentdb' is not a known type "
+            "(allowed: sqs, kinesis, dynamodb, kafka, mq, s3, sns, eventbridge)",
         ),
     ],
     ids=[

@@ -8,14 +8,18 @@ from typing import Any
 import numpy as np
 import pytest
 
-from esmsim import load_scenario, simulate
+from esmsim import RunResult, load_scenario, simulate
 from tests.helpers import assert_conserved, traced
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
 
 def run(name: str, *overrides: str) -> dict[str, Any]:
-    return simulate(load_scenario(SCENARIOS / name, overrides)).summary
+    return run_result(name, *overrides).summary
+
+
+def run_result(name: str, *overrides: str) -> RunResult:
+    return simulate(load_scenario(SCENARIOS / name, overrides))
 
 
 @pytest.mark.parametrize("path", sorted(SCENARIOS.glob("*.yaml")), ids=lambda p: p.name)
@@ -38,7 +42,7 @@ def test_orders_is_healthy() -> None:
 
 def test_spike_builds_a_backlog() -> None:
     # Two minutes into the 10x burst (from minute 15), the capped mapping is far behind: its
-    # backlog passes 300,000 (about 2,500 records/s more than it processes). The burst's minutes
+    # backlog passes 300,000 (about 2,700 records/s more than the ~2,300/s it processes). The burst's minutes
     # are the run's cost: five of them (20 minutes, a backlog of 800,000) show nothing more.
     s = run("sqs-spike.yaml", "duration=17m", "warmup=1m")
     assert s["backlog_max"] > 100_000
@@ -145,6 +149,28 @@ def test_hot_shards_lag_and_more_lanes_help() -> None:
     assert lanes["iterator_age_max_s"] < hot["iterator_age_max_s"] / 3
 
 
+def test_a_hot_key_outruns_its_lane_until_batches_grow() -> None:
+    # With four lanes, the busiest tenant's lane still gets about 485 records/s against the ~450 one
+    # lane of batches of 100 processes: it falls behind (by minute 20 its records wait well over a
+    # minute) and explain names the lane. Batches of 200 (~540/s per lane) keep up.
+    lanes = run_result(
+        "kinesis-hot-shard.yaml", "duration=20m", "warmup=1m", "mappings[0].parallelization_factor=4"
+    )
+    assert lanes.summary["iterator_age_max_s"] > 60
+    (limits,) = lanes.limits.values()
+    assert (
+        max(limits["binding"], key=limits["binding"].get) == "a hot key's lane (one batch at a time per key)"
+    )
+    bigger = run(
+        "kinesis-hot-shard.yaml",
+        "duration=20m",
+        "warmup=1m",
+        "mappings[0].parallelization_factor=4",
+        "mappings[0].batch_size=200",
+    )
+    assert bigger["iterator_age_max_s"] < 5
+
+
 def test_s3_thumbnails_throttled_events_age_out_to_the_destination() -> None:
     # The burst (50/s from minute 20) exceeds the 20 reserved environments (about 35/s): throttled
     # events back off in the event queue. With the maximum age cut to 5 minutes the oldest of them
@@ -208,3 +234,24 @@ def test_provisioned_mode_catches_the_spike_that_standard_mode_queues() -> None:
     assert standard["cost_event_pollers_usd"] == 0
     assert provisioned["cost_event_pollers_usd"] > 0
     assert provisioned["event_pollers_max"] > 2  # it scaled beyond its minimum
+
+
+def test_msk_ingest_lag_rises_in_the_spike_and_drains_once_pollers_are_added() -> None:
+    # From minute 5 the 6,000 events/s outrun one poller's 5 invokes: OffsetLag climbs by about
+    # 1,500 a second. The evaluation at minute 6 sees it and adds pollers within 3 minutes (one per
+    # 5 partitions: 3); the lag drains after the spike and the fleet shrinks back. Provisioned mode
+    # with 3 pollers from the start never falls behind by more than a few batches, for EPU-hours.
+    result = simulate(load_scenario(SCENARIOS / "msk-ingest.yaml", ["duration=15m"]))
+    lag = result.timeseries["OffsetLag"].to_numpy()
+    pollers = result.timeseries["KafkaPollers"].to_numpy()
+    assert lag[:5].max() < 2_000
+    assert lag[8] > 200_000
+    assert lag[-1] < 2_000
+    assert (pollers[:6] == 1).all()  # no change before the evaluation after the spike began
+    assert pollers[6:10].max() == 3  # within 1 + 3 minutes of it
+    provisioned = run(
+        "msk-ingest.yaml", "duration=15m", "mappings[0].provisioned_pollers={minimum: 3, maximum: 12}"
+    )
+    assert provisioned["offset_lag_max"] < 20_000
+    assert provisioned["cost_event_pollers_usd"] > 0
+    assert result.summary["cost_event_pollers_usd"] == 0

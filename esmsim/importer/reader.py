@@ -31,9 +31,18 @@ MAPPING_KEYS = (
     "MaximumRetryAttempts",
     "MaximumRecordAgeInSeconds",
     "BisectBatchOnFunctionError",
+    "ProvisionedPollerConfig",  # SQS and Kafka provisioned mode
 )
 #: EventSourceMapping properties that only locate things (read through references), not settings.
-MAPPING_WIRING = ("EventSourceArn", "FunctionName", "DestinationConfig")
+MAPPING_WIRING = (
+    "EventSourceArn",
+    "FunctionName",
+    "DestinationConfig",
+    "Queues",  # an Amazon MQ mapping's queue on its broker: esmsim's source is the queue
+    "SourceAccessConfigurations",  # the broker's credentials (a secret): see esmsim iam
+    "Topics",  # a Kafka mapping's topic on its cluster: esmsim's source is the topic
+    "SelfManagedEventSource",  # a self-managed Kafka cluster's brokers (no EventSourceArn)
+)
 #: Services of an ARN that a destination may be, by esmsim's target type.
 ARN_SERVICES = {"sqs": "sqs", "sns": "sns", "s3": "s3", "events": "eventbridge", "lambda": "lambda"}
 
@@ -75,6 +84,8 @@ def _arn_service(value: Any) -> tuple[str, str] | None:
     if len(parts) < 6:
         return None
     name = parts[-1].split("/")[-1] if parts[2] != "lambda" else parts[6] if len(parts) > 6 else parts[-1]
+    if parts[2] == "mq" and len(parts) > 7:  # arn:aws:mq:REGION:ACCOUNT:broker:NAME:ID
+        name = parts[6]
     if parts[2] == "dynamodb" and "/stream/" in value:
         name = value.split("table/")[1].split("/")[0]
     return parts[2], name or parts[-1]
@@ -83,6 +94,8 @@ def _arn_service(value: Any) -> tuple[str, str] | None:
 # ------------------------------------------------------------------------------------------ the reader
 
 
+#: Amazon MQ's engines (EngineType, any case).
+MQ_ENGINES = ("activemq", "rabbitmq")
 #: Resource types a source is made from, and the source type.
 SOURCE_TYPES = {
     "AWS::SQS::Queue": "sqs",
@@ -90,9 +103,19 @@ SOURCE_TYPES = {
     "AWS::DynamoDB::Table": "dynamodb",
     "AWS::S3::Bucket": "s3",
     "AWS::SNS::Topic": "sns",
+    "AWS::AmazonMQ::Broker": "mq",
+    "AWS::MSK::Cluster": "kafka",
 }
 #: ARN services a source outside the template may be.
-ARN_SOURCES = {"sqs": "sqs", "kinesis": "kinesis", "dynamodb": "dynamodb", "s3": "s3", "sns": "sns"}
+ARN_SOURCES = {
+    "sqs": "sqs",
+    "kinesis": "kinesis",
+    "dynamodb": "dynamodb",
+    "s3": "s3",
+    "sns": "sns",
+    "mq": "mq",
+    "kafka": "kafka",
+}
 #: Resource types read here, and those that only wire things together (permissions, roles, policies).
 READ_TYPES = {
     *SOURCE_TYPES,
@@ -146,6 +169,7 @@ class _Reader:
         self._pushes()
         self._queues()
         self._streams()
+        self._brokers()
         self._encryption()
         for rid, res in self.resources.items():
             if res["Type"] not in READ_TYPES | WIRING_TYPES:
@@ -175,6 +199,12 @@ class _Reader:
             if kind in ("kinesis", "dynamodb"):
                 made["shards"] = PLACEHOLDER_SHARDS
                 self.out.placeholders.append(f"sources.{rid}.shards")
+            if kind == "kafka":  # a template gives a cluster, never its topic's partition count
+                made["partitions"] = PLACEHOLDER_SHARDS
+                self.out.placeholders.append(f"sources.{rid}.partitions")
+            if kind == "mq":  # the broker's EngineType, when the template has it (_brokers)
+                made["engine"] = "activemq"
+                self.out.placeholders.append(f"sources.{rid}.engine")
             made["traffic"] = dict(PLACEHOLDER_TRAFFIC)
             self.out.placeholders.append(f"sources.{rid}.traffic")
             self.sources[rid] = made
@@ -269,7 +299,12 @@ class _Reader:
     def _mappings(self) -> None:
         for rid in self.of_type("AWS::Lambda::EventSourceMapping"):
             p = self.props(rid)
-            found = self.source_of(p.get("EventSourceArn"), f"{rid}.EventSourceArn")
+            self_managed = "SelfManagedEventSource" in p and "EventSourceArn" not in p
+            if self_managed:  # a Kafka cluster outside AWS: named after its topic
+                topics = p.get("Topics") or [f"{rid}-topic"]
+                found: tuple[str, str] | None = (str(topics[0]), "kafka")
+            else:
+                found = self.source_of(p.get("EventSourceArn"), f"{rid}.EventSourceArn")
             name = self.function_of(p.get("FunctionName"), f"{rid}.FunctionName")
             if found is None or name is None:
                 continue
@@ -290,10 +325,18 @@ class _Reader:
                 ]
                 continue
             self.source(src, kind)
+            if self_managed:
+                self.sources[src]["flavor"] = "self_managed"
             mapping: dict[str, Any] = {"source": src, "function": name}
             for key, value in p.items():
                 if key in MAPPING_KEYS:
                     mapping[key] = value
+                elif key == "FilterCriteria":  # JSON patterns on record fields esmsim does not generate
+                    self.out.skipped.append(
+                        f"{rid}.FilterCriteria: its patterns are not read; state the share of records they "
+                        f"match as mappings[{len(self.mappings)}].filter (match_rate, or a pattern on "
+                        "traffic.attributes)"
+                    )
                 elif key not in MAPPING_WIRING:
                     self.out.skipped.append(f"{rid}.{key}: not modelled by esmsim")
             destination = p.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
@@ -415,6 +458,16 @@ class _Reader:
                     f"{rid}: an on-demand stream, imported as provisioned with placeholder shards"
                 )
 
+    def _brokers(self) -> None:
+        """An Amazon MQ broker a mapping reads: its engine (docs/model.md §17)."""
+        for rid in self.of_type("AWS::AmazonMQ::Broker"):
+            broker = self.sources.get(rid)
+            engine = self.props(rid).get("EngineType")
+            if broker is None or not isinstance(engine, str) or engine.lower() not in MQ_ENGINES:
+                continue
+            broker["engine"] = engine.lower()
+            self.out.placeholders.remove(f"sources.{rid}.engine")
+
     def _encryption(self) -> None:
         """Each source's encryption at rest, from its own properties (docs/model.md §13).
 
@@ -510,7 +563,9 @@ def _schedule_rate(expression: Any) -> str | None:
 
 
 def _target(value: Any, resources: dict[str, dict[str, Any]]) -> dict[str, str] | None:
-    """A destination as esmsim writes it (``{type, name}``), from a reference or an ARN."""
+    """A destination as esmsim writes it (``{type, name}``), from a reference, an ARN or ``kafka://``."""
+    if isinstance(value, str) and value.startswith("kafka://") and len(value) > len("kafka://"):
+        return {"type": "kafka", "name": value[len("kafka://") :]}
     rid = _ref(value)
     if rid is not None and rid in resources:
         kinds = {

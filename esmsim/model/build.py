@@ -14,13 +14,20 @@ import simpy
 from esmsim.events import RecordState
 from esmsim.model.async_queue import AsyncEventQueue
 from esmsim.model.concurrency import AccountPool
+from esmsim.model.filtering import filter_timeline
 from esmsim.model.function import LambdaFunction
 from esmsim.model.invoke import Invoker
+from esmsim.model.kafka import KafkaMappingRuntime
 from esmsim.model.live import apply_changes
+from esmsim.model.mq_broker import MqBroker
+from esmsim.model.mq_build import add_broker, add_mq_mapping, mq_consumer
+from esmsim.model.mq_mapping import MqMappingRuntime
 from esmsim.model.push import Delivered, DeliveryPath, PathBooks, into_queue
 from esmsim.model.sqs_fifo import FifoQueue
+from esmsim.model.sqs_filtered import FilteredMessages
 from esmsim.model.sqs_mapping import SqsMappingRuntime
-from esmsim.model.sqs_queue import SqsQueue, chunked_request_units
+from esmsim.model.sqs_messages import chunked_request_units
+from esmsim.model.sqs_queue import SqsQueue
 from esmsim.model.sqs_receive import SqsReceivers
 from esmsim.model.stream_mapping import StreamMappingRuntime
 from esmsim.model.stream_source import ShardLog, ShardReadLimits, StreamSource
@@ -29,12 +36,13 @@ from esmsim.model.watchdog import Watchdog
 from esmsim.observe.outcomes import Consumer
 from esmsim.observe.recorder import FOLD_EVERY_S, Layout, Recorder
 from esmsim.rng import Streams
-from esmsim.scenario.mappings import SqsMapping, StreamMapping, ThrottleRetry
+from esmsim.scenario.mappings import KafkaMapping, MqMapping, SqsMapping, StreamMapping, ThrottleRetry
 from esmsim.scenario.scenario import Scenario
 from esmsim.scenario.shard_plan import ShardPlan
 from esmsim.scenario.sources import (
     PUSH_TYPES,
     SNS_MAX_MESSAGE_BYTES,
+    MqSource,
     PushSource,
     SqsSource,
     SqsTraffic,
@@ -76,6 +84,9 @@ def layout(scenario: Scenario) -> Layout:
         if isinstance(source, SqsSource):
             consumers.append(Consumer(name, name, -1, "queue"))
             continue
+        if isinstance(source, MqSource):
+            consumers.append(mq_consumer(name))
+            continue
         readers = [i for i, m in enumerate(scenario.mappings) if m.source == name]
         consumers += [Consumer(labels[i], name, i, "stream") for i in readers]
         if not readers:
@@ -107,6 +118,8 @@ def horizon(scenario: Scenario) -> float:
         late = max(late, m.batching_window, m.throttle_retry.maximum)
         if isinstance(m, SqsMapping):
             late = max(late, m.poller_scaling.tick)
+        elif isinstance(m, MqMapping):
+            late = max(late, m.redelivery_delay)
         else:
             late = max(late, m.retry_backoff.maximum)
     return late + FOLD_EVERY_S
@@ -136,7 +149,8 @@ class World:
     receivers: dict[str, SqsReceivers] = field(default_factory=dict)
     streams: dict[str, StreamSource] = field(default_factory=dict)
     async_queues: dict[str, AsyncEventQueue] = field(default_factory=dict)
-    mappings: list[SqsMappingRuntime | StreamMappingRuntime] = field(default_factory=list)
+    mappings: list[SqsMappingRuntime | StreamMappingRuntime | MqMappingRuntime] = field(default_factory=list)
+    brokers: dict[str, MqBroker] = field(default_factory=dict)
     #: One per source: generate the next block (given the time), its horizon, whether it is exhausted.
     feeders: list[tuple[Callable[[float], None], Callable[[], float], Callable[[], bool]]] = field(
         default_factory=list
@@ -214,7 +228,9 @@ def build(scenario: Scenario, streams: Streams, *, trace: bool = False) -> World
     kinds = {s.type for s in scenario.sources.values() if s.type not in PUSH_TYPES}
     if not kinds:
         recorder.share_level("backlog", "async_queued")
-    elif "sqs" not in kinds:
+    elif kinds == {"mq"}:
+        recorder.share_level("backlog", "mq_queue_size")
+    elif not kinds & {"sqs", "mq"}:
         recorder.share_level("backlog", "stream_backlog")
     elif kinds == {"sqs"}:
         recorder.share_level("backlog", "visible")
@@ -233,6 +249,9 @@ def build(scenario: Scenario, streams: Streams, *, trace: bool = False) -> World
         poison = any(scenario.functions[m.function].errors.poison_record_rate > 0 for m in readers)
         if isinstance(source, SqsSource):
             _queue(world, name, source, [m for m in readers if isinstance(m, SqsMapping)], poison, streams)
+            continue
+        if isinstance(source, MqSource):
+            add_broker(world, name, source, poison=poison, streams=streams)
             continue
         stream = StreamSource(
             name,
@@ -259,6 +278,9 @@ def build(scenario: Scenario, streams: Streams, *, trace: bool = False) -> World
     for i, spec in enumerate(scenario.mappings):
         function = functions[spec.function]
         invoker = Invoker(env, function, i, recorder, spec.throttle_retry, spec.report_batch_item_failures)
+        if isinstance(spec, MqMapping):
+            add_mq_mapping(world, i, spec, invoker, streams)
+            continue
         if isinstance(spec, SqsMapping):
             world.mappings.append(
                 SqsMappingRuntime(
@@ -267,8 +289,11 @@ def build(scenario: Scenario, streams: Streams, *, trace: bool = False) -> World
             )
         else:
             assert isinstance(spec, StreamMapping)
+            runtime: type[StreamMappingRuntime] = (
+                KafkaMappingRuntime if isinstance(spec, KafkaMapping) else StreamMappingRuntime
+            )
             world.mappings.append(
-                StreamMappingRuntime(
+                runtime(
                     env,
                     i,
                     recorder.layout.mappings[i],
@@ -435,6 +460,14 @@ def _queue(
     single = any(m.single_poller_batching for m in readers)
     receivers = SqsReceivers(world.env, queue, biggest, single_poller=single)
     world.receivers[name] = receivers
+    index = next((i for i, m in enumerate(scenario.mappings) if m.source == name), None)
+    filters = None if index is None else filter_timeline(scenario, index, streams)
+    if filters is not None:  # docs/model.md §15 (the rules allow a filter on a queue's only mapping)
+        polling = readers[0].polling
+        filtered = FilteredMessages(
+            queue, filters, max_messages=polling.max_messages, round_trip_s=polling.round_trip
+        )
+        queue.use_filter(filtered)
     feed = RecordFeed(timeline, scenario.duration, streams, name, source.max_message_size, draws=poison)
     if isinstance(queue, FifoQueue):
         queue.traffic_now = lambda: feed.traffic  # type: ignore[assignment,return-value]

@@ -17,13 +17,18 @@ them, streams and Kafka step past them, MQ acknowledges them) is the caller's pa
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from esmsim.rng import Streams
 from esmsim.scenario.mappings import EventFilter
+
+if TYPE_CHECKING:
+    from esmsim.scenario.scenario import Scenario
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -106,3 +111,33 @@ def record_filter(
     if spec is None:
         return None
     return RecordFilter(spec, attributes, source=source, mapping=mapping, streams=streams)
+
+
+def attributes_of(scenario: Scenario, source: str) -> Mapping[str, Mapping[str, float]]:
+    """The record attributes of ``source`` a pattern matches (its traffic's, as the run starts)."""
+    return attributes_of_spec(scenario.sources[source])
+
+
+def filter_timeline(
+    scenario: Scenario, index: int, streams: Streams
+) -> list[tuple[float, RecordFilter | None]] | None:
+    """Mapping ``index``'s filter over the run: ``(effective_at, filter)``, the first from ``-inf``.
+
+    None when the mapping has no filter at any stage of the run (every record matches throughout).
+    """
+    mapping = scenario.mappings[index]
+    specs = [(-math.inf, mapping.filter)]
+    specs += [(t, stage.mappings[index].filter) for t, stage in scenario.stages]
+    if all(spec is None for _, spec in specs):
+        return None
+    attributes = attributes_of(scenario, mapping.source)
+    return [
+        (t, record_filter(spec, attributes, source=mapping.source, mapping=index, streams=streams))
+        for t, spec in specs
+    ]
+
+
+def attributes_of_spec(source: object) -> Mapping[str, Mapping[str, float]]:
+    """The record attributes of a source spec's traffic (none when it has no traffic)."""
+    traffic = getattr(source, "traffic", None)
+    return {} if traffic is None else traffic.attributes

@@ -15,10 +15,11 @@ import simpy
 
 from esmsim.model.async_queue import AsyncEventQueue
 from esmsim.model.function import LambdaFunction
+from esmsim.model.mq_mapping import MqMappingRuntime
 from esmsim.model.sqs_mapping import SqsMappingRuntime
 from esmsim.model.sqs_queue import SqsQueue
 from esmsim.model.stream_mapping import StreamMappingRuntime
-from esmsim.scenario.mappings import SqsMapping, StreamMapping
+from esmsim.scenario.mappings import MqMapping, SqsMapping, StreamMapping
 from esmsim.scenario.scenario import Scenario
 from esmsim.scenario.sources import SqsSource
 
@@ -26,7 +27,7 @@ from esmsim.scenario.sources import SqsSource
 def apply_changes(
     env: simpy.Environment,
     scenario: Scenario,
-    mappings: Sequence[SqsMappingRuntime | StreamMappingRuntime],
+    mappings: Sequence[SqsMappingRuntime | StreamMappingRuntime | MqMappingRuntime],
     functions: Mapping[str, LambdaFunction],
     queues: Mapping[str, SqsQueue],
     async_queues: Mapping[str, AsyncEventQueue],
@@ -44,6 +45,9 @@ def apply_changes(
             # A mapping's kind never changes (its source is fixed), so the spec fits its runtime.
             if isinstance(runtime, SqsMappingRuntime):
                 assert isinstance(new, SqsMapping)
+                runtime.apply(new, now)
+            elif isinstance(runtime, MqMappingRuntime):
+                assert isinstance(new, MqMapping)
                 runtime.apply(new, now)
             else:
                 assert isinstance(new, StreamMapping)

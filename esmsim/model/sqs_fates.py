@@ -13,7 +13,7 @@ import heapq
 import math
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import simpy
@@ -24,6 +24,33 @@ from esmsim.model.records import RecordFifo
 from esmsim.model.sqs_messages import Batch, Messages
 from esmsim.observe.outcomes import Outcomes
 from esmsim.observe.recorder import Recorder
+
+
+class FilteredPart(Protocol):
+    """What a queue asks of its messages that do not match its mapping's filter.
+
+    :class:`esmsim.model.sqs_filtered.FilteredMessages` works on the queue itself, so the queue
+    and its fates name it by this protocol and the imports flow one way.
+    """
+
+    def split(self, block: dict[str, np.ndarray], top: int) -> np.ndarray | None:
+        """Keep the block's non-matching messages; the mask of the matching ones (None: all)."""
+
+    def post_until(self, until: float) -> None:
+        """Before a level folds: settle what left by ``until``."""
+
+    def refresh(self, now: float, head: int | None = None) -> None:
+        """Let go of the non-matching messages the pollers have passed by ``now``."""
+
+    def advance(self, now: float, old_head: int, new_head: int) -> None:
+        """The queue's head moved: the non-matching messages before it leave."""
+
+    def finish(self, end: float) -> None:
+        """At the end of the run: count what is still waiting."""
+
+    def oldest_sent_at(self, now: float) -> float:
+        """The oldest non-matching message waiting and visible at ``now`` (``inf``: none)."""
+
 
 #: Messages per DeleteMessageBatch / ReceiveMessage call.
 SQS_BATCH_API_MAX = 10
@@ -61,6 +88,7 @@ class MessageFates:
     _post_received: Callable[[tuple[float, float]], None]
     visibility_timeout_s: float
     overhead: float
+    filtered: FilteredPart | None
 
     def refresh(self, now: float) -> None:
         """Apply everything due by ``now``: visibility deadlines, then retention."""
@@ -69,6 +97,8 @@ class MessageFates:
             self._return(heapq.heappop(deadlines)[2], now)
         if now >= self._retention_watermark:
             self._expire_due(now)
+        if self.filtered is not None:
+            self.filtered.refresh(now)
 
     def next_deadline(self) -> float:
         """The earliest pending visibility deadline (``inf`` when none)."""
@@ -306,6 +336,8 @@ class MessageFates:
             )
             self.post_arrivals_through(stop)
             self._visible(expiry, -1.0)
+            if self.filtered is not None:
+                self.filtered.advance(now, self.head, stop)
             self.head = stop
         if self.n_redelivered:
             kept: deque[Messages] = deque()
@@ -330,6 +362,8 @@ class MessageFates:
         or in flight (in batches).
         """
         self.refresh(end)
+        if self.filtered is not None:
+            self.filtered.finish(end)
         fifo = self.fifo
         if self.head < fifo.top:
             part = slice(self.head, fifo.top)

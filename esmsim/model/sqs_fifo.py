@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 
 from esmsim.model.invoke import fit_payload
-from esmsim.model.sqs_messages import Batch, Messages, Part
-from esmsim.model.sqs_queue import SqsQueue, chunked_request_units
+from esmsim.model.sqs_messages import Batch, Messages, Part, chunked_request_units
+from esmsim.model.sqs_queue import SqsQueue
 from esmsim.model.stream_source import WriteLimiter, key_cdf, zipf_keys
 from esmsim.scenario.sources import SqsTraffic
 
@@ -81,7 +81,7 @@ class FifoQueue(SqsQueue):
         self.recorder.add_total(f"fifo_queue:{self.name}", 1.0)
 
     # ----------------------------------------------------------------------------- sending
-    def extend(self, block: dict[str, np.ndarray]) -> None:
+    def extend(self, block: dict[str, np.ndarray], *, split: bool = True) -> None:
         """Draw groups and duplicates, apply the send quota, then append what SQS accepted."""
         sent = block["sent_at"]
         n = sent.shape[0]
@@ -117,12 +117,17 @@ class FifoQueue(SqsQueue):
             keep = ~duplicate
             block = {k: v[keep] for k, v in block.items()}
             accepted, groups = accepted[keep], groups[keep]
+        if self.filtered is not None:  # filtered messages count as sent; the rest join the groups
+            match = self.filtered.split({**block, "sent_at": accepted}, self.fifo.top)
+            if match is not None:
+                block = {k: v[match] for k, v in block.items()}
+                accepted, groups = accepted[match], groups[match]
         self._group_of = np.concatenate([self._group_of, groups])
         if groups.shape[0] and int(groups.max()) >= self._busy.shape[0]:
             self._busy = np.concatenate(
                 [self._busy, np.zeros(int(groups.max()) + 1 - self._busy.shape[0], np.int64)]
             )
-        super().extend({**block, "sent_at": accepted})
+        super().extend({**block, "sent_at": accepted}, split=False)
 
     # ----------------------------------------------------------------------------- waiting pool
     def _absorb(self, now: float) -> None:
@@ -136,6 +141,8 @@ class FifoQueue(SqsQueue):
         self.redelivered.append(m)
         self.n_redelivered += arrived - head
         self.head = arrived
+        if self.filtered is not None:
+            self.filtered.refresh(now, arrived)
 
     def _pool(self) -> Messages | None:
         """The waiting messages as one set, in sending order (None when none)."""

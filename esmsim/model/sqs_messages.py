@@ -219,3 +219,10 @@ class Batch:
         self.init_s = init_s
         if end >= self.visible_at and self.on_overrun is not None:
             self.on_overrun(self, start)
+
+
+def chunked_request_units(sizes: np.ndarray, chunk_bytes: float) -> int:
+    """Billed requests for sending messages one per call: each 64 KB of payload is a request."""
+    if not sizes.shape[0] or float(sizes.max()) <= chunk_bytes:
+        return int(sizes.shape[0])  # one request each (the usual case: one pass, not four)
+    return int(np.maximum(1, np.ceil(sizes / chunk_bytes)).sum())

@@ -27,8 +27,8 @@ import simpy
 from esmsim.model.alarm import Alarm
 from esmsim.model.invoke import fit_payload
 from esmsim.model.records import Ids, RecordFifo, positions
-from esmsim.model.sqs_fates import MessageFates
-from esmsim.model.sqs_messages import Batch, Messages, Part
+from esmsim.model.sqs_fates import FilteredPart, MessageFates
+from esmsim.model.sqs_messages import Batch, Messages, Part, chunked_request_units
 from esmsim.observe.recorder import Recorder
 from esmsim.scenario.sources import SqsSource
 
@@ -126,10 +126,26 @@ class SqsQueue(MessageFates):
         self._post_deletes = self.deletes.post
         self._post_delete_calls = self.delete_calls.post
         self.held_by_pollers: Callable[[], list[Part]] = list  # set by the receivers
+        #: Messages the mapping's filter rejects (None: it has no filter; docs/model.md §15).
+        self.filtered: FilteredPart | None = None
+
+    def use_filter(self, filtered: FilteredPart) -> None:
+        """Split arriving messages with ``filtered``: the queue's rows are the matching ones."""
+        self.filtered = filtered
+        self.visible.before_fold.append(filtered.post_until)
+        if self.backlog is not self.visible:
+            self.backlog.before_fold.append(filtered.post_until)
 
     # ----------------------------------------------------------------------------- records
-    def extend(self, block: dict[str, np.ndarray]) -> None:
-        """Append a block of newly generated messages (all sent later than any before them)."""
+    def extend(self, block: dict[str, np.ndarray], *, split: bool = True) -> None:
+        """Append a block of newly generated messages (all sent later than any before them).
+
+        With a filter, only the matching ones (``split`` False: the caller split the block already).
+        """
+        if split and self.filtered is not None:
+            keep = self.filtered.split(block, self.fifo.top)
+            if keep is not None:
+                block = {name: values[keep] for name, values in block.items()}
         sent = block["sent_at"]
         n = sent.shape[0]
         if n == 0:
@@ -218,6 +234,8 @@ class SqsQueue(MessageFates):
         self.in_flight_level.add_many(arrived_at, 1.0)
         self.received_into_flight(upto - head, float(arrived_at[-1]))
         self.head = upto
+        if self.filtered is not None:  # the pollers took them as they arrived: the filtered ones too
+            self.filtered.refresh(float(arrived_at[-1]), upto)
 
     def _visible(self, at: float | np.ndarray, delta: float) -> None:
         """Messages become visible (+) or stop being visible (-)."""
@@ -306,6 +324,8 @@ class SqsQueue(MessageFates):
         oldest = math.inf
         if self.head < self.fifo.top and self.fresh_visible_at(self.head) <= now:
             oldest = self.fifo.at("sent_at", self.head)
+        if self.filtered is not None:
+            oldest = min(oldest, self.filtered.oldest_sent_at(now))
         for pool in self.redelivered:
             oldest = min(oldest, pool.oldest_sent_at(limit))
         for batch in self.in_flight.values():
@@ -339,6 +359,7 @@ class SqsQueue(MessageFates):
         n = 0
         nbytes = 0.0
         capped = False
+        head_before = self.head
         while self.n_redelivered and n < max_n and not capped:
             pool = self.redelivered[0]
             head = pool.size[: max_n - n]
@@ -385,6 +406,8 @@ class SqsQueue(MessageFates):
                 self._post_backlog(change)
             self._post_in_flight((now, n))
             self.received_into_flight(n, now)
+        if self.filtered is not None and self.head != head_before:
+            self.filtered.advance(now, head_before, self.head)  # the receive passed the filtered ones
         return parts, n, nbytes, capped
 
     def received_into_flight(self, n: int, now: float) -> None:
@@ -484,10 +507,3 @@ class SqsQueue(MessageFates):
             ended = since + wait_s * np.arange(1, n + 1)
             self.empty_receives.add_many(ended)
             self.receive_units.add_many(ended)
-
-
-def chunked_request_units(sizes: np.ndarray, chunk_bytes: float) -> int:
-    """Billed requests for sending messages one per call: each 64 KB of payload is a request."""
-    if not sizes.shape[0] or float(sizes.max()) <= chunk_bytes:
-        return int(sizes.shape[0])  # one request each (the usual case: one pass, not four)
-    return int(np.maximum(1, np.ceil(sizes / chunk_bytes)).sum())

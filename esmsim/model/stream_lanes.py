@@ -56,6 +56,9 @@ def lane_columns(draws: bool) -> dict[str, Any]:
         "size": float,
         "key": np.int32,
         "fetched_at": float,  # set when the record is taken into a batch (the latency's parts)
+        # Whether the record matches the mapping's filter: True until it is taken into a batch,
+        # then the filter's decision (a batch keeps it while retried; docs/model.md §15).
+        "match": bool,
     }
     if draws:
         columns["draw"] = float

@@ -30,7 +30,9 @@ import simpy
 
 from esmsim.dists import UniformSource
 from esmsim.events import Outcome, RecordState
+from esmsim.model.filtering import RecordFilter, attributes_of_spec, record_filter
 from esmsim.model.invoke import GAVE_UP, PAYLOAD_LIMIT_BYTES, Invoker, fit_payload
+from esmsim.model.stream_filtering import bisect_matching, filter_keys, first_failed_offset, matching_offset
 from esmsim.model.stream_lanes import Lane, ShardLanes, split_by_key
 from esmsim.model.stream_reader import EfoDelivery, ShardReader
 from esmsim.model.stream_retry import bisect, checkpoint, retries_exhausted, retry_delay
@@ -116,8 +118,20 @@ class Pending:
         fifo = lane.fifo
         self.n = self.end - self.start
         sizes = fifo.column("size", self.start, self.end)
+        draws = fifo.column("draw", self.start, self.end) if m.draws else None
+        if m.filtering:
+            # Records the filter rejected ride in the batch's range (the checkpoint passes them with
+            # it) but are not sent: they count neither toward its records nor its payload.
+            match = fifo.column("match", self.start, self.end)
+            if not match.all():
+                self.n = int(np.count_nonzero(match))
+                if not self.n:
+                    m.finish_filtered(lane, self)
+                    return False
+                sizes = sizes[match]
+                draws = None if draws is None else draws[match]
         self.nbytes = float(sizes.sum()) * m.expansion + self.n * m.overhead
-        self.draws = fifo.column("draw", self.start, self.end) if m.draws else None
+        self.draws = draws
         self.stored_at = fifo.at("accepted_at", self.end - 1)  # IteratorAge: the batch's last record
         return True
 
@@ -154,6 +168,11 @@ class StreamMappingRuntime:
         self.outcomes = recorder.outcomes
         self.consumer = consumer
         self.jitter = UniformSource(streams.get("retry_jitter", f"mappings[{index}]"))
+        self._streams = streams
+        #: The mapping's filter (None: every record matches), read as each batch forms; ``filtering``
+        #: stays True once any filter was used, as records of earlier batches keep its decisions.
+        self.filter: RecordFilter | None = self._filter_of(spec)
+        self.filtering = self.filter is not None
         src = source.spec
         self.expansion = src.payload_expansion
         self.overhead = src.record_overhead
@@ -199,6 +218,15 @@ class StreamMappingRuntime:
         source.subscribe(self._on_rows, self._after_block)
         recorder.gauge("shard_backlog", label, self.shard_backlog)
 
+    def _filter_of(self, spec: StreamMapping) -> RecordFilter | None:
+        return record_filter(
+            spec.filter,
+            attributes_of_spec(self.source.spec),
+            source=self.source.name,
+            mapping=self.index,
+            streams=self._streams,
+        )
+
     # ------------------------------------------------------------------ records arriving
     def _in_scope(self, log: ShardLog, start: int, stop: int) -> np.ndarray:
         """Which of the shard's new positions the mapping reads (its starting position)."""
@@ -243,6 +271,7 @@ class StreamMappingRuntime:
             "size": size,
             "key": key,
             "fetched_at": np.full(rows.shape[0], math.nan),
+            "match": np.ones(rows.shape[0], dtype=bool),
         }
         if draw is not None:
             columns["draw"] = draw
@@ -339,6 +368,10 @@ class StreamMappingRuntime:
             for lane in self.lanes.values():
                 lane.trim_after = -math.inf  # a shorter age may make records due now: look again
         self.invoker.item_failures = spec.report_batch_item_failures
+        if spec.filter != self.spec.filter:
+            # Batches formed from now on follow it; batches already formed keep their decisions.
+            self.filter = self._filter_of(spec)
+            self.filtering = self.filtering or self.filter is not None
         refactor = spec.parallelization_factor != self.spec.parallelization_factor
         self.spec = spec
         if refactor:
@@ -412,26 +445,68 @@ class StreamMappingRuntime:
         at: float | np.ndarray,
         batch: Pending | None = None,
     ) -> None:
-        """Records ``[start, end)`` of ``lane`` ended; a success names the ``batch`` that processed them."""
+        """Records ``[start, end)`` of ``lane`` ended; a success names the ``batch`` that processed them.
+
+        Records the filter rejected among them end FILTERED, whatever became of the batch they lay
+        in (retention removes them as it removes the others: EXPIRED).
+        """
+        if self.filtering and state != RecordState.EXPIRED and not isinstance(at, np.ndarray):
+            match = lane.fifo.column("match", start, end)
+            if not match.all():
+                self._end(lane, start, end, state, at, batch, np.flatnonzero(match))
+                self._end(lane, start, end, RecordState.FILTERED, at, None, np.flatnonzero(~match))
+                return
+        self._end(lane, start, end, state, at, batch, None)
+
+    def finish_filtered(self, lane: Lane[Pending], batch: Pending) -> None:
+        """A batch left with no matching record (the rest expired or aged out): the checkpoint passes it."""
+        self._finish(lane, batch.start, batch.end, RecordState.FILTERED, self.env.now)
+        lane.pending.popleft()
+        lane.release_finished()
+
+    def _end(
+        self,
+        lane: Lane[Pending],
+        start: int,
+        end: int,
+        state: RecordState,
+        at: float | np.ndarray,
+        batch: Pending | None,
+        which: np.ndarray | None,
+    ) -> None:
+        """Records ``[start, end)`` (those at offsets ``which`` only, if given) reached ``state``."""
         fifo = lane.fifo
+
+        def column(name: str) -> np.ndarray:
+            values = fifo.column(name, start, end)
+            return values if which is None else values[which]
+
+        n = end - start if which is None else int(which.shape[0])
+        if not n:
+            return
+        detail = self._detail(lane, start, end)
+        if detail is not None and which is not None:
+            detail = {k: None if v is None else v[which] for k, v in detail.items() if k != "shard"} | {
+                "shard": lane.shard
+            }
         self.outcomes.ended(
             self.consumer,
-            fifo.column("sent_at", start, end),
+            column("sent_at"),
             at,
             state,
-            ids=fifo.column("seq", start, end),
-            detail=self._detail(lane, start, end),
-            timing=None if batch is None else batch.timing(fifo.column("fetched_at", start, end)),
+            ids=column("seq"),
+            detail=detail,
+            timing=None if batch is None else batch.timing(column("fetched_at")),
         )
-        self.finished[lane.shard] += end - start
+        self.finished[lane.shard] += n
         if isinstance(at, np.ndarray):
             self.stream_backlog.add_many(at, -1.0)
             if self.backlog is not self.stream_backlog:
                 self.backlog.add_many(at, -1.0)
         else:
-            self.stream_backlog.add(at, -(end - start))
+            self.stream_backlog.add(at, -n)
             if self.backlog is not self.stream_backlog:
-                self.backlog.add(at, -(end - start))
+                self.backlog.add(at, -n)
 
     def _discard(self, lane: Lane[Pending], start: int, end: int, now: float) -> None:
         """Records given up on: to the on-failure destination, or dropped."""
@@ -518,6 +593,8 @@ class StreamMappingRuntime:
         window_end = lane.window_start + self.spec.batching_window
         if fetched <= 0:
             return reader.wait(lane, lane.pos, math.inf, now)
+        if self.filter is not None:
+            return self._next_filtered(lane, fetched, window_end, now)
         n = min(fetched, batch_size)
         n, capped = self._fit(lane, lane.pos, n)
         if n >= batch_size or capped or now >= window_end:
@@ -529,6 +606,54 @@ class StreamMappingRuntime:
         # Wait for the batch's last record (never one already fetched: that would wake at once, again
         # and again) or the window's end.
         return reader.wait(lane, lane.pos + batch_size - 1, window_end, now)
+
+    def _next_filtered(
+        self, lane: Lane[Pending], fetched: int, window_end: float, now: float
+    ) -> Pending | simpy.Event:
+        """:meth:`_next` with a filter: ``fetched`` records from the lane's position are in hand.
+
+        Rejected records ahead of the first matching one are passed at once (the lane holds no
+        batch, so its checkpoint moves past them); a batch closes on ``batch_size`` matching
+        records, the payload of the matching ones, or the window.
+        """
+        assert self.filter is not None
+        fifo = lane.fifo
+        start = lane.pos
+        match = self.filter.matches(filter_keys(lane.shard, fifo.column("seq", start, start + fetched)))
+        lead = int(np.argmax(match)) if match.any() else fetched
+        if lead:
+            fifo.column("match", start, start + lead)[:] = False
+            self._finish(lane, start, start + lead, RecordState.FILTERED, now)
+            lane.pos = start = start + lead
+            lane.release_finished()
+            match = match[lead:]
+            fetched -= lead
+            if not fetched:
+                return lane.reader.wait(lane, start, math.inf, now)
+        batch_size = self.spec.batch_size
+        n = matching_offset(match, batch_size)  # through the batch_size-th matching record
+        full = int(np.count_nonzero(match[:n])) >= batch_size
+        n, capped = self._fit_matching(lane, start, match[:n])
+        if full or capped or now >= window_end:
+            fifo.column("match", start, start + n)[:] = match[:n]
+            batch = Pending(self, lane, start, start + n)
+            self._stamp_fetches(lane, start, start + n)
+            lane.pos = start + n
+            lane.pending.append(batch)
+            return batch
+        # At least the missing matching records are still to come: wait for as many more.
+        missing = batch_size - int(np.count_nonzero(match))
+        return lane.reader.wait(lane, start + fetched + missing - 1, window_end, now)
+
+    def _fit_matching(self, lane: Lane[Pending], start: int, match: np.ndarray) -> tuple[int, bool]:
+        """How many records from ``start`` fit the 6 MB payload counting the matching ones only."""
+        n = int(match.shape[0])
+        per_record_max = self.source.max_size * self.expansion + self.overhead
+        if int(np.count_nonzero(match)) * per_record_max <= PAYLOAD_LIMIT_BYTES:
+            return n, False
+        sizes = (lane.fifo.column("size", start, start + n) * self.expansion + self.overhead) * match
+        fits, _, capped = fit_payload(np.cumsum(sizes), PAYLOAD_LIMIT_BYTES)
+        return max(1, fits), capped
 
     def _stamp_fetches(self, lane: Lane[Pending], start: int, stop: int) -> None:
         """Keep when the records ``[start, stop)`` were fetched, as they go into a batch."""
@@ -588,20 +713,27 @@ class StreamMappingRuntime:
                 lane.pending.popleft()
                 lane.release_finished()
                 continue
-            n = batch.end - batch.start
+            n = batch.n  # the records sent (a filter's rejects ride in the range unsent)
             done = 0
             lane.failing = True  # until the lane holds no batch (checkpoint: shard holds the others)
             if outcome == _PARTIAL:
                 assert failed is not None
                 done = checkpoint(failed)
-                self._finish(lane, batch.start, batch.start + done, RecordState.SUCCEEDED, end, batch)
-                batch.start += done
+                passed = done
+                if self.filtering:
+                    passed = first_failed_offset(lane.fifo.column("match", batch.start, batch.end), done)
+                self._finish(lane, batch.start, batch.start + passed, RecordState.SUCCEEDED, end, batch)
+                batch.start += passed
                 n -= done
             if spec.bisect_batch_on_function_error and n > 1 and done == 0:
                 # With item failures too, AWS bisects at the returned sequence number: the part
                 # before it is done above; a batch whose first record failed is split in halves.
                 lane.pending.popleft()
-                first, second = bisect(batch.start, batch.end)
+                if self.filtering:
+                    match = lane.fifo.column("match", batch.start, batch.end)
+                    first, second = bisect_matching(batch.start, match)
+                else:
+                    first, second = bisect(batch.start, batch.end)
                 later = Pending(self, lane, *second, batch.failures)
                 earlier = Pending(self, lane, *first, batch.failures)
                 later.not_before = earlier.not_before = end

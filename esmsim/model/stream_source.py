@@ -25,7 +25,7 @@ from esmsim.observe.recorder import Recorder
 from esmsim.rng import Streams
 from esmsim.scenario.pricing import Pricing
 from esmsim.scenario.shard_plan import ShardPlan
-from esmsim.scenario.sources import DynamoDBSource, KinesisSource, StreamTraffic
+from esmsim.scenario.sources import DynamoDBSource, KafkaSource, KinesisSource, StreamTraffic
 
 
 def key_cdf(keys: int, skew: float) -> np.ndarray | None:
@@ -158,7 +158,7 @@ class StreamSource:
     def __init__(
         self,
         name: str,
-        spec: KinesisSource | DynamoDBSource,
+        spec: KinesisSource | DynamoDBSource | KafkaSource,
         duration_s: float,
         streams: Streams,
         recorder: Recorder,

@@ -141,6 +141,8 @@ def _minutes(scenario: Scenario, observed: Observed, i: int) -> list[str]:
             # Below every cap with work waiting: a FIFO queue is held by its groups' order (a hot
             # group runs one batch at a time), provisioned mode by its pollers' scaling.
             out.append(GROUPS if fifo else EVENT_POLLERS if spec.provisioned_pollers else POLLERS)
+        elif isinstance(spec, MqMapping):  # below its consumers: messages waited for a batching window
+            out.append(NONE)
         else:
             # Records waited below the mapping's cap: a hot shard (factor 1: its one lane is the
             # shard) or, with more lanes, the lane of a busy key (its records are never processed

@@ -12,13 +12,24 @@ from esmsim.events import RecordState
 from esmsim.observe.levels import LevelStats
 from esmsim.observe.recorder import Observed
 from esmsim.observe.timeseries import counter_series, shard_samples
-from esmsim.scenario.mappings import StreamMapping
+from esmsim.scenario.mappings import KafkaMapping, MqMapping, StreamMapping
 from esmsim.scenario.scenario import Scenario
+from esmsim.scenario.sources import MQ_ENGINES
 
 
 def _age_max(observed: Observed, mappings: list[int]) -> float:
     ages = observed.mapping_age_max[mappings] if mappings else np.empty(0)
     return float(np.nanmax(ages)) if ages.size and not np.isnan(ages).all() else math.nan
+
+
+def _filtered(observed: Observed, mapping: int, source: str) -> int:
+    """Records mapping ``mapping``'s filter rejected (a queue's: a filter has its queue to itself)."""
+    outcomes = observed.outcomes
+    return sum(
+        int(outcomes.by_state[k][RecordState.FILTERED])
+        for k, c in enumerate(outcomes.consumers)
+        if c.mapping == mapping or (c.mapping == -1 and c.source == source and c.kind != "unread")
+    )
 
 
 def resources(scenario: Scenario, observed: Observed) -> pd.DataFrame:
@@ -82,6 +93,15 @@ def resources(scenario: Scenario, observed: Observed) -> pd.DataFrame:
             rows.append(row)
             continue
         m = scenario.mappings[i]
+        if isinstance(m, MqMapping):  # its consumers: the cap whatever the function's concurrency
+            broker = scenario.sources[m.source]
+            consumers = m.consumers or MQ_ENGINES[getattr(broker, "engine", "activemq")]
+            totals, level = observed.mapping_totals, observed.concurrency_by_mapping[i]
+            row = usage("mapping", label, totals, i, consumers, level, [i])
+            row["consumers"] = consumers
+            row["records_filtered"] = _filtered(observed, i, m.source)
+            rows.append(row)
+            continue
         if isinstance(m, StreamMapping):
             limit: int | None = scenario.sources[m.source].shards * m.parallelization_factor  # type: ignore[union-attr]
         elif m.provisioned_pollers is not None:  # provisioned mode: the maximum event pollers' invokes
@@ -102,6 +122,11 @@ def resources(scenario: Scenario, observed: Observed) -> pd.DataFrame:
             row["event_poller_hours"] = observed.totals.get(f"event_poller_s:{i}", 0.0) / 3600.0
         if fifo_groups is not None:
             row["message_groups"] = fifo_groups
+        if isinstance(m, KafkaMapping):  # one batch per partition; pollers' EPU-hours (provisioned)
+            row["partitions"] = limit
+            row["kafka_pollers_max"] = observed.levels[f"kafka_pollers:{i}"].maximum
+            row["epu_hours"] = observed.totals.get(f"kafka_epu_s:{i}", 0.0) / 3600.0
+        row["records_filtered"] = _filtered(observed, i, m.source)
         rows.append(row)
     for consumer in observed.outcomes.consumers:
         if consumer.kind != "stream":

@@ -52,6 +52,19 @@ def totals_by_mapping(observed: Observed, prefix: str) -> dict[int, float]:
     return {int(k): v for k, v in totals_by(observed, prefix).items() if k.isdigit()}
 
 
+def _kafka(observed: Observed) -> dict[str, Any]:
+    """Kafka mappings: the topic-level offset lag, the pollers, provisioned mode's EPU-hours."""
+    lag = level(observed, "offset_lag")
+    pollers = level(observed, "kafka_pollers")
+    return {
+        "offset_lag_max": lag.maximum,
+        "offset_lag_mean": max(0.0, lag.mean),
+        "kafka_pollers_max": pollers.maximum,
+        "kafka_pollers_mean": max(0.0, pollers.mean),
+        "kafka_epu_hours": sum(totals_by(observed, "kafka_epu_s").values()) / 3600.0,
+    }
+
+
 def usage(observed: Observed) -> Usage:
     """What the run used, as cost.run_cost needs it."""
     fn = observed.function_totals
@@ -78,6 +91,7 @@ def usage(observed: Observed) -> Usage:
         async_deliveries={k: int(v) for k, v in totals_by(observed, "async_deliveries").items()},
         on_failure_deliveries={k: int(v) for k, v in totals_by(observed, "on_failure_deliveries").items()},
         event_poller_s=sum(totals_by(observed, "event_poller_s").values()),
+        kafka_epu_s=sum(totals_by(observed, "kafka_epu_s").values()),
         publish_units=totals_by(observed, "publish_units"),
     )
 
@@ -109,8 +123,10 @@ def _latency_parts(observed: Observed) -> dict[str, float]:
     out = observed.outcomes
     if out.steady_count == 0:
         return dict.fromkeys(LATENCY_PART_KEYS, math.nan)
+    # A part is a sum of differences of event times; where those times coincide, float rounding can
+    # leave a total like -4e-19 s. Such a part is zero, not negative.
     return {
-        key: total / out.steady_count
+        key: max(0.0, total / out.steady_count) if total > -1e-9 else total / out.steady_count
         for key, total in zip(LATENCY_PART_KEYS, out.steady_parts.tolist(), strict=True)
     }
 
@@ -207,11 +223,15 @@ def summary(scenario: Scenario, observed: Observed) -> tuple[dict[str, Any], Cos
         "fifo_sends_throttled": int(observed.totals.get("fifo_sends_throttled", 0)),
         "fifo_send_delay_max_s": observed.totals.get("fifo_send_delay_max_s", 0.0),
         "fifo_groups_busy_max": int(observed.totals.get("fifo_groups_busy_max", 0)),
+        **_kafka(observed),
         "iterator_age_mean_s": observed.age_sum / observed.age_count if observed.age_count else math.nan,
         "getrecords_calls": int(observed.totals.get("getrecords_calls", 0)),
         "read_throttles": int(observed.totals.get("read_throttles", 0)),
         "write_throttles": int(counter_total(observed, "WriteProvisionedThroughputExceeded")),
         "discarded_batches": int(sum(totals_by_mapping(observed, "discarded_batches").values())),
+        # Amazon MQ queues: messages waiting or delivered and not yet acknowledged (docs/model.md §17).
+        "mq_queue_size_max": level(observed, "mq_queue_size").maximum,
+        "mq_queue_size_mean": max(0.0, level(observed, "mq_queue_size").mean),
         **_async(observed),
         "duration_s": end,
         "warmup_s": warmup,

@@ -110,8 +110,13 @@ def timeseries(scenario: Scenario, observed: Observed) -> pd.DataFrame:
             "Environments": level(observed, "environments").bin_mean,
             "Pollers": level(observed, "pollers").bin_mean,
             "EventPollers": level(observed, "event_pollers").bin_mean,
+            "OffsetLag": level(observed, "offset_lag").bin_max,
+            "KafkaPollers": level(observed, "kafka_pollers").bin_mean,
             "BacklogMax": level(observed, "backlog").bin_max,
             "StreamBacklog": level(observed, "stream_backlog").bin_mean,
+            # Amazon MQ's own names for a queue's size: ActiveMQ QueueSize, RabbitMQ MessageCount.
+            "QueueSize": level(observed, "mq_queue_size:activemq").bin_mean,
+            "MessageCount": level(observed, "mq_queue_size:rabbitmq").bin_mean,
             "ShardBacklogMax": shard_max,
             "BatchSize": _per_minute_mean(series["RecordsSum"].sum(axis=0), invocations),
             "AsyncEventsReceived": counter_series(observed, "AsyncEventsReceived"),

@@ -74,6 +74,18 @@ def _destination(value: Any) -> dict[str, str]:
     return {"type": service}
 
 
+def _kafka_destination(value: Any) -> dict[str, str]:
+    """A Kafka mapping's on-failure destination: an SQS, SNS or S3 ARN, or ``kafka://topic``."""
+    if isinstance(value, str) and value.startswith("kafka://") and len(value) > len("kafka://"):
+        return {"type": "kafka", "name": value[len("kafka://") :]}
+    try:
+        return _destination(value)
+    except ValueError:
+        raise ValueError(
+            "DestinationConfig.OnFailure.Destination must be an SQS, SNS or S3 ARN or kafka://TOPIC"
+        ) from None
+
+
 def _poller_config(value: Any) -> dict[str, Any]:
     """ProvisionedPollerConfig ``{MinimumPollers, MaximumPollers}`` as ``provisioned_pollers``."""
     if not isinstance(value, dict) or not set(value) <= {"MinimumPollers", "MaximumPollers"}:
@@ -107,6 +119,8 @@ AWS_NAMES: dict[str, tuple[AwsName, ...]] = {
     ),
     "KinesisSource": (),
     "DynamoDBSource": (),
+    "KafkaSource": (),
+    "MqSource": (),
     "S3Source": (),
     "SnsSource": (),
     # A rule target's RetryPolicy, written flat on the bus (one target per trigger).
@@ -142,14 +156,45 @@ AWS_NAMES: dict[str, tuple[AwsName, ...]] = {
             required=True,
         ),
     ),
+    "KafkaMapping": (
+        *_MAPPING_NAMES,
+        AwsName(("StartingPosition",), "starting_position"),
+        AwsName(("StartingPositionTimestamp",), "starting_position_timestamp"),
+        AwsName(("MaximumRecordAgeInSeconds",), "maximum_record_age"),
+        AwsName(("MaximumRetryAttempts",), "maximum_retry_attempts"),
+        AwsName(("BisectBatchOnFunctionError",), "bisect_batch_on_function_error"),
+        AwsName(
+            ("DestinationConfig", "OnFailure", "Destination"),
+            "on_failure",
+            _kafka_destination,
+            others="ignore",
+            required=True,
+        ),
+        AwsName(("ProvisionedPollerConfig",), "provisioned_pollers", _poller_config),
+    ),
+    # Amazon MQ mappings take no partial batch responses: FunctionResponseTypes is not theirs.
+    "MqMapping": (
+        AwsName(("Enabled",), "enabled"),
+        AwsName(("BatchSize",), "batch_size"),
+        AwsName(("MaximumBatchingWindowInSeconds",), "batching_window"),
+    ),
 }
 
 #: Sections of a scenario whose entries are entities (a function, a source, a mapping), and the
 #: models an entry may be. An entity's AWS spellings are relative to its own mapping.
 ENTITIES: dict[str, tuple[str, ...]] = {
     "functions": ("Function",),
-    "sources": ("SqsSource", "KinesisSource", "DynamoDBSource", "S3Source", "SnsSource", "EventBridgeSource"),
-    "mappings": ("SqsMapping", "StreamMapping"),
+    "sources": (
+        "SqsSource",
+        "KinesisSource",
+        "DynamoDBSource",
+        "KafkaSource",
+        "MqSource",
+        "S3Source",
+        "SnsSource",
+        "EventBridgeSource",
+    ),
+    "mappings": ("SqsMapping", "StreamMapping", "KafkaMapping", "MqMapping"),
 }
 
 

@@ -33,6 +33,7 @@ LIVE_MAPPING_KEYS = (
     "bisect_batch_on_function_error",
     "on_failure",
     "parallelization_factor",
+    "filter",
 )
 LIVE_FUNCTION_KEYS = (
     "reserved_concurrency",
@@ -95,6 +96,11 @@ def live_key_problem(path: Path, value: Any = None) -> str | None:
         return f"esmsim does not change {section} {key} during a run (supported: {supported})"
     if key == "traffic":
         given = relative[1:2] if len(relative) > 1 else tuple(value) if isinstance(value, dict) else ()
+        if "attributes" in given:
+            return (
+                "traffic.attributes hold for the whole run (a record's attributes are drawn as it is "
+                "sent and filters match them): a change during the run cannot set them"
+            )
         for start_only in START_ONLY_TRAFFIC_KEYS:
             if start_only in given:
                 return (

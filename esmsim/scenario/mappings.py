@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
-from esmsim.scenario.base import Bytes, Frozen, Int, Number, Seconds, WholeSeconds, aws
+from esmsim.scenario.base import Bytes, Frozen, Int, Number, Seconds, WholeSeconds, aws, key_error
 
 #: Most event metadata per SQS record: Lambda's 6 MB payload less SQS's largest message (1 MB).
 MAX_SQS_RECORD_OVERHEAD = 5 * 1024 * 1024
@@ -441,16 +441,183 @@ class StreamMapping(_MappingBase):
         return value
 
 
+class KafkaDestination(Destination):
+    """Where a Kafka mapping sends what it discards: SQS, SNS, S3, or a Kafka topic (``kafka://topic``)."""
+
+    type: Literal["sqs", "sns", "s3", "kafka"] = Field(  # type: ignore[assignment]
+        description="SQS and SNS receive a metadata record per batch; S3 and a Kafka topic also the records."
+    )
+
+
+class KafkaProvisionedPollers(Frozen):
+    """Kafka provisioned mode (ProvisionedPollerConfig, since November 2024): pollers kept between bounds.
+
+    AWS documents the range of the minimum (1 to 200, default 1) and maximum (1 to 2,000, default
+    200), what one poller handles (up to 5 MB/s or 5 concurrent invokes) and the price per event
+    poller unit (EPU) hour, an EPU holding up to 10 pollers by default. How fast the fleet follows
+    the lag is not documented: each evaluation sets it to what the last minute needed, at once.
+    """
+
+    minimum: Int = Field(1, ge=1, le=200, description="Pollers always running (MinimumPollers).")
+    maximum: Int = Field(200, ge=1, le=2000, description="Most pollers (MaximumPollers).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KafkaProvisionedPollers:
+        if self.minimum > self.maximum:
+            raise ValueError(f"minimum ({self.minimum}) must not exceed maximum ({self.maximum})")
+        return self
+
+
+class KafkaScaling(Frozen):
+    """How Lambda's Kafka pollers are counted and scaled on offset lag (docs/model.md §16).
+
+    AWS documents a minute between evaluations, changes applied within three minutes of one, at
+    most one poller per partition in on-demand mode, fewer pollers when the function is throttled,
+    and what one poller handles (5 MB/s or 5 concurrent invokes). The rest are assumptions.
+    """
+
+    initial_pollers: Int = Field(
+        1, ge=1, description="On-demand pollers when the mapping starts (AWS: 'a default number'; 2022: 1)."
+    )
+    evaluation_interval: Seconds = Field(
+        60.0, gt=0, description="Time between scaling evaluations on offset lag (AWS: every minute)."
+    )
+    apply_delay_max: Seconds = Field(
+        180.0,
+        ge=0,
+        description="A change decided at an evaluation takes effect after a delay drawn uniformly up to "
+        "this (AWS: within three minutes).",
+    )
+    invokes_per_poller: Int = Field(
+        5, ge=1, description="Concurrent invokes one poller runs (AWS, provisioned mode: up to 5)."
+    )
+    bytes_per_poller: Bytes = Field(
+        5.0 * 1024 * 1024, gt=0, description="Throughput one poller handles (AWS: up to 5 MB/s)."
+    )
+    scale_down_step: Int = Field(
+        1,
+        ge=0,
+        description="Pollers removed at an evaluation that saw throttles or no lag (assumption; AWS: "
+        "fewer pollers when the function is throttled).",
+    )
+    pollers_per_epu: Int = Field(
+        10, ge=1, description="Provisioned pollers one event poller unit holds (AWS default: 10)."
+    )
+
+
+class KafkaMapping(StreamMapping):
+    """An event source mapping from a Kafka topic (Amazon MSK or self-managed) to a function.
+
+    It takes a stream mapping's keys, except those about shards (``parallelization_factor``,
+    ``checkpoint``, ``enhanced_fan_out``): a partition is read by one batch at a time.
+    """
+
+    source_type: Literal["kafka"] = "kafka"  # type: ignore[assignment]
+    batching_window: Seconds = aws(
+        "KafkaMapping",
+        "batching_window",
+        0.5,
+        ge=0,
+        le=300,
+        description="Longest a partition gathers records from the first one's arrival (Kafka: 0.5 s "
+        "default, sub-second allowed).",
+    )
+    starting_position: Literal["LATEST", "TRIM_HORIZON", "AT_TIMESTAMP"] = aws(
+        "KafkaMapping",
+        "starting_position",
+        description="LATEST: records written from time 0; TRIM_HORIZON: everything retained; AT_TIMESTAMP.",
+    )
+    on_failure: KafkaDestination | None = Field(
+        None, description="Where discarded batches go: SQS, SNS, S3 or a Kafka topic (null: dropped)."
+    )
+    provisioned_pollers: KafkaProvisionedPollers | None = Field(
+        None,
+        description="Provisioned mode (ProvisionedPollerConfig): pollers between a minimum and a maximum, "
+        "billed per event poller unit hour (null: on-demand mode).",
+    )
+    kafka_scaling: KafkaScaling = Field(
+        default_factory=KafkaScaling, description="Poller counting and scaling knobs."
+    )
+
+    @model_validator(mode="after")
+    def _no_shard_keys(self) -> KafkaMapping:
+        for key, why in (
+            ("parallelization_factor", "a partition is read by one batch at a time"),
+            ("checkpoint", "a partition is read by one batch at a time"),
+            ("enhanced_fan_out", "enhanced fan-out is for Kinesis streams only"),
+        ):
+            if key in self.model_fields_set:
+                raise key_error((key,), f"not valid for Kafka event sources ({why})")
+        return self
+
+
+class MqMapping(_MappingBase):
+    """An event source mapping from an Amazon MQ broker queue to a function (docs/model.md §17)."""
+
+    source_type: Literal["mq"] = "mq"
+    batch_size: Int = aws(
+        "MqMapping", "batch_size", 100, ge=1, le=10000, description="Most messages per invocation."
+    )
+    batching_window: Seconds = aws(
+        "MqMapping",
+        "batching_window",
+        0.5,
+        ge=0,
+        le=300,
+        description="Longest a consumer gathers messages, from the first one's arrival (AWS default "
+        "500 ms; any other value in whole seconds).",
+    )
+    consumers: Int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="Concurrent invocations the mapping runs at most, whatever the function's reserved or "
+        "provisioned concurrency (null: AWS's default, 5 for ActiveMQ, 1 for RabbitMQ; AWS support raises "
+        "it per mapping).",
+    )
+    redelivery_delay: Seconds = Field(
+        1.0,
+        ge=0,
+        description="Wait before a failed batch is delivered again (ActiveMQ's default redelivery policy, "
+        "which Lambda uses: 1 s, no back-off; RabbitMQ's is undocumented: the same, an assumption).",
+    )
+    throttle_retry: ThrottleRetry = Field(
+        default_factory=ThrottleRetry, description="Retries of throttled batches."
+    )
+
+    @property
+    def report_batch_item_failures(self) -> bool:
+        """Amazon MQ mappings take no partial batch responses (FunctionResponseTypes)."""
+        return False
+
+    @field_validator("batching_window")
+    @classmethod
+    def _whole_or_default(cls, value: float) -> float:
+        if value != 0.5 and not float(value).is_integer():
+            raise ValueError(
+                f"{value:g} s is not a whole number of seconds (AWS takes integer seconds; 0.5 s is only "
+                "the default)"
+            )
+        return value
+
+
 def _mapping_kind(data: Any) -> str:
     """Which mapping model applies: the type of the source it reads (injected by Scenario).
 
     The tags are values of each model's ``source_type`` so error messages can strip them.
     """
     kind = data.get("source_type", "sqs") if isinstance(data, dict) else getattr(data, "source_type", "sqs")
+    if kind == "kafka":
+        return "kafka"
+    if kind == "mq":
+        return "mq"
     return "kinesis" if kind in ("kinesis", "dynamodb") else "sqs"
 
 
 Mapping = Annotated[
-    Annotated[SqsMapping, Tag("sqs")] | Annotated[StreamMapping, Tag("kinesis")],
+    Annotated[SqsMapping, Tag("sqs")]
+    | Annotated[StreamMapping, Tag("kinesis")]
+    | Annotated[KafkaMapping, Tag("kafka")]
+    | Annotated[MqMapping, Tag("mq")],
     Discriminator(_mapping_kind),
 ]

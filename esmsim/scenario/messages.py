@@ -16,11 +16,12 @@ from esmsim.dists import AnyDist
 from esmsim.errors import Issue, Path, format_number, one_line, show_value
 from esmsim.scenario.aws_names import AWS_NAMES, names_of, shown_name, top_keys
 from esmsim.scenario.functions import Account, AsyncConfig, Function
-from esmsim.scenario.mappings import SqsMapping, StreamMapping
+from esmsim.scenario.mappings import MqMapping, SqsMapping, StreamMapping
 from esmsim.scenario.sources import (
     DynamoDBSource,
     EventBridgeSource,
     KinesisSource,
+    MqSource,
     S3Source,
     SnsSource,
     SqsSource,
@@ -52,6 +53,9 @@ _STREAM_ONLY = _only_in(StreamMapping, SqsMapping)
 #: Keys of SQS mappings that AWS (or esmsim) rejects on a stream mapping.
 _SQS_ONLY = _only_in(SqsMapping, StreamMapping)
 
+#: Keys of SQS and stream mappings that an Amazon MQ mapping does not take, with AWS's names.
+_NOT_FOR_MQ = {**_only_in(SqsMapping, MqMapping), **_only_in(StreamMapping, MqMapping)}
+
 #: The first step of every AWS spelling, to tell AWS's parameters from esmsim's own knobs.
 _AWS_WORDS = {name.spelling[0] for names in AWS_NAMES.values() for name in names}
 
@@ -79,6 +83,7 @@ _HOMES: tuple[tuple[type[BaseModel], str], ...] = (
     (AsyncConfig, "under functions.NAME.async"),
     (Traffic, "under sources.NAME.traffic"),
     (StreamTraffic, "under sources.NAME.traffic (a stream)"),
+    (MqSource, "under sources.NAME (an Amazon MQ queue)"),
     (SqsMapping, "in a mapping"),
     (StreamMapping, "in a stream mapping"),
 )
@@ -242,8 +247,15 @@ def _unknown_key(key: str, parents: tuple[type[BaseModel], ...]) -> str:
             f"esmsim has no encryption setting here: {why}, so the key changes nothing the function's role "
             "needs (docs/model.md §12)"
         )
+    if key in _NOT_FOR_MQ and any(_source_type(m) == "mq" for m in parents):
+        return (
+            f"not valid for Amazon MQ event sources ({_NOT_FOR_MQ[key]}); an MQ mapping takes batch_size, "
+            "batching_window, enabled, filter, consumers, redelivery_delay and throttle_retry"
+        )
     if key in _SQS_ONLY and any(_source_type(m) in ("kinesis", "dynamodb") for m in parents):
         return f"only for SQS mappings, not valid for Kinesis and DynamoDB event sources ({_SQS_ONLY[key]})"
+    if key in _SQS_ONLY and any(_source_type(m) == "kafka" for m in parents):
+        return f"only for SQS mappings, not valid for Kafka event sources ({_SQS_ONLY[key]})"
     if key in _STREAM_ONLY and any(_source_type(m) == "sqs" for m in parents):
         aws = _STREAM_ONLY[key]
         if aws == "DestinationConfig":

@@ -75,6 +75,9 @@ class Pricing(Frozen):
     sqs_event_poller_hour_usd: Number = _price(
         "sqs_event_poller_hour_usd", "Per event poller hour of an SQS mapping in provisioned mode.", ge=0
     )
+    kafka_epu_hour_usd: Number = _price(
+        "kafka_epu_hour_usd", "Per event poller unit (EPU) hour of a Kafka mapping in provisioned mode.", ge=0
+    )
     month_hours: Number = _price("month_hours", "Hours in a billing month, for the monthly projection.", gt=0)
     kinesis_shard_hour_usd: Number = _price("kinesis_shard_hour_usd", "Per provisioned shard-hour.", ge=0)
     kinesis_put_payload_unit_per_million_usd: Number = _price(

@@ -21,15 +21,17 @@ from esmsim.dists import (
 )
 from esmsim.errors import Issue, did_you_mean
 from esmsim.scenario.account_rules import account_rules, concurrency_rules
+from esmsim.scenario.filter_rules import filter_rules
 from esmsim.scenario.findings import cross_account_findings, encryption_findings, reliability_findings
 from esmsim.scenario.functions import Function
-from esmsim.scenario.mappings import SqsMapping, StreamMapping
+from esmsim.scenario.mappings import KafkaMapping, MqMapping, SqsMapping, StreamMapping
 from esmsim.scenario.sources import (
     DYNAMODB_RETENTION_S,
     PUSH_TYPES,
     SNS_MAX_MESSAGE_BYTES,
     DynamoDBSource,
     KinesisSource,
+    MqSource,
     SnsSource,
     SqsSource,
     Traffic,
@@ -515,13 +517,77 @@ def _run_rules(s: System) -> Iterator[Issue]:
         )
 
 
+#: Longest function timeout an Amazon MQ (or Kafka) mapping may invoke: 14 minutes (docs/model.md §17).
+MQ_FUNCTION_TIMEOUT_S = 14 * 60.0
+
+
+def _mq_rules(s: System) -> Iterator[Issue]:
+    """AWS's rules for Amazon MQ mappings (docs/model.md §17)."""
+    readers: dict[str, int] = {}
+    for i, m in enumerate(s.mappings):
+        source, fn = s.sources.get(m.source), s.functions.get(m.function)
+        if not isinstance(m, MqMapping) or not isinstance(source, MqSource) or fn is None:
+            continue
+        if fn.timeout > MQ_FUNCTION_TIMEOUT_S:
+            yield Issue(
+                ("functions", m.function, "timeout"),
+                f"{fn.timeout:g} s is above 14 minutes, the longest timeout of a function an Amazon MQ "
+                f"mapping invokes (mappings[{i}] reads {m.source!r}; allowed: up to 840s)",
+            )
+        if s.account_name(fn.account) != s.account_name(source.account):
+            yield Issue(
+                ("mappings", i, "function"),
+                f"{m.function!r} is in account {s.account_name(fn.account)!r} and broker queue {m.source!r} "
+                f"in {s.account_name(source.account)!r}: Lambda does not read Amazon MQ brokers of another "
+                "account (put both in one account)",
+            )
+        if m.source in readers:
+            yield Issue(
+                ("mappings", i, "source"),
+                f"{m.source!r} is already read by mappings[{readers[m.source]}]: esmsim models one mapping "
+                "per Amazon MQ queue",
+            )
+        readers.setdefault(m.source, i)
+        if fn.errors.poison_record_rate and source.redeliveries < 0 and source.message_ttl is None:
+            yield Issue(
+                ("sources", m.source),
+                f"{m.function!r} meets poison messages and broker queue {m.source!r} redelivers without "
+                "limit nor expiry: a poison batch holds its consumer for the rest of the run (set "
+                "max_redeliveries, as a quorum queue's delivery-limit, or message_ttl)",
+                "warning",
+            )
+        if _can_fail(fn) and m.redelivery_delay + _shortest_run(fn) < MIN_STEP_S:
+            yield Issue(
+                ("mappings", i, "redelivery_delay"),
+                f"a failing batch would be delivered again every {m.redelivery_delay + _shortest_run(fn):g} "
+                f"s: the simulated clock would stop (allowed: at least {MIN_STEP_S:g}s; default 1s)",
+            )
+
+
+def _kafka_rules(s: System) -> Iterator[Issue]:
+    """AWS's rules for Kafka mappings (docs/model.md §16)."""
+    for i, m in enumerate(s.mappings):
+        fn = s.functions.get(m.function)
+        if not isinstance(m, KafkaMapping) or fn is None:
+            continue
+        if fn.timeout > MQ_FUNCTION_TIMEOUT_S:
+            yield Issue(
+                ("functions", m.function, "timeout"),
+                f"{fn.timeout:g} s is above 14 minutes, the longest timeout of a function a Kafka mapping "
+                f"invokes (mappings[{i}] reads {m.source!r}; allowed: up to 840s)",
+            )
+
+
 RULES: tuple[Callable[[System], Iterator[Issue]], ...] = (
     _references,
     _trigger_rules,
     _duplicate_mappings,
     _sqs_mapping_rules,
     _stream_rules,
+    _mq_rules,
+    _kafka_rules,
     _shared_caps,
+    filter_rules,
     _queue_rules,
     _source_rules,
     _unused_functions,

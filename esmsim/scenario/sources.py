@@ -232,6 +232,66 @@ class SqsSource(Frozen):
         return self
 
 
+#: Amazon MQ's engines, and how many concurrent invocations one mapping of each runs by default
+#: (AWS: 5 for ActiveMQ, 1 for RabbitMQ, raised per mapping on request; docs/model.md §17).
+MQ_ENGINES = {"activemq": 5, "rabbitmq": 1}
+#: Redeliveries before a broker gives up on a message, by engine (docs/model.md §17): Lambda's
+#: fixed ActiveMQ redelivery policy (maximumRedeliveries 6); a RabbitMQ queue requeues without
+#: limit unless a quorum queue's delivery-limit is set (-1: no limit).
+MQ_REDELIVERIES = {"activemq": 6, "rabbitmq": -1}
+
+
+class MqSource(Frozen):
+    """An Amazon MQ broker queue (ActiveMQ or RabbitMQ), read by a mapping (docs/model.md §17)."""
+
+    type: Literal["mq"] = Field(description="`mq`: a queue on an Amazon MQ broker.")
+    engine: Literal["activemq", "rabbitmq"] = Field(
+        description="The broker engine: `activemq` (5 concurrent invocations a mapping) or `rabbitmq` (1)."
+    )
+    message_ttl: Seconds | None = Field(
+        None,
+        gt=0,
+        description="Messages older than this expire in the broker, waiting or being retried (JMS "
+        "expiration, RabbitMQ x-message-ttl; null: never).",
+    )
+    max_redeliveries: Int | None = Field(
+        None,
+        ge=-1,
+        description="Redeliveries of a failing message before the broker gives up on it (-1: no limit; "
+        "null: the engine's default, 6 for ActiveMQ (Lambda's redelivery policy), no limit for RabbitMQ "
+        "(set a quorum queue's delivery-limit here)).",
+    )
+    dead_letter: bool | None = Field(
+        None,
+        description="A message past max_redeliveries goes to a dead-letter queue (true) or is dropped "
+        "(false); null: the engine's default, ActiveMQ.DLQ for ActiveMQ, dropped for RabbitMQ (a quorum "
+        "queue drops it unless a dead-letter exchange is set).",
+    )
+    record_overhead: Bytes = Field(
+        500.0,
+        ge=0,
+        description="Event metadata per message toward the 6 MB payload (message id, type, timestamps, "
+        "destination; estimated from AWS's sample MQ events).",
+    )
+    payload_expansion: Number = Field(
+        4 / 3, ge=1, description="Payload bytes per message byte in the event (Lambda base64-encodes data)."
+    )
+    traffic: Traffic = Field(default_factory=Traffic, description="What producers send.")
+    account: str | None = Field(
+        None, description="Name of the account under `accounts` that owns it (default: the only one)."
+    )
+
+    @property
+    def redeliveries(self) -> int:
+        """Redeliveries before the broker gives up (-1: no limit), the engine's default filled in."""
+        return MQ_REDELIVERIES[self.engine] if self.max_redeliveries is None else self.max_redeliveries
+
+    @property
+    def dead_letters(self) -> bool:
+        """Whether a message past the limit is dead-lettered (else dropped), the default filled in."""
+        return self.engine == "activemq" if self.dead_letter is None else self.dead_letter
+
+
 class _StreamSource(Frozen):
     """What Kinesis and DynamoDB streams share: shards, retention, read limits, the event format."""
 
@@ -377,6 +437,87 @@ class DynamoDBSource(_StreamSource):
 #: DynamoDB streams keep records for 24 hours, not configurable.
 DYNAMODB_RETENTION_S = 86400.0
 
+
+class KafkaSource(Frozen):
+    """A Kafka topic: Amazon MSK or self-managed Apache Kafka (docs/model.md §16).
+
+    Partitions play the part of a stream's shards (records hashed to them by key, kept in order);
+    Lambda's Kafka pollers have no GetRecords quotas, so the read limits below are fixed to none.
+    """
+
+    type: Literal["kafka"] = Field(description="`kafka`: a Kafka topic (Amazon MSK or self-managed).")
+    flavor: Literal["msk", "self_managed"] = Field(
+        "msk",
+        description="`msk`: an Amazon MSK cluster (EventSourceArn); `self_managed`: any other Kafka "
+        "cluster (SelfManagedEventSource with bootstrap servers).",
+    )
+    partitions: Int = Field(ge=1, le=100000, description="Partitions of the topic.")
+    retention: Seconds = Field(
+        604800.0,
+        gt=0,
+        description="Records older than this leave the topic (Kafka's retention.ms; default 7 days).",
+    )
+    propagation_delay: Seconds = Field(
+        0.01,
+        ge=0,
+        description="From a produce to when a consumer's fetch can return it (assumption).",
+    )
+    idle_poll_interval: Seconds = Field(
+        0.01,
+        gt=0,
+        description="A new record reaches the poller within this of its arrival (a Kafka consumer's "
+        "fetch is a long poll that returns when records arrive; assumption).",
+    )
+    max_records_per_call: Int = Field(10000, ge=1, description="Records one fetch returns at most.")
+    max_bytes_per_call: Bytes = Field(
+        50.0 * 1024 * 1024, gt=0, description="Bytes one fetch returns at most (Kafka's fetch.max.bytes)."
+    )
+    record_overhead: Bytes = Field(
+        300.0, ge=0, description="Event metadata per record toward the 6 MB payload (topic, offset, ...)."
+    )
+    payload_expansion: Number = Field(
+        4 / 3, ge=1, description="Payload bytes per record byte in the event (Lambda base64-encodes values)."
+    )
+    traffic: StreamTraffic = Field(default_factory=StreamTraffic, description="What producers write.")
+    account: str | None = Field(
+        None, description="Name of the account under `accounts` that owns it (default: the only one)."
+    )
+    encryption: Encryption = Field(
+        "managed",
+        description="At rest: `managed` (MSK's AWS managed key, no permission needed), `kms` with "
+        "`kms_key` (MSK decrypts for its clients: a reader needs no key grant), `none` (self-managed).",
+    )
+    kms_key: str | None = _kms_key()
+
+    _kms_key_form = field_validator("kms_key")(_checked_key)
+
+    @model_validator(mode="after")
+    def _key_named(self) -> KafkaSource:
+        _key_fits(self.encryption, self.kms_key)
+        return self
+
+    # What the stream engine reads of a stream's spec (esmsim.model.stream_source, stream_reader).
+    @property
+    def shards(self) -> int:
+        """The partitions, which the stream engine treats as shards."""
+        return self.partitions
+
+    @property
+    def read_calls_per_second(self) -> None:
+        """Kafka has no GetRecords quota."""
+        return None
+
+    @property
+    def read_bytes_per_second(self) -> None:
+        """Kafka has no per-partition read quota Lambda hits."""
+        return None
+
+    @property
+    def shard_read_calls_per_second(self) -> None:
+        """Kafka has no GetRecords quota."""
+        return None
+
+
 #: SNS's largest message (and an SNS destination's): 256 KB.
 SNS_MAX_MESSAGE_BYTES = 256 * 1024
 
@@ -478,7 +619,14 @@ class EventBridgeSource(_PushSource):
 
 
 Source = Annotated[
-    SqsSource | KinesisSource | DynamoDBSource | S3Source | SnsSource | EventBridgeSource,
+    SqsSource
+    | KinesisSource
+    | DynamoDBSource
+    | KafkaSource
+    | MqSource
+    | S3Source
+    | SnsSource
+    | EventBridgeSource,
     Field(discriminator="type"),
 ]
 StreamSource = KinesisSource | DynamoDBSource

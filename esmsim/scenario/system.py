@@ -115,7 +115,8 @@ class System(Frozen):
                     sources.get(mapping.get("source")) if isinstance(mapping.get("source"), str) else None
                 )
                 kind = source.get("type") if isinstance(source, dict) else None
-                if kind in ("sqs", "kinesis", "dynamodb"):  # the source decides, never the user
+                # The source decides, never the user.
+                if kind in ("sqs", "kinesis", "dynamodb", "kafka", "mq"):
                     mapping = {**mapping, "source_type": kind}
             mappings.append(mapping)
         return {**data, "mappings": mappings}
