@@ -180,6 +180,14 @@ def scenario_words(raw: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _words(raw: dict[str, Any]) -> list[str]:
+    """:func:`scenario_words`, or a note when the scenario does not validate here."""
+    try:
+        return scenario_words(raw)
+    except (ValueError, TypeError):  # pydantic's ValidationError is a ValueError
+        return ["(this esmsim version cannot read the scenario back: its file or summary.json holds it)"]
+
+
 # ------------------------------------------------------------------------------------------ a run
 def run_verdict(summary: dict[str, Any], limits: dict[str, dict[str, Any]]) -> tuple[bool, str]:
     """Whether the run kept up, and one sentence saying so with the numbers that show it."""
@@ -217,9 +225,7 @@ def run_page(out_dir: Path) -> str:
         ) from None
     ok, verdict = run_verdict(summary, limits)
     sections = [
-        _section(
-            "scenario", "Scenario", [f"<p>{_e(raw.get('description', ''))}</p>", _list(scenario_words(raw))]
-        ),
+        _section("scenario", "Scenario", [f"<p>{_e(raw.get('description', ''))}</p>", _list(_words(raw))]),
         _section("verdict", "Verdict", [f'<p class="verdict{"" if ok else " bad"}">{_e(verdict)}</p>']),
         _section(
             "summary", "Summary", [_table(_summary_rows(summary), {"metric": "metric", "value": "value"})]
@@ -304,10 +310,7 @@ def sweep_page(out_dir: Path) -> str:
         lines = ['<p class="muted">the sweep states no objective: no recommendation</p>']
     sections = []
     if raw:
-        try:
-            words = scenario_words(raw)
-        except (ValueError, TypeError):  # not valid for this esmsim (pydantic's errors are ValueErrors)
-            words = ["the scenario does not validate with this esmsim version: see its text below"]
+        words = _words(raw)
         sections.append(
             _section(
                 "scenario",

@@ -173,3 +173,31 @@ def test_esmsim_explain_reads_a_finished_run(tmp_path: Path) -> None:
     assert bad.stderr.splitlines() == [
         f"{tmp_path / 'summary.json'}: not a summary.json written by esmsim run (it has no limits)"
     ]
+
+
+def test_a_kafka_mapping_names_its_partitions_or_its_pollers() -> None:
+    def kafka(partitions: int, initial: int) -> Scenario:
+        return Scenario.model_validate(
+            {
+                "duration": "5m",
+                "functions": {"f": {"duration": "1s", "cold_start": "0s", "timeout": 10}},
+                "sources": {"t": {"type": "kafka", "partitions": partitions, "traffic": {"rate": "2000/s"}}},
+                "mappings": [
+                    {
+                        "source": "t",
+                        "function": "f",
+                        "starting_position": "LATEST",
+                        "kafka_scaling": {"initial_pollers": initial},
+                    }
+                ],
+            }
+        )
+
+    # Two partitions of one-second batches of 100 cannot take 2,000/s: both partitions run all along.
+    found = limits_of(kafka(2, 1))
+    assert max(found["binding"], key=found["binding"].get) == "partitions (one batch per partition)"
+    # Twenty partitions, one poller of 5 invokes until the fleet grows (its first evaluation is a
+    # minute in): the pollers bind at first, the partitions once the fleet covers them.
+    found = limits_of(kafka(20, 1))
+    assert found["binding"]["Kafka pollers (5 invokes each, scaled on OffsetLag)"] > 0
+    assert found["binding"]["partitions (one batch per partition)"] > 0

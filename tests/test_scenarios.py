@@ -255,3 +255,14 @@ def test_msk_ingest_lag_rises_in_the_spike_and_drains_once_pollers_are_added() -
     assert provisioned["offset_lag_max"] < 20_000
     assert provisioned["cost_event_pollers_usd"] > 0
     assert result.summary["cost_event_pollers_usd"] == 0
+
+
+@pytest.mark.parametrize("path", sorted(SCENARIOS.glob("*.yaml")), ids=lambda p: p.name)
+def test_a_resolved_scenario_reads_back_as_itself(path: Path) -> None:
+    # summary.json holds the resolved scenario (every default written out); report.html and Python
+    # users read it back: defaults of keys a source refuses (a Kafka mapping's parallelization
+    # factor, `account` beside `accounts`) must not be taken for statements.
+    from esmsim.scenario.scenario import Scenario
+
+    scenario = load_scenario(path)
+    assert Scenario.model_validate(scenario.model_dump(mode="json", by_alias=True)) == scenario

@@ -27,7 +27,7 @@ import numpy as np
 
 from esmsim.events import ThrottleReason
 from esmsim.observe.recorder import Observed
-from esmsim.scenario.mappings import MqMapping, SqsMapping, StreamMapping
+from esmsim.scenario.mappings import KafkaMapping, MqMapping, SqsMapping, StreamMapping
 from esmsim.scenario.scenario import Scenario
 from esmsim.scenario.sources import MQ_ENGINES
 
@@ -45,6 +45,9 @@ READS = "read throughput"
 BLOCKED = "a blocked shard (retrying a failing batch)"
 GROUPS = "message groups (one batch per group at a time)"
 HOT_KEY = "a hot key's lane (one batch at a time per key)"
+PARTITIONS = "partitions (one batch per partition)"
+KAFKA_POLLERS = "Kafka pollers (5 invokes each, scaled on OffsetLag)"
+HOT_PARTITION = "a hot partition (one batch at a time)"
 GROUP_BLOCKED = "a blocked message group (retrying a failing message)"
 EVENT_POLLERS = "event pollers (provisioned mode)"
 CONSUMERS = "Amazon MQ consumers (5 ActiveMQ, 1 RabbitMQ by default)"
@@ -111,6 +114,8 @@ def _minutes(scenario: Scenario, observed: Observed, i: int) -> list[str]:
         waited = np.nan_to_num(ages, nan=0.0) > normal
     read_throttles = _read_throttles(observed, i, nb) if isinstance(m, StreamMapping) else np.zeros(nb)
     fifo = bool(getattr(scenario.sources[m.source], "fifo", False))
+    # A Kafka mapping's pollers (the most in each minute) run at most invokes_per_poller batches each.
+    kafka_pollers = observed.levels[f"kafka_pollers:{i}"].bin_max if isinstance(m, KafkaMapping) else None
     out = []
     for b in range(nb):
         spec = specs[b]
@@ -120,6 +125,12 @@ def _minutes(scenario: Scenario, observed: Observed, i: int) -> list[str]:
         elif isinstance(spec, MqMapping):
             engine = getattr(systems[b].sources[m.source], "engine", "activemq")
             cap, capped = spec.consumers or MQ_ENGINES[engine], CONSUMERS
+        elif isinstance(spec, KafkaMapping) and kafka_pollers is not None:
+            partitions = getattr(systems[b].sources[m.source], "partitions", 1)
+            by_pollers = kafka_pollers[b] * spec.kafka_scaling.invokes_per_poller
+            cap, capped = (
+                (partitions, PARTITIONS) if partitions <= by_pollers else (by_pollers, KAFKA_POLLERS)
+            )
         else:
             cap = getattr(systems[b].sources[m.source], "shards", 1) * spec.parallelization_factor
             capped = LANES
@@ -143,6 +154,8 @@ def _minutes(scenario: Scenario, observed: Observed, i: int) -> list[str]:
             out.append(GROUPS if fifo else EVENT_POLLERS if spec.provisioned_pollers else POLLERS)
         elif isinstance(spec, MqMapping):  # below its consumers: messages waited for a batching window
             out.append(NONE)
+        elif isinstance(spec, KafkaMapping):  # below every cap: one partition's batches fall behind
+            out.append(HOT_PARTITION)
         else:
             # Records waited below the mapping's cap: a hot shard (factor 1: its one lane is the
             # shard) or, with more lanes, the lane of a busy key (its records are never processed
@@ -227,6 +240,12 @@ def _advice(scenario: Scenario, i: int, shares: dict[str, float]) -> str:
         HOT_KEY: f"records of one partition key are processed one batch at a time, whatever "
         f"{where}.parallelization_factor: a larger batch_size (now {getattr(m, 'batch_size', None)}) or a "
         "faster handler raises one lane's throughput; spreading the key (a suffix) splits it",
+        PARTITIONS: f"{where} runs one batch per partition: more partitions on the topic, larger "
+        "batches or a faster handler",
+        KAFKA_POLLERS: f"{where}'s pollers are all busy: provisioned_pollers with a minimum that covers "
+        "the peak (on demand, pollers follow OffsetLag a minute or more late)",
+        HOT_PARTITION: f"one partition of {where} receives more than one batch at a time can process: "
+        "a larger batch_size, a faster handler, or keys spread over more partitions",
         GROUPS: f"{where} runs one batch per message group at a time: more message groups (or a less "
         "skewed group key), or shorter invocations",
         GROUP_BLOCKED: f"a failing message holds its group until it succeeds or is dead-lettered: "

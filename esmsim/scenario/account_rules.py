@@ -12,7 +12,8 @@ from esmsim.scenario.system import System
 def account_rules(s: System) -> Iterator[Issue]:
     """Accounts: named where there are several, known, and crossed only where AWS allows it."""
     accounts = s.all_accounts
-    if s.accounts and "account" in s.model_fields_set:
+    # ``account`` at its default is no second statement (a resolved scenario writes it out).
+    if s.accounts and "account" in s.model_fields_set and s.account != type(s.account)():
         yield Issue(("account",), "give either account (one account) or accounts (several), not both")
     several = len(accounts) > 1
     for section, entities in (("functions", s.functions), ("sources", s.sources)):

@@ -546,7 +546,9 @@ class KafkaMapping(StreamMapping):
             ("checkpoint", "a partition is read by one batch at a time"),
             ("enhanced_fan_out", "enhanced fan-out is for Kinesis streams only"),
         ):
-            if key in self.model_fields_set:
+            # Its default is what a Kafka mapping does anyway: a resolved scenario (every default
+            # written out, as summary.json holds it) reads back.
+            if key in self.model_fields_set and getattr(self, key) != type(self).model_fields[key].default:
                 raise key_error((key,), f"not valid for Kafka event sources ({why})")
         return self
 
