@@ -297,10 +297,49 @@ def summary_lines(result: RunResult) -> list[str]:
         ]
         at = lines.index("cost (us-east-1 list prices unless the scenario overrides them)")
         lines[at:at] = pushed
+    per = mapping_lines(result)
+    if per:
+        at = lines.index("cost (us-east-1 list prices unless the scenario overrides them)")
+        lines[at:at] = per
     lines += limit_lines(result.limits)
     if result.warnings:
         lines += ["", "warnings", *(f"  {w}" for w in result.warnings)]
     return lines
+
+
+def mapping_lines(result: RunResult) -> list[str]:
+    """Per mapping, when there are several or one reads a stream.
+
+    The run's totals merge mappings, and one stalled mapping (a poison record's shard) would hide
+    behind the others' good numbers.
+    """
+    table = result.resources
+    if table.empty or "kind" not in table:
+        return []
+    rows = table[table["kind"] == "mapping"].to_dict("records")
+    streams = any(m.source_type in ("kinesis", "dynamodb", "kafka") for m in result.scenario.mappings)
+    if not rows or (len(rows) < 2 and not streams):
+        return []
+    lines = ["per mapping"]
+    for row in rows:
+        parts = [f"invocations {_num(row['invocations'])}", f"errors {_num(row['invocation_errors'])}"]
+        if _known(row.get("records_succeeded")):
+            parts.append(f"processed {_num(row['records_succeeded'])}")
+        if _known(row.get("records_in_flight_end")):
+            parts.append(f"waiting at end {_num(row['records_in_flight_end'])}")
+        lost = sum(row.get(k, 0) or 0 for k in ("records_dlq", "records_dropped", "records_expired"))
+        if _known(row.get("records_dlq")) and lost:
+            parts.append(f"lost {_num(lost)}")
+        parts.append(f"concurrency max {_num(row['concurrency_max'])}")
+        if _known(row.get("iterator_age_max_s")):
+            parts.append(f"IteratorAge max {_seconds(row['iterator_age_max_s'])}")
+        lines.append(f"  {row['name']}")
+        lines.append("    " + "   ".join(parts))
+    return lines
+
+
+def _known(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
 def latency_split(summary: dict[str, Any]) -> list[str]:

@@ -61,3 +61,47 @@ def test_an_overloaded_run_is_caveated() -> None:
         if "caveat" in line
     ]
     assert "still unprocessed at the end (overloaded)" in caveat
+
+
+def test_two_mappings_on_a_stream_are_summarised_apart() -> None:
+    # One mapping's function throws on a poison record (retried until it expires); the other's does
+    # not: the stalled mapping's waiting records show on its own line, not merged into the run's.
+    s = Scenario.model_validate(
+        {
+            "duration": "3m",
+            "functions": {
+                "stuck": {
+                    "duration": "20ms",
+                    "cold_start": "0s",
+                    "timeout": 10,
+                    "errors": {"poison_record_rate": 0.001},
+                },
+                "fine": {"duration": "20ms", "cold_start": "0s", "timeout": 10},
+            },
+            "sources": {"s": {"type": "kinesis", "shards": 1, "traffic": {"rate": "50/s"}}},
+            "mappings": [
+                {"source": "s", "function": "stuck", "starting_position": "LATEST"},
+                {"source": "s", "function": "fine", "starting_position": "LATEST"},
+            ],
+        }
+    )
+    result = simulate(s)
+    lines = summary_lines(result)
+    at = lines.index("per mapping")
+    assert lines[at + 1] == "  mappings[0]: s -> stuck"
+    assert lines[at + 3] == "  mappings[1]: s -> fine"
+    rows = result.resources.set_index("name")
+    stuck, fine = rows.loc["mappings[0]: s -> stuck"], rows.loc["mappings[1]: s -> fine"]
+    assert stuck["records_in_flight_end"] > 1000 > fine["records_in_flight_end"]
+    assert f"waiting at end {stuck['records_in_flight_end']:,.0f}" in lines[at + 2]
+    # Each mapping's books balance on their own; together they are the run's.
+    for row in (stuck, fine):
+        parts = (
+            "records_succeeded",
+            "records_dlq",
+            "records_dropped",
+            "records_expired",
+            "records_in_flight_end",
+        )
+        assert row["records"] == sum(row[k] for k in parts) + row["records_filtered"]
+    assert stuck["records"] + fine["records"] == result.summary["records_in"]

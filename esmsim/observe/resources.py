@@ -99,6 +99,7 @@ def resources(scenario: Scenario, observed: Observed) -> pd.DataFrame:
             totals, level = observed.mapping_totals, observed.concurrency_by_mapping[i]
             row = usage("mapping", label, totals, i, consumers, level, [i])
             row["consumers"] = consumers
+            row.update(_records(observed, scenario, i, m.source))
             row["records_filtered"] = _filtered(observed, i, m.source)
             rows.append(row)
             continue
@@ -126,6 +127,7 @@ def resources(scenario: Scenario, observed: Observed) -> pd.DataFrame:
             row["partitions"] = limit
             row["kafka_pollers_max"] = observed.levels[f"kafka_pollers:{i}"].maximum
             row["epu_hours"] = observed.totals.get(f"kafka_epu_s:{i}", 0.0) / 3600.0
+        row.update(_records(observed, scenario, i, m.source))
         row["records_filtered"] = _filtered(observed, i, m.source)
         rows.append(row)
     for consumer in observed.outcomes.consumers:
@@ -149,3 +151,27 @@ def resources(scenario: Scenario, observed: Observed) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
+
+
+def _records(observed: Observed, scenario: Scenario, i: int, source: str) -> dict[str, int]:
+    """What became of the records mapping ``i`` consumed.
+
+    A stream mapping keeps its own books; a queue's mapping has its queue's when it is the queue's
+    only mapping (several mappings share one queue's messages: then none).
+    """
+    readers = [k for k, m in enumerate(scenario.mappings) if m.source == source]
+    consumers = observed.outcomes.consumers
+    k = next((n for n, c in enumerate(consumers) if c.mapping == i and c.kind == "stream"), None)
+    if k is None and readers == [i]:
+        k = next((n for n, c in enumerate(consumers) if c.source == source and c.kind == "queue"), None)
+    if k is None:
+        return {}
+    states = observed.outcomes.by_state[k]
+    return {
+        "records": int(observed.outcomes.arrived[k]),
+        "records_succeeded": int(states[RecordState.SUCCEEDED]),
+        "records_dlq": int(states[RecordState.DLQ]),
+        "records_dropped": int(states[RecordState.DROPPED]),
+        "records_expired": int(states[RecordState.EXPIRED]),
+        "records_in_flight_end": int(states[RecordState.WAITING] + states[RecordState.IN_FLIGHT]),
+    }
