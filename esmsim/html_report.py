@@ -244,6 +244,9 @@ def run_page(out_dir: Path) -> str:
             "concurrency_mean": "concurrency mean",
             "limit": "limit",
             "iterator_age_max_s": "IteratorAge max (s)",
+            "records_succeeded": "processed",
+            "records_filtered": "filtered out",
+            "records_in_flight_end": "waiting at end",
         }
         for kind, title, ident in (
             ("mapping", "Per mapping", "mappings"),
