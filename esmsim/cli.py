@@ -408,7 +408,8 @@ class _Progress:
         self.last = now
         click.echo(
             f"progress: {self.done}/{self.total} runs done ({failed} failed), "
-            f"{now - self.started:.0f} s elapsed"
+            f"{now - self.started:.0f} s elapsed",
+            err=True,  # where the bar would have been: stdout stays the tables and the verdict
         )
 
 

@@ -318,9 +318,19 @@ def mapping_lines(result: RunResult) -> list[str]:
         return []
     rows = table[table["kind"] == "mapping"].to_dict("records")
     streams = any(m.source_type in ("kinesis", "dynamodb", "kafka") for m in result.scenario.mappings)
+    functions = table[table["kind"] == "function"].to_dict("records")
+    lines = []
+    if len(functions) > 1:
+        lines.append("per function")
+        for row in functions:
+            lines.append(
+                f"  {row['name']}: invocations {_num(row['invocations'])}   errors "
+                f"{_num(row['invocation_errors'])}   throttles {_num(row['throttles'])}   cold starts "
+                f"{_num(row['cold_starts'])}   concurrency max {_num(row['concurrency_max'])}"
+            )
     if not rows or (len(rows) < 2 and not streams):
-        return []
-    lines = ["per mapping"]
+        return lines
+    lines.append("per mapping")
     for row in rows:
         parts = [f"invocations {_num(row['invocations'])}", f"errors {_num(row['invocation_errors'])}"]
         if _known(row.get("records_succeeded")):

@@ -105,3 +105,18 @@ def test_two_mappings_on_a_stream_are_summarised_apart() -> None:
         )
         assert row["records"] == sum(row[k] for k in parts) + row["records_filtered"]
     assert stuck["records"] + fine["records"] == result.summary["records_in"]
+
+
+def test_several_functions_get_a_line_each() -> None:
+    s = Scenario.model_validate(
+        {
+            "duration": "2m",
+            "functions": {n: {"duration": "20ms", "cold_start": "0s", "timeout": 10} for n in ("a", "b")},
+            "sources": {n: {**QUEUE} for n in ("qa", "qb")},
+            "mappings": [{"source": "qa", "function": "a"}, {"source": "qb", "function": "b"}],
+        }
+    )
+    lines = lines_of(s)
+    at = lines.index("per function")
+    assert lines[at + 1].startswith("  a: invocations ")
+    assert lines[at + 2].startswith("  b: invocations ")

@@ -61,3 +61,12 @@ def test_throttles_are_in_the_concurrency_legend() -> None:
     fig = plot_run(simulate(scenario(QUEUE, function={"reserved_concurrency": 1, "duration": "200ms"})))
     labels = [ax.get_ylabel() for ax in fig.axes]
     assert "Throttles (per min)" in legend_texts(fig.axes[labels.index("concurrency")])
+
+
+def test_latency_is_in_milliseconds_while_it_stays_under_a_second() -> None:
+    fast = plot_run(simulate(scenario(QUEUE)))
+    labels = [ax.get_ylabel() for ax in fast.axes]
+    assert "latency (ms, log)" in labels
+    ax = fast.axes[labels.index("latency (ms, log)")]
+    p99 = next(line for line in ax.get_lines() if line.get_label() == "p99")
+    assert max(p99.get_ydata()) < 1000

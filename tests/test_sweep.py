@@ -182,7 +182,7 @@ def test_a_sweep_prints_and_records_its_warnings(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     # Not a terminal: no bar, but plain progress lines, the last at the total.
-    progress = [line for line in result.stdout.splitlines() if line.startswith("progress: ")]
+    progress = [line for line in result.stderr.splitlines() if line.startswith("progress: ")]
     assert progress
     assert progress[-1].startswith("progress: 8/8 runs done (0 failed), ")
     warned = [line for line in result.stderr.splitlines() if ": warning: " in line]
