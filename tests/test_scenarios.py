@@ -150,7 +150,7 @@ def test_hot_shards_lag_and_more_lanes_help() -> None:
 
 
 def test_a_hot_key_outruns_its_lane_until_batches_grow() -> None:
-    # With four lanes, the busiest tenant's lane still gets about 485 records/s against the ~450 one
+    # With four lanes, the busiest tenant's lane still gets about 500 records/s against the ~450 one
     # lane of batches of 100 processes: it falls behind (by minute 20 its records wait well over a
     # minute) and explain names the lane. Batches of 200 (~540/s per lane) keep up.
     lanes = run_result(
