@@ -93,6 +93,16 @@ max_memory_option = click.option(
     help="Refuse a run whose estimated peak memory is above SIZE (e.g. 4GB; default: three quarters "
     "of this machine's memory).",
 )
+#: ``--format``: Parquet always, CSV copies on request (runs and sweeps alike).
+format_option = click.option(
+    "--format",
+    "formats",
+    type=click.Choice(["parquet", "csv"]),
+    multiple=True,
+    default=("parquet",),
+    show_default=True,
+    help="Table formats (parquet is always written; csv adds CSV copies).",
+)
 force_option = click.option(
     "--force", is_flag=True, help="Run even when the estimate is beyond the memory or event limits."
 )
@@ -194,15 +204,7 @@ def validate(scenario_file: str, overrides: tuple[str, ...]) -> None:
     default=None,
     help="Run configuration N of the scenario's sweep (the `point` column of its tables).",
 )
-@click.option(
-    "--format",
-    "formats",
-    type=click.Choice(["parquet", "csv"]),
-    multiple=True,
-    default=("parquet",),
-    show_default=True,
-    help="Table formats (parquet is always written; csv adds CSV copies).",
-)
+@format_option
 @click.option("--no-plot", is_flag=True, help="Skip the PNG.")
 @click.option(
     "--trace",
@@ -280,15 +282,7 @@ def run(
 @click.option(
     "--replications", type=click.IntRange(min=1), default=None, help="Override the sweep's replications."
 )
-@click.option(
-    "--format",
-    "formats",
-    type=click.Choice(["parquet", "csv"]),
-    multiple=True,
-    default=("parquet",),
-    show_default=True,
-    help="Table formats (parquet is always written; csv adds CSV copies).",
-)
+@format_option
 @click.option("--no-plot", is_flag=True, help="Skip the PNG plots.")
 @click.option(
     "--allow-version-change",
