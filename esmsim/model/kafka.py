@@ -60,6 +60,7 @@ class KafkaMappingRuntime(StreamMappingRuntime):
     """One Kafka mapping during a run."""
 
     spec: KafkaMapping
+    FETCH_CALLS = None  # a Kafka consumer's fetches are not Kinesis or DynamoDB GetRecords calls
 
     def __init__(
         self,

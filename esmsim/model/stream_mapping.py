@@ -30,9 +30,9 @@ import simpy
 
 from esmsim.dists import UniformSource
 from esmsim.events import Outcome, RecordState
-from esmsim.model.filtering import RecordFilter, attributes_of_spec, record_filter
+from esmsim.model.filtering import RecordFilter
 from esmsim.model.invoke import GAVE_UP, PAYLOAD_LIMIT_BYTES, Invoker, fit_payload
-from esmsim.model.stream_filtering import bisect_matching, filter_keys, first_failed_offset, matching_offset
+from esmsim.model.stream_filtering import FilteredLanes, bisect_matching, first_failed_offset
 from esmsim.model.stream_lanes import Lane, ShardLanes, split_by_key
 from esmsim.model.stream_reader import EfoDelivery, ShardReader
 from esmsim.model.stream_retry import bisect, checkpoint, retries_exhausted, retry_delay
@@ -141,8 +141,11 @@ class Pending:
         self.init_s = init_s
 
 
-class StreamMappingRuntime:
+class StreamMappingRuntime(FilteredLanes):
     """One stream mapping during a run: its readers, lanes and its own view of every record."""
+
+    #: The summary total the readers' fetch calls add to (None: not a GetRecords call).
+    FETCH_CALLS: str | None = "getrecords_calls"
 
     def __init__(
         self,
@@ -217,15 +220,6 @@ class StreamMappingRuntime:
         self._closings = sorted({t for t in plan.closes_at if t < math.inf})
         source.subscribe(self._on_rows, self._after_block)
         recorder.gauge("shard_backlog", label, self.shard_backlog)
-
-    def _filter_of(self, spec: StreamMapping) -> RecordFilter | None:
-        return record_filter(
-            spec.filter,
-            attributes_of_spec(self.source.spec),
-            source=self.source.name,
-            mapping=self.index,
-            streams=self._streams,
-        )
 
     # ------------------------------------------------------------------ records arriving
     def _in_scope(self, log: ShardLog, start: int, stop: int) -> np.ndarray:
@@ -458,12 +452,6 @@ class StreamMappingRuntime:
                 return
         self._end(lane, start, end, state, at, batch, None)
 
-    def finish_filtered(self, lane: Lane[Pending], batch: Pending) -> None:
-        """A batch left with no matching record (the rest expired or aged out): the checkpoint passes it."""
-        self._finish(lane, batch.start, batch.end, RecordState.FILTERED, self.env.now)
-        lane.pending.popleft()
-        lane.release_finished()
-
     def _end(
         self,
         lane: Lane[Pending],
@@ -594,66 +582,23 @@ class StreamMappingRuntime:
         if fetched <= 0:
             return reader.wait(lane, lane.pos, math.inf, now)
         if self.filter is not None:
-            return self._next_filtered(lane, fetched, window_end, now)
+            found: Pending | simpy.Event = self._next_filtered(lane, fetched, window_end, now)
+            return found
         n = min(fetched, batch_size)
         n, capped = self._fit(lane, lane.pos, n)
         if n >= batch_size or capped or now >= window_end:
-            batch = Pending(self, lane, lane.pos, lane.pos + n)
-            self._stamp_fetches(lane, lane.pos, lane.pos + n)
-            lane.pos += n
-            lane.pending.append(batch)
-            return batch
+            return self._open_batch(lane, lane.pos + n)
         # Wait for the batch's last record (never one already fetched: that would wake at once, again
         # and again) or the window's end.
         return reader.wait(lane, lane.pos + batch_size - 1, window_end, now)
 
-    def _next_filtered(
-        self, lane: Lane[Pending], fetched: int, window_end: float, now: float
-    ) -> Pending | simpy.Event:
-        """:meth:`_next` with a filter: ``fetched`` records from the lane's position are in hand.
-
-        Rejected records ahead of the first matching one are passed at once (the lane holds no
-        batch, so its checkpoint moves past them); a batch closes on ``batch_size`` matching
-        records, the payload of the matching ones, or the window.
-        """
-        assert self.filter is not None
-        fifo = lane.fifo
-        start = lane.pos
-        match = self.filter.matches(filter_keys(lane.shard, fifo.column("seq", start, start + fetched)))
-        lead = int(np.argmax(match)) if match.any() else fetched
-        if lead:
-            fifo.column("match", start, start + lead)[:] = False
-            self._finish(lane, start, start + lead, RecordState.FILTERED, now)
-            lane.pos = start = start + lead
-            lane.release_finished()
-            match = match[lead:]
-            fetched -= lead
-            if not fetched:
-                return lane.reader.wait(lane, start, math.inf, now)
-        batch_size = self.spec.batch_size
-        n = matching_offset(match, batch_size)  # through the batch_size-th matching record
-        full = int(np.count_nonzero(match[:n])) >= batch_size
-        n, capped = self._fit_matching(lane, start, match[:n])
-        if full or capped or now >= window_end:
-            fifo.column("match", start, start + n)[:] = match[:n]
-            batch = Pending(self, lane, start, start + n)
-            self._stamp_fetches(lane, start, start + n)
-            lane.pos = start + n
-            lane.pending.append(batch)
-            return batch
-        # At least the missing matching records are still to come: wait for as many more.
-        missing = batch_size - int(np.count_nonzero(match))
-        return lane.reader.wait(lane, start + fetched + missing - 1, window_end, now)
-
-    def _fit_matching(self, lane: Lane[Pending], start: int, match: np.ndarray) -> tuple[int, bool]:
-        """How many records from ``start`` fit the 6 MB payload counting the matching ones only."""
-        n = int(match.shape[0])
-        per_record_max = self.source.max_size * self.expansion + self.overhead
-        if int(np.count_nonzero(match)) * per_record_max <= PAYLOAD_LIMIT_BYTES:
-            return n, False
-        sizes = (lane.fifo.column("size", start, start + n) * self.expansion + self.overhead) * match
-        fits, _, capped = fit_payload(np.cumsum(sizes), PAYLOAD_LIMIT_BYTES)
-        return max(1, fits), capped
+    def _open_batch(self, lane: Lane[Pending], stop: int) -> Pending:
+        """The lane's records from its position to ``stop`` form its next batch."""
+        batch = Pending(self, lane, lane.pos, stop)
+        self._stamp_fetches(lane, lane.pos, stop)
+        lane.pos = stop
+        lane.pending.append(batch)
+        return batch
 
     def _stamp_fetches(self, lane: Lane[Pending], start: int, stop: int) -> None:
         """Keep when the records ``[start, stop)`` were fetched, as they go into a batch."""
@@ -786,6 +731,7 @@ class StreamMappingRuntime:
                     detail=self._detail(lane, start, fifo.top),
                 )
         for reader in self.readers:
-            self.recorder.add_total("getrecords_calls", reader.calls)
+            if self.FETCH_CALLS is not None:
+                self.recorder.add_total(self.FETCH_CALLS, reader.calls)
             self.recorder.add_total("read_throttles", reader.read_throttles)
             self.recorder.add_total(f"bytes_delivered:{self.index}", reader.bytes_delivered(end))
