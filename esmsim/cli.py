@@ -7,7 +7,6 @@ A scenario problem prints one line per issue (``file:line: key.path: message``) 
 from __future__ import annotations
 
 import sys
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from functools import wraps
@@ -308,6 +307,7 @@ def sweep(
     from tqdm.auto import tqdm
 
     from esmsim.sweep import analyse, iter_sweep, plan
+    from esmsim.sweep.console import Progress, table_lines
     from esmsim.sweep.plots import PLOT_FILES
     from esmsim.sweep.runner import largest_point
     from esmsim.sweep.spec import run_id
@@ -336,7 +336,7 @@ def sweep(
     ran = 0
     bar = tqdm(total=the_plan.runs, initial=done_before, unit="run", disable=None, dynamic_ncols=True)
     # Piped output (CI, tee) gets no bar: a plain line every tenth of the runs or half-minute instead.
-    progress = _Progress(the_plan.runs, done_before) if bar.disable else None
+    progress = Progress(the_plan.runs, done_before) if bar.disable else None
     try:
         for record in iter_sweep(
             the_plan,
@@ -351,8 +351,9 @@ def sweep(
             bar.update(1)
             if record["error"] is not None:
                 failed.append(record)
-            if progress is not None:
-                progress.step(len(failed))
+            line = progress.step(len(failed)) if progress is not None else None
+            if line:  # where the bar would have been: stdout stays the tables and the verdict
+                click.echo(line, err=True)
     except KeyboardInterrupt:
         bar.close()
         click.echo(
@@ -365,7 +366,8 @@ def sweep(
     if done_before and skipped > 0:
         click.echo(f"resumed: {skipped} run(s) were already done in {out_dir}")
     verdict = runs.attrs["recommendation"]
-    _print_table(runs.attrs["aggregate"], keys, verdict.rejected if verdict is not None else {})
+    for line in table_lines(runs.attrs["aggregate"], keys, verdict.rejected if verdict is not None else {}):
+        click.echo(line)
     if verdict is not None:
         click.echo(verdict.message)
         objective = the_plan.sweep.objective
@@ -384,48 +386,6 @@ def sweep(
                 err=True,
             )
         sys.exit(1)
-
-
-class _Progress:
-    """Progress as plain lines, for output that is not a terminal."""
-
-    def __init__(self, total: int, done: int) -> None:
-        self.total, self.done = total, done
-        self.started = self.last = time.monotonic()
-        self.every = max(1, total // 10)
-
-    def step(self, failed: int) -> None:
-        self.done += 1
-        now = time.monotonic()
-        if self.done % self.every and self.done != self.total and now - self.last < 30:
-            return
-        self.last = now
-        click.echo(
-            f"progress: {self.done}/{self.total} runs done ({failed} failed), "
-            f"{now - self.started:.0f} s elapsed",
-            err=True,  # where the bar would have been: stdout stays the tables and the verdict
-        )
-
-
-def _print_table(table: Any, keys: list[str], rejected: dict[int, str]) -> None:
-    """The configurations, one line each: parameters, latency, cost, losses, what the objective missed."""
-    columns = {
-        "latency_p50_s": "p50 s",
-        "latency_p99_s": "p99 s",
-        "cost_per_million_records_usd": "$/M records",
-        "cost_per_month_usd": "$/month",
-        "records_dlq": "DLQ",
-        "throttles": "throttles",
-    }
-    names = [k.split(".")[-1] for k in keys]
-    header = "  ".join(f"{n:>14s}" for n in [*names, *columns.values()])
-    click.echo(header + ("  misses the objective" if rejected else ""))
-    for row in table.to_dict("records"):
-        # A key swept to null (standard mode, no cap ...) is NaN in the table: show it as written.
-        cells = [f"{'null' if row[k] != row[k] or row[k] is None else row[k]!s:>14s}" for k in keys]
-        cells += [f"{row[c]:>14.4g}" if row[c] == row[c] else f"{'n/a':>14s}" for c in columns]
-        cells += [rejected[int(row["point"])]] if int(row["point"]) in rejected else []
-        click.echo("  ".join(cells))
 
 
 @main.command()
