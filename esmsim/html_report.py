@@ -20,7 +20,8 @@ from typing import Any
 import pandas as pd
 
 from esmsim.errors import OutputError
-from esmsim.report import atomic_write, latency_split, limit_lines
+from esmsim.observe.explain import NONE
+from esmsim.report import OVERLOADED_SHARE, atomic_write, latency_split, limit_lines
 
 REPORT = "report.html"
 
@@ -196,12 +197,16 @@ def run_verdict(summary: dict[str, Any], limits: dict[str, dict[str, Any]]) -> t
     share = left / summary["records_in"] if summary["records_in"] else 0.0
     p99 = summary["latency_p99_s"]
     bound = [
-        f"{label}: {entry['advice']}"
-        for label, entry in limits.items()
-        if not entry["advice"].startswith("keeps up")
+        f"{label}: {entry['advice']}" for label, entry in limits.items() if set(entry["binding"]) - {NONE}
     ]
-    ok = share <= 0.05 and lost == 0 and not bound
-    head = "Keeps up" if ok else "Does not keep up" if share > 0.05 else "Keeps up with losses or limits"
+    ok = share <= OVERLOADED_SHARE and lost == 0 and not bound
+    head = (
+        "Keeps up"
+        if ok
+        else "Does not keep up"
+        if share > OVERLOADED_SHARE
+        else "Keeps up with losses or limits"
+    )
     text = (
         f"{head}: p99 latency {_number(p99)} s, {_number(summary['records_succeeded'])} of "
         f"{_number(summary['records_in'])} records processed, {_number(lost)} lost "

@@ -202,11 +202,15 @@ def _dlq_label(result: RunResult) -> str:
     return "to on-failure dest." if streams else "dead-lettered (DLQ)"
 
 
+#: A run that ends with more than this share of its records unprocessed did not keep up.
+OVERLOADED_SHARE = 0.05
+
+
 def _month_caveat(result: RunResult) -> list[str]:
     """Why ``cost_per_month_usd`` may not be a month of this run: it scales a run that is not steady."""
     s, scenario = result.summary, result.scenario
     reasons = []
-    if s["records_in"] and s["records_in_flight_end"] > 0.05 * s["records_in"]:
+    if s["records_in"] and s["records_in_flight_end"] > OVERLOADED_SHARE * s["records_in"]:
         share = s["records_in_flight_end"] / s["records_in"]
         reasons.append(f"{share:.0%} of the records were still unprocessed at the end (overloaded)")
     transient = scenario.stages or any(
