@@ -102,6 +102,26 @@ _MAPPING_NAMES = (
 )
 
 #: AWS's spellings accepted by each model, by model class name.
+
+
+def _ordered_source_names(destination: Callable[[Any], dict[str, str]]) -> tuple[AwsName, ...]:
+    """The keys streams and Kafka share (ordered records: position, age, retries, bisect, destination)."""
+    return (
+        AwsName(("StartingPosition",), "starting_position"),
+        AwsName(("StartingPositionTimestamp",), "starting_position_timestamp"),
+        AwsName(("MaximumRecordAgeInSeconds",), "maximum_record_age"),
+        AwsName(("MaximumRetryAttempts",), "maximum_retry_attempts"),
+        AwsName(("BisectBatchOnFunctionError",), "bisect_batch_on_function_error"),
+        AwsName(
+            ("DestinationConfig", "OnFailure", "Destination"),
+            "on_failure",
+            destination,
+            others="ignore",
+            required=True,
+        ),
+    )
+
+
 AWS_NAMES: dict[str, tuple[AwsName, ...]] = {
     "Function": (
         AwsName(("MemorySize",), "memory_mb"),
@@ -143,33 +163,11 @@ AWS_NAMES: dict[str, tuple[AwsName, ...]] = {
     "StreamMapping": (
         *_MAPPING_NAMES,
         AwsName(("ParallelizationFactor",), "parallelization_factor"),
-        AwsName(("StartingPosition",), "starting_position"),
-        AwsName(("StartingPositionTimestamp",), "starting_position_timestamp"),
-        AwsName(("MaximumRecordAgeInSeconds",), "maximum_record_age"),
-        AwsName(("MaximumRetryAttempts",), "maximum_retry_attempts"),
-        AwsName(("BisectBatchOnFunctionError",), "bisect_batch_on_function_error"),
-        AwsName(
-            ("DestinationConfig", "OnFailure", "Destination"),
-            "on_failure",
-            _destination,
-            others="ignore",
-            required=True,
-        ),
+        *_ordered_source_names(_destination),
     ),
     "KafkaMapping": (
         *_MAPPING_NAMES,
-        AwsName(("StartingPosition",), "starting_position"),
-        AwsName(("StartingPositionTimestamp",), "starting_position_timestamp"),
-        AwsName(("MaximumRecordAgeInSeconds",), "maximum_record_age"),
-        AwsName(("MaximumRetryAttempts",), "maximum_retry_attempts"),
-        AwsName(("BisectBatchOnFunctionError",), "bisect_batch_on_function_error"),
-        AwsName(
-            ("DestinationConfig", "OnFailure", "Destination"),
-            "on_failure",
-            _kafka_destination,
-            others="ignore",
-            required=True,
-        ),
+        *_ordered_source_names(_kafka_destination),
         AwsName(("ProvisionedPollerConfig",), "provisioned_pollers", _poller_config),
     ),
     # Amazon MQ mappings take no partial batch responses: FunctionResponseTypes is not theirs.
