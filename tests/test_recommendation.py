@@ -85,3 +85,14 @@ def test_the_manifest_form_round_trips_through_json() -> None:
     assert data["point"] == 2
     assert data["rejected"] == {"0": "latency_p99_s 4 > 2", "3": "latency_p99_s 3 > 2"}
     assert [r["point"] for r in data["runners_up"]] == [a.point for a in verdict.runners_up]
+
+
+def test_when_nothing_meets_the_objective_each_configuration_says_what_it_misses() -> None:
+    verdict = recommend(table([5.0, 1.1, 1.0, 0.5], [0.1] * 4, [3.0, 4.0, 2.5, 9.0]), POINTS, OBJECTIVE, 2)
+    assert not verdict.met
+    assert verdict.rejected == {
+        0: "latency_p99_s 3 > 2",
+        1: "latency_p99_s 4 > 2",
+        2: "latency_p99_s 2.5 > 2",
+        3: "latency_p99_s 9 > 2",
+    }

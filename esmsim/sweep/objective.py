@@ -178,7 +178,17 @@ def recommend(
     else:
         reason = "each constraint is met by some configuration, but never all at once"
     message = f"no configuration meets the objective: {reason}; closest: {point.label()} ({values})"
-    return Recommendation(False, message, point.index, point.params, float(closest[target]), binding)
+    rejected = {int(r["point"]): _missed(r, constraints) for r in rows}  # every one misses it
+    return Recommendation(
+        False,
+        message,
+        point.index,
+        point.params,
+        float(closest[target]),
+        binding,
+        latency_key=latency_key(objective),
+        rejected=rejected,
+    )
 
 
 def latency_key(objective: Objective) -> str:
@@ -234,7 +244,8 @@ def _weigh(
     if overlapping:
         closest = min((by_point[p] for p in overlapping), key=lambda r: abs(r[target] - best[target]))
         gap = abs(float(closest[target]) - float(best[target]))
-        spread = (high - low) / 2 + (_interval(closest, target)[1] - _interval(closest, target)[0]) / 2
+        closest_low, closest_high = _interval(closest, target)
+        spread = (high - low) / 2 + (closest_high - closest_low) / 2
         if gap > 0 and spread > 0 and replications > 1:
             needed = _replications_to_part(spread, gap, replications)
         more = (
