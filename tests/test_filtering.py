@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from esmsim.cli import main
@@ -220,6 +220,8 @@ def test_match_rate_cuts_invocations_in_proportion(kind: str) -> None:
     reserved=st.sampled_from([None, 1, 3]),
     seed=st.integers(0, 1000),
 )
+# An invocation ending at exactly the run's end (found by CI): its record is still in flight.
+@example(kind="kinesis", rate="5/s", match_rate=0.734375, batch_size=1, window=0, reserved=None, seed=1)
 def test_property_conservation_and_filtered_never_invoked(
     kind: str, rate: str, match_rate: float, batch_size: int, window: int, reserved: int | None, seed: int
 ) -> None:
@@ -247,7 +249,8 @@ def test_property_conservation_and_filtered_never_invoked(
     inv = result.invocations
     rec = result.records
     succeeded = int((state(rec) == "succeeded").sum())
-    running = int(inv.loc[inv["end_s"] > result.scenario.duration, "records"].sum())
+    # The run's end is exclusive: an invocation ending at exactly `duration` has not ended.
+    running = int(inv.loc[inv["end_s"] >= result.scenario.duration, "records"].sum())
     assert int(inv["records"].sum()) - running == succeeded
     assert (inv["records"] >= 1).all()
     assert (inv["records"] <= raw["mappings"][0]["batch_size"]).all()

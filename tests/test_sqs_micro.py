@@ -459,7 +459,7 @@ def test_batches_never_exceed_the_batch_size_when_the_payload_cap_could_bind() -
     assert (states(rec) != "dlq").all()
     overhead = s.mappings[0].record_overhead  # type: ignore[union-attr]
     done = rec["done_s"].to_numpy()
-    finished = inv[inv["end_s"] <= s.duration]  # the others still run at the end: in flight
+    finished = inv[inv["end_s"] < s.duration]  # the others still run at the (exclusive) end: in flight
     alone = 0
     for end, group in finished.groupby("end_s"):
         rows = rec["id"].to_numpy()[done == end]
