@@ -74,6 +74,13 @@ def validate(tmp_path: Path, extra: str, source_type: str = "kinesis") -> tuple[
         ),
         (
             "kinesis",
+            "    FilterCriteria: {Filters: [{Pattern: '{}'}]}",
+            9,
+            "mappings[0].FilterCriteria: a mapping's FilterCriteria is its `filter` here (match_rate, or a "
+            "pattern on the source's traffic.attributes; docs/model.md §15)",
+        ),
+        (
+            "kinesis",
             "    on_failure: {type: lambda}",
             9,
             "mappings[0].on_failure.type: 'lambda' is not allowed (allowed: sqs, sns, s3)",

@@ -88,11 +88,10 @@ def test_what_cannot_be_imported_is_listed(tmp_path: Path) -> None:
     template = {
         "Resources": {
             "Fn": {"Type": "AWS::Lambda::Function", "Properties": {"Timeout": 10}},
-            "Fifo": {"Type": "AWS::SQS::Queue", "Properties": {"FifoQueue": True}},
-            "ReadFifo": {
+            "DocDb": {
                 "Type": "AWS::Lambda::EventSourceMapping",
                 "Properties": {
-                    "EventSourceArn": {"Fn::GetAtt": ["Fifo", "Arn"]},
+                    "EventSourceArn": "arn:aws:rds:us-east-1:123456789012:cluster:docs",
                     "FunctionName": {"Ref": "Fn"},
                 },
             },
@@ -104,28 +103,41 @@ def test_what_cannot_be_imported_is_listed(tmp_path: Path) -> None:
                     "Topics": ["orders"],
                 },
             },
+            "Stream": {"Type": "AWS::Kinesis::Stream", "Properties": {"ShardCount": 1}},
+            "Windowed": {
+                "Type": "AWS::Lambda::EventSourceMapping",
+                "Properties": {
+                    "EventSourceArn": {"Fn::GetAtt": ["Stream", "Arn"]},
+                    "FunctionName": {"Ref": "Fn"},
+                    "StartingPosition": "LATEST",
+                    "TumblingWindowInSeconds": 60,
+                },
+            },
             "Queue": {"Type": "AWS::SQS::Queue"},
             "Filtered": {
                 "Type": "AWS::Lambda::EventSourceMapping",
                 "Properties": {
                     "EventSourceArn": {"Fn::GetAtt": ["Queue", "Arn"]},
                     "FunctionName": {"Ref": "Fn"},
-                    "FilterCriteria": {"Filters": [{"Pattern": "{}"}]},
+                    "FilterCriteria": {"Filters": [{"Pattern": "[1]"}]},
                 },
             },
+            "Dashboard": {"Type": "AWS::CloudWatch::Dashboard"},
         }
     }
     path = tmp_path / "template.json"
     path.write_text(json.dumps(template), encoding="utf-8")
     result = import_template(path)
     assert result.skipped == [
-        "Fifo: a FIFO queue (esmsim models standard queues only)",
-        "ReadFifo.EventSourceArn: reads FIFO queue 'Fifo' (esmsim models standard queues only)",
-        "Filtered.FilterCriteria: its patterns are not read; state the share of records they match as "
-        "mappings[1].filter (match_rate, or a pattern on traffic.attributes)",
+        "DocDb.EventSourceArn: a rds source (not modelled by esmsim)",
+        "Windowed.TumblingWindowInSeconds: not modelled by esmsim",
+        "Filtered.FilterCriteria: Filters[0].Pattern is not a JSON object; state the share of records it "
+        "matches as mappings[2].filter.match_rate",
+        "Dashboard: AWS::CloudWatch::Dashboard (not modelled by esmsim)",
     ]
     # The Kafka mapping (an MSK cluster outside the template) is imported: tests/test_kafka.py.
-    assert [m["source"] for m in result.data["mappings"]] == ["abc", "Queue"]
+    # FIFO queues and filters that can be read: tests/test_import_filters.py.
+    assert [m["source"] for m in result.data["mappings"]] == ["abc", "Stream", "Queue"]
 
 
 def test_a_template_that_does_not_parse_gets_one_line(tmp_path: Path) -> None:

@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from esmsim.importer.decode import decode
+from esmsim.importer.filters import ImportedFilter, placeholder_shares, read_filter_criteria
 
 #: What a template cannot say, written into the scenario for the user to replace.
 PLACEHOLDER_TRAFFIC = {"rate": "10/s", "record_size": "1KB"}
 PLACEHOLDER_DURATION = "100ms"
 PLACEHOLDER_SHARDS = 4
+PLACEHOLDER_GROUPS = 10  # a FIFO queue's message groups
 
 #: EventSourceMapping properties esmsim reads (AWS's names, which the scenario schema accepts).
 MAPPING_KEYS = (
@@ -160,6 +162,7 @@ class _Reader:
         self.triggers: list[dict[str, Any]] = []
         self.dead_letter_targets: set[str] = set()
         self.destinations: set[str] = set()  # named as destinations: imported as their targets
+        self.filters: dict[int, tuple[str, ImportedFilter]] = {}  # mapping index -> (resource, its filter)
 
     def read(self) -> Imported:
         """Every resource esmsim models, in dependency order; the rest listed."""
@@ -171,6 +174,7 @@ class _Reader:
         self._streams()
         self._brokers()
         self._encryption()
+        self._filtered_sources()
         for rid, res in self.resources.items():
             if res["Type"] not in READ_TYPES | WIRING_TYPES:
                 self.out.skipped.append(f"{rid}: {res['Type']} (not modelled by esmsim)")
@@ -190,7 +194,8 @@ class _Reader:
         return [rid for rid, res in self.resources.items() if res["Type"] in types]
 
     def is_fifo(self, rid: str) -> bool:
-        return self.resources[rid]["Type"] == "AWS::SQS::Queue" and self.props(rid).get("FifoQueue") is True
+        fifo = self.props(rid).get("FifoQueue")
+        return self.resources[rid]["Type"] == "AWS::SQS::Queue" and fifo in (True, "true", "True")
 
     def source(self, rid: str, kind: str) -> str:
         """Make (once) the source named ``rid``, with placeholders for what no template says."""
@@ -207,6 +212,9 @@ class _Reader:
                 self.out.placeholders.append(f"sources.{rid}.engine")
             made["traffic"] = dict(PLACEHOLDER_TRAFFIC)
             self.out.placeholders.append(f"sources.{rid}.traffic")
+            if kind == "sqs" and rid not in self.resources and rid.endswith(".fifo"):  # an ARN's queue
+                made["fifo"] = True
+                made["traffic"]["message_groups"] = PLACEHOLDER_GROUPS
             self.sources[rid] = made
         return rid
 
@@ -239,11 +247,6 @@ class _Reader:
             if rtype == "AWS::Kinesis::StreamConsumer":  # enhanced fan-out reads its stream
                 rid = _ref(self.props(rid).get("StreamARN")) or rid
                 rtype = self.resources.get(rid, {}).get("Type", rtype)
-            if self.is_fifo(rid):
-                self.out.skipped.append(
-                    f"{where}: reads FIFO queue {rid!r} (esmsim models standard queues only)"
-                )
-                return None
             if rtype in SOURCE_TYPES:
                 return rid, SOURCE_TYPES[rtype]
             self.out.skipped.append(f"{where}: {rtype} is not a source esmsim models")
@@ -275,9 +278,6 @@ class _Reader:
     def _function_settings(self) -> None:
         """Event invoke configs, provisioned concurrency, and which queues are dead-letter queues."""
         for rid in self.of_type("AWS::SQS::Queue"):
-            if self.is_fifo(rid):
-                self.out.skipped.append(f"{rid}: a FIFO queue (esmsim models standard queues only)")
-                continue
             target = _ref(_redrive(self.props(rid)).get("deadLetterTargetArn"))
             if target:
                 self.dead_letter_targets.add(target)
@@ -331,12 +331,8 @@ class _Reader:
             for key, value in p.items():
                 if key in MAPPING_KEYS:
                     mapping[key] = value
-                elif key == "FilterCriteria":  # JSON patterns on record fields esmsim does not generate
-                    self.out.skipped.append(
-                        f"{rid}.FilterCriteria: its patterns are not read; state the share of records they "
-                        f"match as mappings[{len(self.mappings)}].filter (match_rate, or a pattern on "
-                        "traffic.attributes)"
-                    )
+                elif key == "FilterCriteria":
+                    self._filter(rid, mapping, value)
                 elif key not in MAPPING_WIRING:
                     self.out.skipped.append(f"{rid}.{key}: not modelled by esmsim")
             destination = p.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
@@ -350,6 +346,51 @@ class _Reader:
                         f"{rid}.DestinationConfig: cannot tell what {json.dumps(destination)} is"
                     )
             self.mappings.append(mapping)
+
+    def _filter(self, rid: str, mapping: dict[str, Any], criteria: Any) -> None:
+        """A mapping's FilterCriteria: a pattern on placeholder traffic attributes, or a placeholder share."""
+        at = f"mappings[{len(self.mappings)}].filter"
+        read = read_filter_criteria(criteria)
+        if isinstance(read, str):
+            self.out.skipped.append(
+                f"{rid}.FilterCriteria: {read}; state the share of records it matches as {at}.match_rate"
+            )
+            return
+        mapping["filter"] = read.filter
+        self.filters[len(self.mappings)] = (rid, read)
+
+    def _filtered_sources(self) -> None:
+        """Filters on the sources' attributes (placeholder shares); none on a queue several mappings read."""
+        listed: dict[str, dict[str, list[str]]] = {}  # source -> attribute -> the values patterns list
+        for i, (rid, read) in self.filters.items():
+            mapping = self.mappings[i]
+            src, at = mapping["source"], f"mappings[{i}].filter"
+            readers = sum(other["source"] == src for other in self.mappings)
+            if self.sources.get(src, {}).get("type") == "sqs" and readers > 1:
+                del mapping["filter"]
+                self.out.skipped.append(
+                    f"{rid}.FilterCriteria: queue {src!r} is read by {readers} mappings; which one receives "
+                    "a message decides whether it is filtered, which esmsim does not model"
+                )
+            elif read.why_rate is not None:
+                self.out.placeholders.append(f"{at}.match_rate")
+                self.out.notes.append(
+                    f"{rid}.FilterCriteria: {read.why_rate}; imported as {at}.match_rate "
+                    f"{read.filter['match_rate']}"
+                )
+            else:
+                attributes = listed.setdefault(src, {})
+                for name, values in read.values.items():
+                    attributes[name] = list(dict.fromkeys([*attributes.get(name, []), *values]))
+                fields = ", ".join(f"{name} is {'.'.join(path)}" for name, path in read.fields.items())
+                self.out.notes.append(
+                    f"{rid}.FilterCriteria: imported as {at}.pattern on sources.{src}.traffic.attributes "
+                    f"({fields})"
+                )
+        for src, attributes in listed.items():
+            traffic = self.sources[src].setdefault("traffic", {"rate": 0})
+            traffic["attributes"] = {name: placeholder_shares(values) for name, values in attributes.items()}
+            self.out.placeholders.append(f"sources.{src}.traffic.attributes")
 
     def _pushes(self) -> None:
         """Bucket notifications, topic subscriptions and rule targets: triggers."""
@@ -417,8 +458,6 @@ class _Reader:
         """
         fed = {t["queue"] for t in self.triggers if "queue" in t}
         for rid in self.of_type("AWS::SQS::Queue"):
-            if self.is_fifo(rid):
-                continue
             if rid not in self.sources and rid not in fed:
                 if rid in self.destinations:
                     continue
@@ -441,6 +480,21 @@ class _Reader:
             redrive = _redrive(p)
             if "maxReceiveCount" in redrive:
                 queue["max_receive_count"] = int(redrive["maxReceiveCount"])
+            if self.is_fifo(rid):
+                self._fifo(rid, queue, p)
+
+    def _fifo(self, rid: str, queue: dict[str, Any], p: dict[str, Any]) -> None:
+        """A FIFO queue: its throughput mode; its producers' message groups, a placeholder."""
+        queue["fifo"] = True
+        if p.get("FifoThroughputLimit") == "perMessageGroupId":
+            queue["high_throughput"] = True
+        elif p.get("DeduplicationScope") == "messageGroup":  # AWS wants both for high throughput
+            self.out.notes.append(
+                f"{rid}: DeduplicationScope messageGroup without FifoThroughputLimit perMessageGroupId "
+                "is not high throughput mode; imported as a FIFO queue in its normal mode"
+            )
+        if "traffic" in queue:  # no template says how many message groups its producers use
+            queue["traffic"]["message_groups"] = PLACEHOLDER_GROUPS
 
     def _streams(self) -> None:
         for rid in self.of_type("AWS::Kinesis::Stream"):

@@ -23,25 +23,42 @@ class _Plain(yaml.SafeDumper):
 def render(imported: Imported, template: Path) -> str:
     """The scenario as YAML, placeholders and what was not imported marked in comments."""
     text = yaml.dump(imported.data, Dumper=_Plain, sort_keys=False, default_flow_style=None, width=100)
-    marks = set(imported.placeholders)
-    marked: list[str] = []
-    trail: list[str] = []  # the keys of the lines above at each indentation (two spaces a level)
-    for line in text.splitlines():
-        stripped = line.lstrip(" ")
-        depth = (len(line) - len(stripped)) // 2
-        key = stripped.split(":", 1)[0]
-        trail = [*trail[:depth], key]
-        path = ".".join(trail)
-        inside = sorted(m[len(path) + 1 :] for m in marks if m.startswith(path + "."))
-        if path in marks:
-            line = f"{line}  # {PLACEHOLDER_NOTE}"
-        elif inside and line.rstrip().endswith("}"):  # a mapping written on one line
-            line = f"{line}  # {', '.join(inside)}: {PLACEHOLDER_NOTE}"
-        marked.append(line)
+    lines = text.splitlines()
+    starts: dict[str, int] = {}  # each key's dotted path (`mappings[0].filter`) -> its line
+    root = yaml.compose(text)
+    if root is not None:
+        _key_lines(root, "", starts)
+    marked: dict[int, list[str]] = {}
+    for mark in imported.placeholders:
+        if mark in starts:
+            marked.setdefault(starts[mark], []).append(mark)
+    owners: dict[int, str] = {}  # each line -> the outermost key it starts
+    for path, line in starts.items():
+        if line not in owners or len(path) < len(owners[line]):
+            owners[line] = path
+    for line, marks in marked.items():
+        owner = owners[line]
+        inside = sorted(m[len(owner) + 1 :] for m in marks if m != owner)
+        note = PLACEHOLDER_NOTE if owner in marks else f"{', '.join(inside)}: {PLACEHOLDER_NOTE}"
+        lines[line] = f"{lines[line]}  # {note}"
     head = [f"# Imported from {template.name} by esmsim import. Values marked PLACEHOLDER are not in it."]
     head += [f"# note: {note}" for note in imported.notes]
     head += [f"# not imported: {item}" for item in imported.skipped]
-    return "\n".join(head + marked) + "\n"
+    return "\n".join(head + lines) + "\n"
+
+
+def _key_lines(node: yaml.Node, path: str, out: dict[str, int]) -> None:
+    """The line each key (or list item) of ``node`` starts on, by its dotted path."""
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            inner = f"{path}.{key.value}" if path else str(key.value)
+            out[inner] = key.start_mark.line
+            _key_lines(value, inner, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, value in enumerate(node.value):
+            inner = f"{path}[{i}]"
+            out[inner] = value.start_mark.line
+            _key_lines(value, inner, out)
 
 
 def write_scenario(template: Path, out: Path) -> Imported:

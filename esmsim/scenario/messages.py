@@ -66,8 +66,14 @@ _STREAM_TRAFFIC = [f for f in StreamTraffic.model_fields if f not in Traffic.mod
 _NOT_MODELLED: dict[str, str] = {
     "tumbling_window": "tumbling windows are not modelled by esmsim",
     "TumblingWindowInSeconds": "tumbling windows are not modelled by esmsim",
-    "filter_criteria": "event filtering is not modelled by esmsim",
-    "FilterCriteria": "event filtering is not modelled by esmsim",
+}
+
+#: AWS spellings esmsim takes in another shape: said with the key to write instead.
+_RESHAPED: dict[str, str] = {
+    "filter_criteria": "a mapping's FilterCriteria is its `filter` here (match_rate, or a pattern on the "
+    "source's traffic.attributes; docs/model.md §15)",
+    "FilterCriteria": "a mapping's FilterCriteria is its `filter` here (match_rate, or a pattern on the "
+    "source's traffic.attributes; docs/model.md §15)",
 }
 
 #: Where a key belongs, for "unknown key here" messages.
@@ -235,6 +241,8 @@ def _unknown_key(key: str, parents: tuple[type[BaseModel], ...]) -> str:
         return f"{shown} repeats {accepted[key]}"
     if key in _NOT_MODELLED:
         return f"{_NOT_MODELLED[key]}; remove the key"
+    if key in _RESHAPED:
+        return _RESHAPED[key]
     if key in ("retention", "MessageRetentionPeriod") and DynamoDBSource in parents:
         return "DynamoDB streams keep records 24 hours; their retention cannot be set"
     if key in ("encryption", "kms_key") and (S3Source in parents or EventBridgeSource in parents):
