@@ -206,3 +206,34 @@ def test_a_fifo_queue_outside_the_template_is_known_by_its_name(tmp_path: Path) 
     result = import_template(write(tmp_path, {"Read": mapping}))
     assert result.data["sources"]["orders.fifo"]["fifo"] is True
     assert result.data["sources"]["orders.fifo"]["traffic"]["message_groups"] == 10
+
+
+def test_a_sam_events_filter_criteria_arrives_through_the_expansion(tmp_path: Path) -> None:
+    template = """
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  Queue: {Type: AWS::SQS::Queue, Properties: {FifoQueue: true, VisibilityTimeout: 60}}
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      Handler: app.handler
+      Runtime: python3.12
+      CodeUri: src/
+      Timeout: 10
+      Events:
+        Orders:
+          Type: SQS
+          Properties:
+            Queue: !GetAtt Queue.Arn
+            BatchSize: 10
+            FilterCriteria:
+              Filters:
+                - Pattern: '{"body": {"kind": ["order"]}}'
+"""
+    path = tmp_path / "sam.yaml"
+    path.write_text(template, encoding="utf-8")
+    result = import_template(path)
+    assert result.data["sources"]["Queue"]["fifo"] is True
+    (mapping,) = result.data["mappings"]
+    assert mapping["filter"] == {"pattern": {"kind": ["order"]}}
+    assert result.data["sources"]["Queue"]["traffic"]["attributes"] == {"kind": {"order": 0.5, OTHER: 0.5}}
