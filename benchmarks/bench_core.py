@@ -20,6 +20,9 @@ Cases:
   asynchronously for 10 simulated minutes, with room to spare and with reserved concurrency 15
   (about 150 events/s: every event waiting in the event queue retries on its own back-off, so the
   throttled case spends SimPy events on throttled attempts as well as invocations).
+* ``fifo-10m``, ``fifo-30m``: ``scenarios/sqs-fifo-orders.yaml`` (a FIFO queue whose hot message group
+  stalls behind poison orders, so its backlog grows all run) for 10 and 30 simulated minutes. Wall
+  time per invocation should not grow with the run (a receive must not scan the blocked backlog).
 
 Usage: ``python benchmarks/bench_core.py [--invocations N] [--repeat R] [--cases NAME ...] [--check]``
 
@@ -191,6 +194,8 @@ def main() -> None:
         "kinesis-64x2": stream_scenario(),
         "s3-async": async_scenario(None),
         "s3-async-throttled": async_scenario(15),
+        "fifo-10m": esmsim.load_scenario(ROOT / "scenarios" / "sqs-fifo-orders.yaml", ["duration=10m"]),
+        "fifo-30m": esmsim.load_scenario(ROOT / "scenarios" / "sqs-fifo-orders.yaml", ["duration=30m"]),
     }
     if args.cases:
         unknown = set(args.cases) - set(cases)
@@ -231,6 +236,9 @@ def main() -> None:
     if "backlog-b1000" in per_invocation and "backlog-b10" in per_invocation:
         ratio = per_invocation["backlog-b1000"] / per_invocation["backlog-b10"]
         print(f"wall time per invocation, batch 1000 / batch 10: {ratio:.2f}x (target: at most 2x)")
+    if "fifo-30m" in per_invocation and "fifo-10m" in per_invocation:
+        ratio = per_invocation["fifo-30m"] / per_invocation["fifo-10m"]
+        print(f"wall time per invocation, FIFO 30 min / 10 min: {ratio:.2f}x (target: about 1x)")
     if args.check and missed:
         print(f"speed goals missed: {', '.join(missed)}")
         sys.exit(1)

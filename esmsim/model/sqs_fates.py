@@ -256,6 +256,11 @@ class MessageFates:
         else:
             heapq.heappush(self._deadlines, (float(deadlines[~returned].min()), batch.serial, batch))
 
+    def _wait_again(self, messages: Messages) -> None:
+        """Messages visible again wait in the queue (a FIFO queue keeps them by message group)."""
+        self.redelivered.append(messages)
+        self.n_redelivered += len(messages)
+
     def _reappear(self, messages: Messages, at: float | np.ndarray) -> None:
         """Received messages whose visibility timeout ended at ``at`` (one time, or one each).
 
@@ -293,8 +298,7 @@ class MessageFates:
                 at = at[~dead] if isinstance(at, np.ndarray) else at
         if len(messages):
             messages.retries = messages.retries + 1
-            self.redelivered.append(messages)
-            self.n_redelivered += len(messages)
+            self._wait_again(messages)
             self._visible(at, 1.0 if isinstance(at, np.ndarray) else len(messages))
             oldest = float(messages.sent_at.min()) + self.retention_s
             self._retention_watermark = min(self._retention_watermark, oldest)

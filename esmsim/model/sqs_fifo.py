@@ -21,8 +21,10 @@ retention, late deletes) and the pollers' machinery are the standard queue's. Wh
   reported apart.
 
 Messages become visible as rows of the standard queue's store and move, when first looked at, into
-the pool of waiting messages (the store the standard queue keeps its redeliveries in), where a
-receive picks by group. The standard queue's hot path is untouched.
+the waiting messages by group (:class:`esmsim.model.sqs_fifo_groups.MessageGroups`), which also
+hold the messages visible again: what the standard queue keeps in ``redelivered``. The standard
+queue's own paths over ``redelivered`` (expiry, late deletes, the census) see the groups' messages
+through a property. The standard queue's hot path is untouched.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from esmsim.model.invoke import fit_payload
+from esmsim.model.sqs_fifo_groups import MessageGroups
 from esmsim.model.sqs_messages import Batch, Messages, Part, chunked_request_units
 from esmsim.model.sqs_queue import SqsQueue
 from esmsim.model.stream_source import WriteLimiter, key_cdf, zipf_keys
@@ -60,16 +63,17 @@ class FifoQueue(SqsQueue):
         end_s: float = math.inf,
         **kwargs: Any,
     ) -> None:
+        #: Waiting messages by group, and messages in flight per group (before the standard
+        #: queue's __init__, which empties ``redelivered``).
+        self._groups = MessageGroups(max_groups)
+        #: Each message's group, by position (messages are positions 0, 1, ... in sending order).
+        self._group_of = np.empty(0, dtype=np.int32)
         super().__init__(*args, **kwargs)
         self._groups_rng = groups_rng
         self._duplicates_rng = duplicates_rng
         self._cdfs: dict[tuple[int, float], np.ndarray | None] = {}
         #: The traffic the next block's messages follow (set by the builder: the record feed's).
         self.traffic_now: Callable[[], SqsTraffic] = SqsTraffic
-        #: Each message's group, by position (messages are positions 0, 1, ... in sending order).
-        self._group_of = np.empty(0, dtype=np.int32)
-        #: Messages in flight per group: a group with any is blocked.
-        self._busy = np.zeros(max(1, max_groups), dtype=np.int64)
         self._end_s = end_s
         self._limiter = WriteLimiter(HIGH_THROUGHPUT_SEND_TPS if high_throughput else FIFO_SEND_TPS, None)
         #: Called when a delete unblocks groups (set by the builder: wakes waiting pollers).
@@ -123,75 +127,63 @@ class FifoQueue(SqsQueue):
                 block = {k: v[match] for k, v in block.items()}
                 accepted, groups = accepted[match], groups[match]
         self._group_of = np.concatenate([self._group_of, groups])
-        if groups.shape[0] and int(groups.max()) >= self._busy.shape[0]:
-            self._busy = np.concatenate(
-                [self._busy, np.zeros(int(groups.max()) + 1 - self._busy.shape[0], np.int64)]
-            )
+        if groups.shape[0]:
+            self._groups.grow(int(groups.max()) + 1)
         super().extend({**block, "sent_at": accepted}, split=False)
 
-    # ----------------------------------------------------------------------------- waiting pool
+    # ----------------------------------------------------------------------------- waiting messages
+    @property
+    def redelivered(self) -> deque[Messages]:
+        """The waiting messages, group by group (the standard queue's view of them)."""
+        return deque(self._groups.chunks())
+
+    @redelivered.setter
+    def redelivered(self, pools: deque[Messages]) -> None:
+        self._groups.reset(list(pools), self._group_of)
+
+    def _wait_again(self, messages: Messages) -> None:
+        self._groups.add(messages, self._group_of[messages.ids])
+        self.n_redelivered += len(messages)
+
     def _absorb(self, now: float) -> None:
-        """Fresh messages visible by ``now`` join the waiting pool (a receive picks there by group)."""
+        """Fresh messages visible by ``now`` join their groups' waiting messages."""
         arrived = self.arrived(now)
         head = self.head
         if arrived <= head:
             return
         m = self._fresh(np.arange(head, arrived))
         m.last = np.full(len(m), math.nan)  # never received (joins with redeliveries keep their times)
-        self.redelivered.append(m)
+        self._groups.add(m, self._group_of[head:arrived])
         self.n_redelivered += arrived - head
         self.head = arrived
         if self.filtered is not None:
             self.filtered.refresh(now, arrived)
 
-    def _pool(self) -> Messages | None:
-        """The waiting messages as one set, in sending order (None when none)."""
-        pools = self.redelivered
-        if not pools:
-            return None
-        if len(pools) > 1:
-            m = Messages.join(list(pools))
-            ids = m.ids
-            if ids.shape[0] > 1 and bool((ids[1:] < ids[:-1]).any()):
-                m = m.select(np.argsort(ids, kind="stable"))
-            self.redelivered = deque([m])
-        return self.redelivered[0]
-
-    def _free(self, pool: Messages) -> np.ndarray:
-        """Mask of the waiting messages whose group has nothing in flight."""
-        free: np.ndarray = self._busy[self._group_of[pool.ids]] == 0
-        return free
-
     def visible_now(self, now: float) -> int:
         """Messages a receive could take now: visible, in a group with nothing in flight."""
         self._absorb(now)
-        pool = self._pool()
-        return 0 if pool is None else int(np.count_nonzero(self._free(pool)))
+        return self._groups.visible()
 
     def take(self, now: float, max_n: int, bytes_left: float) -> tuple[list[Part], int, float, bool]:
         """Receive up to ``max_n`` messages of unblocked groups, oldest first, fitting ``bytes_left``."""
         self._absorb(now)
-        pool = self._pool()
-        if pool is None:
+        if not self.n_redelivered:
             return [], 0, 0.0, False
         allowed = self.in_flight_limit - self.in_flight_n
         if allowed < max_n:
             max_n = max(0, allowed)
             self.over_limit_receives += 1
-        free = np.flatnonzero(self._free(pool))[:max_n]
-        if not free.shape[0]:
+        found = self._groups.oldest(max_n) if max_n else None
+        if found is None:
             return [], 0, 0.0, False
-        k, nbytes, capped = fit_payload(np.cumsum(pool.size[free] + self.overhead), bytes_left)
+        k, nbytes, capped = fit_payload(np.cumsum(found.size + self.overhead), bytes_left)
         if k == 0:
             return [], 0, 0.0, capped
-        chosen = free[:k]
-        taken = pool.select(chosen)
-        rest = np.ones(len(pool), dtype=bool)
-        rest[chosen] = False
-        self.redelivered = deque([pool.select(rest)]) if k < len(pool) else deque()
+        taken = found if k == len(found) else found.select(slice(0, k))
+        groups = self._group_of[taken.ids]
+        self._groups.remove(groups)
         self.n_redelivered -= k
-        np.add.at(self._busy, self._group_of[taken.ids], 1)
-        busy = int(np.count_nonzero(self._busy))
+        busy = self._groups.hold(groups)
         if busy > self.groups_busy_max:
             self.groups_busy_max = busy
         self._visible(now, -float(k))
@@ -227,12 +219,12 @@ class FifoQueue(SqsQueue):
 
     def _delete(self, done: Messages, now: float, n: int, batch: Batch, held: int = 1) -> None:
         if held and n:
-            np.subtract.at(self._busy, self._group_of[done.ids], 1)
+            self._groups.release(self._group_of[done.ids])
         super()._delete(done, now, n, batch, held)
 
     def _reappear(self, messages: Messages, at: float | np.ndarray) -> None:
         if len(messages):
-            np.subtract.at(self._busy, self._group_of[messages.ids], 1)
+            self._groups.release(self._group_of[messages.ids])
         super()._reappear(messages, at)
 
     def finish(self, end: float) -> None:
