@@ -37,25 +37,6 @@ from esmsim.rng import Streams
 from esmsim.scenario.mappings import KafkaMapping, StreamMapping
 
 
-class _PollerSlots:
-    """The invoke step as a partition sees it: a batch holds its poller's slot while it is invoked."""
-
-    def __init__(self, inner: Invoker, pollers: KafkaPollers) -> None:
-        self.inner = inner
-        self.pollers = pollers
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def invoke(self, batch: Pending, give_up_at: float = math.inf) -> Generator[simpy.Event, Any, Invoked]:
-        """Invoke ``batch`` holding its partition's slot (taken at once: the lane checked it is free)."""
-        self.pollers.take(batch.shard)
-        try:
-            return (yield from self.inner.invoke(batch, give_up_at))
-        finally:
-            self.pollers.give(batch.shard)
-
-
 class KafkaMappingRuntime(StreamMappingRuntime):
     """One Kafka mapping during a run."""
 
@@ -84,13 +65,20 @@ class KafkaMappingRuntime(StreamMappingRuntime):
         self.pollers = KafkaPollers(env, partitions, min(max(first, low), high), levels)
         if spec.provisioned_pollers is not None:
             self.pollers.resize(self.pollers.count, 0.0, spec.kafka_scaling.pollers_per_epu, billed=True)
-        self.invoker = _PollerSlots(invoker, self.pollers)  # type: ignore[assignment]
         self._delays = streams.get("kafka_apply_delay", f"mappings[{index}]")
         interval = spec.kafka_scaling.evaluation_interval
         #: Bytes written per evaluation interval (by when the partition stored them).
         self._bytes_in = np.zeros(math.ceil(recorder.layout.duration_s / interval) + 2)
         self._interval = interval
         self._throttled_seen = 0
+
+    def _invoke(self, batch: Pending) -> Generator[simpy.Event, Any, Invoked]:
+        """Invoke ``batch`` holding its partition's poller slot (free: the lane checked before forming it)."""
+        self.pollers.take(batch.shard)
+        try:
+            return (yield from self.invoker.invoke(batch))
+        finally:
+            self.pollers.give(batch.shard)
 
     # ------------------------------------------------------------------ records arriving
     def _on_rows(self, log: ShardLog, start: int, stop: int) -> None:

@@ -31,7 +31,7 @@ import simpy
 from esmsim.dists import UniformSource
 from esmsim.events import Outcome, RecordState
 from esmsim.model.filtering import RecordFilter
-from esmsim.model.invoke import GAVE_UP, PAYLOAD_LIMIT_BYTES, Invoker, fit_payload
+from esmsim.model.invoke import GAVE_UP, PAYLOAD_LIMIT_BYTES, Invoked, Invoker, fit_payload
 from esmsim.model.stream_filtering import FilteredLanes, bisect_matching, first_failed_offset
 from esmsim.model.stream_lanes import Lane, ShardLanes, split_by_key
 from esmsim.model.stream_reader import EfoDelivery, ShardReader
@@ -627,9 +627,13 @@ class StreamMappingRuntime(FilteredLanes):
         fits, _, capped = fit_payload(np.cumsum(sizes), PAYLOAD_LIMIT_BYTES)
         return max(1, fits), capped
 
+    def _invoke(self, batch: Pending) -> Generator[simpy.Event, Any, Invoked]:
+        """The invoke step for one batch (a Kafka partition holds its poller's slot around it)."""
+        return self.invoker.invoke(batch)
+
     def _lane(self, lane: Lane[Pending]) -> Generator[simpy.Event, Any, None]:
         env = self.env
-        invoke = self.invoker.invoke
+        invoke = self._invoke
         while True:
             if lane.closed:
                 return
