@@ -99,7 +99,10 @@ def test_two_fields_with_one_name_keep_their_paths(tmp_path: Path) -> None:
     [
         ({"body": {"kind": [{"prefix": "ord"}]}}, "body.kind uses 'prefix', a content filter"),
         ({"body": {"size": [{"numeric": [">", 10]}]}}, "body.size uses 'numeric'"),
-        ([{"body": {"kind": ["a"]}}, {"body": {"kind": ["b"]}}], "2 patterns, any of which lets a record"),
+        (
+            [{"body": {"kind": ["a"]}}, {"body": {"kind": [{"prefix": "b"}]}}],
+            "Filters[1]: body.kind uses 'prefix'",
+        ),
         ({}, "an empty pattern"),
     ],
 )
@@ -113,6 +116,25 @@ def test_what_esmsim_cannot_draw_as_values_is_a_placeholder_share(
     assert line_of(text, "filter:").endswith(f"match_rate: {PLACEHOLDER_NOTE}")
     assert f"Read.FilterCriteria: {why}" in stderr
     assert "imported as mappings[0].filter.match_rate 0.5" in stderr
+
+
+def test_several_patterns_become_patterns_on_shared_attributes(tmp_path: Path) -> None:
+    # AWS ORs a mapping's filters; one field keeps one attribute name across them.
+    patterns = [{"body": {"kind": ["order"]}}, {"body": {"kind": ["refund"], "region": ["eu"]}}]
+    text, stderr = imported(
+        tmp_path, {"Queue": {"Type": "AWS::SQS::Queue"}, "Read": reads("Queue", patterns)}
+    )
+    data = yaml.safe_load(text)
+    assert data["mappings"][0]["filter"] == {
+        "patterns": [{"kind": ["order"]}, {"kind": ["refund"], "region": ["eu"]}]
+    }
+    attributes = data["sources"]["Queue"]["traffic"]["attributes"]
+    assert attributes == {
+        "kind": {"order": 0.25, "refund": 0.25, OTHER: 0.5},
+        "region": {"eu": 0.5, OTHER: 0.5},
+    }
+    assert "imported as mappings[0].filter.patterns on sources.Queue.traffic.attributes" in stderr
+    load_scenario(tmp_path / "scenario.yaml")
 
 
 def test_an_unreadable_pattern_is_listed_and_left_out(tmp_path: Path) -> None:

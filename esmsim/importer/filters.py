@@ -3,9 +3,10 @@
 AWS matches each record against JSON patterns; esmsim draws per record what a pattern would
 decide. A single pattern whose every field lists plain values (``{"body": {"kind": ["a", "b"]}}``)
 becomes ``filter.pattern`` on attributes of the source's traffic: one attribute per field, the
-listed values plus ``(other)``, with placeholder shares the user replaces by measured ones. What
-esmsim cannot draw as attribute values (content filters such as ``prefix`` or ``numeric``, several
-patterns OR-ed together) becomes a placeholder ``match_rate``, and the reason is listed.
+listed values plus ``(other)``, with placeholder shares the user replaces by measured ones; several
+such patterns (AWS ORs them) become ``filter.patterns``. What esmsim cannot draw as attribute values
+(content filters such as ``prefix`` or ``numeric``) becomes a placeholder ``match_rate``, and the
+reason is listed.
 """
 
 from __future__ import annotations
@@ -51,18 +52,17 @@ def read_filter_criteria(criteria: Any) -> ImportedFilter | str:
             return f"Filters[{i}].Pattern is not a JSON object"
         patterns.append(raw)
     rate = ImportedFilter({"match_rate": PLACEHOLDER_MATCH_RATE})
-    if len(patterns) > 1:
-        rate.why_rate = f"{len(patterns)} patterns, any of which lets a record through"
-        return rate
-    leaves: list[tuple[list[str], list[Any]]] = []
-    problem = _leaves(patterns[0], [], leaves)
-    if problem is not None:
-        rate.why_rate = problem
-        return rate
-    if not leaves:  # `{}` matches every record
-        rate.why_rate = "an empty pattern"
-        return rate
-    return _as_attributes(leaves)
+    every: list[list[tuple[list[str], list[Any]]]] = []  # per pattern, its (field path, values)
+    for i, pattern in enumerate(patterns):
+        leaves: list[tuple[list[str], list[Any]]] = []
+        problem = _leaves(pattern, [], leaves)
+        if problem is None and not leaves:  # `{}` matches every record
+            problem = "an empty pattern"
+        if problem is not None:
+            rate.why_rate = problem if len(patterns) == 1 else f"Filters[{i}]: {problem}"
+            return rate
+        every.append(leaves)
+    return _as_attributes(every)
 
 
 def _leaves(node: Any, path: list[str], out: list[tuple[list[str], list[Any]]]) -> str | None:
@@ -84,18 +84,28 @@ def _leaves(node: Any, path: list[str], out: list[tuple[list[str], list[Any]]]) 
     return None
 
 
-def _as_attributes(leaves: list[tuple[list[str], list[Any]]]) -> ImportedFilter:
+def _as_attributes(patterns: list[list[tuple[list[str], list[Any]]]]) -> ImportedFilter:
     """One attribute per field, named by its last meaningful step (the whole path if two clash)."""
-    steps = [[s for s in path if s not in _ENVELOPE] for path, _ in leaves]
+    paths = list(dict.fromkeys(tuple(path) for leaves in patterns for path, _ in leaves))
+    steps = [[s for s in path if s not in _ENVELOPE] for path in paths]
     steps = [s[:-1] if len(s) > 1 and s[-1] in _DYNAMODB_TYPES else s or ["field"] for s in steps]
     short = [s[-1] for s in steps]
-    names = [name if short.count(name) == 1 else "_".join(s) for name, s in zip(short, steps, strict=True)]
-    out = ImportedFilter({"pattern": {}})
-    for name, (path, values) in zip(names, leaves, strict=True):
-        listed = list(dict.fromkeys(_text(v) for v in values))
-        out.filter["pattern"][name] = listed
-        out.fields[name] = path
-        out.values[name] = listed
+    names = {
+        path: name if short.count(name) == 1 else "_".join(s)
+        for path, name, s in zip(paths, short, steps, strict=True)
+    }
+    out = ImportedFilter({})
+    written: list[dict[str, list[str]]] = []
+    for leaves in patterns:
+        pattern: dict[str, list[str]] = {}
+        for path, values in leaves:
+            name = names[tuple(path)]
+            listed = list(dict.fromkeys(_text(v) for v in values))
+            pattern[name] = listed
+            out.fields[name] = path
+            out.values[name] = list(dict.fromkeys([*out.values.get(name, []), *listed]))
+        written.append(pattern)
+    out.filter = {"pattern": written[0]} if len(written) == 1 else {"patterns": written}
     return out
 
 

@@ -384,7 +384,8 @@ class _Reader:
                     attributes[name] = list(dict.fromkeys([*attributes.get(name, []), *values]))
                 fields = ", ".join(f"{name} is {'.'.join(path)}" for name, path in read.fields.items())
                 self.out.notes.append(
-                    f"{rid}.FilterCriteria: imported as {at}.pattern on sources.{src}.traffic.attributes "
+                    f"{rid}.FilterCriteria: imported as {at}.{next(iter(read.filter))} on "
+                    f"sources.{src}.traffic.attributes "
                     f"({fields})"
                 )
         for src, attributes in listed.items():

@@ -67,22 +67,19 @@ class RecordFilter:
         self._rate: tuple[float, np.uint64] | None = None
         if spec.match_rate is not None:
             self._rate = (spec.match_rate, _salt(*run, "match_rate", mapping))
-        # Per attribute: the salt and the [low, high) intervals of the unit draw whose value matches.
-        self._terms: list[tuple[np.uint64, list[tuple[float, float]]]] = []
-        for name, wanted in (spec.pattern or {}).items():
-            edges, low = [], 0.0
-            for value, share in attributes[name].items():
-                if value in wanted:
-                    edges.append((low, low + share))
-                low += share
-            self._terms.append((_salt(*run, "attribute", name), edges))
-        self.match_probability = self._probability(attributes)
-
-    def _probability(self, attributes: Mapping[str, Mapping[str, float]]) -> float:
-        p = 1.0 if self.spec.match_rate is None else self.spec.match_rate
-        for name, wanted in (self.spec.pattern or {}).items():
-            p *= sum(share for value, share in attributes[name].items() if value in wanted)
-        return p
+        # Per pattern, per attribute: the salt and the [low, high) intervals of the unit draw whose
+        # value matches. An attribute's salt does not depend on the pattern: a record has one value.
+        self._patterns: list[list[tuple[np.uint64, list[tuple[float, float]]]]] = []
+        for _, pattern in spec.named_patterns():
+            terms = []
+            for name, wanted in pattern.items():
+                edges, low = [], 0.0
+                for value, share in attributes[name].items():
+                    if value in wanted:
+                        edges.append((low, low + share))
+                    low += share
+                terms.append((_salt(*run, "attribute", name), edges))
+            self._patterns.append(terms)
 
     def matches(self, keys: np.ndarray) -> np.ndarray:
         """A boolean per record key: True where the record matches the filter."""
@@ -90,13 +87,22 @@ class RecordFilter:
         if self._rate is not None:
             rate, salt = self._rate
             keep &= unit_draws(keys, salt) < rate
-        for salt, edges in self._terms:
-            u = unit_draws(keys, salt)
-            hit = np.zeros(len(keys), dtype=bool)
-            for low, high in edges:
-                hit |= (u >= low) & (u < high)
-            keep &= hit
-        return keep
+        if not self._patterns:
+            return keep
+        draws: dict[np.uint64, np.ndarray] = {}  # one draw per attribute, shared by the patterns
+        any_pattern = np.zeros(len(keys), dtype=bool)
+        for terms in self._patterns:
+            every_term = np.ones(len(keys), dtype=bool)
+            for salt, edges in terms:
+                if salt not in draws:
+                    draws[salt] = unit_draws(keys, salt)
+                u = draws[salt]
+                hit = np.zeros(len(keys), dtype=bool)
+                for low, high in edges:
+                    hit |= (u >= low) & (u < high)
+                every_term &= hit
+            any_pattern |= every_term
+        return keep & any_pattern
 
 
 def record_filter(

@@ -27,6 +27,7 @@ import numpy as np
 
 from esmsim.events import ThrottleReason
 from esmsim.observe.recorder import Observed
+from esmsim.scenario.filter_rules import match_share
 from esmsim.scenario.mappings import KafkaMapping, MqMapping, SqsMapping, StreamMapping
 from esmsim.scenario.scenario import Scenario
 from esmsim.scenario.sources import MQ_ENGINES
@@ -277,7 +278,5 @@ def _filter_note(scenario: Scenario, m: object) -> str:
         return ""
     traffic = getattr(scenario.sources.get(getattr(m, "source", "")), "traffic", None)
     attributes = {} if traffic is None else traffic.attributes
-    share = 1.0 if spec.match_rate is None else float(spec.match_rate)
-    for name, values in (spec.pattern or {}).items():
-        share *= sum(part for value, part in attributes.get(name, {}).items() if value in values)
+    share = match_share(spec, attributes)
     return f" (its filter passes about {share:.0%} of records: the limit applies to those)"

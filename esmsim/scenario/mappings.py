@@ -201,31 +201,65 @@ class ProvisionedPollers(Frozen):
         )
 
 
+#: AWS: filters per event source mapping (FilterCriteria.Filters): 5 by default, 10 with a quota
+#: increase; a record passes when any one matches.
+FILTERS_DEFAULT_QUOTA = 5
+FILTERS_MAX = 10
+
+#: One pattern: per attribute, the values that match.
+Pattern = dict[str, tuple[str, ...]]
+
+
 class EventFilter(Frozen):
     """A mapping's FilterCriteria: which records reach the function (docs/model.md §15).
 
-    AWS matches a JSON pattern against each record; esmsim draws, per record, what the pattern
+    AWS matches JSON patterns against each record; esmsim draws, per record, what the patterns
     would decide: a share of records that match (``match_rate``), or the values of traffic
-    attributes (``pattern``). Given both, a record must pass both.
+    attributes (``pattern``, or several ``patterns`` of which any may match). Given a rate and
+    patterns, a record must pass both.
     """
 
     match_rate: Number | None = Field(
         None, ge=0, le=1, description="Share of records that match (drawn per record, per mapping)."
     )
-    pattern: dict[str, tuple[str, ...]] | None = Field(
+    pattern: Pattern | None = Field(
         None,
         description="Records match when each named attribute of the source's `traffic.attributes` has "
         "one of the listed values (AND across attributes, OR within a list, as in an AWS pattern).",
     )
+    patterns: tuple[Pattern, ...] | None = Field(
+        None,
+        description="Several patterns, as AWS's Filters: a record matches when any one of them does "
+        f"(at most {FILTERS_MAX}; AWS's default quota is {FILTERS_DEFAULT_QUOTA} a mapping). Not with "
+        "`pattern`.",
+    )
 
     @model_validator(mode="after")
     def _something(self) -> EventFilter:
-        if self.match_rate is None and not self.pattern:
-            raise ValueError("give match_rate, pattern or both (a filter with neither matches everything)")
-        for name, values in (self.pattern or {}).items():
-            if not values:
-                raise ValueError(f"pattern.{name} lists no values (a record could never match)")
+        if self.pattern is not None and self.patterns is not None:
+            raise ValueError("give pattern (one) or patterns (several, any of which matches), not both")
+        if self.match_rate is None and not self.pattern and not self.patterns:
+            raise ValueError(
+                "give match_rate, pattern (or patterns) or both (a filter with neither matches everything)"
+            )
+        if self.patterns is not None and len(self.patterns) > FILTERS_MAX:
+            raise ValueError(
+                f"patterns lists {len(self.patterns)} (allowed: at most {FILTERS_MAX} filters a mapping, "
+                f"AWS's quota of {FILTERS_DEFAULT_QUOTA} raised)"
+            )
+        for where, pattern in self.named_patterns():
+            if not pattern:
+                raise ValueError(f"{where} names no attribute (it would match every record)")
+            for name, values in pattern.items():
+                if not values:
+                    raise ValueError(f"{where}.{name} lists no values (a record could never match)")
         return self
+
+    def named_patterns(self) -> list[tuple[str, Pattern]]:
+        """Each pattern with where it is written (``pattern``, ``patterns[1]``); a record matches any."""
+        if self.pattern is not None:
+            return [("pattern", self.pattern)]
+        return [(f"patterns[{i}]", p) for i, p in enumerate(self.patterns or ())]
 
 
 class _MappingBase(Frozen):
