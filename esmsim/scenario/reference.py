@@ -22,6 +22,7 @@ from esmsim.scenario.live import LiveChange
 from esmsim.scenario.mappings import (
     Destination,
     ErrorBackoff,
+    EventFilter,
     KafkaDestination,
     KafkaMapping,
     KafkaProvisionedPollers,
@@ -144,6 +145,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("`mappings[i].on_failure` (Kafka)", KafkaDestination),
     ("`mappings[i]` (Amazon MQ)", MqMapping),
     ("`mappings[i].on_failure` (streams)", Destination),
+    ("`mappings[i].filter`", EventFilter),
     ("`mappings[i].throttle_retry`", ThrottleRetry),
     ("`triggers[i]`", Trigger),
     ("`changes[i]`", LiveChange),
