@@ -163,7 +163,26 @@ def check(
 
 
 def estimate(scenario: Scenario, *, trace: bool = False) -> Estimate:
-    """Records, invocations, SimPy events, peak memory and wall time of one run of ``scenario``."""
+    """Records, invocations, SimPy events, peak memory and wall time of one run of ``scenario``.
+
+    With live changes, each stage of the system is sized as if it held for the whole run, and each
+    figure is the largest of them: an upper bound (a change that raises the traffic tenfold at the
+    run's end counts as if it held throughout).
+    """
+    sized = [_estimate_stage(scenario, trace)]
+    sized += [_estimate_stage(stage, trace) for _, stage in scenario.stages]
+    return Estimate(
+        records=max(e.records for e in sized),
+        invocations=max(e.invocations for e in sized),
+        events=max(e.events for e in sized),
+        peak_memory=max(e.peak_memory for e in sized),
+        wall_time_s=max(e.wall_time_s for e in sized),
+        event_bound=tuple(dict.fromkeys(b for e in sized for b in e.event_bound)),
+    )
+
+
+def _estimate_stage(scenario: Scenario, trace: bool) -> Estimate:
+    """:func:`estimate` of a system that holds for the whole run (its live changes left aside)."""
     duration = scenario.duration
     records = 0.0
     invocations = 0.0

@@ -129,6 +129,27 @@ def test_python_api_refuses_unless_forced() -> None:
         esmsim.sweep(SWEEP, executor="serial", max_memory=1024)
 
 
+def test_a_live_change_that_raises_the_traffic_is_sized_as_if_it_held_throughout() -> None:
+    # 10/s for the first 5 minutes, then 1e9/s: a run that would exhaust the machine only after its
+    # change is refused before it starts, not with a MemoryError 5 simulated minutes in.
+    steady = esmsim.load_scenario(
+        ORDERS, overrides=["duration=10m", "sources.orders-queue.traffic.rate=10/s"]
+    )
+    raised = steady.model_validate(
+        {**steady.data(), "changes": [{"at": "5m", "set": {"sources.orders-queue.traffic.rate": "1e9/s"}}]}
+    )
+    after = raised.stages[0][1]
+    assert estimate(raised).records == estimate(after).records > 1000 * estimate(steady).records
+    assert estimate(raised).peak_memory == estimate(after).peak_memory
+    assert refusal(estimate(raised), max_memory=4 * 2**30) is not None
+    assert refusal(estimate(steady), max_memory=4 * 2**30) is None
+    # A change that lowers it leaves the estimate at the larger first stage's.
+    lowered = steady.model_validate(
+        {**steady.data(), "changes": [{"at": "5m", "set": {"sources.orders-queue.traffic.rate": "1/s"}}]}
+    )
+    assert estimate(lowered).records == estimate(steady).records
+
+
 def test_bundled_scenarios_are_not_refused() -> None:
     for path in sorted((ROOT / "scenarios").glob("*.yaml")):
         scenario = esmsim.load_scenario(path)
