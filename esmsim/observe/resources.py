@@ -32,6 +32,28 @@ def _filtered(observed: Observed, mapping: int, source: str) -> int:
     )
 
 
+def _highest(limits: list[int | None]) -> int | None:
+    """The highest of a cap's values over the run's stages (None, no cap, if any stage had none)."""
+    return None if any(v is None for v in limits) else max(v for v in limits if v is not None)
+
+
+def _stages(scenario: Scenario) -> list[Scenario]:
+    """The system as it starts and after each live change."""
+    return [scenario, *(stage for _, stage in scenario.stages)]
+
+
+def _mapping_limit(s: Scenario, i: int) -> int | None:
+    """Most concurrent invocations mapping ``i`` of system ``s`` may run (its own cap; None: none)."""
+    m = s.mappings[i]
+    if isinstance(m, StreamMapping):
+        return s.sources[m.source].shards * m.parallelization_factor  # type: ignore[union-attr]
+    if isinstance(m, MqMapping):
+        return m.consumers or MQ_ENGINES[getattr(s.sources[m.source], "engine", "activemq")]
+    if m.provisioned_pollers is not None:  # provisioned mode: the maximum event pollers' invokes
+        return m.provisioned_pollers.maximum * m.provisioned_pollers.invokes_per_poller
+    return m.maximum_concurrency
+
+
 def resources(scenario: Scenario, observed: Observed) -> pd.DataFrame:
     """One row per function, mapping, trigger and shard."""
     rows: list[dict[str, Any]] = []
@@ -61,14 +83,13 @@ def resources(scenario: Scenario, observed: Observed) -> pd.DataFrame:
 
     for f, name in enumerate(layout.functions):
         feeding = [i for i, fn in enumerate(layout.mapping_function) if fn == f]
-        spec = scenario.functions[name]
         rows.append(
             usage(
                 "function",
                 name,
                 observed.function_totals,
                 f,
-                spec.reserved_concurrency,
+                _highest([s.functions[name].reserved_concurrency for s in _stages(scenario)]),
                 observed.concurrency_by_function[f],
                 feeding,
             )
@@ -93,9 +114,10 @@ def resources(scenario: Scenario, observed: Observed) -> pd.DataFrame:
             rows.append(row)
             continue
         m = scenario.mappings[i]
+        # The highest cap the run had: live changes may raise a mapping's (docs/model.md §14).
+        limit = _highest([_mapping_limit(s, i) for s in _stages(scenario)])
         if isinstance(m, MqMapping):  # its consumers: the cap whatever the function's concurrency
-            broker = scenario.sources[m.source]
-            consumers = m.consumers or MQ_ENGINES[getattr(broker, "engine", "activemq")]
+            consumers = limit
             totals, level = observed.mapping_totals, observed.concurrency_by_mapping[i]
             row = usage("mapping", label, totals, i, consumers, level, [i])
             row["consumers"] = consumers
@@ -103,12 +125,6 @@ def resources(scenario: Scenario, observed: Observed) -> pd.DataFrame:
             row["records_filtered"] = _filtered(observed, i, m.source)
             rows.append(row)
             continue
-        if isinstance(m, StreamMapping):
-            limit: int | None = scenario.sources[m.source].shards * m.parallelization_factor  # type: ignore[union-attr]
-        elif m.provisioned_pollers is not None:  # provisioned mode: the maximum event pollers' invokes
-            limit = m.provisioned_pollers.maximum * m.provisioned_pollers.invokes_per_poller
-        else:
-            limit = m.maximum_concurrency
         queue = scenario.sources[m.source]
         fifo_groups = None
         if not isinstance(m, StreamMapping) and getattr(queue, "fifo", False):
