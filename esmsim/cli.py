@@ -457,8 +457,13 @@ def iam(scenario_file: str, overrides: tuple[str, ...]) -> None:
     type=click.Path(dir_okay=False),
     help="The scenario file to write (YAML).",
 )
+@click.option(
+    "--lint",
+    is_flag=True,
+    help="Also check the template with cfn-lint and print its findings (the import goes on).",
+)
 @_user_errors
-def import_(template: str, out_file: str) -> None:
+def import_(template: str, out_file: str, lint: bool) -> None:
     """Turn a CloudFormation or SAM template into a scenario file.
 
     Functions, queues, streams, tables' streams, topics and their subscriptions, bucket
@@ -468,6 +473,11 @@ def import_(template: str, out_file: str) -> None:
     """
     from esmsim.importer import write_scenario
 
+    if lint:
+        from esmsim.importer.lint import lint_lines
+
+        for line in lint_lines(Path(template)):
+            click.echo(line, err=True)
     imported = write_scenario(Path(template), Path(out_file))
     for note in imported.notes:
         click.echo(f"{template}: note: {printable(note)}", err=True)

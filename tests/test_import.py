@@ -168,8 +168,87 @@ def test_a_template_aws_would_reject_is_reported_like_any_scenario(tmp_path: Pat
     path = tmp_path / "t.yaml"
     path.write_text(yaml.safe_dump(template), encoding="utf-8")
     result = CliRunner().invoke(main, ["import", str(path), "--out", str(tmp_path / "s.yaml")])
+    # Located at the template's line of the mapping's resource.
+    line = path.read_text(encoding="utf-8").splitlines().index("  Read:") + 1
     assert_bad(
         result,
-        "mappings[0]: function 'Fn' timeout 120 s exceeds the visibility timeout of queue 'Queue' (30 s): "
-        "AWS rejects this mapping",
+        f"{path}:{line}: mappings[0]: function 'Fn' timeout 120 s exceeds the visibility timeout of queue "
+        "'Queue' (30 s): AWS rejects this mapping",
     )
+
+
+def test_a_bad_value_points_at_the_templates_line(tmp_path: Path) -> None:
+    template = """\
+Resources:
+  Fn:
+    Type: AWS::Lambda::Function
+    Properties:
+      MemorySize: 20
+  Queue:
+    Type: AWS::SQS::Queue
+  Read:
+    Type: AWS::Lambda::EventSourceMapping
+    Properties:
+      EventSourceArn: !GetAtt Queue.Arn
+      FunctionName: !Ref Fn
+      BatchSize: 20000
+"""
+    path = tmp_path / "t.yaml"
+    path.write_text(template, encoding="utf-8")
+    result = CliRunner().invoke(main, ["import", str(path), "--out", str(tmp_path / "s.yaml")])
+    assert_bad(
+        result,
+        f"{path}:5: functions.Fn.MemorySize: 20 is below the minimum 128",
+        f"{path}:13: mappings[0].BatchSize: 20000 is above the maximum 10000",
+    )
+
+
+def test_a_sam_events_bad_value_points_at_its_function(tmp_path: Path) -> None:
+    # SAM makes the mapping (FnOrders); its line is the SAM function's it came from.
+    template = """\
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  Queue:
+    Type: AWS::SQS::Queue
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      Handler: app.handler
+      Runtime: python3.12
+      CodeUri: src/
+      Events:
+        Orders:
+          Type: SQS
+          Properties: {Queue: !GetAtt Queue.Arn, BatchSize: 20000}
+"""
+    path = tmp_path / "sam.yaml"
+    path.write_text(template, encoding="utf-8")
+    result = CliRunner().invoke(main, ["import", str(path), "--out", str(tmp_path / "s.yaml")])
+    assert_bad(result, f"{path}:5: mappings[0].BatchSize: 20000 is above the maximum 10000")
+
+
+def test_lint_prints_cfn_lints_findings_and_the_import_goes_on(tmp_path: Path) -> None:
+    template = """\
+Resources:
+  Fn:
+    Type: AWS::Lambda::Function
+    Properties: {Timeout: 10}
+  Queue:
+    Type: AWS::SQS::Queue
+    Properties: {VisibilityTimeout: 60, Colour: blue}
+  Read:
+    Type: AWS::Lambda::EventSourceMapping
+    Properties: {EventSourceArn: !GetAtt Queue.Arn, FunctionName: !Ref Fn}
+"""
+    path = tmp_path / "t.yaml"
+    path.write_text(template, encoding="utf-8")
+    out = tmp_path / "s.yaml"
+    result = CliRunner().invoke(main, ["import", str(path), "--out", str(out), "--lint"])
+    assert result.exit_code == 0, result.output
+    lint = [line for line in result.stderr.splitlines() if ": lint " in line]
+    # cfn-lint knows the whole resource specification: an unknown queue property is its finding.
+    assert (
+        f"{path}:7: lint error E3002: Additional properties are not allowed ('Colour' was unexpected)" in lint
+    )
+    assert out.exists()
+    assert result.stdout.startswith(f"wrote {out}")

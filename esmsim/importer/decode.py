@@ -17,6 +17,14 @@ def decode(path: Path) -> dict[str, Any]:
     Raises:
         RunError: The libraries are missing, or the template does not decode or translate.
     """
+    return decode_with_lines(path)[0]
+
+
+def decode_with_lines(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
+    """:func:`decode`, and the line (1-based) of each resource (``Rid``) and property (``Rid.Key``).
+
+    The lines are the template's as written: resources SAM generates have none.
+    """
     try:
         from cfnlint.decode import decode as cfn_decode
     except ImportError:  # pragma: no cover - the extra is installed wherever tests run
@@ -27,12 +35,31 @@ def decode(path: Path) -> dict[str, Any]:
         where = f"{path}:{first.linenumber}" if first is not None else str(path)
         message = first.message if first is not None else "not a template"
         raise RunError(f"{where}: {message}")
+    lines = _lines(template)
     data: dict[str, Any] = json.loads(json.dumps(template))  # plain dicts, no line-number nodes
     if "AWS::Serverless-2016-10-31" in _transforms(data):
         data = _expand_sam(data, path)
     if not isinstance(data.get("Resources"), dict):
         raise RunError(f"{path}: a template needs a Resources section")
-    return data
+    return data, lines
+
+
+def _lines(template: Any) -> dict[str, int]:
+    """Lines of the decoded template's resources and their properties (cfn-lint's node marks)."""
+    found: dict[str, int] = {}
+    resources = template.get("Resources") if isinstance(template, dict) else None
+    if not isinstance(resources, dict):
+        return found
+    for rid, resource in resources.items():
+        mark = getattr(rid, "start_mark", None)
+        if mark is not None:
+            found[str(rid)] = mark.line + 1
+        props = resource.get("Properties") if isinstance(resource, dict) else None
+        for key in props if isinstance(props, dict) else ():
+            mark = getattr(key, "start_mark", None)
+            if mark is not None:
+                found[f"{rid}.{key}"] = mark.line + 1
+    return found
 
 
 def _transforms(data: dict[str, Any]) -> list[str]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from esmsim.importer.decode import decode
+from esmsim.importer.decode import decode_with_lines
 from esmsim.importer.filters import ImportedFilter, placeholder_shares, read_filter_criteria
 
 #: What a template cannot say, written into the scenario for the user to replace.
@@ -57,6 +57,10 @@ class Imported:
     skipped: list[str] = field(default_factory=list)  # resources or settings not imported, and why
     notes: list[str] = field(default_factory=list)  # things the template does that AWS would reject
     placeholders: list[str] = field(default_factory=list)  # keys holding placeholders
+    #: The template's line of each resource (``Rid``) and property (``Rid.Key``), as written.
+    lines: dict[str, int] = field(default_factory=dict)
+    #: The resource each mapping came from (``mappings[0]`` -> its logical ID).
+    origins: dict[str, str] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------------ references
@@ -143,7 +147,10 @@ WIRING_TYPES = {
 
 def import_template(path: Path) -> Imported:
     """Read a template into scenario data (not validated: :func:`write_scenario` validates it)."""
-    return _Reader(decode(path), path).read()
+    data, lines = decode_with_lines(path)
+    imported = _Reader(data, path).read()
+    imported.lines = lines
+    return imported
 
 
 class _Reader:
@@ -345,6 +352,7 @@ class _Reader:
                     self.out.skipped.append(
                         f"{rid}.DestinationConfig: cannot tell what {json.dumps(destination)} is"
                     )
+            self.out.origins[f"mappings[{len(self.mappings)}]"] = rid
             self.mappings.append(mapping)
 
     def _filter(self, rid: str, mapping: dict[str, Any], criteria: Any) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from esmsim.errors import Issue, ScenarioError
 from esmsim.importer.reader import Imported, import_template
 
 #: The comment that marks them in the written file.
@@ -61,6 +62,34 @@ def _key_lines(node: yaml.Node, path: str, out: dict[str, int]) -> None:
             _key_lines(value, inner, out)
 
 
+def located(issue: Issue, imported: Imported, template: Path) -> Issue:
+    """``issue`` (at a key of the imported scenario) pinned to the template's line it came from.
+
+    A function or source is named by its resource's logical ID, a mapping by the resource recorded
+    for it, a trigger by its source; a resource SAM generated points at the SAM resource it came
+    from (the longest logical ID of the template it starts with). The key's own property line when
+    the template wrote it, else the resource's line, else the file alone.
+    """
+    path = issue.path
+    rid: str | None = None
+    if len(path) >= 2 and path[0] in ("functions", "sources"):
+        rid = str(path[1])
+    elif len(path) >= 2 and path[0] == "mappings":
+        rid = imported.origins.get(f"mappings[{path[1]}]")
+    elif len(path) >= 2 and path[0] == "triggers" and isinstance(path[1], int):
+        triggers = imported.data.get("triggers", [])
+        rid = triggers[path[1]]["source"] if path[1] < len(triggers) else None
+    lines = imported.lines
+    if rid is not None and rid not in lines:
+        written = [r for r in lines if "." not in r and rid.startswith(r)]
+        rid = max(written, key=len) if written else None
+    line = None
+    if rid is not None:
+        prop = f"{rid}.{path[2]}" if len(path) > 2 and isinstance(path[2], str) else None
+        line = lines.get(prop, lines.get(rid)) if prop is not None else lines.get(rid)
+    return issue.located(str(template), line)
+
+
 def write_scenario(template: Path, out: Path) -> Imported:
     """Import ``template``, check the scenario validates, and write it to ``out`` atomically.
 
@@ -73,7 +102,10 @@ def write_scenario(template: Path, out: Path) -> Imported:
     from esmsim.scenario.scenario import validate_scenario
 
     imported = import_template(template)
-    validate_scenario(imported.data)
+    try:
+        validate_scenario(imported.data)
+    except ScenarioError as error:  # the template's own mistake: point at its lines
+        raise ScenarioError([located(issue, imported, template) for issue in error.issues]) from None
     with atomic_write(out) as handle:
         handle.write(render(imported, template))
     return imported
