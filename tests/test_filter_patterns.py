@@ -166,3 +166,41 @@ def test_more_than_five_patterns_warn_of_the_quota(tmp_path: Path) -> None:
         "warning: mappings[0].filter.patterns: 6 filters: AWS allows 5 a mapping unless the account's "
         "quota is raised (Service Quotas, up to 10)"
     ) in result.stderr
+
+
+def test_filtered_messages_expire_like_the_others_while_nobody_receives() -> None:
+    # The mapping is disabled until t=100 (enabled once the update takes effect) and the queue
+    # keeps messages 60 s: every message sent 60 s or more before that, matching or not, expires
+    # 60 s after it was sent; a non-matching one sent later is received and deleted (filtered) by
+    # the mapping's first receives, not while it was disabled; at the end (t=200) none waits.
+    s = Scenario.model_validate(
+        {
+            "name": "expiry",
+            "duration": 200,
+            "seed": 2,
+            "functions": {"f": {"timeout": 10, "duration": "50ms", "cold_start": "0s"}},
+            "sources": {
+                "q": {
+                    "type": "sqs",
+                    "retention": 60,
+                    "traffic": {"rate": "1/s", "pattern": "constant", "attributes": ATTRIBUTES},
+                }
+            },
+            "mappings": [
+                {"source": "q", "function": "f", "enabled": False, "filter": {"pattern": {"kind": ["a"]}}}
+            ],
+            "changes": [{"at": 100, "set": {"mappings[0].enabled": True}}],
+        }
+    )
+    enabled_at = s.stages[0][0]  # 100 s plus the update's delay
+    result = simulate(s, trace=True)
+    rec = result.records
+    states = rec["state"].astype(str).to_numpy()
+    expired = rec[states == "expired"]
+    assert len(expired) == math.floor(enabled_at - 60)  # sent at t = 1, 2, ... up to enabled_at - 60
+    np.testing.assert_allclose(expired["done_s"], expired["sent_s"] + 60)
+    filtered = rec[states == "filtered"]
+    assert (filtered["done_s"] >= enabled_at).all()  # nobody received them while it was disabled
+    assert {"filtered", "succeeded"} <= set(states)
+    assert "waiting" not in set(states)
+    assert_conserved(result)

@@ -51,6 +51,12 @@ class FilteredPart(Protocol):
     def oldest_sent_at(self, now: float) -> float:
         """The oldest non-matching message waiting and visible at ``now`` (``inf``: none)."""
 
+    def pause(self, now: float) -> None:
+        """The mapping is disabled at ``now``: nobody receives, so nothing leaves as filtered."""
+
+    def resume(self, now: float) -> None:
+        """The mapping is enabled again at ``now``: its receives take the waiting ones from then."""
+
 
 #: Messages per DeleteMessageBatch / ReceiveMessage call.
 SQS_BATCH_API_MAX = 10

@@ -12,6 +12,8 @@ on its own arrival when the pollers have already taken every matching message be
 waiting for more, so a receive returns it at once). It then counts as received and deleted
 (NumberOfMessagesReceived, NumberOfMessagesDeleted, the ReceiveMessage and DeleteMessageBatch
 requests billed for it) and ends FILTERED; retention removes it first if it is older than that.
+While the mapping is disabled nobody receives: filtered messages wait (and expire at their
+retention), and those the head has passed leave with the first receives once it is enabled again.
 
 The key a filter hashes is the message's number in sending order within the queue (stable across
 its receives); the records table names a filtered message ``FILTERED_ID_BASE`` plus that number,
@@ -74,6 +76,8 @@ class FilteredMessages:
         self.rows = RecordFifo(columns)
         self._posted = 0  # rows whose arrival is posted to the visible level
         self.n_filtered = 0
+        self._paused = False  # the mapping is disabled: nothing is received
+        self._floor = -math.inf  # no filtered message leaves before this (the last enable)
 
     # ------------------------------------------------------------------ arriving
     def split(self, block: dict[str, np.ndarray], top: int) -> np.ndarray | None:
@@ -120,6 +124,16 @@ class FilteredMessages:
         return keep
 
     # ------------------------------------------------------------------ leaving
+    def pause(self, now: float) -> None:
+        """The mapping is disabled at ``now``: what the pollers passed by then leaves; the rest waits."""
+        self._leave(now, self.queue.head, None)
+        self._paused = True
+
+    def resume(self, now: float) -> None:
+        """The mapping is enabled at ``now``: what the head passed meanwhile leaves with its receives."""
+        self._paused = False
+        self._floor = now
+
     def advance(self, now: float, old_head: int, new_head: int) -> None:
         """The queue's head moved from ``old_head`` to ``new_head`` at ``now``: pass what it passed."""
         self._leave(now, old_head, None)
@@ -143,6 +157,17 @@ class FilteredMessages:
         start, top = rows.low, rows.top
         if start >= top:
             return
+        if self._paused:  # nobody receives: only retention takes them (rows are in sending order)
+            retention = self.queue.retention_s
+            k = int(rows.search("sent_at", now - retention, "right", start=start)) - start
+            while k and rows.at("sent_at", start + k - 1) + retention > now:  # exactly as the queue
+                k -= 1
+            if k:
+                self._post_arrivals(start + k)
+                sent, expiry, ids, draw = self._columns(start, start + k)
+                self._expire(sent, expiry, ids, draw, np.ones(k, dtype=bool))
+                rows.drop_before(start + k)
+            return
         anchor = rows.column("anchor", start, top)
         if anchor[0] > head:
             return
@@ -151,7 +176,7 @@ class FilteredMessages:
         if k == 0:
             return
         stop = start + k
-        at = visible[:k].copy() if passed_at is None else np.full(k, passed_at)
+        at = np.maximum(visible[:k], self._floor) if passed_at is None else np.full(k, passed_at)
         self._post_arrivals(stop)
         self._end(start, stop, at, own_receives=passed_at is None)
         rows.drop_before(stop)
@@ -163,25 +188,11 @@ class FilteredMessages:
         took a matching message (which is counted already).
         """
         queue = self.queue
-        rows = self.rows
-        sent = rows.column("sent_at", start, stop)
-        expiry = sent + queue.retention_s
+        sent, expiry, ids, draw = self._columns(start, stop)
         expired = expiry <= at
-        ids = FILTERED_ID_BASE + rows.column("key", start, stop)
-        draw = rows.column("draw", start, stop) if queue.draws else None
         outcomes = queue.outcomes
         if expired.any():
-            gone = np.flatnonzero(expired)
-            detail = {"receives": 0, "poison_draw": None if draw is None else draw[gone]}
-            outcomes.ended(
-                queue.consumer,
-                sent[gone],
-                expiry[gone],
-                RecordState.EXPIRED,
-                ids=ids[gone],
-                detail=detail if outcomes.tracing else None,
-            )
-            queue._visible(expiry[gone], -1.0)
+            self._expire(sent, expiry, ids, draw, expired)
             keep = ~expired
             sent, at, ids = sent[keep], at[keep], ids[keep]
             draw = None if draw is None else draw[keep]
@@ -240,31 +251,43 @@ class FilteredMessages:
             return
         self._post_arrivals(rows.search("visible_at", end, "right", start=max(self._posted, start)))
         queue = self.queue
-        sent = rows.column("sent_at", start, top)
-        expiry = sent + queue.retention_s
+        sent, expiry, ids, draw = self._columns(start, top)
         gone = expiry <= end
-        ids = FILTERED_ID_BASE + rows.column("key", start, top)
-        draw = rows.column("draw", start, top) if queue.draws else None
-        outcomes = queue.outcomes
-
-        def detail(mask: np.ndarray) -> dict[str, object] | None:
-            if not outcomes.tracing:
-                return None
-            return {"receives": 0, "poison_draw": None if draw is None else draw[mask]}
-
         if gone.any():
-            outcomes.ended(
-                queue.consumer,
-                sent[gone],
-                expiry[gone],
-                RecordState.EXPIRED,
-                ids=ids[gone],
-                detail=detail(gone),
-            )
-            queue._visible(expiry[gone], -1.0)
+            self._expire(sent, expiry, ids, draw, gone)
         waiting = ~gone
         if waiting.any():
-            outcomes.census(
-                queue.consumer, sent[waiting], RecordState.WAITING, ids=ids[waiting], detail=detail(waiting)
+            detail = {"receives": 0, "poison_draw": None if draw is None else draw[waiting]}
+            queue.outcomes.census(
+                queue.consumer,
+                sent[waiting],
+                RecordState.WAITING,
+                ids=ids[waiting],
+                detail=detail if queue.outcomes.tracing else None,
             )
         rows.drop_before(top)
+
+    def _columns(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """Rows ``[start, stop)``: sent times, expiry times, record ids and poison draws (if kept)."""
+        rows = self.rows
+        sent = rows.column("sent_at", start, stop)
+        ids = FILTERED_ID_BASE + rows.column("key", start, stop)
+        draw = rows.column("draw", start, stop) if self.queue.draws else None
+        return sent, sent + self.queue.retention_s, ids, draw
+
+    def _expire(
+        self, sent: np.ndarray, expiry: np.ndarray, ids: np.ndarray, draw: np.ndarray | None, gone: np.ndarray
+    ) -> None:
+        """The rows ``gone`` marks expired in the queue before a receive took them: EXPIRED."""
+        queue = self.queue
+        outcomes = queue.outcomes
+        detail = {"receives": 0, "poison_draw": None if draw is None else draw[gone]}
+        outcomes.ended(
+            queue.consumer,
+            sent[gone],
+            expiry[gone],
+            RecordState.EXPIRED,
+            ids=ids[gone],
+            detail=detail if outcomes.tracing else None,
+        )
+        queue._visible(expiry[gone], -1.0)

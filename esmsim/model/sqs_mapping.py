@@ -111,6 +111,8 @@ class SqsMappingRuntime:
     def start(self) -> None:
         """Start the initial pollers and the scaler."""
         if not self.enabled:
+            if self.queue.filtered is not None:
+                self.queue.filtered.pause(0.0)
             return
         self._spawn(self.allowed, 0.0)
         self._scaling_started = True
@@ -142,6 +144,9 @@ class SqsMappingRuntime:
             # change: they stop, and the scaler's next tick starts new ones with the new settings
             # (busy ones keep theirs for the batch in hand).
             self.receivers.retire_idle(self, self.running, now)
+        filtered = self.queue.filtered
+        if filtered is not None and spec.enabled != self.enabled:
+            (filtered.resume if spec.enabled else filtered.pause)(now)
         if spec.enabled and not self.enabled:
             self.enabled = True
             initial = float(min(self.scaling.initial, self.scaling.ceiling))

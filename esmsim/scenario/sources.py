@@ -123,6 +123,21 @@ def _kms_key() -> Any:
     )
 
 
+def _owner() -> Any:
+    return Field(
+        None, description="Name of the account under `accounts` that owns it (default: the only one)."
+    )
+
+
+def _read_grants() -> Any:
+    return Field(
+        None,
+        description="Accounts (names under `accounts`) whose functions the source's resource policy lets "
+        "read it (a queue policy, a Kinesis stream policy). Null: not stated; a reader in another account "
+        "then gets a warning naming the policy it needs (`esmsim iam` prints it).",
+    )
+
+
 def _checked_key(value: str | None) -> str | None:
     if value is not None:
         parse_kms_key(value)  # raises ValueError with the forms a key may take
@@ -196,15 +211,8 @@ class SqsSource(Frozen):
         "about 120,000 for a standard queue. A receive at the limit returns nothing.",
     )
     traffic: SqsTraffic = Field(default_factory=SqsTraffic, description="What producers send.")
-    account: str | None = Field(
-        None, description="Name of the account under `accounts` that owns it (default: the only one)."
-    )
-    read_grants: tuple[str, ...] | None = Field(
-        None,
-        description="Accounts (names under `accounts`) whose functions the source's resource policy lets "
-        "read it (a queue policy, a Kinesis stream policy). Null: not stated; a reader in another account "
-        "then gets a warning naming the policy it needs (`esmsim iam` prints it).",
-    )
+    account: str | None = _owner()
+    read_grants: tuple[str, ...] | None = _read_grants()
     encryption: Encryption = Field(
         "managed",
         description="At rest: `managed` is SSE-SQS, SQS-owned keys (AWS's default for new queues; no "
@@ -277,9 +285,7 @@ class MqSource(Frozen):
         4 / 3, ge=1, description="Payload bytes per message byte in the event (Lambda base64-encodes data)."
     )
     traffic: Traffic = Field(default_factory=Traffic, description="What producers send.")
-    account: str | None = Field(
-        None, description="Name of the account under `accounts` that owns it (default: the only one)."
-    )
+    account: str | None = _owner()
 
     @property
     def redeliveries(self) -> int:
@@ -326,15 +332,8 @@ class _StreamSource(Frozen):
         4 / 3, ge=1, description="Payload bytes per record byte in the event (Kinesis base64-encodes data)."
     )
     traffic: StreamTraffic = Field(default_factory=StreamTraffic, description="What producers write.")
-    account: str | None = Field(
-        None, description="Name of the account under `accounts` that owns it (default: the only one)."
-    )
-    read_grants: tuple[str, ...] | None = Field(
-        None,
-        description="Accounts (names under `accounts`) whose functions the source's resource policy lets "
-        "read it (a queue policy, a Kinesis stream policy). Null: not stated; a reader in another account "
-        "then gets a warning naming the policy it needs (`esmsim iam` prints it).",
-    )
+    account: str | None = _owner()
+    read_grants: tuple[str, ...] | None = _read_grants()
     encryption: Encryption = Field(
         "none",
         description="Server-side encryption: `managed` uses the AWS managed key aws/kinesis (no "
@@ -479,9 +478,7 @@ class KafkaSource(Frozen):
         4 / 3, ge=1, description="Payload bytes per record byte in the event (Lambda base64-encodes values)."
     )
     traffic: StreamTraffic = Field(default_factory=StreamTraffic, description="What producers write.")
-    account: str | None = Field(
-        None, description="Name of the account under `accounts` that owns it (default: the only one)."
-    )
+    account: str | None = _owner()
     encryption: Encryption = Field(
         "managed",
         description="At rest: `managed` (MSK's AWS managed key, no permission needed), `kms` with "
@@ -526,9 +523,7 @@ class _PushSource(Frozen):
     """What S3, SNS and EventBridge share: they push events; Lambda invokes asynchronously (triggers)."""
 
     traffic: Traffic = Field(default_factory=Traffic, description="Events the service emits.")
-    account: str | None = Field(
-        None, description="Name of the account under `accounts` that owns it (default: the only one)."
-    )
+    account: str | None = _owner()
 
 
 def _handoff_failure_rate() -> Any:
