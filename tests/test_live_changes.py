@@ -38,8 +38,9 @@ def test_a_mapping_disabled_from_minute_10_to_20_stops_backs_up_and_drains() -> 
     result = traced(s)
     starts = result.invocations["start_s"].to_numpy()
     delay = s.update_delay
-    # Nothing starts while it is disabled (after the batches in progress at the change).
-    assert not ((starts > 600 + delay + 1) & (starts < 1200 + delay)).any()
+    # Nothing starts while it is disabled: batches in hand at the change finish, and a receive
+    # call still in progress then is not acted on.
+    assert not ((starts > 600 + delay) & (starts < 1200 + delay)).any()
     assert (starts > 1200 + delay).any()
     visible = result.timeseries["ApproximateNumberOfMessagesVisible"].to_numpy()
     assert np.all(np.diff(visible[11:19]) > 0)  # the backlog grows, minute after minute
@@ -50,6 +51,38 @@ def test_a_mapping_disabled_from_minute_10_to_20_stops_backs_up_and_drains() -> 
         10 / 30, abs=0.04
     )
     assert [c["effective_s"] for c in result.changes()] == [600 + delay, 1200 + delay]
+
+
+@pytest.mark.parametrize("window", [0, 5])
+def test_a_disabled_mappings_waiting_pollers_stop_at_once(window: int) -> None:
+    # A message every 10 s: at the change every poller waits in a long poll, one of them armed
+    # to wake at the next arrival (no window), or holds messages in a 5 s window. None of them
+    # may take a message while the mapping is disabled; a window closes at once with what it holds.
+    s = Scenario.model_validate(
+        {
+            "duration": "10m",
+            "functions": {"f": {"duration": "100ms", "cold_start": "0s"}},
+            "sources": {"q": {"type": "sqs", "traffic": {"rate": "0.1/s", "pattern": "constant"}}},
+            "mappings": [{"source": "q", "function": "f", "batch_size": 10, "batching_window": window}],
+            "changes": [
+                {"at": 102, "set": {"mappings[0].enabled": False}},
+                {"at": 402, "set": {"mappings[0].enabled": True}},
+            ],
+        }
+    )
+    off, on = s.stages[0][0], s.stages[1][0]
+    result = traced(s)
+    inv = result.invocations
+    assert not ((inv["start_s"] > off) & (inv["start_s"] < on)).any()
+    if window:  # the message sent at 100 s was held in a window when it closed
+        assert off in set(inv["start_s"])
+    rec = result.records
+    waited = rec[(rec["sent_s"] > off) & (rec["sent_s"] < on)]
+    assert len(waited) == 30
+    assert (waited["sent_s"] + waited["queued_s"] >= on).all()  # received once it is enabled
+    pollers = result.timeseries["Pollers"].to_numpy()
+    assert (pollers[int(off // 60) + 1 : int(on // 60)] == 0).all()  # no poller runs meanwhile
+    assert_conserved(result)
 
 
 def test_raising_maximum_concurrency_lets_the_fleet_grow_from_then_on() -> None:

@@ -27,6 +27,18 @@ class ReceiverOwner(Protocol):
     idle_collectors: int
     #: A long poll in progress when the batching window ends is not cut short.
     finish_poll_after_window: bool
+    #: Pollers it may run now (0: disabled).
+    allowed: int
+
+    def poller_gone(self, now: float) -> None:
+        """One of its pollers stopped at ``now`` ahead of its process (a detached long poll)."""
+
+
+class Detached:
+    """What a long poll let go while it waited wakes to: its poller ends, already counted out."""
+
+
+DETACHED = Detached()
 
 
 class Collector:
@@ -42,6 +54,7 @@ class Collector:
         "armed",
         "base",
         "calls",
+        "detached",
         "event",
         "first_at",
         "first_row",
@@ -62,6 +75,7 @@ class Collector:
     def __init__(self, event: simpy.Event, owner: ReceiverOwner, now: float, max_record_bytes: float) -> None:
         self.event = event
         self.armed = False  # a wake-up at the next arrival is scheduled for it
+        self.detached = False  # stopped while armed: its poller ends quietly when the wake-up fires
         self.owner = owner
         self.since = now
         self.parts: list[Part] = []  # what its own receives took (not what the ring dealt it)

@@ -26,7 +26,7 @@ from esmsim.model.scaling import (
     next_target,
     poller_floor,
 )
-from esmsim.model.sqs_collector import Collector
+from esmsim.model.sqs_collector import Collector, Detached
 from esmsim.model.sqs_event_pollers import EventPollers
 from esmsim.model.sqs_messages import Batch
 from esmsim.model.sqs_queue import SqsQueue
@@ -194,9 +194,11 @@ class SqsMappingRuntime:
                     # visible then, as a long poll ended by an arrival does (docs/model.md §3).
                     yield env.timeout(round_trip)
                     now = env.now
+                    if not self.allowed:  # disabled meanwhile: the call's answer is not acted on
+                        break
                 else:
                     dealt = True
-            got: Batch | Collector | None = receive(self, now, dealt=dealt)
+            got: Batch | Collector | Detached | None = receive(self, now, dealt=dealt)
             while isinstance(got, Collector):
                 value = yield got.event
                 now = env.now
@@ -204,6 +206,8 @@ class SqsMappingRuntime:
                 got = woken(got, now) if value is WAKE else value
             if got is None:
                 break
+            if isinstance(got, Detached):
+                return  # let go while it waited: poller_gone counted it out then
             batch = got  # the loop above leaves only a batch
             if not batch.n:
                 continue  # its messages all left while its window collected
@@ -226,6 +230,11 @@ class SqsMappingRuntime:
                     release(batch, end)
         self.running -= 1
         self.pollers.add(env.now, -1)
+
+    def poller_gone(self, now: float) -> None:
+        """A poller stopped at ``now`` ahead of its process (a disabled mapping's armed long poll)."""
+        self.running -= 1
+        self.pollers.add(now, -1)
 
     def finish(self, end: float) -> None:
         """At the end of the run: bill the event pollers (provisioned mode)."""

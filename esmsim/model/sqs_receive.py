@@ -32,8 +32,10 @@ from esmsim.model.alarm import Alarm
 from esmsim.model.invoke import PAYLOAD_LIMIT_BYTES
 from esmsim.model.records import count
 from esmsim.model.sqs_collector import (
+    DETACHED,
     NO_EMPTY_POLLS,
     Collector,
+    Detached,
     ReceiverOwner,
     dealt_receive_calls,
     empty_polls,
@@ -133,11 +135,14 @@ class SqsReceivers:
         batch.on_overrun = self.release
         return batch
 
-    def woken(self, collector: Collector, now: float) -> Batch | Collector:
+    def woken(self, collector: Collector, now: float) -> Batch | Collector | Detached:
         """The armed long poll woke at the arrival it waited for: take it, pass the turn on.
 
-        Returns the batch, or the same collector re-armed when another poller took the message first.
+        Returns the batch, or the same collector re-armed when another poller took the message first,
+        or :data:`DETACHED` when its poller was let go while it waited.
         """
+        if collector.detached:
+            return DETACHED  # let go while it waited (a disabled mapping): it takes nothing
         self.head_waiter = None
         queue = self.queue
         queue.refresh(now)
@@ -227,6 +232,28 @@ class SqsReceivers:
             owner.idle_collectors -= 1
             self._count_empty(c, now)
             c.event.succeed(None)
+        head = self.head_waiter
+        if len(stopped) < k and head is not None and head.owner is owner and owner.allowed == 0:
+            # A disabled mapping's armed long poll stops too: its wake-up (at the next arrival) is
+            # scheduled and cannot be taken back, so the poller is let go now and its process ends
+            # quietly when the wake-up fires, taking nothing.
+            self.head_waiter = None
+            if self.fifo:
+                self._arm(self.fifo.popleft(), now, parked=True)
+            owner.idle_collectors -= 1
+            self._count_empty(head, now)
+            if head.armed:
+                head.detached = True
+                owner.poller_gone(now)
+            else:  # nothing scheduled wakes it: stop it like the others
+                head.event.succeed(None)
+            stopped.append(head)
+        if owner.allowed == 0 and any(c.owner is owner for c in self.ring.members):
+            # A disabled mapping's pollers holding messages in a batching window receive nothing
+            # more: their windows close now, with what they hold, and they invoke it.
+            self.dispatch(now)  # what arrived by now is theirs
+            for c in [c for c in self.ring.members if c.owner is owner]:
+                self._complete(c, now)
         return len(stopped)
 
     # ------------------------------------------------------------------ dealing
