@@ -78,6 +78,13 @@ def test_live_changes_conserve_records_and_respect_the_limits_in_effect(s: Scena
             window = mine[(mine["start_s"] >= begin + grace) & (mine["start_s"] < end)]
             if not state.enabled:
                 assert window.empty, f"mappings[{i}] invoked while disabled"
+                readers = [m for m in s.mappings if m.source == state.source]
+                if len(readers) == 1 and end < np.inf:
+                    # Nothing is received while it is disabled (its queue's only mapping).
+                    rec = result.records
+                    rec = rec[rec["consumer"].astype(str) == state.source]
+                    received = (rec["sent_s"] + rec["queued_s"]).to_numpy()
+                    assert not ((received > begin + 1e-9) & (received < end)).any()
             assert (window["records"] <= state.batch_size).all()
     for name in s.functions:
         mine = inv[inv["function"].astype(str) == name]
