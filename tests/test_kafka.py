@@ -253,6 +253,47 @@ def test_provisioned_pollers_are_capped_at_the_partitions() -> None:
     assert result.summary["kafka_epu_hours"] == pytest.approx(120 / 3600)
 
 
+def test_a_disabled_mapping_runs_and_bills_no_pollers() -> None:
+    # "If you disable the event source mapping, AWS Lambda stops polling": provisioned 3..12
+    # pollers (one EPU) for 20 minutes, disabled from minute 5 to 15: EPUs billed for 10 minutes.
+    s = kafka(
+        {
+            "duration": 1200,
+            "update_delay": 0,
+            "sources": {"t": {"partitions": 12, "traffic": {"rate": 300, "initial_backlog": 0}}},
+            "changes": [
+                {"at": 300, "set": {"mappings[0].enabled": False}},
+                {"at": 900, "set": {"mappings[0].enabled": True}},
+            ],
+        },
+        {"provisioned_pollers": {"minimum": 3, "maximum": 12}},
+    )
+    result = simulate(s)
+    pollers = _pollers(result)
+    assert (pollers[5:15] == 0).all()
+    assert (pollers[:5] >= 3).all()
+    assert (pollers[15:] >= 3).all()
+    assert result.summary["kafka_epu_hours"] == pytest.approx(600 / 3600)
+
+
+def test_a_mapping_enabled_later_scales_its_pollers_from_then() -> None:
+    # Created disabled, enabled at minute 5 with a backlog of 100,000 records in 12 partitions:
+    # no pollers before, then the on-demand scaler adds pollers on the offset lag.
+    s = kafka(
+        {
+            "duration": 900,
+            "update_delay": 0,
+            "sources": {"t": {"partitions": 12, "traffic": {"rate": 300, "initial_backlog": 100_000}}},
+            "changes": [{"at": 300, "set": {"mappings[0].enabled": True}}],
+        },
+        {"enabled": False, "batch_size": 100},
+    )
+    result = simulate(s)
+    pollers = _pollers(result)
+    assert (pollers[:5] == 0).all()
+    assert pollers[5:].max() > s.mappings[0].kafka_scaling.initial_pollers  # type: ignore[union-attr]
+
+
 def test_on_demand_mode_costs_no_epu() -> None:
     result = simulate(kafka())
     assert result.summary["kafka_epu_hours"] == 0

@@ -37,6 +37,13 @@ from esmsim.rng import Streams
 from esmsim.scenario.mappings import KafkaMapping, StreamMapping
 
 
+def _first_pollers(spec: KafkaMapping, partitions: int) -> int:
+    """Pollers a mapping starts with: provisioned mode's minimum, else the on-demand start."""
+    low, high = poller_bounds(spec, partitions)
+    first = low if spec.provisioned_pollers is not None else spec.kafka_scaling.initial_pollers
+    return min(max(first, low), high)
+
+
 class KafkaMappingRuntime(StreamMappingRuntime):
     """One Kafka mapping during a run."""
 
@@ -59,10 +66,10 @@ class KafkaMappingRuntime(StreamMappingRuntime):
         self.lag = recorder.level("offset_lag")
         super().__init__(env, index, label, spec, source, limits, invoker, recorder, consumer, streams)
         partitions = len(source.shards)
-        low, high = poller_bounds(spec, partitions)
-        first = low if spec.provisioned_pollers is not None else spec.kafka_scaling.initial_pollers
         levels = (recorder.level(f"kafka_pollers:{index}"), recorder.level("kafka_pollers"))
-        self.pollers = KafkaPollers(env, partitions, min(max(first, low), high), levels)
+        # A disabled mapping runs (and bills) no pollers: "Lambda stops polling".
+        first = _first_pollers(spec, partitions) if spec.enabled else 0
+        self.pollers = KafkaPollers(env, partitions, first, levels)
         if spec.provisioned_pollers is not None:
             self.pollers.resize(self.pollers.count, 0.0, spec.kafka_scaling.pollers_per_epu, billed=True)
         self._delays = streams.get("kafka_apply_delay", f"mappings[{index}]")
@@ -124,10 +131,9 @@ class KafkaMappingRuntime(StreamMappingRuntime):
 
     # ------------------------------------------------------------------ scaling
     def start(self) -> None:
-        """Start the partitions' processes and the poller scaler."""
+        """Start the partitions' processes and the poller scaler (idle while the mapping is disabled)."""
         super().start()
-        if self.spec.enabled:
-            self.env.process(self._scaler())
+        self.env.process(self._scaler())
 
     def _scaler(self) -> Generator[simpy.Event, Any, None]:
         env = self.env
@@ -140,6 +146,9 @@ class KafkaMappingRuntime(StreamMappingRuntime):
             yield env.timeout(tick * interval - env.now)
             now = env.now
             spec = self.spec
+            if not spec.enabled:  # no pollers to scale; throttles seen meanwhile are old news
+                self._throttled_seen = self.invoker.throttled
+                continue
             knobs = spec.kafka_scaling
             partitions = self.pollers.partitions
             low, high = poller_bounds(spec, partitions)
@@ -163,6 +172,8 @@ class KafkaMappingRuntime(StreamMappingRuntime):
             delay = float(self._delays.uniform(0.0, knobs.apply_delay_max))
             yield env.timeout(delay)
             spec = self.spec
+            if not spec.enabled:  # disabled while the change was being applied
+                continue
             low, high = poller_bounds(spec, partitions)
             self.pollers.resize(
                 min(max(target, low), high),
@@ -177,8 +188,14 @@ class KafkaMappingRuntime(StreamMappingRuntime):
         assert isinstance(spec, KafkaMapping)
         old = self.spec
         super().apply(spec, now)
-        low, high = poller_bounds(spec, self.pollers.partitions)
-        count = min(max(self.pollers.count, low), high)
+        partitions = self.pollers.partitions
+        low, high = poller_bounds(spec, partitions)
+        if not spec.enabled:
+            count = 0  # disabled: its pollers stop (and their EPUs with them)
+        elif not old.enabled:
+            count = _first_pollers(spec, partitions)  # enabled: it starts again as a new mapping
+        else:
+            count = min(max(self.pollers.count, low), high)
         provisioned = spec.provisioned_pollers is not None
         if count != self.pollers.count or provisioned != (old.provisioned_pollers is not None):
             self.pollers.resize(count, now, spec.kafka_scaling.pollers_per_epu, billed=provisioned)

@@ -84,6 +84,8 @@ class KafkaPollers:
     def may_start(self, partition: int, slots: int) -> bool:
         """Whether the partition's poller has an invoke slot free."""
         k = self.count
+        if not k:  # a disabled mapping's: none
+            return False
         return int(np.count_nonzero(self.busy[partition % k :: k])) < slots
 
     def take(self, partition: int) -> None:
