@@ -86,6 +86,11 @@ def test_live_changes_conserve_records_and_respect_the_limits_in_effect(s: Scena
                     received = (rec["sent_s"] + rec["queued_s"]).to_numpy()
                     assert not ((received > begin + 1e-9) & (received < end)).any()
             assert (window["records"] <= state.batch_size).all()
+            cap = getattr(state, "maximum_concurrency", None)
+            if cap is not None and not window.empty:
+                # Batches started once the change had settled run at most the cap in effect.
+                running = concurrency_at(window, window["start_s"].to_numpy())
+                assert running.max() <= cap, f"mappings[{i}] ran {running.max()} batches, cap {cap}"
     for name in s.functions:
         mine = inv[inv["function"].astype(str) == name]
         timeline = [(0.0, s.functions[name])] + [(t, stage.functions[name]) for t, stage in s.stages]
