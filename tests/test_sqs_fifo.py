@@ -187,10 +187,23 @@ def test_fifo_requests_cost_more_than_standard_ones() -> None:
     poison=st.sampled_from([0.0, 0.05]),
     partial=st.booleans(),
     seed=st.integers(1, 1000),
+    retention=st.sampled_from([None, 60]),
+    paused=st.booleans(),
 )
 def test_fifo_concurrency_order_and_conservation(
-    groups: int, skew: float, rate: str, batch: int, cap: int | None, poison: float, partial: bool, seed: int
+    groups: int,
+    skew: float,
+    rate: str,
+    batch: int,
+    cap: int | None,
+    poison: float,
+    partial: bool,
+    seed: int,
+    retention: int | None,
+    paused: bool,
 ) -> None:
+    # retention 60: waiting and redelivered messages expire (the queue rebuilds its groups' lanes);
+    # paused: the mapping is disabled from 20 s to 50 s (the groups' waiting messages stay put).
     mapping: dict[str, Any] = {"batch_size": batch, "report_batch_item_failures": partial}
     if cap is not None:
         mapping["maximum_concurrency"] = cap
@@ -205,8 +218,19 @@ def test_fifo_concurrency_order_and_conservation(
                     "visibility_timeout": 10,
                     "max_receive_count": 2,
                     "traffic": {"rate": rate, "message_groups": groups, "group_skew": skew},
+                    **({"retention": retention} if retention else {}),
                 }
             },
+            **(
+                {
+                    "changes": [
+                        {"at": 20, "set": {"mappings[0].enabled": False}},
+                        {"at": 50, "set": {"mappings[0].enabled": True}},
+                    ]
+                }
+                if paused
+                else {}
+            ),
         },
         mapping,
     )
