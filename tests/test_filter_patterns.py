@@ -26,6 +26,7 @@ from esmsim.scenario.filter_rules import match_share
 from esmsim.scenario.mappings import EventFilter
 from esmsim.scenario.scenario import Scenario
 from tests.helpers import assert_conserved
+from tests.test_filtering import BAD_BASE
 
 ATTRIBUTES = {"kind": {"a": 0.3, "b": 0.5, "c": 0.2}, "region": {"eu": 0.4, "us": 0.6}}
 
@@ -109,21 +110,7 @@ def test_an_sqs_run_filters_the_share_the_patterns_give() -> None:
 
 
 # --------------------------------------------------------------------------------- bad input
-BASE = """\
-functions:
-  f: {timeout: 10}
-sources:
-  q:
-    type: sqs
-    traffic:
-      rate: 1/s
-      attributes:
-        kind: {a: 0.3, b: 0.7}
-mappings:
-  - source: q
-    function: f
-    filter: FILTER
-"""
+BASE = BAD_BASE.replace("EXTRA", "mappings:\n  - source: q\n    function: f\n    filter: FILTER")
 
 
 @pytest.mark.parametrize(
