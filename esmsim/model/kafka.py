@@ -29,8 +29,9 @@ import simpy
 from esmsim.events import RecordState
 from esmsim.model.invoke import Invoked, Invoker
 from esmsim.model.kafka_pollers import KafkaPollers, poller_bounds, pollers_needed
+from esmsim.model.stream_batch import Pending
 from esmsim.model.stream_lanes import Lane
-from esmsim.model.stream_mapping import Pending, StreamMappingRuntime
+from esmsim.model.stream_mapping import StreamMappingRuntime
 from esmsim.model.stream_source import ShardLog, ShardReadLimits, StreamSource
 from esmsim.observe.recorder import Recorder
 from esmsim.rng import Streams

@@ -38,12 +38,12 @@ if TYPE_CHECKING:
 
 
 class LaneBatch(Protocol):
-    """What a lane needs of a batch it works on (stream_mapping.Pending): where its records start."""
+    """What a lane needs of a batch it works on (stream_batch.Pending): where its records start."""
 
     start: int
 
 
-#: The batches a lane works on (stream_mapping.Pending; lanes do not import the mapping).
+#: The batches a lane works on (stream_batch.Pending; lanes do not import the mapping).
 BatchT = TypeVar("BatchT", bound=LaneBatch)
 
 
