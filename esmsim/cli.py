@@ -497,28 +497,7 @@ def explain(out_dir: str) -> None:
 
     Reads OUT_DIR/summary.json and, for the slowest minutes, OUT_DIR/timeseries.parquet.
     """
-    import json
+    from esmsim.report import explain_lines
 
-    from esmsim.report import latency_split, limit_lines, slowest_minute_lines
-
-    path = Path(out_dir) / "summary.json"
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-        limits = document["limits"]
-        summary = document["summary"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise RunError(f"{path}: not a summary.json written by esmsim run (it has no limits)") from None
-    for line in limit_lines(limits) or ["no mappings or triggers"]:
+    for line in explain_lines(Path(out_dir)):
         click.echo(line)
-    if "latency_mean_queued_s" not in summary:
-        click.echo(f"{path}: written by an esmsim without the latency's parts; run it again to see them")
-        return
-    click.echo(f"where the mean latency went (mean {summary['latency_mean_s']:.4g} s, after the warm-up)")
-    for line in latency_split(summary):
-        click.echo(f"  {line}")
-    series = Path(out_dir) / "timeseries.parquet"
-    if series.exists():
-        import pandas as pd
-
-        for line in slowest_minute_lines(pd.read_parquet(series)):
-            click.echo(line)

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from esmsim.errors import OutputError
+from esmsim.errors import OutputError, RunError
 from esmsim.keys import LATENCY_PART_KEYS
 from esmsim.result import RunResult
 from esmsim.units import format_duration
@@ -404,6 +404,34 @@ def limit_lines(limits: dict[str, dict[str, Any]]) -> list[str]:
     for name, found in limits.items():
         shares = ", ".join(f"{limit} {share:.0%}" for limit, share in found["binding"].items())
         lines += [f"  {name}: {shares}", f"    advice: {found['advice']}"]
+    return lines
+
+
+def explain_lines(out_dir: Path) -> list[str]:
+    """What ``esmsim explain OUT_DIR`` prints: the limits, the latency's split, the slowest minutes.
+
+    Reads OUT_DIR/summary.json and, for the slowest minutes, OUT_DIR/timeseries.parquet.
+
+    Raises:
+        RunError: summary.json is missing or was not written by ``esmsim run``.
+    """
+    path = out_dir / "summary.json"
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        limits = document["limits"]
+        summary = document["summary"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise RunError(f"{path}: not a summary.json written by esmsim run (it has no limits)") from None
+    lines = limit_lines(limits) or ["no mappings or triggers"]
+    if "latency_mean_queued_s" not in summary:
+        return [*lines, f"{path}: written by an esmsim without the latency's parts; run it again to see them"]
+    lines.append(f"where the mean latency went (mean {summary['latency_mean_s']:.4g} s, after the warm-up)")
+    lines += [f"  {line}" for line in latency_split(summary)]
+    series = out_dir / "timeseries.parquet"
+    if series.exists():
+        import pandas as pd
+
+        lines += slowest_minute_lines(pd.read_parquet(series))
     return lines
 
 
