@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from esmsim.model.build import build
+from esmsim.model.records import RecordFifo
 from esmsim.rng import Streams
 from tests.helpers import scenario
 
@@ -47,3 +48,21 @@ def test_a_message_expires_exactly_when_its_retention_ends() -> None:
     queue.refresh(now)
     assert queue.head == 1  # expired and gone from the fresh messages
     world.env.run(until=now + 1)  # the expiry wake-up at `now` finds nothing left to do
+
+
+def test_expired_until_compares_the_sum_the_watermark_uses() -> None:
+    # A record sent at 0.05 with a retention of 0.2 is due at 0.05 + 0.2; a search for "sent <=
+    # now - retention" misses it then ((0.05 + 0.2) - 0.2 is just below 0.05), and the record
+    # would wait past its watermark forever. expired_until compares the sum itself.
+    sent = np.array([0.0, 0.05, 0.1, 0.2])
+    retention = 0.2
+    now = 0.05 + retention
+    assert int(np.searchsorted(sent, now - retention, side="right")) == 1  # the rounding, shown
+    fifo = RecordFifo({"sent_at": float})
+    fifo.append({"sent_at": sent})
+    assert fifo.expired_until("sent_at", 0, now, retention) == 2
+    for later in (0.3, 0.1 + retention, 0.4, 1.0):
+        assert fifo.expired_until("sent_at", 0, later, retention) == int(
+            np.count_nonzero(sent + retention <= later)
+        )
+    assert fifo.expired_until("sent_at", 2, 0.0, retention) == 2  # nothing due: the start itself

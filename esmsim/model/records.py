@@ -95,6 +95,20 @@ class RecordFifo:
             return self.column(name, ids.start, ids.stop, ids.step or 1)
         return np.asarray(self.arrays[name][ids - self.base])
 
+    def expired_until(self, name: str, start: int, now: float, retention: float) -> int:
+        """Position of the first record from ``start`` whose ``name`` plus ``retention`` is after ``now``.
+
+        The sum is compared as it is written (a record expires when sent + retention <= now): a
+        search for ``now - retention`` can round to either side of a record exactly due, and a
+        record due by the sum but missed by the search would wait forever.
+        """
+        stop = self.search(name, now - retention, "right", start=start)
+        while stop < self.top and self.at(name, stop) + retention <= now:
+            stop += 1
+        while stop > start and self.at(name, stop - 1) + retention > now:
+            stop -= 1
+        return stop
+
     def search(self, name: str, value: float, side: str = "right", start: int | None = None) -> int:
         """Position of the first record from ``start`` (default: ``low``) with ``name`` above ``value``.
 

@@ -329,15 +329,9 @@ class MessageFates:
     def _expire_due(self, now: float) -> None:
         fifo = self.fifo
         retention = self.retention_s
-        # A message expires when sent + retention <= now, computed exactly so: the retention
-        # watermark is that sum, and "sent <= now - retention" can differ from it by a rounding,
-        # which would leave a message due by the watermark but not by this test, forever.
+        # The retention watermark is sent + retention: the test is that sum (see expired_until).
         if self.head < fifo.top and fifo.at("sent_at", self.head) + retention <= now:
-            stop = fifo.search("sent_at", now - retention, "right", start=self.head)
-            while stop < fifo.top and fifo.at("sent_at", stop) + retention <= now:
-                stop += 1
-            while stop > self.head and fifo.at("sent_at", stop - 1) + retention > now:
-                stop -= 1
+            stop = fifo.expired_until("sent_at", self.head, now, retention)
             part = slice(self.head, stop)
             sent = fifo.gather("sent_at", part)
             expiry = sent + self.retention_s

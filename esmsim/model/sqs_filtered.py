@@ -158,10 +158,7 @@ class FilteredMessages:
         if start >= top:
             return
         if self._paused:  # nobody receives: only retention takes them (rows are in sending order)
-            retention = self.queue.retention_s
-            k = int(rows.search("sent_at", now - retention, "right", start=start)) - start
-            while k and rows.at("sent_at", start + k - 1) + retention > now:  # exactly as the queue
-                k -= 1
+            k = rows.expired_until("sent_at", start, now, self.queue.retention_s) - start
             if k:
                 self._post_arrivals(start + k)
                 sent, expiry, ids, draw = self._columns(start, start + k)
