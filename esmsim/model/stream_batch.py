@@ -9,14 +9,27 @@ attempt what is left to send.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from esmsim.model.stream_lanes import Lane
 
-if TYPE_CHECKING:
-    from esmsim.model.stream_mapping import StreamMappingRuntime
+
+class BatchOwner(Protocol):
+    """What a batch asks of its mapping (:class:`~esmsim.model.stream_mapping.StreamMappingRuntime`)."""
+
+    lanes: dict[int, Lane[Pending]]
+    draws: bool
+    filtering: bool
+    expansion: float
+    overhead: float
+
+    def trim(self, lane: Lane[Pending], start: int, end: int, now: float) -> int:
+        """Expire or discard what may no longer be sent from the front of ``[start, end)``."""
+
+    def finish_filtered(self, lane: Lane[Pending], batch: Pending) -> None:
+        """A batch of filtered records only: it ends without an invocation."""
 
 
 class Pending:
@@ -45,7 +58,7 @@ class Pending:
     )
 
     def __init__(
-        self, mapping: StreamMappingRuntime, lane: Lane[Pending], start: int, end: int, failures: int = 0
+        self, mapping: BatchOwner, lane: Lane[Pending], start: int, end: int, failures: int = 0
     ) -> None:
         self.mapping = mapping
         self.lane = lane.index
